@@ -1,0 +1,1 @@
+"""lr_meta.features."""
