@@ -394,3 +394,623 @@ def _binary_fns():
 OPERAND_FNS = _operand_fns()
 UNARY_FNS = _unary_fns()
 BINARY_FNS = _binary_fns()
+
+
+# ---------------------------------------------------------------------------
+# Expression trees (the readable form, parsed).
+# ---------------------------------------------------------------------------
+
+
+class Operand(NamedTuple):
+  id: int
+
+
+class Unary(NamedTuple):
+  id: int
+  x: Any
+
+
+class Binary(NamedTuple):
+  id: int
+  x: Any
+  y: Any
+
+
+Expr = Union[Operand, Unary, Binary]
+
+_TOKEN_RE = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
+  | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
+  | (?P<sym>\*\*|[-+*/^(),])
+""", re.VERBOSE)
+
+_OPERAND_NAMES = {}
+for _tok in OPERANDS:
+  for _spelling in (_tok.name,) + _tok.aliases:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", _spelling):
+      _OPERAND_NAMES[_spelling] = _tok.id
+_FUNCTIONS = {"exp": UN["exp"], "log": UN["log"], "log_abs": UN["log"],
+              "sqrt": UN["sqrt"], "sqrt_abs": UN["sqrt"], "sign": UN["sign"],
+              "neg": UN["neg"], "id": UN["id"]}
+_ARG_FUNCTIONS = {"clip": CLIP_BOUNDS, "drop": DROP_RATES}
+_SYMBOL_BINARY = {"+": BIN["add"], "-": BIN["sub"], "*": BIN["mul"],
+                  "/": BIN["div"], "^": BIN["pow"], "**": BIN["pow"]}
+_NUMBER_OPERANDS = {1.0: OP["1"], 2.0: OP["2"]}
+_MAX_NESTING = 64
+_ALLOWED_ATOMS = (
+    "operands " + ", ".join(tok.name for tok in OPERANDS)
+    + "; functions exp(x), log(x), sqrt(x), sign(x), neg(x), id(x), "
+    "clip(x, 1e-5|1e-4|1e-3), drop(x, 0.1|0.3|0.5), keep(x, y); or '('")
+
+
+class _Lexeme(NamedTuple):
+  kind: str  # 'number', 'name', 'sym' or 'end'
+  text: str
+  pos: int
+
+
+def _tokenize(rule):
+  lexemes, pos = [], 0
+  while pos < len(rule):
+    match = _TOKEN_RE.match(rule, pos)
+    if match is None:
+      raise DSLError(f"rule {rule!r}: position {pos}: unexpected character "
+                     f"{rule[pos]!r}; allowed: names, numbers and "
+                     "+ - * / ^ ** ( ) ,")
+    if match.lastgroup != "ws":
+      lexemes.append(_Lexeme(match.lastgroup, match.group(), pos))
+    pos = match.end()
+  lexemes.append(_Lexeme("end", "end of rule", len(rule)))
+  return lexemes
+
+
+def _match_number(text, allowed):
+  """The key of `allowed` whose number equals `text`, else None."""
+  value = float(text)
+  for key, number in allowed.items():
+    if math.isclose(value, number, rel_tol=1e-9, abs_tol=0.0):
+      return key
+  return None
+
+
+class _Parser:
+  """Recursive descent over the grammar in the module docstring."""
+
+  def __init__(self, rule):
+    self.rule = rule
+    self.lexemes = _tokenize(rule)
+    self.i = 0
+    self.depth = 0
+
+  def nest(self):
+    """Guards the recursion depth (Python's stack) of nested rules."""
+    self.depth += 1
+    if self.depth > _MAX_NESTING:
+      raise self.error(self.peek(), f"at most {_MAX_NESTING} nested "
+                       "parentheses, functions and signs")
+
+  def peek(self, ahead=0):
+    return self.lexemes[min(self.i + ahead, len(self.lexemes) - 1)]
+
+  def error(self, lexeme, expected):
+    return DSLError(f"rule {self.rule!r}: position {lexeme.pos}: unexpected "
+                    f"{lexeme.text!r}; expected {expected}")
+
+  def advance(self):
+    lexeme = self.peek()
+    self.i += 1
+    return lexeme
+
+  def expect(self, text):
+    lexeme = self.peek()
+    if lexeme.text != text:
+      raise self.error(lexeme, repr(text))
+    return self.advance()
+
+  def parse(self):
+    if self.peek().kind == "end":
+      raise self.error(self.peek(), "a rule; allowed: " + _ALLOWED_ATOMS)
+    expr = self.expr()
+    if self.peek().kind != "end":
+      raise self.error(self.peek(), "an operator + - * / ^ or the end")
+    return expr
+
+  def expr(self):
+    node = self.term()
+    while self.peek().text in ("+", "-"):
+      op = _SYMBOL_BINARY[self.advance().text]
+      node = Binary(op, node, self.term())
+    return node
+
+  def term(self):
+    node = self.factor()
+    while self.peek().text in ("*", "/"):
+      op = _SYMBOL_BINARY[self.advance().text]
+      node = Binary(op, node, self.factor())
+    return node
+
+  def factor(self):
+    self.nest()
+    if self.peek().text == "-":
+      self.advance()
+      node = Unary(UN["neg"], self.factor())
+    else:
+      node = self.power()
+    self.depth -= 1
+    return node
+
+  def power(self):
+    node = self.atom()
+    if self.peek().text in ("^", "**"):
+      self.advance()
+      node = Binary(BIN["pow"], node, self.factor())
+    return node
+
+  def atom(self):
+    lexeme, nxt = self.peek(), self.peek(1)
+    if lexeme.kind == "number":
+      return self.number_atom()
+    if lexeme.kind == "name":
+      name = lexeme.text
+      # g^2, g^3 (and not g ^ 2 ^ x).
+      if (name == "g" and nxt.text in ("^", "**")
+          and self.peek(2).text in ("2", "3")
+          and self.peek(3).text not in ("^", "**")):
+        self.i += 3
+        return Operand(OP["g^2"] if self.peek(-1).text == "2" else OP["g^3"])
+      # sign(g), sign(m) are operands.
+      if (name == "sign" and nxt.text == "("
+          and self.peek(2).text in ("g", "m", "m_hat")
+          and self.peek(3).text == ")"):
+        self.i += 4
+        return Operand(OP["sign(g)"] if self.peek(-2).text == "g"
+                       else OP["sign(m)"])
+      if name in _OPERAND_NAMES:
+        self.advance()
+        return Operand(_OPERAND_NAMES[name])
+      if name == "w":
+        raise self.error(lexeme, "an operand; w appears only as 1e-4 * w, "
+                         "1e-3 * w, 1e-2 * w or 1e-1 * w")
+      if name in _FUNCTIONS or name in _ARG_FUNCTIONS or name == "keep":
+        return self.call()
+      raise self.error(lexeme, "an operand or function; allowed: "
+                       + _ALLOWED_ATOMS)
+    if lexeme.text == "(":
+      self.advance()
+      node = self.expr()
+      self.expect(")")
+      return node
+    raise self.error(lexeme, "an operand, function or '('; allowed: "
+                     + _ALLOWED_ATOMS)
+
+  def number_atom(self):
+    lexeme = self.advance()
+    if self.peek().text == "*" and self.peek(1).text == "w":
+      op = _match_number(lexeme.text, {i: c for i, c in
+                                       W_COEFFICIENTS.items()})
+      if op is None:
+        raise self.error(lexeme, "a coefficient of w: 1e-4, 1e-3, 1e-2 or "
+                         "1e-1")
+      self.i += 2
+      return Operand(op)
+    op = _match_number(lexeme.text, {v: float(k) for k, v in
+                                     _NUMBER_OPERANDS.items()})
+    if op is None:
+      raise self.error(lexeme, "a number operand: 1 or 2 (or a coefficient "
+                       "1e-4, 1e-3, 1e-2, 1e-1 before '* w')")
+    return Operand(op)
+
+  def call(self):
+    name = self.advance().text
+    self.expect("(")
+    arg = self.expr()
+    if name == "keep":
+      self.expect(",")
+      right = self.expr()
+      self.expect(")")
+      return Binary(BIN["keep"], arg, right)
+    if name in _ARG_FUNCTIONS:
+      allowed = _ARG_FUNCTIONS[name]
+      self.expect(",")
+      lexeme = self.advance()
+      op = (_match_number(lexeme.text, allowed) if lexeme.kind == "number"
+            else None)
+      if op is None:
+        raise self.error(lexeme, f"the {name} argument, one of "
+                         + ", ".join(f"{v:g}" for v in allowed.values()))
+      self.expect(")")
+      return Unary(op, arg)
+    self.expect(")")
+    if name == "id":
+      return arg
+    return Unary(_FUNCTIONS[name], arg)
+
+
+def parse_expression(rule: str) -> Expr:
+  """Parses the readable form into an expression tree (`Operand`, ...)."""
+  if not isinstance(rule, str):
+    raise DSLError(f"a rule must be a str, got {type(rule).__name__}")
+  return _Parser(rule).parse()
+
+
+# ---------------------------------------------------------------------------
+# Expression tree <-> token program.
+# ---------------------------------------------------------------------------
+
+
+def compile_expression(expr: Expr) -> np.ndarray:
+  """Lays an expression tree out as token groups in post-order.
+
+  Unaries attach to the operand slots of the binary above them; a unary of a
+  unary, a unary at the top, or a bare operand at the top gets a keep-left
+  group ``(x, x, u, id, keep)``.
+
+  Args:
+    expr: an expression tree.
+
+  Returns:
+    int32 array of shape (num_groups, 5).
+  """
+  groups = []
+
+  def emit(node):
+    """Bank id holding the value of `node`."""
+    if isinstance(node, Operand):
+      return node.id
+    if isinstance(node, Binary):
+      a1, u1 = slot(node.x)
+      a2, u2 = slot(node.y)
+      groups.append((a1, a2, u1, u2, node.id))
+      return NUM_OPERANDS + len(groups) - 1
+    a, u = slot(node)
+    groups.append((a, a, u, UN["id"], BIN["keep"]))
+    return NUM_OPERANDS + len(groups) - 1
+
+  def slot(node):
+    """(bank id, unary id) feeding `node` into an operand slot."""
+    if isinstance(node, Unary):
+      return emit(node.x), node.id
+    return emit(node), UN["id"]
+
+  root = emit(expr)
+  if root < NUM_OPERANDS:  # a bare operand
+    groups.append((root, root, UN["id"], UN["id"], BIN["keep"]))
+  return np.asarray(groups, np.int32).reshape(-1, GROUP_SIZE)
+
+
+def validate_program(program) -> np.ndarray:
+  """Checks a concrete token program; returns it as int32 (num_groups, 5).
+
+  Raises:
+    DSLError: naming the group, the position and the allowed range.
+  """
+  try:
+    array = np.asarray(program)
+  except Exception as e:  # ragged lists and the like.
+    raise DSLError(f"a token program must be an int array of shape "
+                   f"(num_groups, 5); got {program!r}") from e
+  if (array.ndim != 2 or array.shape[1] != GROUP_SIZE or array.shape[0] < 1
+      or not (np.issubdtype(array.dtype, np.integer) or array.size == 0)):
+    raise DSLError(f"a token program must be a non-empty int array of shape "
+                   f"(num_groups, 5) = (op1, op2, u1, u2, b); got shape "
+                   f"{array.shape} dtype {array.dtype}")
+  names = ("op1", "op2", "u1", "u2", "b")
+  for i, group in enumerate(array):
+    limits = (num_bank_entries(i),) * 2 + (NUM_UNARY,) * 2 + (NUM_BINARY,)
+    for position, (value, limit) in enumerate(zip(group, limits)):
+      if not 0 <= value < limit:
+        allowed = (f"operand ids 0..{limit - 1} (the {NUM_OPERANDS} operands "
+                   f"and the outputs of groups 0..{i - 1})" if position < 2
+                   else f"ids 0..{limit - 1}: " + ", ".join(
+                       tok.name for tok in (UNARY if position < 4
+                                            else BINARY)))
+        raise DSLError(f"token program: group {i}, position {position} "
+                       f"({names[position]}): unexpected token {int(value)}; "
+                       f"allowed {allowed}")
+  return array.astype(np.int32)
+
+
+def program_expression(program) -> Expr:
+  """The expression tree a (valid) token program computes."""
+  program = validate_program(program)
+
+  def node(bank_id):
+    if bank_id < NUM_OPERANDS:
+      return Operand(int(bank_id))
+    a1, a2, u1, u2, b = (int(v) for v in program[bank_id - NUM_OPERANDS])
+    left = apply(u1, node(a1))
+    if b == BIN["keep"] and a1 == a2 and u2 == UN["id"]:
+      return left
+    return Binary(b, left, apply(u2, node(a2)))
+
+  def apply(u, x):
+    return x if u == UN["id"] else Unary(u, x)
+
+  return node(NUM_OPERANDS + len(program) - 1)
+
+
+# Printing precedence: higher binds tighter.
+_PREC_ADD, _PREC_MUL, _PREC_NEG, _PREC_POW, _PREC_ATOM = 1, 2, 3, 4, 5
+_BINARY_PREC = {BIN["add"]: _PREC_ADD, BIN["sub"]: _PREC_ADD,
+                BIN["mul"]: _PREC_MUL, BIN["div"]: _PREC_MUL,
+                BIN["pow"]: _PREC_POW}
+_BINARY_SYMBOL = {BIN["add"]: "+", BIN["sub"]: "-", BIN["mul"]: "*",
+                  BIN["div"]: "/", BIN["pow"]: "^"}
+_UNARY_CALL = {UN["exp"]: "exp({})", UN["log"]: "log({})",
+               UN["sqrt"]: "sqrt({})", UN["sign"]: "sign({})"}
+_UNARY_CALL.update({i: "clip({}, " + f"{b:.0e}".replace("e-0", "e-") + ")"
+                    for i, b in CLIP_BOUNDS.items()})
+_UNARY_CALL.update({i: "drop({}, " + f"{p:g}" + ")"
+                    for i, p in DROP_RATES.items()})
+
+
+def format_expression(expr: Expr) -> str:
+  """Canonical readable form of an expression tree."""
+
+  def fmt(node):
+    """(text, precedence)."""
+    if isinstance(node, Operand):
+      prec = (_PREC_MUL if node.id in OPERANDS_NEEDING_W
+              else _PREC_POW if node.id in (OP["g^2"], OP["g^3"])
+              else _PREC_ATOM)
+      return OPERANDS[node.id].name, prec
+    if isinstance(node, Unary):
+      inner = node.x
+      if node.id == UN["neg"]:
+        text = wrap(inner, _PREC_NEG)
+        return "-" + (f"({text})" if text.startswith("-") else text), _PREC_NEG
+      text = fmt(inner)[0]
+      if node.id == UN["sign"] and inner in (Operand(OP["g"]),
+                                             Operand(OP["m"])):
+        text = f"({text})"  # sign((g)): the unary, not the operand sign(g).
+      return _UNARY_CALL[node.id].format(text), _PREC_ATOM
+    if node.id == BIN["keep"]:
+      return f"keep({fmt(node.x)[0]}, {fmt(node.y)[0]})", _PREC_ATOM
+    prec = _BINARY_PREC[node.id]
+    if node.id == BIN["pow"]:
+      left = wrap(node.x, _PREC_ATOM)
+      right = wrap(node.y, _PREC_NEG)
+      if node.x == Operand(OP["g"]) and node.y == Operand(OP["2"]):
+        right = "(2)"  # g ^ (2): the power, not the operand g^2.
+    else:
+      left = wrap(node.x, prec)
+      right = wrap(node.y, prec + 1)
+    return f"{left} {_BINARY_SYMBOL[node.id]} {right}", prec
+
+  def wrap(node, min_prec):
+    text, prec = fmt(node)
+    return text if prec >= min_prec else f"({text})"
+
+  return fmt(expr)[0]
+
+
+def parse(rule: str) -> np.ndarray:
+  """Readable rule -> token program (int32, shape (num_groups, 5))."""
+  return compile_expression(parse_expression(rule))
+
+
+def format_program(program) -> str:
+  """Token program -> canonical readable rule."""
+  return format_expression(program_expression(program))
+
+
+def canonicalize(program) -> np.ndarray:
+  """The canonical token program computing the same rule.
+
+  Drops groups whose output is unused, inlines outputs used more than once,
+  reorders groups into post-order, and keeps the right operand of ``keep``
+  groups only where it is visible in the readable form.
+  """
+  return parse(format_program(program))
+
+
+def to_program(rule) -> np.ndarray:
+  """A readable rule (str) or a token program -> validated token program."""
+  if isinstance(rule, str):
+    return parse(rule)
+  return validate_program(rule)
+
+
+# ---------------------------------------------------------------------------
+# The optax side: state and step shared by `from_dsl` and the interpreter.
+# ---------------------------------------------------------------------------
+
+
+class RuleState(NamedTuple):
+  """State of a compiled update rule.
+
+  Attributes:
+    count: number of updates so far (int32); `t` of the decay operands.
+    key: raw PRNG key (uint32[2]) of the random operands and drop(); split
+      once per update.
+    m: EMA of g (not bias-corrected), or None when the rule does not use it.
+    v: EMA of g**2, or None.
+    gamma: EMA of g**3, or None.
+  """
+  count: chex.Array
+  key: chex.PRNGKey
+  m: Optional[optax.Updates]
+  v: Optional[optax.Updates]
+  gamma: Optional[optax.Updates]
+
+
+class _Tracked(NamedTuple):
+  m: bool
+  v: bool
+  gamma: bool
+
+
+def _tracked(operand_ids) -> _Tracked:
+  ids = set(int(i) for i in operand_ids)
+  return _Tracked(m=bool(ids & OPERANDS_NEEDING_M),
+                  v=bool(ids & OPERANDS_NEEDING_V),
+                  gamma=bool(ids & OPERANDS_NEEDING_GAMMA))
+
+
+ALL_TRACKED = _Tracked(True, True, True)
+
+
+def init_rule_state(params, seed, tracked: _Tracked = ALL_TRACKED):
+  """Zero EMAs for the tracked moments, count 0, key from `seed`."""
+  zeros = lambda on: optax.tree.zeros_like(params) if on else None
+  return RuleState(count=jnp.zeros([], jnp.int32),
+                   key=jax.random.PRNGKey(seed),
+                   m=zeros(tracked.m), v=zeros(tracked.v),
+                   gamma=zeros(tracked.gamma))
+
+
+def rule_update(evaluate_leaf: Callable[[LeafInputs], chex.Array],
+                updates, state: RuleState, params, hp: Hyperparams):
+  """One update of a rule given as a per-leaf evaluation function.
+
+  Updates the tracked EMAs (optax's `update_moment` and `bias_correction`,
+  so ``m / sqrt(v)`` matches `optax.adam` exactly), splits the key, and maps
+  `evaluate_leaf` over the leaves with each leaf's inputs.
+
+  Returns:
+    (direction, new_state); the direction is the rule's `out` (callers scale
+    it by -lr).
+  """
+  count_inc = optax.safe_increment(state.count)
+
+  def moment(ema, beta, order):
+    if ema is None:
+      return None, None
+    new = optax.tree.update_moment(updates, ema, beta, order)
+    return new, optax.tree.bias_correction(new, beta, count_inc)
+
+  m, m_hat = moment(state.m, hp.beta1, 1)
+  v, v_hat = moment(state.v, hp.beta2, 2)
+  gamma, gamma_hat = moment(state.gamma, hp.beta3, 3)
+  key, step_key = jax.random.split(state.key)
+
+  g_leaves, treedef = jax.tree.flatten(updates)
+  def leaves(tree):
+    return ([None] * len(g_leaves) if tree is None
+            else treedef.flatten_up_to(tree))
+  keys = leaf_keys(step_key, len(g_leaves))
+  out = [
+      evaluate_leaf(LeafInputs(g=g, m=mi, v=vi, gamma=gi, w=wi,
+                               t=state.count, key=k))
+      for g, mi, vi, gi, wi, k in zip(g_leaves, leaves(m_hat), leaves(v_hat),
+                                      leaves(gamma_hat), leaves(params), keys)
+  ]
+  new_state = RuleState(count=count_inc, key=key, m=m, v=v, gamma=gamma)
+  return jax.tree.unflatten(treedef, out), new_state
+
+
+def evaluate_program_static(program: np.ndarray, inputs: LeafInputs,
+                            hp: Hyperparams) -> chex.Array:
+  """Evaluates a concrete program on one leaf as plain jnp code.
+
+  The program is unrolled in Python: only the operands and functions it
+  names are computed, so the compiled XLA is what one would write by hand.
+  """
+  operand_cache = {}
+
+  def operand(i):
+    if i >= NUM_OPERANDS:
+      return outputs[i - NUM_OPERANDS]
+    if i not in operand_cache:
+      operand_cache[i] = OPERAND_FNS[i](inputs, hp)
+    return operand_cache[i]
+
+  outputs = []
+  for group, (a1, a2, u1, u2, b) in enumerate(program.tolist()):
+    x = UNARY_FNS[u1](operand(a1), unary_key(inputs.key, group, 0))
+    y = UNARY_FNS[u2](operand(a2), unary_key(inputs.key, group, 1))
+    outputs.append(BINARY_FNS[b](x, y, hp.delta).astype(inputs.g.dtype))
+  return outputs[-1]
+
+
+def scale_by_rule(
+    rule,
+    *,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    beta3: float = 0.999,
+    delta: float = 1e-8,
+    decay_steps: Optional[float] = None,
+    cd_periods: float = 0.5,
+    rd_periods: float = 1.0,
+    seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
+  """Rescales updates by a NOS update rule's output `out` (no learning rate).
+
+  Bello et al. 2017, eq. (section 3.1) ``dw = lr * b(u1(op1), u2(op2))``:
+  this transform returns ``b(...)``; `from_dsl` adds ``-lr``.
+
+  Args:
+    rule: readable rule (str) or token program, see the module docstring.
+    beta1: EMA decay of m_hat.
+    beta2: EMA decay of v_hat.
+    beta3: EMA decay of gamma_hat.
+    delta: denominator offset of ``/``, ``adam`` and ``rmsprop``.
+    decay_steps: T of the ``ld``/``cd``/``rd`` operands (required when the
+      rule uses them).
+    cd_periods: n of ``cd``.
+    rd_periods: n of ``rd``.
+    seed: seed of the PRNG key in the state (random operands and drop()).
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs`; `update` needs `params` when
+    the rule uses ``w``.
+
+  Raises:
+    DSLError: for a malformed rule, or decay operands without decay_steps.
+  """
+  program = to_program(rule)
+  operands_used = {int(i) for i in program[:, :2].ravel() if i < NUM_OPERANDS}
+  if operands_used & OPERANDS_NEEDING_DECAY_STEPS and decay_steps is None:
+    raise DSLError(f"rule {format_program(program)!r} uses the decay "
+                   "operands ld/cd/rd: pass decay_steps=<total steps T>")
+  if isinstance(decay_steps, (int, float)) and decay_steps <= 0:
+    raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
+  tracked = _tracked(operands_used)
+  hp = Hyperparams(beta1=beta1, beta2=beta2, beta3=beta3, delta=delta,
+                   decay_steps=decay_steps, cd_periods=cd_periods,
+                   rd_periods=rd_periods)
+
+  def init_fn(params):
+    return init_rule_state(params, seed, tracked)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    if operands_used & OPERANDS_NEEDING_W and params is None:
+      raise DSLError(f"rule {format_program(program)!r} uses w: call "
+                     "update(updates, state, params)")
+    return rule_update(
+        lambda inputs: evaluate_program_static(program, inputs, hp),
+        updates, state, params, hp)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def from_dsl(
+    rule,
+    learning_rate: optax.ScalarOrSchedule,
+    **hyperparams,
+) -> optax.GradientTransformationExtraArgs:
+  """Compiles a NOS update rule to an optax optimizer.
+
+  Example::
+
+    opt = from_dsl("exp(sign(g) * sign(m)) * g", 0.1)   # == power_sign(0.1)
+    opt = from_dsl("m / sqrt(v)", 1e-3)                  # == optax.adam(1e-3, eps=1e-8)
+
+  Args:
+    rule: readable rule (str) or token program (int array (num_groups, 5)).
+    learning_rate: float or optax schedule; parameters move by
+      ``-learning_rate * out``.
+    **hyperparams: keyword arguments of `scale_by_rule` (beta1, beta2,
+      beta3, delta, decay_steps, cd_periods, rd_periods, seed).
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs` (ignores unknown extra args).
+
+  Raises:
+    DSLError: for a malformed rule (naming position, token and allowed names).
+  """
+  return optax.chain(scale_by_rule(rule, **hyperparams),
+                     optax.scale_by_learning_rate(learning_rate))
