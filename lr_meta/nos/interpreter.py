@@ -1,0 +1,153 @@
+"""Batched interpreter of NOS token programs (Bello et al. 2017, section 3.1).
+
+A token program (int32 ``(num_groups, 5)``, see `lr_meta.nos.dsl`) is data
+here, not code: `scale_by_program` builds an optax transform whose program may
+be a traced array, so ONE compiled function serves every rule of the same
+number of groups, and ``jax.vmap`` over programs (and learning rates, seeds,
+initial parameters) trains a whole batch of candidate rules at once::
+
+  def train(program, learning_rate, key):
+    opt = interpreter.program_optimizer(program, learning_rate,
+                                        decay_steps=num_steps)
+    ...  # an ordinary jitted training loop (lax.scan) with `opt`
+    return final_accuracy
+
+  accuracies = jax.jit(jax.vmap(train))(programs, learning_rates, keys)
+
+Each update evaluates all ``NUM_OPERANDS`` operands of every parameter leaf,
+then per group picks the operands by index from the growing bank and applies
+the unary/binary functions with `lax.switch` over the tables of
+`lr_meta.nos.dsl` (the same functions `from_dsl` unrolls, so the numbers are
+the same as `from_dsl` on each rule; under `vmap` the switch becomes a select
+over all branches, which also keeps a NaN of an unused branch out of the
+result). The state always tracks m, v and gamma.
+
+Token values outside their range (see `dsl.validate_program`) are clamped
+into it rather than raising, since traced programs cannot raise; validate
+concrete programs with `dsl.validate_program`. Valid programs never raise,
+but may produce inf/NaN (exp overflow, log 0, negative base ** fraction):
+`all_finite` detects it per rule.
+"""
+
+from typing import Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+from jax import lax
+import optax
+
+from lr_meta.nos import dsl
+
+ProgramState = dsl.RuleState
+
+
+def _unary_branches():
+  return [lambda x, key, fn=fn: fn(x, key) for fn in dsl.UNARY_FNS]
+
+
+def _binary_branches(delta):
+  return [lambda x, y, fn=fn: fn(x, y, delta) for fn in dsl.BINARY_FNS]
+
+
+def evaluate_program(program: chex.Array, inputs: dsl.LeafInputs,
+                     hp: dsl.Hyperparams) -> chex.Array:
+  """Evaluates a (possibly traced) token program on one parameter leaf.
+
+  Args:
+    program: int array (num_groups, 5); num_groups must be static.
+    inputs: the leaf's operand inputs; `w` must be given.
+    hp: language constants.
+
+  Returns:
+    The rule's output `out` for this leaf (same shape and dtype as g).
+  """
+  program = jnp.asarray(program, jnp.int32)
+  chex.assert_rank(program, 2)
+  chex.assert_axis_dimension(program, 1, dsl.GROUP_SIZE)
+  num_groups = program.shape[0]
+  g = inputs.g
+  operands = [fn(inputs, hp).astype(g.dtype) for fn in dsl.OPERAND_FNS]
+  bank = jnp.stack(operands + [jnp.zeros_like(g)] * num_groups)
+  unary, binary = _unary_branches(), _binary_branches(hp.delta)
+  out = g
+  for group in range(num_groups):
+    limit = dsl.num_bank_entries(group)
+    a1, a2 = (jnp.clip(program[group, i], 0, limit - 1) for i in (0, 1))
+    u1, u2 = (jnp.clip(program[group, i], 0, dsl.NUM_UNARY - 1)
+              for i in (2, 3))
+    b = jnp.clip(program[group, 4], 0, dsl.NUM_BINARY - 1)
+    x = lax.switch(u1, unary, bank[a1], dsl.unary_key(inputs.key, group, 0))
+    y = lax.switch(u2, unary, bank[a2], dsl.unary_key(inputs.key, group, 1))
+    out = lax.switch(b, binary, x, y).astype(g.dtype)
+    bank = bank.at[dsl.NUM_OPERANDS + group].set(out)
+  return out
+
+
+def scale_by_program(
+    program: chex.Array,
+    decay_steps,
+    *,
+    beta1=0.9,
+    beta2=0.999,
+    beta3=0.999,
+    delta=1e-8,
+    cd_periods=0.5,
+    rd_periods=1.0,
+    seed=0,
+) -> optax.GradientTransformationExtraArgs:
+  """Rescales updates by a token program's output (no learning rate).
+
+  Args:
+    program: int array (num_groups, 5), may be traced (e.g. vmapped).
+    decay_steps: T of the ``ld``/``cd``/``rd`` operands (any program may use
+      them, so it is required); may be traced.
+    beta1: EMA decay of m_hat.
+    beta2: EMA decay of v_hat.
+    beta3: EMA decay of gamma_hat.
+    delta: denominator offset of ``/``, ``adam`` and ``rmsprop``.
+    cd_periods: n of ``cd``.
+    rd_periods: n of ``rd``.
+    seed: seed of the state's PRNG key (may be traced).
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs` with `ProgramState`; `update`
+    needs `params` (for the ``w`` operands).
+  """
+  hp = dsl.Hyperparams(beta1=beta1, beta2=beta2, beta3=beta3, delta=delta,
+                       decay_steps=decay_steps, cd_periods=cd_periods,
+                       rd_periods=rd_periods)
+
+  def init_fn(params):
+    return dsl.init_rule_state(params, seed)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    if params is None:
+      raise ValueError("scale_by_program needs params (the w operands): "
+                       "call update(updates, state, params)")
+    return dsl.rule_update(lambda x: evaluate_program(program, x, hp),
+                           updates, state, params, hp)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def program_optimizer(program: chex.Array,
+                      learning_rate: optax.ScalarOrSchedule,
+                      decay_steps, **hyperparams
+                      ) -> optax.GradientTransformationExtraArgs:
+  """`scale_by_program` then ``-learning_rate`` (the interpreter's `from_dsl`).
+
+  `learning_rate` may be a traced scalar, so ``vmap`` over rules x learning
+  rates compiles once.
+  """
+  return optax.chain(scale_by_program(program, decay_steps, **hyperparams),
+                     optax.scale_by_learning_rate(learning_rate))
+
+
+def all_finite(tree) -> chex.Array:
+  """True when every leaf of `tree` is finite (a bool scalar, jit-able)."""
+  leaves = jax.tree.leaves(tree)
+  if not leaves:
+    return jnp.array(True)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
