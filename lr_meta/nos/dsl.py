@@ -276,8 +276,8 @@ class LeafInputs(NamedTuple):
   key: chex.PRNGKey
 
 
-# Key streams inside one leaf's key: 0 -> eps, 1 -> eps_t, 2 + 2 i + s -> the
-# dropout of slot s (0 = u1, 1 = u2) of group i.
+# Key streams inside one leaf's key: 0 -> eps, 1 -> eps_t, 2 + 2 j + s -> the
+# dropout of slot s (0 = u1, 1 = u2) of the group j places before the last.
 _EPS_STREAM, _EPS_T_STREAM, _FIRST_DROP_STREAM = 0, 1, 2
 
 
@@ -286,9 +286,16 @@ def leaf_keys(step_key, num_leaves):
   return [jax.random.fold_in(step_key, i) for i in range(num_leaves)]
 
 
-def unary_key(leaf_key, group, slot):
-  """Key of the dropout in slot `slot` (0: u1, 1: u2) of group `group`."""
-  return jax.random.fold_in(leaf_key, _FIRST_DROP_STREAM + 2 * group + slot)
+def unary_key(leaf_key, groups_after, slot):
+  """Key of the dropout in slot `slot` (0: u1, 1: u2) of a group.
+
+  Groups are counted from the output: `groups_after` is the number of groups
+  after this one (0 for the last group), so prepending dead groups to batch
+  programs of different lengths (`interpreter.pad_programs`) leaves every
+  draw unchanged.
+  """
+  return jax.random.fold_in(leaf_key,
+                            _FIRST_DROP_STREAM + 2 * groups_after + slot)
 
 
 def _scalar(x, like):
@@ -918,8 +925,9 @@ def evaluate_program_static(program: np.ndarray, inputs: LeafInputs,
 
   outputs = []
   for group, (a1, a2, u1, u2, b) in enumerate(program.tolist()):
-    x = UNARY_FNS[u1](operand(a1), unary_key(inputs.key, group, 0))
-    y = UNARY_FNS[u2](operand(a2), unary_key(inputs.key, group, 1))
+    after = len(program) - 1 - group
+    x = UNARY_FNS[u1](operand(a1), unary_key(inputs.key, after, 0))
+    y = UNARY_FNS[u2](operand(a2), unary_key(inputs.key, after, 1))
     outputs.append(BINARY_FNS[b](x, y, hp.delta).astype(inputs.g.dtype))
   return outputs[-1]
 

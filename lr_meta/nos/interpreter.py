@@ -35,6 +35,7 @@ import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
+import numpy as np
 import optax
 
 from lr_meta.nos import dsl
@@ -77,8 +78,9 @@ def evaluate_program(program: chex.Array, inputs: dsl.LeafInputs,
     u1, u2 = (jnp.clip(program[group, i], 0, dsl.NUM_UNARY - 1)
               for i in (2, 3))
     b = jnp.clip(program[group, 4], 0, dsl.NUM_BINARY - 1)
-    x = lax.switch(u1, unary, bank[a1], dsl.unary_key(inputs.key, group, 0))
-    y = lax.switch(u2, unary, bank[a2], dsl.unary_key(inputs.key, group, 1))
+    after = num_groups - 1 - group
+    x = lax.switch(u1, unary, bank[a1], dsl.unary_key(inputs.key, after, 0))
+    y = lax.switch(u2, unary, bank[a2], dsl.unary_key(inputs.key, after, 1))
     out = lax.switch(b, binary, x, y).astype(g.dtype)
     bank = bank.at[dsl.NUM_OPERANDS + group].set(out)
   return out
@@ -143,6 +145,38 @@ def program_optimizer(program: chex.Array,
   """
   return optax.chain(scale_by_program(program, decay_steps, **hyperparams),
                      optax.scale_by_learning_rate(learning_rate))
+
+
+def pad_programs(programs, num_groups: Optional[int] = None) -> np.ndarray:
+  """Stacks programs of different lengths into one int32 (B, G, 5) batch.
+
+  Shorter programs get dead keep groups ``(g, g, id, id, keep)`` prepended and
+  their group-output ids shifted, which changes neither the rule (the last
+  group is still the output) nor its random draws (see `dsl.unary_key`).
+
+  Args:
+    programs: concrete token programs (validated here).
+    num_groups: G; defaults to the longest program.
+
+  Returns:
+    int32 array (len(programs), G, 5).
+  """
+  programs = [dsl.validate_program(p) for p in programs]
+  longest = max(len(p) for p in programs)
+  num_groups = longest if num_groups is None else num_groups
+  if num_groups < longest:
+    raise ValueError(f"num_groups={num_groups} < the longest program "
+                     f"({longest} groups)")
+  dead = np.array([dsl.OP["g"], dsl.OP["g"], dsl.UN["id"], dsl.UN["id"],
+                   dsl.BIN["keep"]], np.int32)
+  out = []
+  for program in programs:
+    pad = num_groups - len(program)
+    shifted = program.copy()
+    operands = shifted[:, :2]
+    operands[operands >= dsl.NUM_OPERANDS] += pad
+    out.append(np.concatenate([np.tile(dead, (pad, 1)), shifted]))
+  return np.stack(out).astype(np.int32)
 
 
 def all_finite(tree) -> chex.Array:
