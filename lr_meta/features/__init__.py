@@ -1,1 +1,58 @@
-"""lr_meta.features."""
+"""lr_meta.features: state features for learning-rate controllers.
+
+* Weight statistics of a conv kernel (Fu 2016): ``weight_stats_features``.
+* Training-dynamics observation (Xu, Dai, Kemp & Metz 2019):
+  ``dynamics_init`` / ``dynamics_update``.
+* Per-example-loss features (Daniel, Taylor & Nowozin 2016):
+  ``predicted_change_features`` / ``linearize_losses``, smoothed with
+  ``running_stats_update``.
+* Finding layers in a params tree: ``last_conv_layer``, ``get_kernel``, ...
+"""
+
+# pylint: disable=g-importing-member
+
+from lr_meta.features.dynamics import DEFAULT_DECAY as DYNAMICS_DECAY
+from lr_meta.features.dynamics import dynamics_init
+from lr_meta.features.dynamics import dynamics_update
+from lr_meta.features.dynamics import DynamicsState
+from lr_meta.features.dynamics import kernel_moments
+from lr_meta.features.dynamics import log_variance
+from lr_meta.features.dynamics import NUM_OBSERVATIONS
+from lr_meta.features.dynamics import OBSERVATION_NAMES
+from lr_meta.features.params import conv_layers
+from lr_meta.features.params import dense_layers
+from lr_meta.features.params import first_dense_layer
+from lr_meta.features.params import get_kernel
+from lr_meta.features.params import kernel_layers
+from lr_meta.features.params import last_conv_layer
+from lr_meta.features.params import last_dense_layer
+from lr_meta.features.params import layer_name
+from lr_meta.features.params import LayerPath
+from lr_meta.features.params import LayerSpec
+from lr_meta.features.params import unwrap_params
+from lr_meta.features.per_example import directional_derivatives_from_grads
+from lr_meta.features.per_example import FEATURE_NAMES as PER_EXAMPLE_FEATURE_NAMES
+from lr_meta.features.per_example import linearize_losses
+from lr_meta.features.per_example import losses_and_directional_derivatives
+from lr_meta.features.per_example import per_example_features
+from lr_meta.features.per_example import per_example_grads
+from lr_meta.features.per_example import predicted_change_features
+from lr_meta.features.smoothing import bias_correction
+from lr_meta.features.smoothing import ema
+from lr_meta.features.smoothing import ema_first_value
+from lr_meta.features.smoothing import running_stats_debiased
+from lr_meta.features.smoothing import running_stats_features
+from lr_meta.features.smoothing import running_stats_init
+from lr_meta.features.smoothing import running_stats_update
+from lr_meta.features.smoothing import RunningStats
+from lr_meta.features.weight_stats import AGGREGATION_NAMES
+from lr_meta.features.weight_stats import aggregate
+from lr_meta.features.weight_stats import feature_index as weight_feature_index
+from lr_meta.features.weight_stats import FEATURE_NAMES as WEIGHT_FEATURE_NAMES
+from lr_meta.features.weight_stats import kernel_statistics
+from lr_meta.features.weight_stats import layer_weight_stats
+from lr_meta.features.weight_stats import NUM_WEIGHT_FEATURES
+from lr_meta.features.weight_stats import PREV_LR_INDEX
+from lr_meta.features.weight_stats import STAT_NAMES
+from lr_meta.features.weight_stats import summary_statistics
+from lr_meta.features.weight_stats import weight_stats_features

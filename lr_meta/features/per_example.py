@@ -1,0 +1,174 @@
+"""Per-example-loss features of Daniel, Taylor & Nowozin (2016).
+
+For the examples ``i`` of a batch with losses ``f_i``, per-example gradients
+``grad_i`` and the step's update ``dw`` (what is added to the params, e.g.
+``-lr * grad`` for SGD), the two base features are::
+
+  phi1 = log Var_i(grad_i . dw)    predictive change: first-order Taylor
+                                   estimate of each example's loss change
+  phi2 = log Var_i(f_i)            disagreement of the function values
+
+(``Var`` with ddof 0; ``log(var + eps)`` with a tiny eps so a zero variance
+stays finite.) Smooth them with ``lr_meta.features.smoothing``.
+
+``grad_i . dw`` for all i is the directional derivative of the per-example
+loss VECTOR along ``dw``, i.e. one Jacobian-vector product: ``jax.jvp`` of
+``loss_vector_fn: params -> (B,)`` at ``params`` with tangent ``dw``. That
+costs about one extra forward pass instead of materialising B gradients
+(``vmap(grad)``, kept here only as the reference ``per_example_grads`` for
+tests and benchmarks). ``linearize_losses`` goes further for use inside a
+train step: one linearisation gives the losses, the batch gradient (its
+transpose) AND the JVP function, so the forward pass is shared with training.
+
+Batch norm and dropout: ``loss_vector_fn`` is a closure that fixes the batch,
+labels, the dropout key and the batch statistics (train mode normalises with
+the batch's own statistics, so ``f_i`` depends on the other examples too; the
+JVP then differentiates exactly what ``loss_vector_fn`` computes, coupling
+included, which is what the Taylor expansion of the next step needs). Return
+the new ``batch_stats`` as an auxiliary output and use ``has_aux=True``.
+"""
+
+from typing import Any, Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+
+LOG_EPS = 1e-30
+FEATURE_NAMES = ("predictive_change", "disagreement")  # phi1, phi2
+
+
+def _check_losses(losses: chex.Array) -> None:
+  if losses.ndim != 1:
+    raise ValueError(
+        "loss_vector_fn must return one loss per example, shape (B,); got "
+        f"shape {losses.shape}.")
+
+
+def _tangent_like(params: Any, dw: Any) -> Any:
+  if jax.tree.structure(params) != jax.tree.structure(dw):
+    raise ValueError(
+        "dw must have the structure of params; got "
+        f"{jax.tree.structure(dw)} for params {jax.tree.structure(params)}.")
+  chex.assert_trees_all_equal_shapes(params, dw)
+  return jax.tree.map(lambda p, d: jnp.asarray(d, p.dtype), params, dw)
+
+
+def losses_and_directional_derivatives(
+    loss_vector_fn: Callable[..., Any], params: Any, dw: Any,
+    has_aux: bool = False):
+  """Per-example losses ``f`` and ``grad_i . dw`` from ONE ``jax.jvp``.
+
+  Args:
+    loss_vector_fn: ``params -> (B,)`` per-example losses (or ``(losses,
+      aux)`` with ``has_aux``); a closure over the batch, labels, RNG keys.
+    params: point of evaluation.
+    dw: the step's update, same structure and shapes as ``params``.
+    has_aux: whether ``loss_vector_fn`` returns ``(losses, aux)``.
+
+  Returns:
+    ``(losses, derivatives)``, both ``(B,)``; ``(losses, derivatives, aux)``
+    with ``has_aux``.
+  """
+  dw = _tangent_like(params, dw)
+  out = jax.jvp(loss_vector_fn, (params,), (dw,), has_aux=has_aux)
+  losses, derivatives = out[0], out[1]
+  _check_losses(losses)
+  return out if has_aux else (losses, derivatives)
+
+
+def linearize_losses(loss_vector_fn: Callable[..., Any], params: Any,
+                     has_aux: bool = False):
+  """Losses, batch-mean gradient and the JVP function from one linearisation.
+
+  For a train step that also wants ``phi1``::
+
+    losses, grad, jvp_fn = linearize_losses(loss_vector_fn, params)
+    updates, opt_state = opt.update(grad, opt_state, params)
+    derivatives = jvp_fn(updates)                 # grad_i . dw, (B,)
+    phi = per_example_features(losses, derivatives)
+
+  The forward pass is shared: the gradient is the transpose of the
+  linearisation applied to ``ones(B) / B`` (what ``jax.vjp`` does internally),
+  and ``jvp_fn`` only adds the tangent pass.
+
+  Args:
+    loss_vector_fn: ``params -> (B,)`` (or ``(losses, aux)`` with ``has_aux``).
+    params: point of evaluation.
+    has_aux: whether ``loss_vector_fn`` returns ``(losses, aux)``.
+
+  Returns:
+    ``(losses, grad, jvp_fn)`` or ``(losses, grad, jvp_fn, aux)``: ``grad`` is
+    the gradient of ``mean(losses)``; ``jvp_fn(dw) -> (B,)``.
+  """
+  if has_aux:
+    losses, lin_fn, aux = jax.linearize(loss_vector_fn, params, has_aux=True)
+  else:
+    losses, lin_fn = jax.linearize(loss_vector_fn, params)
+  _check_losses(losses)
+  transpose = jax.linear_transpose(lin_fn, params)
+  (grad,) = transpose(jnp.full_like(losses, 1.0 / losses.shape[0]))
+
+  def jvp_fn(dw):
+    return lin_fn(_tangent_like(params, dw))
+
+  return (losses, grad, jvp_fn, aux) if has_aux else (losses, grad, jvp_fn)
+
+
+def per_example_features(losses: chex.Array, derivatives: chex.Array,
+                         eps: float = LOG_EPS) -> chex.Array:
+  """``[phi1, phi2] = [log Var_i(grad_i . dw), log Var_i(f_i)]``.
+
+  Args:
+    losses: per-example losses ``f_i``, ``(B,)``.
+    derivatives: ``grad_i . dw``, ``(B,)``.
+    eps: added to each variance before the log.
+
+  Returns:
+    ``(2,)`` array ordered as ``FEATURE_NAMES``.
+  """
+  chex.assert_rank([losses, derivatives], 1)
+  chex.assert_equal_shape([losses, derivatives])
+  return jnp.stack([jnp.log(jnp.var(derivatives) + eps),
+                    jnp.log(jnp.var(losses) + eps)])
+
+
+def predicted_change_features(loss_vector_fn: Callable[..., Any],
+                              params: Any, dw: Any,
+                              eps: float = LOG_EPS) -> chex.Array:
+  """``per_example_features`` from one ``jax.jvp``; see the module docstring."""
+  losses, derivatives = losses_and_directional_derivatives(
+      loss_vector_fn, params, dw)
+  return per_example_features(losses, derivatives, eps)
+
+
+# --- Reference implementation (tests and benchmarks only) -------------------
+
+
+def per_example_grads(example_loss_fn: Callable[..., chex.Array], params: Any,
+                      *batch: Any) -> Any:
+  """Per-example gradients by ``vmap(grad)``: B copies of the params.
+
+  Reference only: memory and time grow with B x (number of params). Exact for
+  models whose per-example loss depends on its own example only (no batch
+  norm in train mode); for batch-coupled models differentiate the loss
+  vector with ``jax.jacrev`` instead.
+
+  Args:
+    example_loss_fn: ``(params, *example) -> scalar`` loss of ONE example
+      (unbatched arrays).
+    params: point of evaluation.
+    *batch: arrays with a leading batch axis, split into examples.
+
+  Returns:
+    Pytree like ``params`` with a leading batch axis on every leaf.
+  """
+  in_axes = (None,) + (0,) * len(batch)
+  return jax.vmap(jax.grad(example_loss_fn), in_axes=in_axes)(params, *batch)
+
+
+def directional_derivatives_from_grads(grads: Any, dw: Any) -> chex.Array:
+  """``grad_i . dw`` for per-example gradients with a leading batch axis."""
+  dots = jax.tree.map(
+      lambda g, d: jnp.tensordot(g, d, axes=d.ndim), grads, dw)
+  return sum(jax.tree.leaves(dots))

@@ -1,0 +1,237 @@
+"""Weight-statistics state features (Fu 2016, section 4.2, eqs. 5-8).
+
+For a conv kernel ``w`` of shape ``(kh, kw, in, out)`` let ``w_ij`` be the
+``kh x kw`` filter between input channel ``i`` and output channel ``j``, the
+*row* ``w_i*`` all filters of input channel ``i`` and the *column* ``w_*j`` all
+filters of output channel ``j``. ``g`` are 12 statistics of a set of weights
+and ``h`` 5 aggregations over a set of ``g`` vectors. The feature vector of one
+layer has 193 numbers::
+
+  [  0: 12)  g(w)                   eq. 5, the whole kernel
+  [ 12: 72)  h(g(w_i*) for all i)   eq. 6, rows       (in  vectors of 12)
+  [ 72:132)  h(g(w_*j) for all j)   eq. 7, columns    (out vectors of 12)
+  [132:192)  h(g(w_ij) for all ij)  eq. 8, filters    (in*out vectors of 12)
+  [192]      previous learning rate
+
+Inside each 60-number block the layout is aggregation-major:
+``start + 12 * aggregation + statistic`` with ``STAT_NAMES`` and
+``AGGREGATION_NAMES`` giving the orders; ``FEATURE_NAMES[k]`` names entry ``k``
+(e.g. ``'rows/median/skewness'`` = the median over rows of the rows'
+skewness) and ``feature_index`` computes an index.
+
+Conventions (all *biased* population estimators, as scipy.stats defaults):
+  * quantiles 0.25/0.5/0.75: linear interpolation (``numpy.quantile``
+    default, ``method='linear'``);
+  * std: ``sqrt(m2)``, ddof = 0 (``numpy.std`` default);
+  * skewness: ``m3 / m2**1.5`` (``scipy.stats.skew(bias=True)``);
+  * kurtosis: Fisher *excess* kurtosis ``m4 / m2**2 - 3``
+    (``scipy.stats.kurtosis(fisher=True, bias=True)``);
+  * central moments ``m_p = mean((x - mean(x))**p)``, p = 1..5
+    (``scipy.stats.moment``); ``m_1`` is identically 0 and returned as exact 0
+    (kept for the paper's layout);
+  * a constant set (``m2 == 0``, e.g. a 1x1 filter) has skewness and kurtosis
+    0 where scipy returns nan, so the features stay finite;
+  * aggregations ``h``: mean, median, std (ddof = 0), max, min.
+
+Everything is jittable; statistics over rows, columns and filters are
+``jax.vmap`` ped, so computing the features inside the training jit costs a few
+sorts and reductions over the kernel.
+"""
+
+from typing import Any, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from lr_meta.features import params as params_lib
+
+STAT_NAMES = (
+    "mean", "q25", "median", "q75", "std", "skewness", "kurtosis",
+    "moment1", "moment2", "moment3", "moment4", "moment5",
+)
+NUM_STATS = len(STAT_NAMES)  # 12
+AGGREGATION_NAMES = ("mean", "median", "std", "max", "min")
+NUM_AGGREGATIONS = len(AGGREGATION_NAMES)  # 5
+GROUP_NAMES = ("rows", "columns", "filters")
+
+WHOLE_SLICE = slice(0, NUM_STATS)
+_BLOCK = NUM_STATS * NUM_AGGREGATIONS  # 60
+ROWS_SLICE = slice(NUM_STATS, NUM_STATS + _BLOCK)
+COLUMNS_SLICE = slice(ROWS_SLICE.stop, ROWS_SLICE.stop + _BLOCK)
+FILTERS_SLICE = slice(COLUMNS_SLICE.stop, COLUMNS_SLICE.stop + _BLOCK)
+PREV_LR_INDEX = FILTERS_SLICE.stop  # 192
+NUM_WEIGHT_FEATURES = PREV_LR_INDEX + 1  # 193
+
+_QUANTILES = (0.25, 0.5, 0.75)
+
+FEATURE_NAMES = tuple(
+    [f"whole/{s}" for s in STAT_NAMES]
+    + [f"{g}/{a}/{s}" for g in GROUP_NAMES
+       for a in AGGREGATION_NAMES for s in STAT_NAMES]
+    + ["prev_lr"])
+assert len(FEATURE_NAMES) == NUM_WEIGHT_FEATURES
+_FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def feature_index(name: str) -> int:
+  """Index of a named entry of the 193-vector.
+
+  Args:
+    name: ``'whole/<stat>'``, ``'<group>/<aggregation>/<stat>'`` with group in
+      ``GROUP_NAMES``, aggregation in ``AGGREGATION_NAMES`` and stat in
+      ``STAT_NAMES``, or ``'prev_lr'``; e.g. ``'columns/max/kurtosis'`` = the
+      largest kurtosis among the output channels.
+
+  Returns:
+    The index into the output of ``weight_stats_features``.
+  """
+  if name not in _FEATURE_INDEX:
+    raise ValueError(
+        f"Unknown weight-statistics feature {name!r}; allowed: 'whole/<stat>', "
+        f"'<group>/<aggregation>/<stat>' or 'prev_lr' with group in "
+        f"{GROUP_NAMES}, aggregation in {AGGREGATION_NAMES}, stat in "
+        f"{STAT_NAMES}.")
+  return _FEATURE_INDEX[name]
+
+
+def summary_statistics(x: chex.Array) -> chex.Array:
+  """The 12 statistics ``g`` of Fu 2016 of a set of weights.
+
+  Args:
+    x: array of any shape; all its entries form the set.
+
+  Returns:
+    ``(12,)`` array ordered as ``STAT_NAMES``; see the module docstring for the
+    estimator conventions.
+  """
+  x = jnp.ravel(x)
+  n = x.shape[0]
+  if n == 0:
+    raise ValueError("summary_statistics needs at least one value; got none.")
+  mean = jnp.mean(x)
+  d = x - mean
+  d2 = d * d
+  m2 = jnp.mean(d2)
+  m3 = jnp.mean(d2 * d)
+  m4 = jnp.mean(d2 * d2)
+  m5 = jnp.mean(d2 * d2 * d)
+  # Quantiles with linear interpolation from one sort; positions are static.
+  xs = jnp.sort(x)
+  qs = []
+  for q in _QUANTILES:
+    pos = q * (n - 1)
+    lo = int(pos)
+    hi = min(lo + 1, n - 1)
+    frac = pos - lo
+    qs.append(xs[lo] + frac * (xs[hi] - xs[lo]) if frac else xs[lo])
+  positive = m2 > 0
+  safe_m2 = jnp.where(positive, m2, 1.0)
+  skew = jnp.where(positive, m3 / safe_m2**1.5, 0.0)
+  kurt = jnp.where(positive, m4 / safe_m2**2 - 3.0, 0.0)
+  zero = jnp.zeros_like(mean)
+  return jnp.stack([mean, *qs, jnp.sqrt(m2), skew, kurt,
+                    zero, m2, m3, m4, m5])
+
+
+def aggregate(stats: chex.Array) -> chex.Array:
+  """The 5 aggregations ``h`` (mean, median, std, max, min) over axis 0.
+
+  Args:
+    stats: ``(n, 12)`` statistics of ``n`` sets of weights.
+
+  Returns:
+    ``(5, 12)`` array ordered as ``AGGREGATION_NAMES`` x ``STAT_NAMES``.
+  """
+  chex.assert_rank(stats, 2)
+  return jnp.stack([
+      jnp.mean(stats, axis=0),
+      jnp.median(stats, axis=0),
+      jnp.std(stats, axis=0),
+      jnp.max(stats, axis=0),
+      jnp.min(stats, axis=0),
+  ])
+
+
+def _check_kernel(kernel: Any) -> None:
+  shape = getattr(kernel, "shape", None)
+  if shape is None or len(shape) != 4:
+    raise ValueError(
+        "Weight statistics need a 4-D conv kernel (kh, kw, in, out); got "
+        f"shape {shape}.")
+  if 0 in shape:
+    raise ValueError(f"Conv kernel has an empty dimension: shape {shape}.")
+
+
+def kernel_statistics(kernel: chex.Array) -> chex.Array:
+  """``g(w)`` and ``h`` over rows, columns and filters: 192 numbers.
+
+  Args:
+    kernel: conv kernel ``(kh, kw, in, out)`` (Flax ``nn.Conv`` layout).
+
+  Returns:
+    ``(192,)`` array, entries 0..191 of the layout in the module docstring.
+  """
+  _check_kernel(kernel)
+  kh, kw, cin, cout = kernel.shape
+  stats = jax.vmap(summary_statistics)
+  whole = summary_statistics(kernel)
+  rows = jnp.moveaxis(kernel, 2, 0).reshape(cin, kh * kw * cout)
+  cols = jnp.moveaxis(kernel, 3, 0).reshape(cout, kh * kw * cin)
+  filters = kernel.reshape(kh * kw, cin * cout).T
+  return jnp.concatenate([
+      whole,
+      aggregate(stats(rows)).ravel(),
+      aggregate(stats(cols)).ravel(),
+      aggregate(stats(filters)).ravel(),
+  ])
+
+
+def weight_stats_features(kernel: chex.Array, prev_lr: chex.Numeric
+                          ) -> chex.Array:
+  """Fu 2016 state features of one conv kernel plus the previous LR.
+
+  Args:
+    kernel: conv kernel ``(kh, kw, in, out)``.
+    prev_lr: learning rate of the last iteration (scalar).
+
+  Returns:
+    ``(193,)`` float array; layout in the module docstring / ``FEATURE_NAMES``.
+  """
+  stats = kernel_statistics(kernel)
+  prev_lr = jnp.asarray(prev_lr, dtype=stats.dtype)
+  chex.assert_rank(prev_lr, 0)
+  return jnp.concatenate([stats, prev_lr[None]])
+
+
+def layer_weight_stats(params: Any, prev_lr: chex.Numeric,
+                       layer: Optional[params_lib.LayerSpec] = None
+                       ) -> chex.Array:
+  """``weight_stats_features`` of a layer found in a params tree.
+
+  Args:
+    params: Flax params (or full variables) dict.
+    prev_lr: learning rate of the last iteration (scalar).
+    layer: path of the monitored layer (``'stage2_block5/conv1'`` or a tuple).
+      None means the last conv layer in dict iteration order, which is forward
+      order only for params straight from ``model.init``: inside a training
+      loop, resolve it once with ``params.last_conv_layer(init_params)`` and
+      pass the path (see ``lr_meta.features.params``).
+
+  Returns:
+    ``(193,)`` features.
+
+  Raises:
+    ValueError: for a missing layer (the message lists the available layers)
+      or a kernel that is not 4-D.
+  """
+  if layer is None:
+    layer = params_lib.last_conv_layer(params)
+  kernel = params_lib.get_kernel(params, layer)
+  if kernel.ndim != 4:
+    raise ValueError(
+        f"Layer {params_lib.layer_name(params_lib.as_path(layer))!r} has a "
+        f"{kernel.ndim}-D kernel of shape {tuple(kernel.shape)}; weight "
+        "statistics need a 4-D conv kernel (kh, kw, in, out). Conv layers: "
+        f"{[params_lib.layer_name(p) for p in params_lib.conv_layers(params)]}.")
+  return weight_stats_features(kernel, prev_lr)
