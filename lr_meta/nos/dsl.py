@@ -998,7 +998,15 @@ def scale_by_rule(
 def from_dsl(
     rule,
     learning_rate: optax.ScalarOrSchedule,
-    **hyperparams,
+    *,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    beta3: float = 0.999,
+    delta: float = 1e-8,
+    decay_steps: Optional[float] = None,
+    cd_periods: float = 0.5,
+    rd_periods: float = 1.0,
+    seed: int = 0,
 ) -> optax.GradientTransformationExtraArgs:
   """Compiles a NOS update rule to an optax optimizer.
 
@@ -1011,8 +1019,9 @@ def from_dsl(
     rule: readable rule (str) or token program (int array (num_groups, 5)).
     learning_rate: float or optax schedule; parameters move by
       ``-learning_rate * out``.
-    **hyperparams: keyword arguments of `scale_by_rule` (beta1, beta2,
-      beta3, delta, decay_steps, cd_periods, rd_periods, seed).
+    beta1, beta2, beta3, delta, decay_steps, cd_periods, rd_periods, seed:
+      the language's constants, see `scale_by_rule` (explicit keywords, so
+      `optax.inject_hyperparams(from_dsl)` can inject any of them).
 
   Returns:
     An `optax.GradientTransformationExtraArgs` (ignores unknown extra args).
@@ -1020,5 +1029,8 @@ def from_dsl(
   Raises:
     DSLError: for a malformed rule (naming position, token and allowed names).
   """
-  return optax.chain(scale_by_rule(rule, **hyperparams),
-                     optax.scale_by_learning_rate(learning_rate))
+  return optax.chain(
+      scale_by_rule(rule, beta1=beta1, beta2=beta2, beta3=beta3, delta=delta,
+                    decay_steps=decay_steps, cd_periods=cd_periods,
+                    rd_periods=rd_periods, seed=seed),
+      optax.scale_by_learning_rate(learning_rate))
