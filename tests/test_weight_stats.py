@@ -217,3 +217,15 @@ def test_jit_inside_train_step_shape():
 
   out = f(variables["params"], 0.1)
   assert out.shape == (193,) and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_sort_last_axis_matches_numpy_sort():
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(5, 37)).astype(np.float32)
+  x[0, :10] = 0.0
+  x[1, :3] = [np.inf, -np.inf, -1e30]
+  x[2] = 1e-38 * rng.normal(size=37)  # subnormals and tiny values
+  np.testing.assert_array_equal(jax.jit(ws.sort_last_axis)(x), np.sort(x, -1))
+  x64 = rng.normal(size=(3, 4))  # other dtypes go through jnp.sort
+  np.testing.assert_array_equal(ws.sort_last_axis(jnp.asarray(x64)),
+                                np.sort(x64.astype(np.float32), -1))

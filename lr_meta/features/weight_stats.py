@@ -95,6 +95,46 @@ def feature_index(name: str) -> int:
   return _FEATURE_INDEX[name]
 
 
+def _float_to_key(x: chex.Array) -> chex.Array:
+  """Order-preserving map of float32 to uint32 (exact, invertible)."""
+  bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+  return jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
+
+
+def _key_to_float(key: chex.Array) -> chex.Array:
+  bits = jnp.where(key >> 31 == 1, key & jnp.uint32(0x7FFFFFFF), ~key)
+  return jax.lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def sort_last_axis(x: chex.Array) -> chex.Array:
+  """``jnp.sort(x, axis=-1)``, faster on CPU; same values.
+
+  XLA's CPU sort with the float total-order comparator of ``jnp.sort`` is 5-6x
+  slower than sorting integers (measured in BUILD_NOTES, "State features"), so
+  float32 rows are sorted as order-preserving uint32 keys and mapped back
+  (bit-identical, NaNs aside). Other dtypes use ``jnp.sort``.
+  """
+  if x.dtype != jnp.float32:
+    return jnp.sort(x, axis=-1)
+  return _key_to_float(jax.lax.sort(_float_to_key(x), dimension=x.ndim - 1))
+
+
+def _quantiles_of_sorted(xs: chex.Array, qs) -> list[chex.Array]:
+  """Linear-interpolation quantiles along the last axis of a sorted array."""
+  n = xs.shape[-1]
+  out = []
+  for q in qs:
+    pos = q * (n - 1)
+    lo = int(pos)
+    hi = min(lo + 1, n - 1)
+    frac = pos - lo
+    value = xs[..., lo]
+    if frac:
+      value = value + frac * (xs[..., hi] - value)
+    out.append(value)
+  return out
+
+
 def summary_statistics(x: chex.Array) -> chex.Array:
   """The 12 statistics ``g`` of Fu 2016 of a set of weights.
 
@@ -117,14 +157,7 @@ def summary_statistics(x: chex.Array) -> chex.Array:
   m4 = jnp.mean(d2 * d2)
   m5 = jnp.mean(d2 * d2 * d)
   # Quantiles with linear interpolation from one sort; positions are static.
-  xs = jnp.sort(x)
-  qs = []
-  for q in _QUANTILES:
-    pos = q * (n - 1)
-    lo = int(pos)
-    hi = min(lo + 1, n - 1)
-    frac = pos - lo
-    qs.append(xs[lo] + frac * (xs[hi] - xs[lo]) if frac else xs[lo])
+  qs = _quantiles_of_sorted(sort_last_axis(x), _QUANTILES)
   positive = m2 > 0
   safe_m2 = jnp.where(positive, m2, 1.0)
   skew = jnp.where(positive, m3 / safe_m2**1.5, 0.0)
@@ -144,9 +177,10 @@ def aggregate(stats: chex.Array) -> chex.Array:
     ``(5, 12)`` array ordered as ``AGGREGATION_NAMES`` x ``STAT_NAMES``.
   """
   chex.assert_rank(stats, 2)
+  (median,) = _quantiles_of_sorted(sort_last_axis(stats.T), (0.5,))
   return jnp.stack([
       jnp.mean(stats, axis=0),
-      jnp.median(stats, axis=0),
+      median,
       jnp.std(stats, axis=0),
       jnp.max(stats, axis=0),
       jnp.min(stats, axis=0),

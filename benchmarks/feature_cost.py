@@ -1,0 +1,248 @@
+r"""Cost of the state features inside the jitted train step.
+
+Two measurements, each "train step + features in ONE jit" against "the same
+train step alone" (that is how the LR environment and the ``controlled``
+optax wrapper use them):
+
+  (a) Fu 2016 weight statistics (193 numbers) of the last conv layer, for the
+      NOS ConvNet and WRN-40-4 on CIFAR-10-shaped input (32x32x3); target
+      <= 2% of a train step.
+  (b) Daniel 2016 per-example features (phi1, phi2 + running average and
+      uncertainty) for LeNet-5 on Fashion-MNIST-shaped input (28x28x1) at
+      batch 128, in three forms: ``jvp`` (value_and_grad + one jax.jvp of the
+      loss vector along the update), ``linearize`` (one jax.linearize shared by
+      the gradient and the jvp), and the reference ``vmap(grad)``
+      (per-example gradients); target <= 15% for the jvp forms.
+
+Inputs are random arrays of the data sets' shapes (the cost does not depend
+on the pixel values). Train step: SGD with momentum 0.9, softmax cross
+entropy, batch norm in train mode. Timing: variants are interleaved in every
+round (order rotated) so that load from other jobs on the shared cores hits
+all of them; each round times ``--iters`` calls per variant; the table gives
+the median per-step time over rounds and the median over rounds of the
+per-round ratio to the plain step.
+
+Usage:
+  python benchmarks/feature_cost.py                      # everything
+  python benchmarks/feature_cost.py --parts=weight --wrn_batch=16
+  python benchmarks/feature_cost.py --parts=per_example --rounds=9
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lr_meta import features  # pylint: disable=g-import-not-at-top
+from lr_meta.features import per_example as pe
+from lr_meta.tasks import models
+
+
+def _make_step(model, has_bn, lr=0.05, extra=None):
+  """Jitted SGD-momentum train step; ``extra(new_params, ...)`` adds features."""
+  opt = optax.sgd(lr, momentum=0.9)
+
+  def loss_fn(params, batch_stats, x, y):
+    variables = {"params": params}
+    if has_bn:
+      variables["batch_stats"] = batch_stats
+      logits, new_state = model.apply(variables, x, train=True,
+                                      mutable=["batch_stats"])
+      new_stats = new_state["batch_stats"]
+    else:
+      logits = model.apply(variables, x, train=True)
+      new_stats = batch_stats
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, new_stats
+
+  @jax.jit
+  def step(params, opt_state, batch_stats, x, y):
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, x, y)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    out = (params, opt_state, new_stats, loss)
+    if extra is not None:
+      out = out + (extra(params, lr),)
+    return out
+
+  return step, opt
+
+
+def _time(fn, args, iters):
+  t0 = time.perf_counter()
+  for _ in range(iters):
+    out = fn(*args)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - t0) / iters
+
+
+def _interleaved(variants, args, rounds, iters):
+  """Median seconds per call and median per-round ratio to variants[0]."""
+  names = list(variants)
+  for name in names:  # compile + warm up
+    jax.block_until_ready(variants[name](*args))
+    jax.block_until_ready(variants[name](*args))
+  times = {n: [] for n in names}
+  for r in range(rounds):
+    order = names[r % len(names):] + names[:r % len(names)]
+    for name in order:
+      times[name].append(_time(variants[name], args, iters))
+  base = times[names[0]]
+  return {n: (statistics.median(times[n]),
+              statistics.median([t / b for t, b in zip(times[n], base)]),
+              min(times[n]))
+          for n in names}
+
+
+def _row(label, batch, res, base_name):
+  base = res[base_name][0]
+  lines = []
+  for name, (med, ratio, best) in res.items():
+    over = "-" if name == base_name else f"{100 * (ratio - 1):+.1f}%"
+    extra = "-" if name == base_name else f"{1e3 * (med - base):.2f}"
+    lines.append(f"| {label} | {batch} | {name} | {1e3 * med:.2f} | "
+                 f"{1e3 * best:.2f} | {extra} | {over} |")
+  return lines
+
+
+def weight_part(args):
+  cases = [("NOS ConvNet", models.NOSConvNet(), args.nos_batch)]
+  if args.wrn_depth > 0:
+    cases.append((f"WRN-{args.wrn_depth}-{args.wrn_width}",
+                  models.WideResNet(depth=args.wrn_depth, width=args.wrn_width),
+                  args.wrn_batch))
+  lines = []
+  for label, model, batch in cases:
+    key = jax.random.key(0)
+    x = jax.random.uniform(key, (batch, 32, 32, 3))
+    y = jax.random.randint(key, (batch,), 0, 10)
+    variables = model.init(jax.random.key(1), x[:2])
+    layer = features.last_conv_layer(variables)  # resolved once, from init
+    params, stats = variables["params"], variables["batch_stats"]
+    plain, opt = _make_step(model, True)
+    with_feats, _ = _make_step(
+        model, True,
+        extra=lambda p, lr: features.layer_weight_stats(p, lr, layer))
+    feats_only = jax.jit(lambda p: features.layer_weight_stats(p, 0.05, layer))
+    step_args = (params, opt.init(params), stats, x, y)
+    res = _interleaved({"train step": plain, "+ weight stats": with_feats},
+                       step_args, args.rounds, args.iters)
+    kernel = features.get_kernel(params, layer)
+    alone = _interleaved({"weight stats alone": feats_only}, (params,),
+                         args.rounds, max(args.iters, 20))
+    lines += _row(f"{label}, last conv {features.layer_name(layer)} "
+                  f"{tuple(kernel.shape)}", batch, res, "train step")
+    med, _, best = alone["weight stats alone"]
+    frac = 100 * med / res["train step"][0]
+    lines.append(f"| {label} | - | weight stats alone (own jit) | "
+                 f"{1e3 * med:.3f} | {1e3 * best:.3f} | - | "
+                 f"{frac:.2f}% of step |")
+  return lines
+
+
+def per_example_part(args):
+  model = models.LeNet5()
+  batch = args.lenet_batch
+  key = jax.random.key(0)
+  x = jax.random.uniform(key, (batch, 28, 28, 1))
+  y = jax.random.randint(key, (batch,), 0, 10)
+  params = model.init(jax.random.key(1), x[:2])["params"]
+  lr, gamma = 0.05, 0.9
+  opt = optax.sgd(lr, momentum=0.9)
+
+  def loss_vector(p, xs, ys):
+    logits = model.apply({"params": p}, xs)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, ys)
+
+  def example_loss(p, xi, yi):
+    return loss_vector(p, xi[None], yi[None])[0]
+
+  @jax.jit
+  def plain(p, opt_state, phi_state, xs, ys):
+    loss, grads = jax.value_and_grad(
+        lambda q: loss_vector(q, xs, ys).mean())(p)
+    updates, opt_state = opt.update(grads, opt_state, p)
+    return optax.apply_updates(p, updates), opt_state, phi_state, loss
+
+  @jax.jit
+  def jvp_form(p, opt_state, phi_state, xs, ys):
+    loss, grads = jax.value_and_grad(
+        lambda q: loss_vector(q, xs, ys).mean())(p)
+    updates, opt_state = opt.update(grads, opt_state, p)
+    phi = pe.predicted_change_features(lambda q: loss_vector(q, xs, ys), p,
+                                       updates)
+    phi_state = features.running_stats_update(phi_state, phi, gamma)
+    return optax.apply_updates(p, updates), opt_state, phi_state, loss
+
+  @jax.jit
+  def linearize_form(p, opt_state, phi_state, xs, ys):
+    losses, grads, jvp_fn = pe.linearize_losses(
+        lambda q: loss_vector(q, xs, ys), p)
+    updates, opt_state = opt.update(grads, opt_state, p)
+    phi = pe.per_example_features(losses, jvp_fn(updates))
+    phi_state = features.running_stats_update(phi_state, phi, gamma)
+    return optax.apply_updates(p, updates), opt_state, phi_state, losses.mean()
+
+  @jax.jit
+  def vmap_grad_form(p, opt_state, phi_state, xs, ys):
+    grads_i = pe.per_example_grads(example_loss, p, xs, ys)
+    grads = jax.tree.map(lambda g: g.mean(0), grads_i)
+    losses = jax.vmap(example_loss, (None, 0, 0))(p, xs, ys)
+    updates, opt_state = opt.update(grads, opt_state, p)
+    derivs = pe.directional_derivatives_from_grads(grads_i, updates)
+    phi = pe.per_example_features(losses, derivs)
+    phi_state = features.running_stats_update(phi_state, phi, gamma)
+    return optax.apply_updates(p, updates), opt_state, phi_state, losses.mean()
+
+  step_args = (params, opt.init(params),
+               features.running_stats_init(jnp.zeros(2)), x, y)
+  res = _interleaved({"train step": plain, "+ phi (jvp)": jvp_form,
+                      "+ phi (linearize)": linearize_form,
+                      "+ phi (vmap(grad))": vmap_grad_form},
+                     step_args, args.rounds, args.iters)
+  return _row("LeNet-5, Fashion-MNIST shape", batch, res, "train step")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--parts", default="weight,per_example",
+                      help="comma list of: weight, per_example")
+  parser.add_argument("--rounds", type=int, default=7,
+                      help="interleaved rounds; medians over rounds")
+  parser.add_argument("--iters", type=int, default=5,
+                      help="calls timed per variant per round")
+  parser.add_argument("--nos_batch", type=int, default=128)
+  parser.add_argument("--wrn_batch", type=int, default=16,
+                      help="WRN batch (128 is slow on a 2-core CPU)")
+  parser.add_argument("--wrn_depth", type=int, default=40,
+                      help="0 skips the WRN case")
+  parser.add_argument("--wrn_width", type=int, default=4)
+  parser.add_argument("--lenet_batch", type=int, default=128)
+  args = parser.parse_args()
+  parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+  for p in parts:
+    if p not in ("weight", "per_example"):
+      raise ValueError(f"Unknown part {p!r}; allowed: weight, per_example.")
+
+  print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
+        f"devices {jax.devices()}; rounds {args.rounds} x iters {args.iters}")
+  print()
+  print("| model / features | batch | variant | median ms/step | best ms "
+        "| extra ms | overhead (median of per-round ratios) |")
+  print("|---|---|---|---|---|---|---|")
+  for p in parts:
+    lines = weight_part(args) if p == "weight" else per_example_part(args)
+    for line in lines:
+      print(line, flush=True)
+
+
+if __name__ == "__main__":
+  main()
