@@ -1,0 +1,309 @@
+"""The optimizee: data on device, a Flax model, a loss and an optimizer whose
+learning rate is set from outside at every step.
+
+A ``Task`` is a ``flax.struct`` pytree: the data arrays are leaves (so they are
+jit *arguments*, never giant embedded constants), the model, optimizer and
+sizes are static. Every method is a pure function of its inputs and is meant to
+be called inside ``jit`` (``jax.jit(Task.train_step)(task, state, lr)``).
+
+The learning rate reaches the optimizer through ``optax.inject_hyperparams``:
+``train_step`` writes ``opt_state.hyperparams['learning_rate']`` before the
+update, which works inside ``jit`` without recompiling.
+
+Batches are gathered by index from the on-device training set (uniform with
+replacement, one fresh key per step), so no host round-trip happens per step.
+"""
+
+import functools
+from typing import Any, NamedTuple, Optional
+
+import chex
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from lr_meta.tasks import datasets as datasets_lib
+from lr_meta.tasks import models as models_lib
+
+DEFAULT_DIVERGENCE_LOSS = 1e3
+
+
+def _momentum(learning_rate, momentum=0.9, nesterov=False):
+  return optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov)
+
+
+OPTIMIZERS = {
+    "sgd": optax.sgd,
+    "momentum": _momentum,
+    "adam": optax.adam,
+    "rmsprop": optax.rmsprop,
+}
+KNOWN_OPTIMIZERS = tuple(OPTIMIZERS)
+
+
+def make_optimizer(name: str, **kwargs) -> optax.GradientTransformation:
+  """An optax optimizer whose ``learning_rate`` is an injectable hyperparameter.
+
+  Args:
+    name: one of ``KNOWN_OPTIMIZERS``.
+    **kwargs: other arguments of the optax factory (e.g. ``b1`` for adam).
+      ``learning_rate`` is set per step by ``Task.train_step``; the value given
+      here (default 0.0) is only the initial state.
+  """
+  if name not in OPTIMIZERS:
+    raise ValueError(
+        f"Unknown optimizer {name!r}; known optimizers: {', '.join(KNOWN_OPTIMIZERS)}.")
+  kwargs.setdefault("learning_rate", 0.0)
+  try:
+    return optax.inject_hyperparams(OPTIMIZERS[name])(**kwargs)
+  except TypeError as e:
+    raise ValueError(f"Bad arguments {kwargs} for optimizer {name!r}: {e}") from e
+
+
+@flax.struct.dataclass
+class DeviceData:
+  """The three splits as device arrays (features float32, labels int32)."""
+  x_train: jax.Array
+  y_train: jax.Array
+  x_val: jax.Array
+  y_val: jax.Array
+  x_test: jax.Array
+  y_test: jax.Array
+
+  def split(self, split: str):
+    if split not in ("train", "val", "test"):
+      raise ValueError(f"Unknown split {split!r}; allowed: 'train', 'val', 'test'.")
+    return getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+
+
+@flax.struct.dataclass
+class OptimizeeState:
+  """Everything that changes during one training run."""
+  params: Any
+  batch_stats: Any         # {} for models without batch norm
+  opt_state: Any
+  key: jax.Array           # PRNG key for batches and dropout
+  step: jax.Array          # int32, inner steps taken
+  diverged: jax.Array      # bool, sticky: set by the first non-finite step
+
+
+class StepMetrics(NamedTuple):
+  loss: jax.Array          # train-batch loss before the step (capped)
+  accuracy: jax.Array      # train-batch accuracy before the step
+  learning_rate: jax.Array
+  diverged: jax.Array
+
+
+class EvalMetrics(NamedTuple):
+  loss: jax.Array
+  accuracy: jax.Array
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example softmax cross entropy with integer labels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+@flax.struct.dataclass
+class Task:
+  """A supervised classification optimizee (see module docstring)."""
+  data: DeviceData
+  model: nn.Module = flax.struct.field(pytree_node=False)
+  optimizer: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+  batch_size: int = flax.struct.field(pytree_node=False)
+  model_name: str = flax.struct.field(pytree_node=False, default="mlp")
+  dataset_name: str = flax.struct.field(pytree_node=False, default="")
+  num_classes: int = flax.struct.field(pytree_node=False, default=10)
+  eval_batch_size: int = flax.struct.field(pytree_node=False, default=1000)
+  divergence_loss: float = flax.struct.field(
+      pytree_node=False, default=DEFAULT_DIVERGENCE_LOSS)
+
+  # -- model ---------------------------------------------------------------
+
+  def init(self, key: jax.Array, learning_rate: float = 0.0) -> OptimizeeState:
+    """Initial parameters (Flax default init), optimizer state and key."""
+    init_key, run_key = jax.random.split(key)
+    variables = self.model.init(init_key, self.data.x_train[:1], train=False)
+    params = variables["params"]
+    opt_state = self.optimizer.init(params)
+    opt_state = set_learning_rate(opt_state, learning_rate)
+    return OptimizeeState(
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=opt_state,
+        key=run_key,
+        step=jnp.zeros((), jnp.int32),
+        diverged=jnp.zeros((), bool))
+
+  def apply(self, params, batch_stats, x, *, train: bool = False,
+            dropout_key: Optional[jax.Array] = None):
+    """Logits (and the new batch stats when training a batch-norm model)."""
+    variables = {"params": params}
+    has_bn = bool(jax.tree.leaves(batch_stats))
+    if has_bn:
+      variables["batch_stats"] = batch_stats
+    rngs = {"dropout": dropout_key} if dropout_key is not None else {}
+    if train and has_bn:
+      logits, updates = self.model.apply(variables, x, train=True, rngs=rngs,
+                                         mutable=["batch_stats"])
+      return logits, updates["batch_stats"]
+    return self.model.apply(variables, x, train=train, rngs=rngs), batch_stats
+
+  def loss_and_logits(self, params, batch_stats, x, y, *, train: bool = False,
+                      dropout_key: Optional[jax.Array] = None):
+    """Mean cross entropy, (logits, new batch stats)."""
+    logits, new_stats = self.apply(params, batch_stats, x, train=train,
+                                   dropout_key=dropout_key)
+    return jnp.mean(cross_entropy(logits, y)), (logits, new_stats)
+
+  # -- training ------------------------------------------------------------
+
+  def sample_batch(self, key: jax.Array):
+    """A training batch gathered by index on device (uniform, with replacement)."""
+    idx = jax.random.randint(key, (self.batch_size,), 0,
+                             self.data.x_train.shape[0])
+    return self.data.x_train[idx], self.data.y_train[idx]
+
+  def train_step(self, state: OptimizeeState, learning_rate: jax.Array):
+    """One SGD-style step at ``learning_rate``.
+
+    A step whose loss or update is non-finite, or whose loss exceeds
+    ``divergence_loss``, marks the run diverged. A diverged run is frozen (its
+    parameters keep their last finite values, later steps are no-ops) and
+    reports the capped loss ``divergence_loss``, so it can never poison the
+    other runs of a batch or a controller's statistics.
+
+    Returns:
+      ``(new_state, StepMetrics)``.
+    """
+    key, batch_key, dropout_key = jax.random.split(state.key, 3)
+    x, y = self.sample_batch(batch_key)
+    grad_fn = jax.value_and_grad(self.loss_and_logits, has_aux=True)
+    (loss, (logits, new_stats)), grads = grad_fn(
+        state.params, state.batch_stats, x, y, train=True,
+        dropout_key=dropout_key)
+    opt_state = set_learning_rate(state.opt_state, learning_rate)
+    updates, opt_state = self.optimizer.update(grads, opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ok = (jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(updates))
+          & (loss <= self.divergence_loss))
+    diverged = state.diverged | ~ok
+    keep_old = lambda new, old: jax.tree.map(
+        lambda n, o: jnp.where(diverged, o, n), new, old)
+    new_state = OptimizeeState(
+        params=keep_old(params, state.params),
+        batch_stats=keep_old(new_stats, state.batch_stats),
+        opt_state=keep_old(opt_state, state.opt_state),
+        key=key,
+        step=state.step + 1,
+        diverged=diverged)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
+    metrics = StepMetrics(
+        loss=jnp.where(diverged, self.divergence_loss, loss),
+        accuracy=jnp.where(diverged, 0.0, accuracy),
+        learning_rate=jnp.asarray(learning_rate, jnp.float32),
+        diverged=diverged)
+    return new_state, metrics
+
+  # -- evaluation ----------------------------------------------------------
+
+  def evaluate(self, state: OptimizeeState, split: str = "val",
+               num_examples: Optional[int] = None) -> EvalMetrics:
+    """Loss and accuracy on the first ``num_examples`` of ``split`` (all if None).
+
+    A diverged run reports ``divergence_loss`` and accuracy 0.
+    """
+    x, y = self.data.split(split)
+    if num_examples is not None:
+      x, y = x[:num_examples], y[:num_examples]
+    n = x.shape[0]
+    chunk = min(self.eval_batch_size, n)
+    num_chunks, rest = divmod(n, chunk)
+
+    def chunk_sums(xy):
+      logits, _ = self.apply(state.params, state.batch_stats, xy[0])
+      return (jnp.sum(cross_entropy(logits, xy[1])),
+              jnp.sum(jnp.argmax(logits, -1) == xy[1]))
+
+    split_chunks = lambda a: a[:num_chunks * chunk].reshape(
+        (num_chunks, chunk) + a.shape[1:])
+    losses, correct = jax.lax.map(chunk_sums, (split_chunks(x), split_chunks(y)))
+    total_loss, total_correct = jnp.sum(losses), jnp.sum(correct)
+    if rest:
+      rest_loss, rest_correct = chunk_sums((x[-rest:], y[-rest:]))
+      total_loss, total_correct = total_loss + rest_loss, total_correct + rest_correct
+    loss = total_loss / n
+    accuracy = total_correct / n
+    loss = jnp.where(state.diverged | ~jnp.isfinite(loss),
+                     self.divergence_loss, jnp.minimum(loss, self.divergence_loss))
+    return EvalMetrics(loss=loss, accuracy=jnp.where(state.diverged, 0.0, accuracy))
+
+
+def set_learning_rate(opt_state, learning_rate):
+  """Writes the learning rate of an ``inject_hyperparams`` optimizer state."""
+  if not hasattr(opt_state, "hyperparams") or "learning_rate" not in opt_state.hyperparams:
+    raise ValueError(
+        "The optimizer must be built with optax.inject_hyperparams and a "
+        "'learning_rate' hyperparameter (see lr_meta.tasks.make_optimizer).")
+  hyperparams = dict(opt_state.hyperparams)
+  old = hyperparams["learning_rate"]
+  hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.asarray(old).dtype)
+  return opt_state._replace(hyperparams=hyperparams)
+
+
+def make_task(dataset: str = "mnist1d",
+              model: str = "mlp",
+              model_kwargs: Optional[dict] = None,
+              optimizer: str = "sgd",
+              optimizer_kwargs: Optional[dict] = None,
+              batch_size: int = 128,
+              eval_batch_size: int = 1000,
+              num_train_examples: Optional[int] = None,
+              num_val_examples: Optional[int] = None,
+              num_test_examples: Optional[int] = None,
+              data_dir: Optional[str] = None,
+              divergence_loss: float = DEFAULT_DIVERGENCE_LOSS) -> Task:
+  """Builds a ``Task`` and puts its data on the default device.
+
+  ``num_*_examples`` keep the first examples of each split (small slices for
+  tests and CPU-sized experiments); ``None`` keeps the whole split.
+  """
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+  if eval_batch_size <= 0:
+    raise ValueError(f"eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
+  if not divergence_loss > 0:
+    raise ValueError(f"divergence_loss must be > 0, got {divergence_loss!r}.")
+  ds = datasets_lib.load_dataset(dataset, data_dir=data_dir)
+  limits = {"train": num_train_examples, "val": num_val_examples,
+            "test": num_test_examples}
+  arrays = {}
+  for split, limit in limits.items():
+    x, y = ds.split(split)
+    if limit is not None:
+      if not 0 < limit <= len(x):
+        raise ValueError(
+            f"num_{split}_examples must be in [1, {len(x)}] for {dataset!r}, "
+            f"got {limit!r}.")
+      x, y = x[:limit], y[:limit]
+    arrays[f"x_{split}"], arrays[f"y_{split}"] = jnp.asarray(x), jnp.asarray(y)
+  model_kwargs = dict(model_kwargs or {})
+  model_kwargs.setdefault("num_classes", ds.num_classes)
+  return Task(
+      data=DeviceData(**arrays),
+      model=models_lib.get_model(model, **model_kwargs),
+      optimizer=make_optimizer(optimizer, **(optimizer_kwargs or {})),
+      batch_size=int(batch_size),
+      model_name=model,
+      dataset_name=dataset,
+      num_classes=ds.num_classes,
+      eval_batch_size=int(eval_batch_size),
+      divergence_loss=float(divergence_loss))
+
+
+@functools.partial(jax.jit, static_argnames=("split", "num_examples"))
+def evaluate_jit(task: Task, state: OptimizeeState, split: str = "val",
+                 num_examples: Optional[int] = None) -> EvalMetrics:
+  return task.evaluate(state, split, num_examples)
