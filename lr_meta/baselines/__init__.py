@@ -1,1 +1,17 @@
-"""lr_meta.baselines."""
+"""Hand-designed learning-rate schedules and the tuning protocol."""
+
+from lr_meta.baselines.schedules import constant
+from lr_meta.baselines.schedules import cosine
+from lr_meta.baselines.schedules import grid
+from lr_meta.baselines.schedules import KNOWN_SCHEDULES
+from lr_meta.baselines.schedules import linear
+from lr_meta.baselines.schedules import make_schedule
+from lr_meta.baselines.schedules import ScheduleSpec
+from lr_meta.baselines.schedules import sgdr
+from lr_meta.baselines.schedules import step_decay
+from lr_meta.baselines.schedules import XU2019_STEP_DECAY_GRID
+from lr_meta.baselines.schedules import xu2019_step_decay_grid
+from lr_meta.baselines.sweep import evaluate_on_seeds
+from lr_meta.baselines.sweep import SeedResults
+from lr_meta.baselines.sweep import sweep
+from lr_meta.baselines.sweep import SweepResult

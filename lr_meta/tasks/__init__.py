@@ -13,6 +13,7 @@ from lr_meta.tasks.episode import RunMetrics
 from lr_meta.tasks.episode import shard_runs
 from lr_meta.tasks.models import get_model
 from lr_meta.tasks.models import KNOWN_MODELS
+from lr_meta.tasks.runner import default_batch_mode
 from lr_meta.tasks.runner import default_strategy
 from lr_meta.tasks.runner import repeat
 from lr_meta.tasks.runner import STRATEGIES

@@ -163,7 +163,7 @@ def shard_runs(tree, mesh: jax.sharding.Mesh):
 def run_training_batch(task: Task, keys: jax.Array, learning_rates, *,
                        eval_every: int = 10, strategy: Optional[str] = None,
                        num_val_examples: Optional[int] = None,
-                       batch_mode: str = "vmap",
+                       batch_mode: Optional[str] = None,
                        mesh: Optional[jax.sharding.Mesh] = None):
   """Trains R optimizees, run ``r`` with ``keys[r]`` and ``learning_rates[r]``.
 
@@ -178,6 +178,7 @@ def run_training_batch(task: Task, keys: jax.Array, learning_rates, *,
     batch_mode: 'vmap' (all runs in one program), 'sequential' (one after the
       other), or 'sharded' (vmap with the run axis split over ``mesh``, by
       default every device; R must be a multiple of the device count).
+      Default: the measured choice (``runner.default_batch_mode``).
     mesh: the device mesh for 'sharded' (see ``run_mesh``).
 
   Returns:
@@ -188,6 +189,7 @@ def run_training_batch(task: Task, keys: jax.Array, learning_rates, *,
     raise ValueError(
         f"learning_rates must have shape (R, T) with R = len(keys) = "
         f"{keys.shape[0]}; got {learning_rates.shape}.")
+  batch_mode = batch_mode or runner.default_batch_mode(task.model_name)
   if batch_mode not in BATCH_MODES:
     raise ValueError(f"Unknown batch_mode {batch_mode!r}; allowed: {BATCH_MODES}.")
   _check_schedule(learning_rates, eval_every)

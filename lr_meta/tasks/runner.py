@@ -48,6 +48,15 @@ def default_strategy(model_name: str, backend: str | None = None) -> str:
   return "scan"
 
 
+def default_batch_mode(model_name: str, backend: str | None = None) -> str:
+  """Measured default for many runs: vmap, except conv nets on CPU.
+
+  On XLA:CPU ``vmap`` over 8 LeNets ran 2.4-3.2x slower than 8 single runs
+  (DESIGN.md section 3), so conv nets on CPU run their batch sequentially.
+  """
+  return "sequential" if default_strategy(model_name, backend) == "chunk" else "vmap"
+
+
 def _scan(body: Body, carry: Carry, length: int):
   return jax.lax.scan(body, carry, jnp.arange(length))
 

@@ -1,0 +1,106 @@
+"""Hand-designed learning-rate schedules as per-step LR sequences.
+
+Every schedule is a pure function ``(num_steps, init_lr, **hyperparams) ->
+float32 array (num_steps,)``. Sequences (rather than optax schedule callables)
+are what ``lr_meta.tasks.run_training_batch`` consumes: a grid of different
+schedules becomes one (R, T) array and runs as one batched program.
+"""
+
+import itertools
+from typing import Callable, Dict, Iterable, NamedTuple
+
+import numpy as np
+
+
+def constant(num_steps: int, init_lr: float) -> np.ndarray:
+  return np.full((num_steps,), init_lr, np.float32)
+
+
+def step_decay(num_steps: int, init_lr: float, every: int, factor: float) -> np.ndarray:
+  """``init_lr * factor ** floor(t / every)``: Xu et al. 2019's baseline."""
+  if every <= 0:
+    raise ValueError(f"step_decay 'every' must be a positive integer, got {every!r}.")
+  t = np.arange(num_steps)
+  return (init_lr * factor ** (t // every)).astype(np.float32)
+
+
+def cosine(num_steps: int, init_lr: float, final_fraction: float = 0.0) -> np.ndarray:
+  """Cosine decay from ``init_lr`` to ``final_fraction * init_lr`` (Loshchilov & Hutter 2017)."""
+  t = np.arange(num_steps) / max(num_steps, 1)
+  frac = final_fraction + (1 - final_fraction) * 0.5 * (1 + np.cos(np.pi * t))
+  return (init_lr * frac).astype(np.float32)
+
+
+def sgdr(num_steps: int, init_lr: float, first_period: int, period_mult: float = 2.0,
+         final_fraction: float = 0.0) -> np.ndarray:
+  """Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017)."""
+  if first_period <= 0 or period_mult < 1:
+    raise ValueError(
+        f"sgdr needs first_period > 0 and period_mult >= 1; got "
+        f"{first_period!r}, {period_mult!r}.")
+  out, period = [], float(first_period)
+  while len(out) < num_steps:
+    n = int(round(period))
+    out.extend(cosine(n, init_lr, final_fraction))
+    period *= period_mult
+  return np.asarray(out[:num_steps], np.float32)
+
+
+def linear(num_steps: int, init_lr: float, final_fraction: float = 0.0) -> np.ndarray:
+  t = np.arange(num_steps) / max(num_steps, 1)
+  return (init_lr * (1 - (1 - final_fraction) * t)).astype(np.float32)
+
+
+SCHEDULES: Dict[str, Callable[..., np.ndarray]] = {
+    "constant": constant,
+    "step_decay": step_decay,
+    "cosine": cosine,
+    "sgdr": sgdr,
+    "linear": linear,
+}
+KNOWN_SCHEDULES = tuple(SCHEDULES)
+
+
+class ScheduleSpec(NamedTuple):
+  """One point of a grid: a schedule name and its hyperparameters."""
+  name: str
+  init_lr: float
+  hyperparams: tuple = ()   # sorted (key, value) pairs, hashable
+
+  def sequence(self, num_steps: int) -> np.ndarray:
+    return make_schedule(self.name, num_steps, self.init_lr, **dict(self.hyperparams))
+
+  def label(self) -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in self.hyperparams)
+    return f"{self.name}(lr={self.init_lr:g}{', ' + extra if extra else ''})"
+
+
+def make_schedule(name: str, num_steps: int, init_lr: float, **hyperparams) -> np.ndarray:
+  if name not in SCHEDULES:
+    raise ValueError(f"Unknown schedule {name!r}; known: {', '.join(KNOWN_SCHEDULES)}.")
+  if not init_lr > 0:
+    raise ValueError(f"init_lr must be > 0, got {init_lr!r}.")
+  try:
+    return SCHEDULES[name](num_steps, init_lr, **hyperparams)
+  except TypeError as e:
+    raise ValueError(f"Bad hyperparameters {hyperparams} for schedule {name!r}: {e}") from e
+
+
+def grid(name: str, init_lrs: Iterable[float], **hyperparam_values) -> list:
+  """All combinations: ``grid('step_decay', [0.1, 0.01], every=[10, 20], factor=[0.9])``."""
+  keys = sorted(hyperparam_values)
+  specs = []
+  for lr in init_lrs:
+    for values in itertools.product(*(hyperparam_values[k] for k in keys)):
+      specs.append(ScheduleSpec(name, float(lr), tuple(zip(keys, values))))
+  return specs
+
+
+# Xu et al. 2019, section 4: the step-decay grid of their baseline.
+XU2019_STEP_DECAY_GRID = dict(init_lrs=(0.1, 0.01, 0.001, 0.0001),
+                              every=(10, 20, 50, 100), factor=(0.99, 0.9, 0.88))
+
+
+def xu2019_step_decay_grid() -> list:
+  g = XU2019_STEP_DECAY_GRID
+  return grid("step_decay", g["init_lrs"], every=g["every"], factor=g["factor"])

@@ -1,0 +1,91 @@
+"""Tune a baseline by sweep, then re-run the winner on fresh seeds.
+
+The protocol of Xu et al. 2019 (section 4): every grid point trains with the
+same seed(s), the best by final validation loss is kept, then re-run on N
+fresh seeds whose test loss and accuracy are reported as mean (std).
+All runs of a sweep go through ``run_training_batch`` in batches.
+"""
+
+from typing import NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lr_meta.baselines.schedules import ScheduleSpec
+from lr_meta.tasks import episode
+from lr_meta.tasks.task import Task
+
+EVAL_SEED_OFFSET = 10_000   # evaluation seeds never overlap tuning seeds
+
+
+class SweepResult(NamedTuple):
+  specs: list                  # the grid, in order
+  val_loss: np.ndarray         # (G,) final validation loss, mean over tuning seeds
+  best_index: int
+
+  @property
+  def best(self) -> ScheduleSpec:
+    return self.specs[self.best_index]
+
+
+class SeedResults(NamedTuple):
+  """Per-seed outcomes of one schedule."""
+  spec: ScheduleSpec
+  test_loss: np.ndarray        # (N,)
+  test_accuracy: np.ndarray    # (N,)
+  val_curve: np.ndarray        # (N, T // eval_every)
+  train_loss: np.ndarray       # (N, T)
+  learning_rates: np.ndarray   # (T,)
+  diverged: np.ndarray         # (N,)
+
+
+def _run_chunks(task, keys, lrs, *, eval_every, strategy, batch_mode,
+                num_val_examples, max_batch):
+  outs = []
+  for start in range(0, keys.shape[0], max_batch):
+    sl = slice(start, start + max_batch)
+    outs.append(episode.run_training_batch(
+        task, keys[sl], lrs[sl], eval_every=eval_every, strategy=strategy,
+        num_val_examples=num_val_examples, batch_mode=batch_mode))
+  return jax.tree.map(lambda *x: jnp.concatenate(x), *outs)
+
+
+def sweep(task: Task, specs: Sequence[ScheduleSpec], num_steps: int, *,
+          tuning_seeds: Sequence[int] = (0,), eval_every: int = 10,
+          strategy: Optional[str] = None, batch_mode: Optional[str] = None,
+          num_val_examples: Optional[int] = None, max_batch: int = 16) -> SweepResult:
+  """Runs every spec on every tuning seed; picks the lowest final val loss."""
+  if not specs:
+    raise ValueError("sweep needs at least one schedule spec.")
+  seqs = np.stack([s.sequence(num_steps) for s in specs])
+  seeds = np.asarray(tuning_seeds)
+  lrs = np.repeat(seqs, len(seeds), axis=0)
+  keys = jax.vmap(jax.random.key)(jnp.tile(jnp.asarray(seeds), len(specs)))
+  _, metrics = _run_chunks(task, keys, jnp.asarray(lrs), eval_every=eval_every,
+                           strategy=strategy, batch_mode=batch_mode,
+                           num_val_examples=num_val_examples, max_batch=max_batch)
+  final_val = np.asarray(metrics.val.loss[:, -1]).reshape(len(specs), len(seeds))
+  val_loss = final_val.mean(axis=1)
+  return SweepResult(list(specs), val_loss, int(np.argmin(val_loss)))
+
+
+def evaluate_on_seeds(task: Task, spec: ScheduleSpec, num_steps: int, *,
+                      num_seeds: int = 10, eval_every: int = 10,
+                      strategy: Optional[str] = None, batch_mode: Optional[str] = None,
+                      num_val_examples: Optional[int] = None,
+                      max_batch: int = 16) -> SeedResults:
+  """Re-runs ``spec`` on ``num_seeds`` fresh seeds and tests each final model."""
+  seq = spec.sequence(num_steps)
+  seeds = EVAL_SEED_OFFSET + np.arange(num_seeds)
+  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+  lrs = jnp.asarray(np.tile(seq, (num_seeds, 1)))
+  states, metrics = _run_chunks(task, keys, lrs, eval_every=eval_every,
+                                strategy=strategy, batch_mode=batch_mode,
+                                num_val_examples=num_val_examples,
+                                max_batch=max_batch)
+  test = jax.jit(jax.vmap(Task.evaluate, in_axes=(None, 0, None)),
+                 static_argnums=2)(task, states, "test")
+  return SeedResults(spec, np.asarray(test.loss), np.asarray(test.accuracy),
+                     np.asarray(metrics.val.loss), np.asarray(metrics.train.loss),
+                     seq, np.asarray(states.diverged))

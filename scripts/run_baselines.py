@@ -1,0 +1,111 @@
+"""Tune hand-designed LR schedules and report them over fresh seeds.
+
+  python scripts/run_baselines.py --config configs/baselines_fmnist_lenet.py \
+      --outdir runs/baselines
+
+Prints a Markdown table (test loss / accuracy, mean (std) over seeds) and
+writes results.md, curves.csv and curves.png to --outdir.
+"""
+
+import csv
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from ml_collections import config_flags
+import numpy as np
+
+from lr_meta import baselines
+from lr_meta import tasks
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Baseline config file.")
+_OUTDIR = flags.DEFINE_string("outdir", "runs/baselines", "Output directory.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
+
+KNOWN_BASELINES = ("xu2019_step_decay", "cosine", "constant")
+
+
+def _grid(name, config):
+  if name == "xu2019_step_decay":
+    return baselines.xu2019_step_decay_grid()
+  if name == "cosine":
+    return baselines.grid("cosine", config.cosine_init_lrs)
+  if name == "constant":
+    return baselines.grid("constant", config.cosine_init_lrs)
+  raise ValueError(f"Unknown baseline {name!r} in config.baselines; allowed: {KNOWN_BASELINES}.")
+
+
+def mean_std(x):
+  return f"{np.mean(x):.4f} ({np.std(x):.4f})"
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  os.makedirs(_OUTDIR.value, exist_ok=True)
+  task = tasks.make_task(data_dir=_DATA_DIR.value, **config.task)
+  run_kw = dict(eval_every=config.eval_every, strategy=config.strategy or None,
+                batch_mode=config.batch_mode or None,
+                num_val_examples=config.num_val_examples)
+  rows, results = [], []
+  for name in config.baselines:
+    t0 = time.time()
+    specs = _grid(name, config)
+    swept = baselines.sweep(task, specs, config.num_steps,
+                            tuning_seeds=tuple(config.tuning_seeds), **run_kw)
+    res = baselines.evaluate_on_seeds(task, swept.best, config.num_steps,
+                                      num_seeds=config.num_eval_seeds, **run_kw)
+    wall = time.time() - t0
+    results.append(res)
+    rows.append(f"| {name} | {swept.best.label()} | {mean_std(res.test_loss)} | "
+                f"{mean_std(res.test_accuracy)} | {int(res.diverged.sum())} | "
+                f"{len(specs)} | {wall:.0f} |")
+    print(f"{name}: best {swept.best.label()} (val {swept.val_loss[swept.best_index]:.4f}); "
+          f"{wall:.0f}s", flush=True)
+  header = (f"Task: {config.task.dataset} / {config.task.model}, batch "
+            f"{config.task.batch_size}, {config.num_steps} steps; "
+            f"{config.num_eval_seeds} seeds.\n\n"
+            "| baseline | best (by val loss) | test loss mean (std) | "
+            "test accuracy mean (std) | diverged | grid size | wall s |\n"
+            "|---|---|---|---|---|---|---|")
+  table = header + "\n" + "\n".join(rows)
+  print(table)
+  with open(os.path.join(_OUTDIR.value, "results.md"), "w") as f:
+    f.write(table + "\n")
+  _write_curves(results, config, _OUTDIR.value)
+
+
+def _write_curves(results, config, outdir):
+  steps = (np.arange(results[0].val_curve.shape[1]) + 1) * config.eval_every
+  with open(os.path.join(outdir, "curves.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["baseline", "step", "learning_rate", "val_loss_mean", "val_loss_std"])
+    for res in results:
+      for i, s in enumerate(steps):
+        w.writerow([res.spec.label(), int(s), float(res.learning_rates[s - 1]),
+                    float(res.val_curve[:, i].mean()), float(res.val_curve[:, i].std())])
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+  for res in results:
+    ax_lr.plot(np.arange(1, len(res.learning_rates) + 1), res.learning_rates,
+               label=res.spec.label())
+    mean, std = res.val_curve.mean(0), res.val_curve.std(0)
+    ax_loss.plot(steps, mean, label=res.spec.label())
+    ax_loss.fill_between(steps, mean - std, mean + std, alpha=0.2)
+  ax_lr.set(xlabel="step", ylabel="learning rate", yscale="log", title="schedule")
+  ax_loss.set(xlabel="step", ylabel="validation loss", title="validation loss (mean ± std)")
+  ax_loss.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, "curves.png"), dpi=100)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
