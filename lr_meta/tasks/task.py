@@ -187,7 +187,9 @@ class Task:
     opt_state = set_learning_rate(state.opt_state, learning_rate)
     updates, opt_state = self.optimizer.update(grads, opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ok = (jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(updates))
+    updates_finite = jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(u)) for u in jax.tree.leaves(updates)]))
+    ok = (jnp.isfinite(loss) & updates_finite
           & (loss <= self.divergence_loss))
     diverged = state.diverged | ~ok
     keep_old = lambda new, old: jax.tree.map(
