@@ -53,10 +53,17 @@ class Dataset(NamedTuple):
 
   def split(self, split: str):
     """Returns ``(x, y)`` of 'train', 'val' or 'test'."""
-    if split not in ("train", "val", "test"):
-      raise ValueError(
-          f"Unknown split {split!r}; allowed: 'train', 'val', 'test'.")
-    return getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+    return get_split(self, split)
+
+
+SPLITS = ("train", "val", "test")
+
+
+def get_split(arrays, split: str):
+  """``(arrays.x_<split>, arrays.y_<split>)`` for any container of the splits."""
+  if split not in SPLITS:
+    raise ValueError(f"Unknown split {split!r}; allowed: {SPLITS}.")
+  return getattr(arrays, f"x_{split}"), getattr(arrays, f"y_{split}")
 
 
 class DataNotFoundError(FileNotFoundError):

@@ -73,9 +73,7 @@ class DeviceData:
   y_test: jax.Array
 
   def split(self, split: str):
-    if split not in ("train", "val", "test"):
-      raise ValueError(f"Unknown split {split!r}; allowed: 'train', 'val', 'test'.")
-    return getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+    return datasets_lib.get_split(self, split)
 
 
 @flax.struct.dataclass
