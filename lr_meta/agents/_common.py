@@ -122,3 +122,36 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
   """Mean of ``x`` over entries where ``mask`` is 1 (0 if none)."""
   mask = mask.astype(x.dtype)
   return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def evaluate_episodes(env, env_params, act_fn, key: chex.PRNGKey, n: int,
+                      carry: Any = ()) -> Tuple[jax.Array, jax.Array]:
+  """Runs N episodes with a deterministic ``act_fn`` (one ``lax.scan``).
+
+  Args:
+    env, env_params: the environment.
+    act_fn: ``(obs [N, obs_size], carry) -> (action [N, ...], carry)``.
+    key: PRNG key (resets and environment noise).
+    n: number of episodes.
+    carry: initial ``act_fn`` carry (e.g. an LSTM state), batched over N.
+
+  Returns:
+    ``(returns [N], actions [T, N, ...])`` with actions as applied.
+  """
+  horizon = num_decisions(env_params)
+  k_reset, k_run = jax.random.split(key)
+  obs, env_state = population_reset(env, env_params, k_reset, n)
+
+  def body(c, time):
+    env_state, obs, done, carry, rng = c
+    rng, k = jax.random.split(rng)
+    action, carry = act_fn(obs, carry)
+    ps = population_step(env, env_params, k, env_state, action, done, time,
+                         horizon)
+    return (ps.env_state, ps.next_obs, ps.done, carry, rng), (ps.reward,
+                                                              action)
+
+  _, (rewards, actions) = jax.lax.scan(
+      body, (env_state, obs.astype(jnp.float32), jnp.zeros((n,), bool),
+             carry, k_run), jnp.arange(horizon))
+  return jnp.sum(rewards, axis=0), actions

@@ -28,7 +28,6 @@ import dataclasses
 from typing import Any, Callable, Dict, NamedTuple, Tuple
 
 import chex
-import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -145,11 +144,6 @@ class PPO(NamedTuple):
   critic: nn.Module
 
 
-def gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Distribution:
-  """The diagonal Gaussian policy (action dims as the event)."""
-  return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
-
-
 def gae_advantages(reward: jax.Array, end: jax.Array, value: jax.Array,
                    gamma: float, gae_lambda: float) -> jax.Array:
   """GAE over one trajectory, stopping at its end (Schulman et al. 2016).
@@ -190,7 +184,7 @@ def ppo_loss(mean: jax.Array, log_std: jax.Array, value: jax.Array,
   Returns:
     (loss, aux metrics).
   """
-  dist = gaussian(mean, log_std)
+  dist = networks.gaussian(mean, log_std)
   log_prob = dist.log_prob(batch.action)
   mask = batch.valid.astype(jnp.float32).reshape(-1)
   ratio = jnp.exp(log_prob - batch.log_prob).reshape(-1)
@@ -266,7 +260,7 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
     mean, log_std, actor_carry = actor.apply(params["actor"], obs,
                                              actor_carry)
     value = critic.apply(params["critic"], obs)
-    dist = gaussian(mean, log_std)
+    dist = networks.gaussian(mean, log_std)
     action = dist.sample(seed=k_act)
     log_prob = dist.log_prob(action)
     applied = jnp.clip(action.reshape((n,) + action_shape), low, high)
