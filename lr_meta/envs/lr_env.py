@@ -1,0 +1,284 @@
+"""Learning-rate control environment (Xu, Dai, Kemp, Metz 2019; Fu 2016).
+
+One episode is one training run of a ``lr_meta.tasks.Task``. At each of the
+``num_decisions`` decisions the agent's action changes the learning rate, then
+``steps_per_decision`` (K) inner SGD steps run at that rate and the features are
+computed, all inside the same jitted ``step``. The contract is the gymnax-style
+one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
+
+``action_type='xu2019'`` (continuous, Xu et al. 2019 and the official TF1 code
+``adaptive_learning_rate_tuner``):
+  * action ``a`` (shape (1,)) clipped to ``[-0.2, 0.5]``, then
+    ``lr <- lr * ((a - 0.15) * 0.1 + 1)`` (so ``a = 0.15`` keeps the LR);
+  * observation: the 9 training-dynamics features of
+    ``lr_meta.features.dynamics`` (order ``OBSERVATION_NAMES``), except that
+    entry 8 is ``log10(lr)`` instead of the raw LR when
+    ``params.log_lr_observation`` (default True: raw LRs span 1e-4..1e-1 and
+    are invisible to a small MLP). Predictions are the softmax outputs on the
+    fixed validation subset, so the "prediction change" compares the same
+    examples at consecutive decisions (less noisy than the code's consecutive
+    training batches). The train loss is the mean over the K inner steps.
+  * reward (``params.reward``):
+      ``'val_loss_change'``: ``-(val_loss_t - val_loss_{t-1})``, whose sum over
+        the episode is the total decrease of the validation loss;
+      ``'fixed_baseline'``: ``reward_baseline - val_loss_t`` (the official
+        code's "Fixed" baseline, ``2.0 - val_loss``).
+
+``action_type='fu2016'`` (discrete, Fu 2016):
+  * 2 actions: 0 = ``lr <- 0.97 * lr``, 1 = reset ``lr <- lr0``;
+  * observation: the 193 weight statistics of
+    ``lr_meta.features.weight_stats`` of the last conv layer and the previous
+    LR. MLPs (no conv layer) use the last dense kernel ``(in, out)`` viewed as
+    a ``(1, 1, in, out)`` conv kernel.
+  * reward ``'log_train_loss_change'``: ``-(log L_t - log L_{t-1})`` with
+    ``L_t`` the mean train loss of the K steps of decision t (Fu's per-step
+    reward, per decision).
+
+Validation loss is measured on the first ``num_val_examples`` validation
+examples (a fixed subset). The initial LR is drawn uniformly per episode from
+``params.initial_lrs`` (Xu: {1e-2, 1e-3, 1e-4}). When the optimizee diverges
+(``Task.train_step`` freezes it and flags it), the step returns
+``terminated=True`` and the reward ``divergence_penalty``; the state is then
+absorbing (same obs, reward 0, ``terminated=True``).
+"""
+
+from typing import Any, Optional, Tuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from lr_meta.features import dynamics
+from lr_meta.features import params as params_lib
+from lr_meta.features import weight_stats
+from lr_meta.tasks import runner
+from lr_meta.tasks.task import OptimizeeState, Task
+
+ACTION_TYPES = ("xu2019", "fu2016")
+REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change")
+XU_ACTION_LOW = -0.2
+XU_ACTION_HIGH = 0.5
+FU_DECAY = 0.97
+
+
+def xu2019_lr_update(lr: chex.Numeric, action: chex.Numeric) -> jax.Array:
+  """``lr * ((clip(a, -0.2, 0.5) - 0.15) * 0.1 + 1)`` (Xu et al. 2019 code)."""
+  a = jnp.clip(action, XU_ACTION_LOW, XU_ACTION_HIGH)
+  return lr * ((a - 0.15) * 0.1 + 1.0)
+
+
+def fu2016_lr_update(lr, lr0, action) -> jax.Array:
+  """Action 0: ``lr * 0.97``; action 1: reset to ``lr0`` (Fu 2016)."""
+  return jnp.where(jnp.asarray(action) == 1, lr0, lr * FU_DECAY)
+
+
+@struct.dataclass
+class LREnvParams:
+  """Episode settings (all static: they fix shapes or trace-time choices)."""
+  num_decisions: int = struct.field(pytree_node=False, default=100)
+  steps_per_decision: int = struct.field(pytree_node=False, default=10)
+  initial_lrs: Tuple[float, ...] = struct.field(pytree_node=False,
+                                                default=(1e-2, 1e-3, 1e-4))
+  reward: str = struct.field(pytree_node=False, default="val_loss_change")
+  reward_baseline: float = struct.field(pytree_node=False, default=2.0)
+  divergence_penalty: float = struct.field(pytree_node=False, default=-10.0)
+  num_val_examples: Optional[int] = struct.field(pytree_node=False,
+                                                 default=1000)
+  ema_decay: float = struct.field(pytree_node=False,
+                                  default=dynamics.DEFAULT_DECAY)
+  log_lr_observation: bool = struct.field(pytree_node=False, default=True)
+  unroll: bool = struct.field(pytree_node=False, default=False)
+
+  def check(self, action_type: str = "xu2019") -> "LREnvParams":
+    """Raises ValueError naming a bad field and its allowed values."""
+    for name in ("num_decisions", "steps_per_decision"):
+      v = getattr(self, name)
+      if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"env.{name}={v!r}; allowed: an integer >= 1.")
+    if not self.initial_lrs or any(not lr > 0 for lr in self.initial_lrs):
+      raise ValueError(f"env.initial_lrs={self.initial_lrs!r}; allowed: a "
+                       "non-empty tuple of positive floats.")
+    if self.reward not in REWARDS:
+      raise ValueError(f"env.reward={self.reward!r}; allowed: {REWARDS}.")
+    if action_type == "fu2016" and self.reward != "log_train_loss_change":
+      raise ValueError(f"env.reward={self.reward!r} with action_type "
+                       "'fu2016'; allowed: 'log_train_loss_change'.")
+    if self.num_val_examples is not None and self.num_val_examples < 1:
+      raise ValueError(f"env.num_val_examples={self.num_val_examples!r}; "
+                       "allowed: None or an integer >= 1.")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"env.ema_decay={self.ema_decay!r}; allowed: [0, 1).")
+    return self
+
+
+@struct.dataclass
+class LREnvState:
+  """Optimizee, feature state and controller bookkeeping of one episode."""
+  opt: OptimizeeState
+  features: dynamics.DynamicsState
+  lr: jax.Array             # current learning rate
+  lr0: jax.Array            # initial learning rate of this episode
+  time: jax.Array           # decisions taken
+  val_loss: jax.Array       # validation loss after the last decision
+  train_loss: jax.Array     # mean train loss of the last decision
+  obs: jax.Array            # last observation (returned while absorbing)
+  terminated: jax.Array
+
+
+class LREnv:
+  """Learning-rate control of a ``Task`` (see the module docstring).
+
+  Args:
+    task: the optimizee.
+    action_type: 'xu2019' (continuous) or 'fu2016' (2 discrete actions).
+  """
+
+  def __init__(self, task: Task, action_type: str = "xu2019"):
+    if action_type not in ACTION_TYPES:
+      raise ValueError(f"action_type={action_type!r}; allowed: "
+                       f"{ACTION_TYPES}.")
+    self.task = task
+    self.action_type = action_type
+    # Layer paths resolved once, from the params of model.init.
+    shapes = jax.eval_shape(lambda k: task.init(k).params,
+                            jax.random.PRNGKey(0))
+    if action_type == "xu2019":
+      self.first_dense = params_lib.first_dense_layer(shapes)
+      self.last_dense = params_lib.last_dense_layer(shapes)
+      self.observation_size = dynamics.NUM_OBSERVATIONS
+      self.action_shape = (1,)
+      self.action_low = XU_ACTION_LOW
+      self.action_high = XU_ACTION_HIGH
+    else:
+      if params_lib.conv_layers(shapes):
+        self.monitored_layer = params_lib.last_conv_layer(shapes)
+      else:
+        self.monitored_layer = params_lib.last_dense_layer(shapes)
+      self.observation_size = weight_stats.NUM_WEIGHT_FEATURES  # 193
+      self.num_actions = 2
+
+  def default_params(self) -> LREnvParams:
+    if self.action_type == "fu2016":
+      return LREnvParams(reward="log_train_loss_change")
+    return LREnvParams()
+
+  # -- pieces ------------------------------------------------------------------
+
+  def _val(self, opt: OptimizeeState, params: LREnvParams):
+    """Loss and softmax predictions on the fixed validation subset."""
+    x, y = self.task.data.split("val")
+    if params.num_val_examples is not None:
+      x, y = x[:params.num_val_examples], y[:params.num_val_examples]
+    logits, _ = self.task.apply(opt.params, opt.batch_stats, x)
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    cap = self.task.divergence_loss
+    loss = jnp.where(opt.diverged | ~jnp.isfinite(loss), cap,
+                     jnp.minimum(loss, cap))
+    return loss, jax.nn.softmax(logits)
+
+  def _observe(self, opt, feat, lr, val_loss, train_loss, probs, params):
+    if self.action_type == "fu2016":
+      kernel = params_lib.get_kernel(opt.params, self.monitored_layer)
+      if kernel.ndim == 2:
+        kernel = kernel[None, None]
+      obs = weight_stats.weight_stats_features(kernel, lr)
+      return obs.astype(jnp.float32), feat
+    obs, feat = dynamics.dynamics_update(
+        feat, params=opt.params, predictions=probs, train_loss=train_loss,
+        lr=lr, val_loss=val_loss, first_dense=self.first_dense,
+        last_dense=self.last_dense, decay=params.ema_decay)
+    if params.log_lr_observation:
+      obs = obs.at[8].set(jnp.log10(lr))
+    return obs.astype(jnp.float32), feat
+
+  # -- contract ----------------------------------------------------------------
+
+  def reset(self, key: chex.PRNGKey, params: LREnvParams):
+    """A fresh optimizee at an initial LR drawn from ``initial_lrs``."""
+    k_init, k_lr, k_feat, k_batch = jax.random.split(key, 4)
+    lrs = jnp.asarray(params.initial_lrs, jnp.float32)
+    lr0 = lrs[jax.random.randint(k_lr, (), 0, lrs.shape[0])]
+    opt = self.task.init(k_init, lr0)
+    val_loss, probs = self._val(opt, params)
+    x, y = self.task.sample_batch(k_batch)
+    train_loss, _ = self.task.loss_and_logits(opt.params, opt.batch_stats, x, y)
+    feat = dynamics.dynamics_init(probs.shape, k_feat)
+    obs, feat = self._observe(opt, feat, lr0, val_loss, train_loss, probs,
+                              params)
+    state = LREnvState(opt=opt, features=feat, lr=lr0, lr0=lr0,
+                       time=jnp.int32(0), val_loss=val_loss,
+                       train_loss=train_loss, obs=obs,
+                       terminated=jnp.bool_(False))
+    return obs, state
+
+  def step(self, key: chex.PRNGKey, state: LREnvState, action: jax.Array,
+           params: LREnvParams):
+    """Applies the action, runs K inner steps, observes and rewards."""
+    del key  # The optimizee carries its own key (batches, dropout).
+    if self.action_type == "xu2019":
+      lr = xu2019_lr_update(state.lr, jnp.reshape(action, ()))
+    else:
+      lr = fu2016_lr_update(state.lr, state.lr0, jnp.reshape(action, ()))
+    lr = lr.astype(jnp.float32)
+
+    def inner(opt, _):
+      opt, m = self.task.train_step(opt, lr)
+      return opt, m.loss
+    opt, losses = runner.inner_loop(
+        inner, state.opt, jnp.arange(params.steps_per_decision),
+        params.unroll)
+    train_loss = jnp.mean(losses)
+    val_loss, probs = self._val(opt, params)
+    obs, feat = self._observe(opt, state.features, lr, val_loss, train_loss,
+                              probs, params)
+    if params.reward == "val_loss_change":
+      reward = -(val_loss - state.val_loss)
+    elif params.reward == "fixed_baseline":
+      reward = params.reward_baseline - val_loss
+    else:
+      reward = -(jnp.log(train_loss) - jnp.log(state.train_loss))
+    diverged = opt.diverged
+    reward = jnp.where(diverged, params.divergence_penalty, reward)
+    new = LREnvState(opt=opt, features=feat, lr=lr, lr0=state.lr0,
+                     time=state.time + 1, val_loss=val_loss,
+                     train_loss=train_loss, obs=obs, terminated=diverged)
+    # Absorbing after termination.
+    new = jax.tree.map(lambda old, nw: jnp.where(state.terminated, old, nw),
+                       state, new)
+    reward = jnp.where(state.terminated, 0.0, reward).astype(jnp.float32)
+    truncated = new.time >= params.num_decisions
+    info = {"lr": new.lr, "val_loss": new.val_loss,
+            "train_loss": new.train_loss}
+    return new.obs, new, reward, new.terminated, truncated, info
+
+
+def run_episode(env: LREnv, params: LREnvParams, act_fn, key: chex.PRNGKey,
+                strategy: str = "scan", carry: Any = ()):
+  """One episode with a deterministic ``act_fn(obs, carry) -> (a, carry)``.
+
+  Args:
+    env, params: the environment.
+    act_fn: the controller.
+    key: PRNG key of the episode.
+    strategy: ``'scan'`` (one jit) or ``'chunk'``/``'loop'`` (a Python loop
+      over a jitted decision; conv nets on CPU).
+    carry: the initial ``act_fn`` carry (e.g. an LSTM state).
+
+  Returns:
+    ``(final LREnvState, infos)`` with infos stacked over decisions
+    (``lr``, ``val_loss``, ``train_loss``, ``reward``).
+  """
+  obs, state = jax.jit(env.reset, static_argnums=1)(key, params)
+
+  def body(carry, _):
+    state, obs, act_carry = carry
+    action, act_carry = act_fn(obs, act_carry)
+    obs, state, reward, _, _, info = env.step(key, state, action, params)
+    info = dict(info, reward=reward)
+    return (state, obs, act_carry), info
+
+  (state, _, _), infos = runner.repeat(body, (state, obs, carry),
+                                       params.num_decisions, strategy)
+  return state, infos
