@@ -1,0 +1,27 @@
+"""Quickstart: a small PPO LR controller on mnist1d (offline), a few minutes on CPU.
+
+  python scripts/train_controller.py --config configs/quickstart.py \
+      --workdir runs/quickstart
+
+Xu et al. 2019's setup scaled down: MLP on mnist1d, SGD with momentum, 300
+inner steps per episode (30 decisions of K=10), 8 episodes per PPO iteration.
+Initial LRs {0.1, 0.03} instead of Xu's {1e-2, 1e-3, 1e-4}: with Xu's action
+the LR changes by at most x1.035 per decision (x2.8 over 30 decisions), so
+from 1e-3 it could never reach the LRs that train this MLP in 300 steps.
+"""
+
+from configs import xu2019_ppo
+
+
+def get_config():
+  config = xu2019_ppo.get_config()
+  config.task.update(dataset="mnist1d", model="mlp", optimizer="momentum",
+                     batch_size=128)
+  config.env.update(num_decisions=30, steps_per_decision=10,
+                    initial_lrs=(0.1, 0.03), num_val_examples=1000)
+  config.ppo.update(num_envs=8, num_minibatches=2)
+  config.num_iterations = 15
+  config.checkpoint_every = 5
+  config.eval.update(num_seeds=5, initial_lrs=(0.1, 0.03),
+                     constant_lrs=(0.3, 0.1, 0.03, 0.01, 0.003))
+  return config

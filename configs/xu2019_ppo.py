@@ -1,0 +1,48 @@
+"""PPO LR controller on Fashion-MNIST LeNet-5 (Xu, Dai, Kemp, Metz 2019).
+
+Paper values are given in the comments; the defaults are CPU-scale overrides
+(2 cores). Paper scale, e.g. on a GPU::
+
+  python scripts/train_controller.py --config configs/xu2019_ppo.py \
+      --workdir runs/xu2019 --config.task.batch_size=1000 \
+      --config.env.num_decisions=100 --config.num_iterations=200
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.agent = "ppo"
+  config.task = ml_collections.ConfigDict(dict(
+      dataset="fashion_mnist", model="lenet5", optimizer="sgd",
+      batch_size=128,            # paper: 1000
+      eval_batch_size=1000, num_train_examples=None, num_val_examples=None,
+      num_test_examples=None))
+  config.env = ml_collections.ConfigDict(dict(
+      action_type="xu2019",
+      num_decisions=30,          # paper: 100 (1000 inner steps)
+      steps_per_decision=10,     # paper: 10
+      initial_lrs=(1e-2, 1e-3, 1e-4),   # paper
+      reward="val_loss_change",  # official code's "Fixed": fixed_baseline
+      reward_baseline=2.0,
+      divergence_penalty=-10.0,
+      num_val_examples=1000,
+      ema_decay=0.8,             # paper/code
+      log_lr_observation=True))
+  config.ppo = ml_collections.ConfigDict(dict(
+      num_envs=8, gamma=0.9, gae_lambda=0.95, clip_epsilon=0.2,  # paper
+      num_epochs=10,             # paper: 10 updates per batch
+      num_minibatches=2, actor_lr=1e-3, critic_lr=5e-3,  # paper (code 1e-2)
+      max_grad_norm=5.0, entropy_coef=0.0, normalize_advantages=True,
+      actor="mlp", hidden_size=32, action_std=0.1, learn_log_std=False))
+  config.dqn = ml_collections.ConfigDict()
+  config.num_iterations = 20
+  config.checkpoint_every = 5
+  config.strategy = ""           # '' = measured default for model/backend
+  config.eval = ml_collections.ConfigDict(dict(
+      num_seeds=5,               # paper: 10
+      initial_lrs=(1e-2,),
+      constant_lrs=(0.3, 0.1, 0.03, 0.01)))
+  return config
