@@ -65,12 +65,15 @@ def test_rewards_by_hand(task):
   env = lr_env.LREnv(task)
   p_fixed = _params(reward="fixed_baseline", reward_baseline=2.0)
   p_change = _params()
-  obs, s = env.reset(jax.random.PRNGKey(0), p_change)
+  obs, s = jax.jit(env.reset, static_argnums=1)(jax.random.PRNGKey(0),
+                                                p_change)
   vals, r_fixed, r_change = [float(s.val_loss)], [], []
   sc = sf = s
+  step = jax.jit(env.step, static_argnums=3)
+  key = jax.random.PRNGKey(0)
   for _ in range(3):
-    _, sc, rc, *_ = env.step(None, sc, jnp.array([0.15]), p_change)
-    _, sf, rf, *_ = env.step(None, sf, jnp.array([0.15]), p_fixed)
+    _, sc, rc, *_ = step(key, sc, jnp.array([0.15]), p_change)
+    _, sf, rf, *_ = step(key, sf, jnp.array([0.15]), p_fixed)
     vals.append(float(sc.val_loss))
     r_change.append(float(rc))
     r_fixed.append(float(rf))
@@ -112,14 +115,16 @@ def test_fu2016_env(task):
   assert env.num_actions == 2 and env.observation_size == 193
   p = env.default_params().replace(num_decisions=2, steps_per_decision=2,
                                    initial_lrs=(0.1,))
-  obs, s = env.reset(jax.random.PRNGKey(0), p)
+  obs, s = jax.jit(env.reset, static_argnums=1)(jax.random.PRNGKey(0), p)
   assert obs.shape == (193,)
-  obs1, s1, r, *_ = env.step(None, s, 0, p)
+  step = jax.jit(env.step, static_argnums=3)
+  key = jax.random.PRNGKey(0)
+  obs1, s1, r, *_ = step(key, s, 0, p)
   np.testing.assert_allclose(s1.lr, 0.097, rtol=1e-6)
   np.testing.assert_allclose(
       r, -(np.log(s1.train_loss) - np.log(s.train_loss)), rtol=1e-5)
   np.testing.assert_allclose(obs1[-1], 0.097, rtol=1e-6)
-  _, s2, *_ = env.step(None, s1, 1, p)
+  _, s2, *_ = step(key, s1, 1, p)
   np.testing.assert_allclose(s2.lr, 0.1, rtol=1e-6)
 
 

@@ -1,0 +1,89 @@
+"""End-to-end tests of scripts/train_controller.py on a tiny config."""
+
+import csv
+import importlib.util
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import quickstart
+
+os.environ.setdefault("LR_META_DATA_DIR", "/work/shared/datasets")
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    "train_controller", os.path.join(_ROOT, "scripts", "train_controller.py"))
+tc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tc)
+
+
+def tiny_config(num_iterations=2):
+  config = quickstart.get_config()
+  config.task.update(batch_size=32, num_train_examples=500,
+                     num_val_examples=200, num_test_examples=200)
+  config.env.update(num_decisions=3, steps_per_decision=2,
+                    num_val_examples=100, initial_lrs=(0.1,))
+  config.ppo.update(num_envs=2, num_minibatches=1, num_epochs=2)
+  config.num_iterations = num_iterations
+  config.checkpoint_every = 1
+  config.eval.update(num_seeds=2, initial_lrs=(0.1,), constant_lrs=(0.1,))
+  return config
+
+
+def _rows(path):
+  with open(path) as f:
+    return [{k: v for k, v in r.items() if k != "time_s"}
+            for r in csv.DictReader(f)]
+
+
+def test_end_to_end_writes_outputs(tmp_path):
+  workdir = str(tmp_path / "run")
+  table = tc.run(tiny_config(), workdir, log=lambda *a: None)
+  assert "PPO controller (lr0=0.1)" in table and "constant LR 0.1" in table
+  for name in ("metrics.csv", "results.md", "controller_params.msgpack"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert os.listdir(os.path.join(workdir, "checkpoints"))
+  rows = _rows(os.path.join(workdir, "metrics.csv"))
+  assert [int(r["iteration"]) for r in rows] == [1, 2]
+  assert np.isfinite(float(rows[-1]["episode_return"]))
+
+
+def _train(config, workdir):
+  task, env, env_params, strategy = tc.build(config)
+  agent = tc.make_agent(config, env, env_params, strategy)
+  return tc.train(config, workdir, agent, log=lambda *a: None)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  _train(tiny_config(2), a)
+  resumed = _train(tiny_config(4), a)
+  straight = _train(tiny_config(4), b)
+  assert int(resumed.iteration) == int(straight.iteration) == 4
+  for x, y in zip(*map(lambda s: __import__("jax").tree.leaves(s.params),
+                       (resumed, straight))):
+    np.testing.assert_array_equal(x, y)
+  assert _rows(os.path.join(a, "metrics.csv")) == _rows(
+      os.path.join(b, "metrics.csv"))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("agent", "reps", "config.agent"),
+    ("num_iterations", -1, "config.num_iterations"),
+    ("strategy", "fast", "config.strategy"),
+])
+def test_bad_config_values(field, value, match):
+  config = tiny_config()
+  config[field] = value
+  with pytest.raises(ValueError, match=match):
+    tc.check_config(config)
+
+
+def test_bad_agent_subconfig():
+  config = tiny_config()
+  config.ppo.num_minibatches = 3
+  task, env, env_params, strategy = tc.build(config)
+  with pytest.raises(ValueError, match="config.ppo"):
+    tc.make_agent(config, env, env_params, strategy)
