@@ -4,7 +4,7 @@ import csv
 import importlib.util
 import os
 
-import ml_collections
+import jax
 import numpy as np
 import pytest
 
@@ -50,20 +50,17 @@ def test_end_to_end_writes_outputs(tmp_path):
   assert np.isfinite(float(rows[-1]["episode_return"]))
 
 
-def _train(config, workdir):
-  task, env, env_params, strategy = tc.build(config)
-  agent = tc.make_agent(config, env, env_params, strategy)
-  return tc.train(config, workdir, agent, log=lambda *a: None)
-
-
 def test_resume_equals_uninterrupted(tmp_path):
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
-  _train(tiny_config(2), a)
-  resumed = _train(tiny_config(4), a)
-  straight = _train(tiny_config(4), b)
+  _, env, env_params, strategy = tc.build(tiny_config())
+  agent = tc.make_agent(tiny_config(), env, env_params, strategy)
+  train = lambda n, workdir: tc.train(tiny_config(n), workdir, agent,
+                                      log=lambda *a: None)
+  train(2, a)
+  resumed = train(4, a)     # restores iteration 2, runs 3 and 4
+  straight = train(4, b)
   assert int(resumed.iteration) == int(straight.iteration) == 4
-  for x, y in zip(*map(lambda s: __import__("jax").tree.leaves(s.params),
-                       (resumed, straight))):
+  for x, y in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
     np.testing.assert_array_equal(x, y)
   assert _rows(os.path.join(a, "metrics.csv")) == _rows(
       os.path.join(b, "metrics.csv"))
