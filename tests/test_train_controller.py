@@ -54,8 +54,10 @@ def test_resume_equals_uninterrupted(tmp_path):
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
   _, env, env_params, strategy = tc.build(tiny_config())
   agent = tc.make_agent(tiny_config(), env, env_params, strategy)
-  train = lambda n, workdir: tc.train(tiny_config(n), workdir, agent,
-                                      log=lambda *a: None)
+  def train(n, workdir):
+    config = tiny_config(n)
+    config.checkpoint_every = 2
+    return tc.train(config, workdir, agent, log=lambda *a: None)
   train(2, a)
   resumed = train(4, a)     # restores iteration 2, runs 3 and 4
   straight = train(4, b)
