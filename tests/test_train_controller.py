@@ -72,6 +72,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     ("agent", "reps", "config.agent"),
     ("num_iterations", -1, "config.num_iterations"),
     ("strategy", "fast", "config.strategy"),
+    ("agent", "dqn", "config.env.action_type"),   # DQN needs 'fu2016'
 ])
 def test_bad_config_values(field, value, match):
   config = tiny_config()
