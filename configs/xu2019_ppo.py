@@ -18,8 +18,11 @@ def get_config():
   config.task = ml_collections.ConfigDict(dict(
       dataset="fashion_mnist", model="lenet5", optimizer="sgd",
       batch_size=128,            # paper: 1000
-      eval_batch_size=1000, num_train_examples=None, num_val_examples=None,
-      num_test_examples=None))
+      eval_batch_size=1000,
+      # None = whole split; placeholders so they can be set from the CLI.
+      num_train_examples=ml_collections.config_dict.placeholder(int),
+      num_val_examples=ml_collections.config_dict.placeholder(int),
+      num_test_examples=ml_collections.config_dict.placeholder(int)))
   config.env = ml_collections.ConfigDict(dict(
       action_type="xu2019",
       num_decisions=30,          # paper: 100 (1000 inner steps)
