@@ -178,24 +178,21 @@ def controller_test_results(config, task, env, env_params, agent, state,
                             strategy, lr0):
   """Test loss/accuracy of the deterministic controller on fresh seeds."""
   p = env_params.replace(initial_lrs=(float(lr0),))
+  n = config.eval.num_seeds
   if config.agent == "ppo":
     act = lambda obs, c: agent.policy_fn(state.params, obs, c)
-    carry = agent.initial_carry()
+    carry = agent.initial_carry((n,))
   else:
     act = lambda obs, c: (agent.policy_fn(state.params, obs), c)
     carry = ()
   keys = jnp.stack([jax.random.PRNGKey(EVAL_SEED_OFFSET + i)
-                    for i in range(config.eval.num_seeds)])
-  run = lambda k: lr_env.run_episode(env, p, act, k, "scan", carry)
-  if strategy == "scan":
-    states, infos = jax.jit(jax.vmap(run))(keys)
-  else:
-    outs = [lr_env.run_episode(env, p, act, k, strategy, carry) for k in keys]
-    states, infos = jax.tree.map(lambda *x: jnp.stack(x), *outs)
+                    for i in range(n)])
+  # All seeds in lockstep (vmap), compiled once.
+  states, infos = lr_env.run_episodes(env, p, act, keys, strategy, carry)
   test = jax.jit(jax.vmap(tasks.Task.evaluate, in_axes=(None, 0, None)),
                  static_argnums=2)(task, states.opt, "test")
   return (np.asarray(test.loss), np.asarray(test.accuracy),
-          np.asarray(infos["lr"]))
+          np.asarray(infos["lr"]))   # lr: [T, N]
 
 
 def _mean_std(x):
@@ -215,7 +212,7 @@ def evaluate(config, task, env, env_params, agent, state, strategy):
                                              agent, state, strategy, lr0)
     lines.append(f"| {config.agent.upper()} controller (lr0={lr0:g}) | "
                  f"{_mean_std(loss)} | {_mean_std(acc)} | "
-                 f"{np.mean(lrs[:, -1]):.3g} |")
+                 f"{np.mean(lrs[-1]):.3g} |")
   specs = baselines.grid("constant", config.eval.constant_lrs)
   bstrategy = "scan" if strategy == "scan" else "chunk"
   swept = baselines.sweep(task, specs, num_steps, tuning_seeds=(0,),

@@ -137,12 +137,13 @@ def test_bad_values(task):
     lr_env.LREnvParams(num_decisions=-1).check()
 
 
-def test_run_episode_unrolled_matches_scan(task):
+def test_run_episodes_unrolled_matches_single_scan(task):
   env = lr_env.LREnv(task)
   p = _params()
-  act = lambda obs, c: (jnp.array([0.3]), c)
-  s1, i1 = lr_env.run_episode(env, p, act, jax.random.PRNGKey(1), "scan")
-  s2, i2 = lr_env.run_episode(env, p.replace(unroll=True), act,
-                              jax.random.PRNGKey(1), "chunk")
-  np.testing.assert_allclose(i1["val_loss"], i2["val_loss"], rtol=1e-5)
-  assert i1["lr"].shape == (3,)
+  act = lambda obs, c: (jnp.full(obs.shape[:-1] + (1,), 0.3), c)
+  keys = jax.random.split(jax.random.PRNGKey(1), 2)
+  s1, i1 = lr_env.run_episode(env, p, act, keys[1], "scan")
+  s2, i2 = lr_env.run_episodes(env, p.replace(unroll=True), act, keys,
+                               "chunk")
+  assert i2["lr"].shape == (3, 2) and i1["lr"].shape == (3,)
+  np.testing.assert_allclose(i1["val_loss"], i2["val_loss"][:, 1], rtol=1e-5)

@@ -7,4 +7,5 @@ from lr_meta.envs.lr_env import LREnvParams
 from lr_meta.envs.lr_env import LREnvState
 from lr_meta.envs.lr_env import REWARDS
 from lr_meta.envs.lr_env import run_episode
+from lr_meta.envs.lr_env import run_episodes
 from lr_meta.envs.lr_env import xu2019_lr_update

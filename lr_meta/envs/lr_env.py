@@ -282,3 +282,33 @@ def run_episode(env: LREnv, params: LREnvParams, act_fn, key: chex.PRNGKey,
   (state, _, _), infos = runner.repeat(body, (state, obs, carry),
                                        params.num_decisions, strategy)
   return state, infos
+
+
+def run_episodes(env: LREnv, params: LREnvParams, act_fn,
+                 keys: chex.PRNGKey, strategy: str = "scan", carry: Any = ()):
+  """N episodes in lockstep (``vmap`` over ``keys``), compiled once.
+
+  Args:
+    env, params: the environment.
+    act_fn: the controller on batched observations,
+      ``(obs [N, obs_size], carry) -> (actions [N, ...], carry)``.
+    keys: ``[N]`` PRNG keys, one per episode.
+    strategy: as in ``run_episode``.
+    carry: the initial batched ``act_fn`` carry.
+
+  Returns:
+    ``(final batched LREnvState, infos)`` with infos of shape ``[T, N]``.
+  """
+  reset = jax.vmap(env.reset, in_axes=(0, None))
+  step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+  obs, state = jax.jit(reset, static_argnums=1)(keys, params)
+
+  def body(c, _):
+    state, obs, act_carry = c
+    action, act_carry = act_fn(obs, act_carry)
+    obs, state, reward, _, _, info = step(keys, state, action, params)
+    return (state, obs, act_carry), dict(info, reward=reward)
+
+  (state, _, _), infos = runner.repeat(body, (state, obs, carry),
+                                       params.num_decisions, strategy)
+  return state, infos
