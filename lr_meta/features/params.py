@@ -141,6 +141,17 @@ def dense_layers(params: Any) -> list[LayerPath]:
   return _layers_with_ndim(unwrap_params(params), 2)
 
 
+def _pick_layer(params: Any, ndim: int, kind: str, index: int) -> LayerPath:
+  """The ``index``-th layer with an ``ndim``-D kernel, or a clear error."""
+  params = unwrap_params(params)
+  layers = _layers_with_ndim(params, ndim)
+  if not layers:
+    raise ValueError(
+        f"No {kind} layer ({ndim}-D kernel) in params; available layers: "
+        f"{_describe(params)}.")
+  return layers[index]
+
+
 def last_conv_layer(params: Any) -> LayerPath:
   """Path of the last conv layer (Fu 2016 monitors it), in iteration order.
 
@@ -149,32 +160,14 @@ def last_conv_layer(params: Any) -> LayerPath:
   Raises:
     ValueError: if the model has no 4-D kernel; the message lists its layers.
   """
-  params = unwrap_params(params)
-  convs = conv_layers(params)
-  if not convs:
-    raise ValueError(
-        f"No conv layer (4-D kernel) in params; available layers: "
-        f"{_describe(params)}.")
-  return convs[-1]
+  return _pick_layer(params, 4, "conv", -1)
 
 
 def first_dense_layer(params: Any) -> LayerPath:
   """Path of the first dense layer (2-D kernel), in iteration order."""
-  params = unwrap_params(params)
-  dense = dense_layers(params)
-  if not dense:
-    raise ValueError(
-        f"No dense layer (2-D kernel) in params; available layers: "
-        f"{_describe(params)}.")
-  return dense[0]
+  return _pick_layer(params, 2, "dense", 0)
 
 
 def last_dense_layer(params: Any) -> LayerPath:
   """Path of the last dense layer (2-D kernel), in iteration order."""
-  params = unwrap_params(params)
-  dense = dense_layers(params)
-  if not dense:
-    raise ValueError(
-        f"No dense layer (2-D kernel) in params; available layers: "
-        f"{_describe(params)}.")
-  return dense[-1]
+  return _pick_layer(params, 2, "dense", -1)
