@@ -1,4 +1,6 @@
-"""Train a learning-rate controller (PPO: Xu et al. 2019; DQN: Fu 2016).
+"""Train a learning-rate controller; the agent is chosen by ``config.agent``.
+
+Agents and their configs are dispatched in ``lr_meta.experiment``.
 
   python scripts/train_controller.py --config configs/quickstart.py \
       --workdir runs/quickstart
@@ -6,8 +8,10 @@
 Writes to --workdir: metrics.csv (one row per iteration; TensorBoard events
 too), checkpoints/ (the whole learner state every ``checkpoint_every``
 iterations and at the end, with orbax; a rerun with the same workdir resumes
-from the latest one), controller_params.msgpack (the final agent params) and
-results.md: the trained controller run deterministically on fresh seeds vs
+from the latest one), config.json (the config as run), snapshots/ (the
+controller params at every checkpoint, for checkpoint selection by
+``scripts/evaluate_controller.py``), controller_params.msgpack (the final
+controller params) and results.md: the trained controller run deterministically on fresh seeds vs
 the best constant LR of a small grid (picked by validation loss), test loss /
 accuracy mean (std) over seeds.
 """
@@ -31,11 +35,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from lr_meta import baselines
-from lr_meta import tasks
-from lr_meta.agents import dqn as dqn_lib
-from lr_meta.agents import ppo as ppo_lib
-from lr_meta.envs import lr_env
-from lr_meta.tasks import runner
+from lr_meta import experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None,
                                           "Controller config file.")
@@ -43,67 +43,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
 
-KNOWN_AGENTS = ("ppo", "dqn")
 EVAL_SEED_OFFSET = 20_000   # controller evaluation seeds, never trained on
 
-
-def _check_int(name, value, low):
-  if not isinstance(value, int) or isinstance(value, bool) or value < low:
-    raise ValueError(f"config.{name}={value!r}; allowed: an integer >= {low}.")
-
-
-def check_config(config):
-  """Raises ValueError naming the bad field and its allowed values."""
-  if config.agent not in KNOWN_AGENTS:
-    raise ValueError(
-        f"config.agent={config.agent!r}; allowed: {KNOWN_AGENTS} (REPS and "
-        "actor-critic are not wired into this script yet).")
-  _check_int("num_iterations", config.num_iterations, 1)
-  _check_int("checkpoint_every", config.checkpoint_every, 1)
-  _check_int("eval.num_seeds", config.eval.num_seeds, 1)
-  if config.strategy not in ("",) + runner.STRATEGIES:
-    raise ValueError(f"config.strategy={config.strategy!r}; allowed: "
-                     f"{('',) + runner.STRATEGIES}.")
-  if not config.eval.initial_lrs or not config.eval.constant_lrs:
-    raise ValueError("config.eval.initial_lrs and config.eval.constant_lrs "
-                     "must be non-empty tuples of positive floats.")
-  action_type = config.env.action_type
-  if action_type not in lr_env.ACTION_TYPES:
-    raise ValueError(f"config.env.action_type={action_type!r}; allowed: "
-                     f"{lr_env.ACTION_TYPES}.")
-  expected = "xu2019" if config.agent == "ppo" else "fu2016"
-  if action_type != expected:
-    raise ValueError(
-        f"config.env.action_type={action_type!r} with agent "
-        f"{config.agent!r}; allowed: {expected!r} (PPO needs continuous "
-        "actions, DQN discrete ones).")
-
-
-def build(config, data_dir=None):
-  """Task, environment, env params and execution strategy from the config."""
-  check_config(config)
-  task = tasks.make_task(data_dir=data_dir, **config.task)
-  strategy = config.strategy or runner.default_strategy(task.model_name)
-  env_kwargs = dict(config.env)
-  action_type = env_kwargs.pop("action_type")
-  env_kwargs["initial_lrs"] = tuple(float(x) for x in env_kwargs["initial_lrs"])
-  env = lr_env.LREnv(task, action_type)
-  env_params = lr_env.LREnvParams(unroll=strategy != "scan",
-                                  **env_kwargs).check(action_type)
-  return task, env, env_params, strategy
-
-
-def make_agent(config, env, env_params, strategy):
-  kind = config.agent
-  sub = dict(config[kind])
-  sub["strategy"] = strategy
-  try:
-    if kind == "ppo":
-      return ppo_lib.make_ppo(ppo_lib.PPOConfig(**sub), env, env_params)
-    sub["hidden_sizes"] = tuple(sub["hidden_sizes"])
-    return dqn_lib.make_dqn(dqn_lib.DQNConfig(**sub), env, env_params)
-  except (ValueError, TypeError) as e:
-    raise ValueError(f"config.{kind}: {e}") from e
+# Kept importable from the script for users of the old names.
+check_config = experiment.check_config
+build = experiment.build
+make_agent = experiment.make_agent
 
 
 def _scalar_metrics(metrics):
@@ -114,6 +59,8 @@ def _scalar_metrics(metrics):
 def train(config, workdir, agent, log=print):
   """Runs the iterations with checkpoint/resume; returns the final state."""
   os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
   ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
   manager = ocp.CheckpointManager(
       ckpt_dir, options=ocp.CheckpointManagerOptions(max_to_keep=2,
@@ -151,6 +98,7 @@ def train(config, workdir, agent, log=print):
         writer.add_scalar(k, v, it + 1)
     if (it + 1) % config.checkpoint_every == 0 or it + 1 == config.num_iterations:
       manager.save(it + 1, args=ocp.args.StandardSave(state))
+      save_snapshot(workdir, it + 1, experiment.policy_params(config, state))
       _write_csv(metrics_path, rows)
   manager.wait_until_finished()
   manager.close()
@@ -158,8 +106,28 @@ def train(config, workdir, agent, log=print):
     writer.close()
   _write_csv(metrics_path, rows)
   with open(os.path.join(workdir, "controller_params.msgpack"), "wb") as f:
-    f.write(flax.serialization.to_bytes(jax.device_get(state.params)))
+    f.write(flax.serialization.to_bytes(
+        jax.device_get(experiment.policy_params(config, state))))
   return state
+
+
+SNAPSHOT_DIR = "snapshots"
+
+
+def snapshot_path(workdir, iteration):
+  return os.path.join(workdir, SNAPSHOT_DIR, f"iter_{iteration:06d}.msgpack")
+
+
+def save_snapshot(workdir, iteration, params):
+  """Controller params at a checkpoint, kept forever (a few KB each).
+
+  Orbax keeps only the latest learner states (for resume); these snapshots are
+  what ``scripts/evaluate_controller.py`` selects from by validation loss,
+  as Xu et al. 2019 choose their checkpoint.
+  """
+  os.makedirs(os.path.join(workdir, SNAPSHOT_DIR), exist_ok=True)
+  with open(snapshot_path(workdir, iteration), "wb") as f:
+    f.write(flax.serialization.to_bytes(jax.device_get(params)))
 
 
 def _write_csv(path, rows):
@@ -177,22 +145,12 @@ def _write_csv(path, rows):
 def controller_test_results(config, task, env, env_params, agent, state,
                             strategy, lr0):
   """Test loss/accuracy of the deterministic controller on fresh seeds."""
-  p = env_params.replace(initial_lrs=(float(lr0),))
-  n = config.eval.num_seeds
-  if config.agent == "ppo":
-    act = lambda obs, c: agent.policy_fn(state.params, obs, c)
-    carry = agent.initial_carry((n,))
-  else:
-    act = lambda obs, c: (agent.policy_fn(state.params, obs), c)
-    carry = ()
-  keys = jnp.stack([jax.random.PRNGKey(EVAL_SEED_OFFSET + i)
-                    for i in range(n)])
-  # All seeds in lockstep (vmap), compiled once.
-  states, infos = lr_env.run_episodes(env, p, act, keys, strategy, carry)
-  test = jax.jit(jax.vmap(tasks.Task.evaluate, in_axes=(None, 0, None)),
-                 static_argnums=2)(task, states.opt, "test")
-  return (np.asarray(test.loss), np.asarray(test.accuracy),
-          np.asarray(infos["lr"]))   # lr: [T, N]
+  seeds = EVAL_SEED_OFFSET + np.arange(config.eval.num_seeds)
+  runs = experiment.run_controller(
+      config, env, env_params, agent, experiment.policy_params(config, state),
+      seeds, lr0, strategy)
+  loss, acc = experiment.test_metrics(task, runs.final_state)
+  return loss, acc, runs.learning_rates
 
 
 def _mean_std(x):

@@ -1,0 +1,156 @@
+"""One experiment = one config: task, environment, agent, controller runs.
+
+The single place where an ``ml_collections`` controller config (see
+``configs/``) becomes objects. ``scripts/train_controller.py`` trains the agent
+it builds; ``scripts/evaluate_controller.py`` re-builds the same objects to run
+saved controllers against baselines; every agent (``config.agent``) is
+dispatched here, so adding an agent means adding one case to ``AGENTS``.
+
+Config layout (``configs/xu2019_ppo.py`` is the reference)::
+
+  seed, agent, strategy, num_iterations, checkpoint_every,
+  task: kwargs of ``lr_meta.tasks.make_task``,
+  env:  ``action_type`` + fields of ``lr_meta.envs.LREnvParams``,
+  <agent>: fields of that agent's config dataclass,
+  eval: num_seeds, initial_lrs, constant_lrs (+ evaluation-script fields).
+"""
+
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lr_meta import tasks
+from lr_meta.agents import dqn as dqn_lib
+from lr_meta.agents import ppo as ppo_lib
+from lr_meta.envs import lr_env
+from lr_meta.tasks import runner
+
+
+class AgentKind(NamedTuple):
+  """How one agent kind is built from a config and run deterministically."""
+  action_type: str                  # the LREnv action type it needs
+  make: Callable[..., Any]          # (sub_config dict, env, env_params) -> agent
+  policy_params: Callable[[Any], Any]   # learner state -> policy params
+  # (agent, params, batch_size) -> (act_fn(obs, carry) -> (action, carry), carry0)
+  act_fn: Callable[..., Tuple[Callable, Any]]
+
+
+def _make_ppo(sub, env, env_params):
+  return ppo_lib.make_ppo(ppo_lib.PPOConfig(**sub), env, env_params)
+
+
+def _ppo_act(agent, params, batch_size):
+  return (lambda obs, c: agent.policy_fn(params, obs, c),
+          agent.initial_carry((batch_size,)))
+
+
+def _make_dqn(sub, env, env_params):
+  sub["hidden_sizes"] = tuple(sub["hidden_sizes"])
+  return dqn_lib.make_dqn(dqn_lib.DQNConfig(**sub), env, env_params)
+
+
+def _stateless_act(agent, params, batch_size):
+  del batch_size
+  return (lambda obs, c: (agent.policy_fn(params, obs), c)), ()
+
+
+AGENTS = {
+    "ppo": AgentKind("xu2019", _make_ppo, lambda s: s.params, _ppo_act),
+    "dqn": AgentKind("fu2016", _make_dqn, lambda s: s.params, _stateless_act),
+}
+KNOWN_AGENTS = tuple(AGENTS)
+
+
+def _check_int(name, value, low):
+  if not isinstance(value, int) or isinstance(value, bool) or value < low:
+    raise ValueError(f"config.{name}={value!r}; allowed: an integer >= {low}.")
+
+
+def check_config(config):
+  """Raises ValueError naming the bad field and its allowed values."""
+  if config.agent not in AGENTS:
+    raise ValueError(f"config.agent={config.agent!r}; allowed: {KNOWN_AGENTS}.")
+  _check_int("num_iterations", config.num_iterations, 1)
+  _check_int("checkpoint_every", config.checkpoint_every, 1)
+  _check_int("eval.num_seeds", config.eval.num_seeds, 1)
+  if config.strategy not in ("",) + runner.STRATEGIES:
+    raise ValueError(f"config.strategy={config.strategy!r}; allowed: "
+                     f"{('',) + runner.STRATEGIES}.")
+  if not config.eval.initial_lrs or not config.eval.constant_lrs:
+    raise ValueError("config.eval.initial_lrs and config.eval.constant_lrs "
+                     "must be non-empty tuples of positive floats.")
+  action_type = config.env.action_type
+  if action_type not in lr_env.ACTION_TYPES:
+    raise ValueError(f"config.env.action_type={action_type!r}; allowed: "
+                     f"{lr_env.ACTION_TYPES}.")
+  expected = AGENTS[config.agent].action_type
+  if action_type != expected:
+    raise ValueError(
+        f"config.env.action_type={action_type!r} with agent "
+        f"{config.agent!r}; allowed: {expected!r}.")
+
+
+def build(config, data_dir: Optional[str] = None):
+  """Task, environment, env params and execution strategy from the config."""
+  check_config(config)
+  task = tasks.make_task(data_dir=data_dir, **config.task)
+  strategy = config.strategy or runner.default_strategy(task.model_name)
+  env_kwargs = dict(config.env)
+  action_type = env_kwargs.pop("action_type")
+  env_kwargs["initial_lrs"] = tuple(float(x) for x in env_kwargs["initial_lrs"])
+  env = lr_env.LREnv(task, action_type)
+  env_params = lr_env.LREnvParams(unroll=strategy != "scan",
+                                  **env_kwargs).check(action_type)
+  return task, env, env_params, strategy
+
+
+def make_agent(config, env, env_params, strategy):
+  """The agent of ``config.agent``; config errors name ``config.<agent>``."""
+  kind = config.agent
+  sub = dict(config[kind])
+  sub["strategy"] = strategy
+  try:
+    return AGENTS[kind].make(sub, env, env_params)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"config.{kind}: {e}") from e
+
+
+def policy_params(config, state):
+  """The params of the deterministic controller inside a learner state."""
+  return AGENTS[config.agent].policy_params(state)
+
+
+class ControllerRuns(NamedTuple):
+  """Deterministic controller episodes on N seeds (arrays over seeds last)."""
+  final_state: Any            # batched LREnvState after the last decision
+  learning_rates: np.ndarray  # [T, N] LR used at each decision
+  val_loss: np.ndarray        # [T, N] val loss (env subset) after each decision
+  train_loss: np.ndarray      # [T, N]
+  diverged: np.ndarray        # [N]
+
+
+def run_controller(config, env, env_params, agent, params,
+                   seeds: Sequence[int], lr0: float,
+                   strategy: str) -> ControllerRuns:
+  """Runs the deterministic controller from ``lr0`` on the given seeds.
+
+  All seeds run in lockstep (``vmap``), compiled once; the optimizee of seed s
+  uses ``jax.random.PRNGKey(s)``, as the baselines' runs do.
+  """
+  p = env_params.replace(initial_lrs=(float(lr0),))
+  act, carry = AGENTS[config.agent].act_fn(agent, params, len(seeds))
+  keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+  states, infos = lr_env.run_episodes(env, p, act, keys, strategy, carry)
+  return ControllerRuns(states, np.asarray(infos["lr"]),
+                        np.asarray(infos["val_loss"]),
+                        np.asarray(infos["train_loss"]),
+                        np.asarray(states.opt.diverged))
+
+
+def test_metrics(task, final_states, split: str = "test"):
+  """Loss and accuracy of each final optimizee on ``split`` (vmapped)."""
+  res = jax.jit(jax.vmap(tasks.Task.evaluate, in_axes=(None, 0, None)),
+                static_argnums=2)(task, final_states.opt, split)
+  return np.asarray(res.loss), np.asarray(res.accuracy)
