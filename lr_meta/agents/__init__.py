@@ -12,6 +12,13 @@ from lr_meta.agents.actor_critic import ActorCritic
 from lr_meta.agents.actor_critic import ActorCriticConfig
 from lr_meta.agents.actor_critic import ActorCriticState
 from lr_meta.agents.actor_critic import make_actor_critic
+from lr_meta.agents.controller import Controller
+from lr_meta.agents.controller import controller_from_training
+from lr_meta.agents.controller import ControllerSpec
+from lr_meta.agents.controller import load_controller
+from lr_meta.agents.controller import make_controller
+from lr_meta.agents.controller import pretrained_controller
+from lr_meta.agents.controller import save_controller
 from lr_meta.agents.dqn import DQN
 from lr_meta.agents.dqn import dqn_loss
 from lr_meta.agents.dqn import DQNConfig

@@ -1,11 +1,23 @@
 """lr_meta.optax: optax transforms from Neural Optimizer Search and friends.
 
 Every optimizer is an `optax.GradientTransformationExtraArgs`.
+
+Learned LR controllers: ``controlled(base, pretrained_controller(name))``
+(Xu, Dai, Kemp & Metz 2019); see ``lr_meta/optax/_src/controlled.py``.
 """
 
+from lr_meta.agents.controller import Controller
+from lr_meta.agents.controller import ControllerSpec
+from lr_meta.agents.controller import load_controller
+from lr_meta.agents.controller import pretrained_controller
+from lr_meta.agents.controller import pretrained_names
+from lr_meta.agents.controller import save_controller
 from lr_meta.nos.dsl import DSLError
 from lr_meta.nos.dsl import from_dsl
 from lr_meta.nos.dsl import scale_by_rule
+from lr_meta.optax._src.controlled import controlled
+from lr_meta.optax._src.controlled import ControlledState
+from lr_meta.optax._src.controlled import decision_due
 from lr_meta.optax._src.schedules import linear_cosine_decay_schedule
 from lr_meta.optax._src.schedules import linear_cosine_decay_schedule as linear_cosine_decay
 from lr_meta.optax._src.schedules import noisy_linear_cosine_decay_schedule

@@ -1,0 +1,485 @@
+"""A trained learning-rate controller as a portable artifact.
+
+A ``Controller`` is a ``ControllerSpec`` (everything needed to rebuild the
+acting network and to feed it the observation it was trained on) plus the
+network params. It is what ``lr_meta.optax.controlled`` runs inside any optax
+loop and what the pretrained files under ``lr_meta/pretrained/`` hold.
+
+Supported (agent, action type) pairs:
+
+* PPO on ``'xu2019'`` (Xu, Dai, Kemp & Metz 2019, section 2.2): a Gaussian
+  actor (MLP or LSTM); acting = the clipped mean, exactly the agent's
+  deterministic ``policy_fn``; LR update ``lr * ((a - 0.15) * 0.1 + 1)``
+  (``lr_meta.envs.lr_env.xu2019_lr_update``); observation = the 9 dynamics
+  features (``lr_meta.features.dynamics``).
+* DQN on ``'fu2016'`` (Fu 2016): a Q-network; acting = greedy; LR update
+  ``0.97 * lr`` or reset to ``lr0``; observation = the 193 weight statistics.
+
+Why this module lives in ``lr_meta.agents``: the artifact is "the acting half
+of an agent"; it needs the agents' networks and the environment's LR updates
+(a lower layer), and both ``lr_meta.optax`` and the training script sit above.
+
+File format (``save_controller`` / ``load_controller``): one msgpack map
+(``flax.serialization.msgpack_serialize``)::
+
+  {"format": "lr_meta.controller", "format_version": 1,
+   "lr_meta_version": "0.1.0", "spec": <JSON text of the spec>,
+   "params": <flax.serialization.to_bytes(params)>,
+   "sha256": <hex digest of spec text + params bytes>}
+
+The checksum catches corruption that still parses as msgpack (a flipped byte
+inside a float array); the spec check plus a shape/structure comparison with
+the network's ``init`` catches params that do not belong to the spec.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Optional, Tuple
+
+import chex
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lr_meta.agents import networks
+from lr_meta.envs import lr_env
+from lr_meta.features import dynamics
+from lr_meta.features import weight_stats
+
+FORMAT = "lr_meta.controller"
+FORMAT_VERSION = 1
+NETWORKS = ("gaussian_mlp", "gaussian_lstm", "q_mlp")
+ACTION_TYPES = ("xu2019", "fu2016")
+# Which network kinds act in which action space.
+_NETWORKS_FOR_ACTION = {"xu2019": ("gaussian_mlp", "gaussian_lstm"),
+                        "fu2016": ("q_mlp",)}
+_OBSERVATION_SIZE = {"xu2019": dynamics.NUM_OBSERVATIONS,
+                     "fu2016": weight_stats.NUM_WEIGHT_FEATURES}
+
+
+def _lr_meta_version() -> str:
+  import lr_meta  # pylint: disable=g-import-not-at-top
+  return lr_meta.__version__
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerSpec:
+  """What a controller is and what it observes (all JSON-serialisable).
+
+  Attributes:
+    name: short identifier (the pretrained file name).
+    action_type: ``'xu2019'`` (continuous LR scaling) or ``'fu2016'``
+      (decay 3% / reset).
+    network: one of ``NETWORKS``.
+    hidden_sizes: hidden layer sizes (the LSTM uses ``hidden_sizes[0]``).
+    steps_per_decision: K, inner steps between decisions in training.
+    ema_decay: EMA decay of the prediction features (Xu: 0.8).
+    log_lr_observation: observation entry 8 is ``log10(lr)`` (else raw lr).
+    num_val_examples: size of the fixed validation subset whose softmax
+      predictions and loss the controller saw in training (None: whole split).
+    initial_lrs: initial LRs of the training episodes (the range it knows).
+    first_dense, last_dense: layer paths of the training task whose kernel
+      moments entered the observation ('xu2019').
+    monitored_layer: layer path of the weight statistics ('fu2016').
+    action_std: initial policy std (Gaussian networks; builds the params).
+    learn_log_std: the actor has a learned ``log_std`` param.
+    num_actions: discrete actions ('q_mlp').
+    agent: the agent that trained it ('ppo', 'dqn').
+    description: free text (task, training budget, results).
+    config: the training config as a plain dict.
+    lr_meta_version: version of lr_meta that wrote it.
+  """
+  name: str
+  action_type: str
+  network: str
+  hidden_sizes: Tuple[int, ...]
+  steps_per_decision: int
+  ema_decay: float = dynamics.DEFAULT_DECAY
+  log_lr_observation: bool = True
+  num_val_examples: Optional[int] = None
+  initial_lrs: Tuple[float, ...] = ()
+  first_dense: Tuple[str, ...] = ()
+  last_dense: Tuple[str, ...] = ()
+  monitored_layer: Tuple[str, ...] = ()
+  action_std: float = 0.1
+  learn_log_std: bool = False
+  num_actions: int = 2
+  agent: str = ""
+  description: str = ""
+  config: dict = dataclasses.field(default_factory=dict, compare=False,
+                                   hash=False)
+  lr_meta_version: str = dataclasses.field(default_factory=_lr_meta_version)
+
+  def check(self) -> "ControllerSpec":
+    """Raises ValueError naming a bad field and its allowed values."""
+    if self.action_type not in ACTION_TYPES:
+      raise ValueError(f"spec.action_type={self.action_type!r}; allowed: "
+                       f"{ACTION_TYPES}.")
+    allowed = _NETWORKS_FOR_ACTION[self.action_type]
+    if self.network not in allowed:
+      raise ValueError(f"spec.network={self.network!r} with action_type "
+                       f"{self.action_type!r}; allowed: {allowed}.")
+    if (not self.hidden_sizes or
+        any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes)):
+      raise ValueError(f"spec.hidden_sizes={self.hidden_sizes!r}; allowed: "
+                       "a non-empty tuple of integers >= 1.")
+    for name in ("steps_per_decision", "num_actions"):
+      v = getattr(self, name)
+      if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"spec.{name}={v!r}; allowed: an integer >= 1.")
+    if not 0.0 <= self.ema_decay < 1.0:
+      raise ValueError(f"spec.ema_decay={self.ema_decay!r}; allowed: [0, 1).")
+    if not self.action_std > 0:
+      raise ValueError(f"spec.action_std={self.action_std!r}; allowed: > 0.")
+    return self
+
+  @property
+  def observation_size(self) -> int:
+    return _OBSERVATION_SIZE[self.action_type]
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), sort_keys=True,
+                      default=_json_default)
+
+  @classmethod
+  def from_json(cls, text: str) -> "ControllerSpec":
+    d = json.loads(text)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+      raise ValueError(f"spec has unknown fields {unknown}; known: "
+                       f"{sorted(known)}.")
+    for name in ("hidden_sizes", "initial_lrs", "first_dense", "last_dense",
+                 "monitored_layer"):
+      if name in d:
+        d[name] = tuple(d[name])
+    return cls(**d).check()
+
+
+def _json_default(x):
+  if isinstance(x, (np.integer, np.floating)):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  return str(x)
+
+
+def make_network(spec: ControllerSpec) -> nn.Module:
+  """The Flax module of ``spec`` (same classes and names the agents train)."""
+  spec.check()
+  log_std = float(np.log(spec.action_std))
+  if spec.network == "gaussian_mlp":
+    return networks.GaussianActor(1, tuple(spec.hidden_sizes), log_std,
+                                  spec.learn_log_std)
+  if spec.network == "gaussian_lstm":
+    return networks.LSTMActor(1, spec.hidden_sizes[0], log_std,
+                              spec.learn_log_std)
+  return networks.QNetwork(spec.num_actions, tuple(spec.hidden_sizes))
+
+
+@dataclasses.dataclass(frozen=True)
+class Controller:
+  """A spec and its params; ``act`` and ``next_lr`` are pure and jittable.
+
+  Usage::
+
+    action, carry = controller.act(controller.params, obs, carry)
+    lr = controller.next_lr(lr, lr0, action)
+  """
+  spec: ControllerSpec
+  params: Any
+
+  @property
+  def network(self) -> nn.Module:
+    return make_network(self.spec)
+
+  def initial_carry(self, batch_shape: Tuple[int, ...] = ()) -> Any:
+    """The recurrent carry at the start of a run (``()`` if feed-forward)."""
+    return networks.initial_carry(self.network, batch_shape)
+
+  def act(self, params: Any, obs: chex.Array, carry: Any = ()):
+    """Deterministic action of the trained policy: ``(action, carry)``.
+
+    Gaussian actors: the mean clipped to the 'xu2019' bounds, shape
+    ``obs.shape[:-1] + (1,)`` (the PPO agent's ``policy_fn``). Q-networks:
+    the greedy action, int32 of shape ``obs.shape[:-1]``.
+    """
+    chex.assert_axis_dimension(obs, -1, self.spec.observation_size)
+    net = self.network
+    if self.spec.network == "q_mlp":
+      q = net.apply(params, obs)
+      return jnp.argmax(q, axis=-1).astype(jnp.int32), carry
+    mean, _, carry = net.apply(params, obs, carry)
+    low = jnp.asarray(lr_env.XU_ACTION_LOW, jnp.float32)
+    high = jnp.asarray(lr_env.XU_ACTION_HIGH, jnp.float32)
+    return jnp.clip(mean, low, high), carry
+
+  def next_lr(self, lr: chex.Numeric, lr0: chex.Numeric,
+              action: chex.Array) -> jax.Array:
+    """The LR after ``action`` (float32), as ``LREnv.step`` computes it."""
+    a = jnp.reshape(action, ())
+    if self.spec.action_type == "xu2019":
+      lr = lr_env.xu2019_lr_update(lr, a)
+    else:
+      lr = lr_env.fu2016_lr_update(lr, lr0, a)
+    return jnp.asarray(lr).astype(jnp.float32)
+
+  def policy(self, obs: chex.Array, carry: Any = ()):
+    """``act`` with this controller's params: an ``act_fn`` for run_episode."""
+    return self.act(self.params, obs, carry)
+
+
+# ----------------------------------------------------------------------------
+# Params checks.
+
+
+def _abstract_params(spec: ControllerSpec):
+  net = make_network(spec)
+  obs = jnp.zeros((spec.observation_size,), jnp.float32)
+  if spec.network == "q_mlp":
+    init = lambda k: net.init(k, obs)
+  else:
+    carry = networks.initial_carry(net)
+    init = lambda k: net.init(k, obs, carry)
+  return jax.eval_shape(init, jax.random.PRNGKey(0))
+
+
+def _shapes_by_path(tree) -> dict:
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in flat}
+
+
+def check_params(spec: ControllerSpec, params: Any) -> Any:
+  """Raises ValueError unless ``params`` fit the network of ``spec``.
+
+  Returns:
+    ``params`` with the exact pytree structure of the network's ``init``
+    (nested dicts), as float32 arrays.
+  """
+  abstract = _abstract_params(spec)
+  want = _shapes_by_path(abstract)
+  got = _shapes_by_path(params)
+  if want != got:
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    wrong = sorted(f"{k}: {got[k]} (expected {want[k]})"
+                   for k in set(want) & set(got) if want[k] != got[k])
+    raise ValueError(
+        f"params do not match the network of controller {spec.name!r} "
+        f"({spec.network}, hidden_sizes={spec.hidden_sizes}): missing "
+        f"{missing or 'none'}; unexpected {extra or 'none'}; wrong shapes "
+        f"{wrong or 'none'}.")
+  state = flax.serialization.to_state_dict(params)
+  restored = flax.serialization.from_state_dict(abstract, state)
+  return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), restored)
+
+
+def make_controller(spec: ControllerSpec, params: Any) -> Controller:
+  """A ``Controller`` after checking the spec and the params against it."""
+  spec.check()
+  return Controller(spec, check_params(spec, params))
+
+
+# ----------------------------------------------------------------------------
+# Building one from a training run.
+
+
+def _config_dict(config) -> dict:
+  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return json.loads(json.dumps(d, default=_json_default))
+
+
+def controller_from_training(config, env, env_params, agent_params, *,
+                             name: str, description: str = "") -> Controller:
+  """The controller of an agent trained by ``scripts/train_controller.py``.
+
+  Args:
+    config: the training config (``ml_collections.ConfigDict`` or dict) with
+      ``agent`` and the agent's sub-config.
+    env: the ``LREnv`` it trained on (layer paths, action type).
+    env_params: its ``LREnvParams`` (K, EMA decay, observation settings).
+    agent_params: the learner's ``state.params`` (PPO: ``{'actor',
+      'critic'}``; DQN: the online Q-network params).
+    name: the controller's name.
+    description: free text stored with it.
+
+  Returns:
+    A checked ``Controller``.
+  """
+  agent = config["agent"]
+  action_type = env.action_type
+  if getattr(env, "observation", "dynamics") not in ("dynamics",
+                                                     "weight_stats"):
+    raise ValueError(f"env.observation={env.observation!r}; controllers "
+                     "support the 'dynamics' (xu2019) and 'weight_stats' "
+                     "(fu2016) observations.")
+  common = dict(
+      name=name, action_type=action_type,
+      steps_per_decision=int(env_params.steps_per_decision),
+      ema_decay=float(env_params.ema_decay),
+      log_lr_observation=bool(env_params.log_lr_observation),
+      num_val_examples=env_params.num_val_examples,
+      initial_lrs=tuple(float(x) for x in env_params.initial_lrs),
+      agent=agent, description=description, config=_config_dict(config))
+  if agent == "ppo" and action_type == "xu2019":
+    sub = config["ppo"]
+    network = {"mlp": "gaussian_mlp", "lstm": "gaussian_lstm"}[sub["actor"]]
+    spec = ControllerSpec(
+        network=network, hidden_sizes=(int(sub["hidden_size"]),),
+        action_std=float(sub["action_std"]),
+        learn_log_std=bool(sub["learn_log_std"]),
+        first_dense=tuple(env.first_dense), last_dense=tuple(env.last_dense),
+        **common)
+    params = agent_params["actor"]
+  elif agent == "dqn" and action_type == "fu2016":
+    sub = config["dqn"]
+    spec = ControllerSpec(
+        network="q_mlp",
+        hidden_sizes=tuple(int(h) for h in sub["hidden_sizes"]),
+        num_actions=int(env.num_actions),
+        monitored_layer=tuple(env.monitored_layer), **common)
+    params = agent_params
+  else:
+    raise ValueError(
+        f"config.agent={agent!r} with action_type {action_type!r}; "
+        "controllers can be exported for ('ppo', 'xu2019') and "
+        "('dqn', 'fu2016').")
+  return make_controller(spec, jax.device_get(params))
+
+
+# ----------------------------------------------------------------------------
+# Files.
+
+
+def _digest(spec_text: str, params_bytes: bytes) -> str:
+  return hashlib.sha256(spec_text.encode("utf-8") + params_bytes).hexdigest()
+
+
+def controller_to_bytes(controller: Controller) -> bytes:
+  """The file contents of ``controller`` (see the module docstring)."""
+  spec_text = controller.spec.check().to_json()
+  params_bytes = flax.serialization.to_bytes(
+      jax.device_get(controller.params))
+  return flax.serialization.msgpack_serialize({
+      "format": FORMAT, "format_version": FORMAT_VERSION,
+      "lr_meta_version": _lr_meta_version(), "spec": spec_text,
+      "params": params_bytes, "sha256": _digest(spec_text, params_bytes)})
+
+
+def controller_from_bytes(data: bytes, source: str = "<bytes>") -> Controller:
+  """Parses and checks controller file contents; ``source`` names it in errors.
+
+  Raises:
+    ValueError: truncated or corrupted data, another format, another format
+      version, or params that do not fit the spec's network.
+  """
+  try:
+    header = flax.serialization.msgpack_restore(bytes(data))
+  except Exception as e:  # msgpack raises several types for bad input.
+    raise ValueError(f"{source}: not a readable controller file (truncated "
+                     f"or corrupted msgpack): {e}") from e
+  if not isinstance(header, dict) or header.get("format") != FORMAT:
+    got = header.get("format") if isinstance(header, dict) else type(header)
+    raise ValueError(f"{source}: format {got!r}; expected {FORMAT!r} (write "
+                     "controller files with save_controller).")
+  version = header.get("format_version")
+  if version != FORMAT_VERSION:
+    raise ValueError(
+        f"{source}: format_version {version!r} (written by lr_meta "
+        f"{header.get('lr_meta_version')!r}); this lr_meta "
+        f"({_lr_meta_version()}) reads format_version {FORMAT_VERSION}.")
+  missing = [k for k in ("spec", "params", "sha256") if k not in header]
+  if missing:
+    raise ValueError(f"{source}: missing fields {missing}.")
+  spec_text, params_bytes = header["spec"], header["params"]
+  if not isinstance(spec_text, str) or not isinstance(params_bytes, bytes):
+    raise ValueError(f"{source}: corrupted spec or params field.")
+  if _digest(spec_text, params_bytes) != header["sha256"]:
+    raise ValueError(f"{source}: checksum mismatch; the file is corrupted.")
+  try:
+    spec = ControllerSpec.from_json(spec_text)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"{source}: bad spec: {e}") from e
+  try:
+    params = flax.serialization.msgpack_restore(params_bytes)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"{source}: unreadable params: {e}") from e
+  try:
+    return make_controller(spec, params)
+  except ValueError as e:
+    raise ValueError(f"{source}: {e}") from e
+
+
+def save_controller(path: str, controller: Controller) -> str:
+  """Writes ``controller`` to ``path`` atomically; returns the path."""
+  data = controller_to_bytes(controller)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp"
+  with open(tmp, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
+  return path
+
+
+def load_controller(path: str) -> Controller:
+  """Reads and checks a controller file (see ``controller_from_bytes``)."""
+  with open(path, "rb") as f:
+    data = f.read()
+  return controller_from_bytes(data, source=str(path))
+
+
+ARTIFACT_NAME = "controller.msgpack"
+
+
+def write_training_artifact(workdir: str, config, env, env_params,
+                            agent_params, name: Optional[str] = None) -> str:
+  """Saves the trained controller as ``workdir/controller.msgpack``.
+
+  Called once at the end of ``scripts/train_controller.py``; export it into
+  the package with ``scripts/export_controller.py``. Agents that cannot be
+  exported (REPS, actor-critic) are skipped with a message.
+
+  Returns:
+    The path written, or '' when the agent is not exportable.
+  """
+  name = name or os.path.basename(os.path.normpath(workdir))
+  try:
+    controller = controller_from_training(config, env, env_params,
+                                          agent_params, name=name)
+  except ValueError as e:
+    print(f"No controller artifact written: {e}")
+    return ""
+  return save_controller(os.path.join(workdir, ARTIFACT_NAME), controller)
+
+
+# ----------------------------------------------------------------------------
+# Controllers shipped with the package (lr_meta/pretrained/<name>.msgpack).
+
+PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "pretrained")
+
+
+def pretrained_names() -> Tuple[str, ...]:
+  """Names of the controllers shipped in ``lr_meta/pretrained/``."""
+  if not os.path.isdir(PRETRAINED_DIR):
+    return ()
+  return tuple(sorted(f[:-len(".msgpack")] for f in os.listdir(PRETRAINED_DIR)
+                      if f.endswith(".msgpack")))
+
+
+def pretrained_controller(name: str) -> Controller:
+  """Loads a shipped controller by name (offline; no download).
+
+  Raises:
+    ValueError: unknown name (the message lists the shipped ones), or a file
+      that fails the checks of ``load_controller``.
+  """
+  names = pretrained_names()
+  if name not in names:
+    raise ValueError(f"No pretrained controller {name!r}; shipped: "
+                     f"{names or 'none'} (in {PRETRAINED_DIR}).")
+  return load_controller(os.path.join(PRETRAINED_DIR, f"{name}.msgpack"))

@@ -1,0 +1,244 @@
+"""A learned LR controller inside any optax loop (Xu, Dai, Kemp, Metz 2019).
+
+``controlled(base, controller)`` wraps an optax optimizer whose learning rate
+is injectable (``optax.inject_hyperparams``) and, every ``every`` calls, sets
+that learning rate from the controller, as ``lr_meta.envs.LREnv`` does during
+training (Xu et al. 2019, section 2.2: a decision every 10 inner steps).
+
+Call ``update(grads, state, params, loss=..., val_loss=..., predictions=...)``
+at every step, like ``optax.contrib.reduce_on_plateau``'s ``value=``:
+
+* ``loss``: the training loss of this step's batch at ``params`` (required);
+* ``predictions``: softmax probabilities ``(B, classes)`` of a FIXED probe
+  batch at ``params`` ('xu2019' controllers; the shape is fixed at
+  construction by ``predictions_shape``). The controllers were trained on the
+  first ``spec.num_val_examples`` validation examples; the same examples each
+  time is what makes "prediction change" meaningful;
+* ``val_loss``: the loss on that probe batch (optional; if missing the
+  observation uses the train loss in its place).
+
+``predictions`` and ``val_loss`` are only read at decision steps; compute
+them under ``jax.lax.cond(decision_due(state), ...)`` to pay for the probe
+only every ``every`` steps.
+
+Correspondence with the environment (so that the same inputs give the same
+LR trajectory): at call ``i = t * every`` (decision t) the observation uses
+``params`` (= the environment's parameters after ``t * every`` inner steps),
+``predictions``/``val_loss`` at those params, the mean of the ``every``
+training losses passed at calls ``i - every .. i - 1`` (decision 0: this
+call's loss) and the LR of the previous window; the new LR then applies from
+this call on.
+"""
+
+from typing import Any, NamedTuple, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from optax import tree_utils as otu
+
+from lr_meta.agents import controller as controller_lib
+from lr_meta.features import dynamics
+from lr_meta.features import params as params_lib
+from lr_meta.features import weight_stats
+
+
+class ControlledState(NamedTuple):
+  """State of ``controlled``.
+
+  Attributes:
+    base_state: the wrapped optimizer's state (its learning rate is set here).
+    features: EMA state of the Xu 2019 features (``()`` for 'fu2016').
+    carry: the controller's recurrent carry (``()`` if feed-forward).
+    lr: learning rate in use (float32).
+    lr0: learning rate at ``init`` (the 'fu2016' reset target).
+    count: update calls so far (int32).
+    losses: ``(every,)`` training losses since the last decision.
+    obs: the last observation the controller acted on.
+  """
+  base_state: optax.OptState
+  features: Any
+  carry: Any
+  lr: jax.Array
+  lr0: jax.Array
+  count: jax.Array
+  losses: jax.Array
+  obs: jax.Array
+
+
+def _get_lr(base_state) -> jax.Array:
+  lr = otu.tree_get(base_state, "learning_rate")
+  if lr is None:
+    raise ValueError(
+        "controlled needs a base optimizer with an injectable learning rate: "
+        "build it with optax.inject_hyperparams(optax.sgd)(learning_rate=...) "
+        "(any optax optimizer, possibly inside optax.chain).")
+  return lr
+
+
+def _set_lr(base_state, lr):
+  old = _get_lr(base_state)
+  return otu.tree_set(base_state,
+                      learning_rate=jnp.asarray(lr, jnp.asarray(old).dtype))
+
+
+def decision_due(state: Any) -> jax.Array:
+  """True when the next ``update`` of this ``ControlledState`` decides.
+
+  ``state`` may be the ``ControlledState`` or any optimizer state holding
+  exactly one (e.g. inside ``optax.chain``).
+  """
+  found = [s for s in jax.tree.leaves(
+      state, is_leaf=lambda x: isinstance(x, ControlledState))
+           if isinstance(s, ControlledState)]
+  if len(found) != 1:
+    raise ValueError(f"state holds {len(found)} ControlledState; expected 1.")
+  s = found[0]
+  return s.count % s.losses.shape[0] == 0
+
+
+def controlled(
+    base_optimizer: optax.GradientTransformation,
+    controller: controller_lib.Controller,
+    every: Optional[int] = None,
+    *,
+    predictions_shape: Optional[tuple[int, ...]] = None,
+    first_dense: Optional[params_lib.LayerSpec] = None,
+    last_dense: Optional[params_lib.LayerSpec] = None,
+    monitored_layer: Optional[params_lib.LayerSpec] = None,
+    key: Optional[chex.PRNGKey] = None,
+) -> optax.GradientTransformationExtraArgs:
+  """Sets the LR of ``base_optimizer`` from ``controller`` every ``every`` steps.
+
+  Args:
+    base_optimizer: an optax optimizer built with ``optax.inject_hyperparams``
+      so that its state holds one ``learning_rate``; its value at ``init`` is
+      the initial LR ``lr0``.
+    controller: a ``Controller`` (``lr_meta.optax.pretrained_controller``,
+      ``load_controller``).
+    every: steps between decisions; default the controller's training K
+      (``spec.steps_per_decision``, Xu et al.: 10).
+    predictions_shape: ``(B, classes)`` of the ``predictions`` passed to
+      ``update``; required for 'xu2019' controllers.
+    first_dense, last_dense: layers whose kernel mean/var are observed
+      ('xu2019'); default: the first / last 2-D kernel of the params given
+      to ``init`` in dict iteration order (pass params straight from
+      ``model.init``, or name the layers; see ``lr_meta.features.params``).
+    monitored_layer: layer of the weight statistics ('fu2016'); default: the
+      last conv layer, else the last dense layer (as ``LREnv``).
+    key: PRNG key of the initial "previous predictions" noise (U[0, 1), as in
+      training); default ``jax.random.PRNGKey(0)``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``; ``update`` takes
+    ``params`` and the keyword arguments ``loss`` (required), ``val_loss``
+    and ``predictions`` (see the module docstring); other extra args are
+    passed on to the base optimizer.
+  """
+  spec = controller.spec.check()
+  if every is None:
+    every = spec.steps_per_decision
+  if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+    raise ValueError(f"every={every!r}; allowed: an integer >= 1.")
+  xu = spec.action_type == "xu2019"
+  if xu and predictions_shape is None:
+    raise ValueError(
+        f"controller {spec.name!r} observes prediction variances: pass "
+        "predictions_shape=(B, classes) of the probe-batch softmax "
+        f"predictions (it was trained on {spec.num_val_examples} fixed "
+        "validation examples).")
+  base = optax.with_extra_args_support(base_optimizer)
+  if key is None:
+    key = jax.random.PRNGKey(0)
+
+  def layers(params):
+    if xu:
+      return (params_lib.as_path(first_dense) if first_dense is not None
+              else params_lib.first_dense_layer(params),
+              params_lib.as_path(last_dense) if last_dense is not None
+              else params_lib.last_dense_layer(params))
+    if monitored_layer is not None:
+      return params_lib.as_path(monitored_layer)
+    if params_lib.conv_layers(params):
+      return params_lib.last_conv_layer(params)
+    return params_lib.last_dense_layer(params)
+
+  # Resolved at init from the params the user passes (creation order).
+  resolved = {}
+
+  def init_fn(params):
+    resolved["layers"] = layers(params)
+    base_state = base.init(params)
+    lr0 = jnp.asarray(_get_lr(base_state), jnp.float32)
+    features = (dynamics.dynamics_init(predictions_shape, key) if xu else ())
+    return ControlledState(
+        base_state=base_state, features=features,
+        carry=controller.initial_carry(), lr=lr0, lr0=lr0,
+        count=jnp.zeros([], jnp.int32),
+        losses=jnp.zeros((every,), jnp.float32),
+        obs=jnp.zeros((spec.observation_size,), jnp.float32))
+
+  def observe(params, features, lr, train_loss, val_loss, predictions):
+    if "layers" not in resolved:
+      resolved["layers"] = layers(params)
+    if xu:
+      first, last = resolved["layers"]
+      obs, features = dynamics.dynamics_update(
+          features, params=params, predictions=predictions,
+          train_loss=train_loss, lr=lr, val_loss=val_loss, first_dense=first,
+          last_dense=last, decay=spec.ema_decay)
+      if spec.log_lr_observation:
+        obs = obs.at[8].set(jnp.log10(lr))
+      return obs.astype(jnp.float32), features
+    kernel = params_lib.get_kernel(params, resolved["layers"])
+    if kernel.ndim == 2:   # a dense kernel viewed as a 1x1 conv, as LREnv.
+      kernel = kernel[None, None]
+    return (weight_stats.weight_stats_features(kernel, lr).astype(
+        jnp.float32), features)
+
+  def update_fn(updates, state, params=None, *, loss=None, val_loss=None,
+                predictions=None, **extra_args):
+    if params is None:
+      raise ValueError("controlled.update needs params (the controller "
+                       "observes the weights).")
+    if loss is None:
+      raise ValueError("controlled.update needs loss=<this batch's training "
+                       "loss> as a keyword argument.")
+    if xu:
+      if predictions is None:
+        raise ValueError(
+            f"controller {spec.name!r} needs predictions=<softmax of the "
+            f"probe batch>, shape {tuple(predictions_shape)}.")
+      chex.assert_shape(predictions, tuple(predictions_shape))
+    loss = jnp.asarray(loss, jnp.float32)
+    chex.assert_rank(loss, 0)
+    if val_loss is not None:
+      val_loss = jnp.asarray(val_loss, jnp.float32)
+      chex.assert_rank(val_loss, 0)
+    slot = state.count % every
+
+    def decide(_):
+      train_loss = jnp.where(state.count == 0, loss, jnp.mean(state.losses))
+      obs, features = observe(params, state.features, state.lr, train_loss,
+                              val_loss, predictions)
+      action, carry = controller.act(controller.params, obs, state.carry)
+      lr = controller.next_lr(state.lr, state.lr0, action)
+      # A non-finite observation (a diverged run) must not poison the LR.
+      lr = jnp.where(jnp.isfinite(lr), lr, state.lr)
+      return features, carry, lr, obs
+
+    def keep(_):
+      return state.features, state.carry, state.lr, state.obs
+
+    features, carry, lr, obs = jax.lax.cond(slot == 0, decide, keep, None)
+    losses = jnp.where(slot == 0, jnp.zeros_like(state.losses),
+                       state.losses).at[slot].set(loss)
+    base_state = _set_lr(state.base_state, lr)
+    updates, base_state = base.update(updates, base_state, params,
+                                      **extra_args)
+    return updates, ControlledState(
+        base_state=base_state, features=features, carry=carry, lr=lr,
+        lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
