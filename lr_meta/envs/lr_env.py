@@ -1,4 +1,5 @@
-"""Learning-rate control environment (Xu, Dai, Kemp, Metz 2019; Fu 2016).
+"""Learning-rate control environment (Xu et al. 2019; Fu 2016; Daniel et al.
+2016; Xu, Qin, Wang, Liu 2017).
 
 One episode is one training run of a ``lr_meta.tasks.Task``. At each of the
 ``num_decisions`` decisions the agent's action changes the learning rate, then
@@ -34,6 +35,50 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     ``L_t`` the mean train loss of the K steps of decision t (Fu's per-step
     reward, per decision).
 
+``action_type='daniel2016'`` (continuous, Daniel, Taylor & Nowozin 2016):
+  * observation (4): the smoothed per-example features
+    ``[phi1_hat, phi2_hat, u1, u2]`` (``lr_meta.features.per_example``:
+    ``phi1 = log Var_i(grad_i . dw)`` from one ``jax.jvp`` inside the training
+    jit, ``phi2 = log Var_i(f_i)``; smoothed with
+    ``lr_meta.features.smoothing`` at EVERY inner step with
+    ``params.per_example_decay`` = gamma, bias-corrected). Zero at reset (no
+    step taken yet). Works with any inner optimizer (SGD, RMSProp: ``dw`` is
+    the optimizer's actual update).
+  * action ``a`` (shape (1,)) = ``log g`` with ``g = exp(theta . [obs, 1])``
+    from the linear controller (``lr_meta.agents.reps.linear_controller``):
+    the step size is scaled MULTIPLICATIVELY,
+    ``lr_t = clip(lr_{t-1} * exp(clip(a, -0.5, 0.5)), LR_MIN, LR_MAX)``.
+    The talk only says ``g(phi_hat; theta) = exp(theta^T phi_hat)`` "scales
+    the step size"; multiplying the CURRENT step size (rather than the fixed
+    ``lr0``) is what lets one theta reach the same step size from initial
+    LRs orders of magnitude apart (the paper's robustness-to-eta0 figure),
+    since phi1 grows as ``2 log lr``. The per-decision clip bounds a single
+    change to x1.65.
+  * one decision every K = ``steps_per_decision`` inner steps (K = 1 is the
+    per-step controller);
+  * reward ``'mean_log_train_loss_change'`` (default):
+    ``-(log E_t - log E_{t-1}) / T`` with ``E_t`` the mean train loss of the
+    K steps of decision t and ``E_0`` the first batch's loss, so the episode
+    return is Daniel's ``-(1/(S-1)) sum_{s=2}^{S} (log E_s - log E_{s-1})``
+    with S = T + 1.
+
+``action_type='xu2017'`` (continuous, Xu, Qin, Wang & Liu 2017):
+  * action ``a`` (shape (1,)) = ``log10`` of the learning rate of the next K
+    steps relative to the episode's ``lr0``: ``lr = lr0 * 10**a`` with ``a``
+    clipped to ``[XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH]`` = [-4, 2]
+    (``initial_lrs=(1.0,)`` makes it the absolute log10 LR). The offset puts
+    a freshly initialised actor (mean ~ 0) at a sensible LR instead of 1;
+    ``lr0`` is also the LR of the observation at reset;
+  * observation from the shared feature library, chosen by
+    ``LREnv(..., observation=)``: ``'dynamics'`` (the 9 Xu 2019 numbers,
+    default), ``'per_example'`` (the 4 Daniel numbers) or
+    ``'dynamics+per_example'`` (13);
+  * rewards as for ``'xu2019'``, or the train-loss ones.
+
+The validation subset is only evaluated after a decision when the reward or
+the observation uses it (per-step Daniel decisions stay cheap); otherwise
+``info['val_loss']`` keeps the value measured at reset.
+
 Validation loss is measured on the first ``num_val_examples`` validation
 examples (a fixed subset). The initial LR is drawn uniformly per episode from
 ``params.initial_lrs`` (Xu: {1e-2, 1e-3, 1e-4}). When the optimizee diverges
@@ -52,12 +97,28 @@ from flax import struct
 
 from lr_meta.features import dynamics
 from lr_meta.features import params as params_lib
+from lr_meta.features import per_example as per_example_lib
+from lr_meta.features import smoothing
 from lr_meta.features import weight_stats
 from lr_meta.tasks import runner
 from lr_meta.tasks.task import OptimizeeState, Task
 
-ACTION_TYPES = ("xu2019", "fu2016")
-REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change")
+ACTION_TYPES = ("xu2019", "fu2016", "daniel2016", "xu2017")
+REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change",
+           "mean_log_train_loss_change")
+VAL_REWARDS = ("val_loss_change", "fixed_baseline")
+OBSERVATIONS = ("dynamics", "per_example", "dynamics+per_example")
+# Allowed ``observation`` per action type; the first is the default.
+_ALLOWED_OBSERVATIONS = {"xu2019": ("dynamics",),
+                         "fu2016": ("weight_stats",),
+                         "daniel2016": ("per_example",),
+                         "xu2017": OBSERVATIONS}
+NUM_PER_EXAMPLE_OBSERVATIONS = 4    # [phi1_hat, phi2_hat, u1, u2]
+DANIEL_ACTION_BOUND = 0.5           # |log step-size factor| per decision
+XU2017_LOG10_LR_LOW = -4.0         # relative to lr0 (decades)
+XU2017_LOG10_LR_HIGH = 2.0
+LR_MIN = 1e-7                       # the daniel2016 step size stays in here
+LR_MAX = 10.0
 XU_ACTION_LOW = -0.2
 XU_ACTION_HIGH = 0.5
 FU_DECAY = 0.97
@@ -72,6 +133,22 @@ def xu2019_lr_update(lr: chex.Numeric, action: chex.Numeric) -> jax.Array:
 def fu2016_lr_update(lr, lr0, action) -> jax.Array:
   """Action 0: ``lr * 0.97``; action 1: reset to ``lr0`` (Fu 2016)."""
   return jnp.where(jnp.asarray(action) == 1, lr0, lr * FU_DECAY)
+
+
+def daniel2016_lr_update(lr: chex.Numeric, action: chex.Numeric) -> jax.Array:
+  """``clip(lr * exp(clip(a, -0.5, 0.5)), LR_MIN, LR_MAX)`` (Daniel 2016).
+
+  ``a = theta . [phi_hat, u, 1]`` is the log of the controller output
+  ``g = exp(theta . [phi_hat, u, 1])``, which multiplies the step size.
+  """
+  a = jnp.clip(action, -DANIEL_ACTION_BOUND, DANIEL_ACTION_BOUND)
+  return jnp.clip(lr * jnp.exp(a), LR_MIN, LR_MAX)
+
+
+def xu2017_lr_update(lr0: chex.Numeric, action: chex.Numeric) -> jax.Array:
+  """``lr0 * 10 ** clip(a, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)``."""
+  a = jnp.clip(action, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)
+  return lr0 * jnp.power(10.0, a)
 
 
 @struct.dataclass
@@ -89,6 +166,7 @@ class LREnvParams:
   ema_decay: float = struct.field(pytree_node=False,
                                   default=dynamics.DEFAULT_DECAY)
   log_lr_observation: bool = struct.field(pytree_node=False, default=True)
+  per_example_decay: float = struct.field(pytree_node=False, default=0.9)
   unroll: bool = struct.field(pytree_node=False, default=False)
 
   def check(self, action_type: str = "xu2019") -> "LREnvParams":
@@ -110,6 +188,9 @@ class LREnvParams:
                        "allowed: None or an integer >= 1.")
     if not 0.0 <= self.ema_decay < 1.0:
       raise ValueError(f"env.ema_decay={self.ema_decay!r}; allowed: [0, 1).")
+    if not 0.0 <= self.per_example_decay < 1.0:
+      raise ValueError(f"env.per_example_decay={self.per_example_decay!r}; "
+                       "allowed: [0, 1).")
     return self
 
 
@@ -118,6 +199,7 @@ class LREnvState:
   """Optimizee, feature state and controller bookkeeping of one episode."""
   opt: OptimizeeState
   features: dynamics.DynamicsState
+  per_example: smoothing.RunningStats   # smoothed [phi1, phi2] (Daniel)
   lr: jax.Array             # current learning rate
   lr0: jax.Array            # initial learning rate of this episode
   time: jax.Array           # decisions taken
@@ -132,25 +214,44 @@ class LREnv:
 
   Args:
     task: the optimizee.
-    action_type: 'xu2019' (continuous) or 'fu2016' (2 discrete actions).
+    action_type: one of ``ACTION_TYPES``: 'xu2019', 'daniel2016', 'xu2017'
+      (continuous) or 'fu2016' (2 discrete actions).
+    observation: ``None`` for the action type's own observation; for
+      'xu2017' one of ``OBSERVATIONS`` (default 'dynamics').
   """
 
-  def __init__(self, task: Task, action_type: str = "xu2019"):
+  def __init__(self, task: Task, action_type: str = "xu2019",
+               observation: Optional[str] = None):
     if action_type not in ACTION_TYPES:
       raise ValueError(f"action_type={action_type!r}; allowed: "
                        f"{ACTION_TYPES}.")
+    allowed = _ALLOWED_OBSERVATIONS[action_type]
+    observation = allowed[0] if observation is None else observation
+    if observation not in allowed:
+      raise ValueError(f"observation={observation!r} with action_type "
+                       f"{action_type!r}; allowed: {allowed}.")
     self.task = task
     self.action_type = action_type
+    self.observation = observation
+    self.uses_dynamics = observation in ("dynamics", "dynamics+per_example")
+    self.uses_per_example = observation in ("per_example",
+                                            "dynamics+per_example")
     # Layer paths resolved once, from the params of model.init.
     shapes = jax.eval_shape(lambda k: task.init(k).params,
                             jax.random.PRNGKey(0))
-    if action_type == "xu2019":
-      self.first_dense = params_lib.first_dense_layer(shapes)
-      self.last_dense = params_lib.last_dense_layer(shapes)
-      self.observation_size = dynamics.NUM_OBSERVATIONS
+    if action_type != "fu2016":
       self.action_shape = (1,)
-      self.action_low = XU_ACTION_LOW
-      self.action_high = XU_ACTION_HIGH
+      self.observation_size = (
+          dynamics.NUM_OBSERVATIONS * self.uses_dynamics
+          + NUM_PER_EXAMPLE_OBSERVATIONS * self.uses_per_example)
+      if self.uses_dynamics:
+        self.first_dense = params_lib.first_dense_layer(shapes)
+        self.last_dense = params_lib.last_dense_layer(shapes)
+      self.action_low, self.action_high = {
+          "xu2019": (XU_ACTION_LOW, XU_ACTION_HIGH),
+          "daniel2016": (-DANIEL_ACTION_BOUND, DANIEL_ACTION_BOUND),
+          "xu2017": (XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH),
+      }[action_type]
     else:
       if params_lib.conv_layers(shapes):
         self.monitored_layer = params_lib.last_conv_layer(shapes)
@@ -162,7 +263,12 @@ class LREnv:
   def default_params(self) -> LREnvParams:
     if self.action_type == "fu2016":
       return LREnvParams(reward="log_train_loss_change")
+    if self.action_type == "daniel2016":
+      return LREnvParams(reward="mean_log_train_loss_change")
     return LREnvParams()
+
+  def _needs_val(self, params: LREnvParams) -> bool:
+    return self.uses_dynamics or params.reward in VAL_REWARDS
 
   # -- pieces ------------------------------------------------------------------
 
@@ -178,20 +284,43 @@ class LREnv:
                      jnp.minimum(loss, cap))
     return loss, jax.nn.softmax(logits)
 
-  def _observe(self, opt, feat, lr, val_loss, train_loss, probs, params):
+  def _observe(self, opt, feat, stats, lr, val_loss, train_loss, probs,
+               params):
     if self.action_type == "fu2016":
       kernel = params_lib.get_kernel(opt.params, self.monitored_layer)
       if kernel.ndim == 2:
         kernel = kernel[None, None]
       obs = weight_stats.weight_stats_features(kernel, lr)
       return obs.astype(jnp.float32), feat
-    obs, feat = dynamics.dynamics_update(
-        feat, params=opt.params, predictions=probs, train_loss=train_loss,
-        lr=lr, val_loss=val_loss, first_dense=self.first_dense,
-        last_dense=self.last_dense, decay=params.ema_decay)
-    if params.log_lr_observation:
-      obs = obs.at[8].set(jnp.log10(lr))
-    return obs.astype(jnp.float32), feat
+    parts = []
+    if self.uses_dynamics:
+      obs, feat = dynamics.dynamics_update(
+          feat, params=opt.params, predictions=probs, train_loss=train_loss,
+          lr=lr, val_loss=val_loss, first_dense=self.first_dense,
+          last_dense=self.last_dense, decay=params.ema_decay)
+      if params.log_lr_observation:
+        obs = obs.at[8].set(jnp.log10(lr))
+      parts.append(obs)
+    if self.uses_per_example:
+      parts.append(smoothing.running_stats_features(
+          stats, params.per_example_decay))
+    return jnp.concatenate(parts).astype(jnp.float32), feat
+
+  def _inner_step(self, carry, lr, params):
+    """One optimizee step; also smooths phi when the observation uses it."""
+    opt, stats = carry
+    if not self.uses_per_example:
+      opt, m = self.task.train_step(opt, lr)
+      return (opt, stats), m.loss
+    opt, m, phi = self.task.train_step_per_example(opt, lr)
+    # A diverged (frozen) or non-finite step must not poison the running
+    # statistics the controller reads.
+    skip = m.diverged | ~jnp.all(jnp.isfinite(phi))
+    new_stats = smoothing.running_stats_update(
+        stats, jnp.where(skip, 0.0, phi), params.per_example_decay)
+    stats = jax.tree.map(lambda o, n: jnp.where(skip, o, n), stats,
+                         new_stats)
+    return (opt, stats), m.loss
 
   # -- contract ----------------------------------------------------------------
 
@@ -205,9 +334,12 @@ class LREnv:
     x, y = self.task.sample_batch(k_batch)
     train_loss, _ = self.task.loss_and_logits(opt.params, opt.batch_stats, x, y)
     feat = dynamics.dynamics_init(probs.shape, k_feat)
-    obs, feat = self._observe(opt, feat, lr0, val_loss, train_loss, probs,
-                              params)
-    state = LREnvState(opt=opt, features=feat, lr=lr0, lr0=lr0,
+    stats = smoothing.running_stats_init(
+        jnp.zeros((len(per_example_lib.FEATURE_NAMES),), jnp.float32))
+    obs, feat = self._observe(opt, feat, stats, lr0, val_loss, train_loss,
+                              probs, params)
+    state = LREnvState(opt=opt, features=feat, per_example=stats, lr=lr0,
+                       lr0=lr0,
                        time=jnp.int32(0), val_loss=val_loss,
                        train_loss=train_loss, obs=obs,
                        terminated=jnp.bool_(False))
@@ -217,31 +349,39 @@ class LREnv:
            params: LREnvParams):
     """Applies the action, runs K inner steps, observes and rewards."""
     del key  # The optimizee carries its own key (batches, dropout).
+    a = jnp.reshape(action, ())
     if self.action_type == "xu2019":
-      lr = xu2019_lr_update(state.lr, jnp.reshape(action, ()))
+      lr = xu2019_lr_update(state.lr, a)
+    elif self.action_type == "fu2016":
+      lr = fu2016_lr_update(state.lr, state.lr0, a)
+    elif self.action_type == "daniel2016":
+      lr = daniel2016_lr_update(state.lr, a)
     else:
-      lr = fu2016_lr_update(state.lr, state.lr0, jnp.reshape(action, ()))
+      lr = xu2017_lr_update(state.lr0, a)
     lr = lr.astype(jnp.float32)
 
-    def inner(opt, _):
-      opt, m = self.task.train_step(opt, lr)
-      return opt, m.loss
-    opt, losses = runner.inner_loop(
-        inner, state.opt, jnp.arange(params.steps_per_decision),
-        params.unroll)
+    (opt, stats), losses = runner.inner_loop(
+        lambda c, _: self._inner_step(c, lr, params),
+        (state.opt, state.per_example),
+        jnp.arange(params.steps_per_decision), params.unroll)
     train_loss = jnp.mean(losses)
-    val_loss, probs = self._val(opt, params)
-    obs, feat = self._observe(opt, state.features, lr, val_loss, train_loss,
-                              probs, params)
+    if self._needs_val(params):
+      val_loss, probs = self._val(opt, params)
+    else:
+      val_loss, probs = state.val_loss, None
+    obs, feat = self._observe(opt, state.features, stats, lr, val_loss,
+                              train_loss, probs, params)
     if params.reward == "val_loss_change":
       reward = -(val_loss - state.val_loss)
     elif params.reward == "fixed_baseline":
       reward = params.reward_baseline - val_loss
     else:
       reward = -(jnp.log(train_loss) - jnp.log(state.train_loss))
+      if params.reward == "mean_log_train_loss_change":
+        reward = reward / params.num_decisions
     diverged = opt.diverged
     reward = jnp.where(diverged, params.divergence_penalty, reward)
-    new = LREnvState(opt=opt, features=feat, lr=lr, lr0=state.lr0,
+    new = LREnvState(opt=opt, features=feat, per_example=stats, lr=lr, lr0=state.lr0,
                      time=state.time + 1, val_loss=val_loss,
                      train_loss=train_loss, obs=obs, terminated=diverged)
     # Absorbing after termination.
