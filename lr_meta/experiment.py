@@ -22,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lr_meta import tasks
+from lr_meta.agents import actor_critic as actor_critic_lib
 from lr_meta.agents import dqn as dqn_lib
 from lr_meta.agents import ppo as ppo_lib
+from lr_meta.agents import reps as reps_lib
 from lr_meta.envs import lr_env
 from lr_meta.tasks import runner
 
@@ -56,9 +58,25 @@ def _stateless_act(agent, params, batch_size):
   return (lambda obs, c: (agent.policy_fn(params, obs), c)), ()
 
 
+def _make_reps(sub, env, env_params):
+  return reps_lib.make_reps(reps_lib.REPSConfig(**sub), env, env_params)
+
+
+def _make_actor_critic(sub, env, env_params):
+  return actor_critic_lib.make_actor_critic(
+      actor_critic_lib.ActorCriticConfig(**sub), env, env_params)
+
+
 AGENTS = {
     "ppo": AgentKind("xu2019", _make_ppo, lambda s: s.params, _ppo_act),
     "dqn": AgentKind("fu2016", _make_dqn, lambda s: s.params, _stateless_act),
+    # Daniel et al. 2016: the deterministic controller is the search
+    # distribution's mean theta (linear in [phi_hat, u, 1]).
+    "reps": AgentKind("daniel2016", _make_reps, lambda s: s.dist.mean,
+                      _stateless_act),
+    # Xu, Qin, Wang, Liu 2017: the actor's mean log10 LR.
+    "actor_critic": AgentKind("xu2017", _make_actor_critic,
+                              lambda s: s.params, _stateless_act),
 }
 KNOWN_AGENTS = tuple(AGENTS)
 
@@ -88,7 +106,7 @@ def check_config(config):
   expected = AGENTS[config.agent].action_type
   if action_type != expected:
     raise ValueError(
-        f"config.env.action_type={action_type!r} with agent "
+        f"config.env.action_type={action_type!r} with config.agent="
         f"{config.agent!r}; allowed: {expected!r}.")
 
 
@@ -99,8 +117,10 @@ def build(config, data_dir: Optional[str] = None):
   strategy = config.strategy or runner.default_strategy(task.model_name)
   env_kwargs = dict(config.env)
   action_type = env_kwargs.pop("action_type")
+  # Optional: the xu2017 observation (shapes the agent, so not a param).
+  observation = env_kwargs.pop("observation", None) or None
   env_kwargs["initial_lrs"] = tuple(float(x) for x in env_kwargs["initial_lrs"])
-  env = lr_env.LREnv(task, action_type)
+  env = lr_env.LREnv(task, action_type, observation)
   env_params = lr_env.LREnvParams(unroll=strategy != "scan",
                                   **env_kwargs).check(action_type)
   return task, env, env_params, strategy

@@ -1,0 +1,92 @@
+"""REPS (Daniel 2016) and actor-critic (Xu 2017) through the shared
+experiment builder and scripts/train_controller.py: dispatch, checkpoint
+resume (2 + 2 iterations == 4 straight), deterministic controller runs."""
+
+import importlib.util
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import daniel2016_reps
+from configs import xu2017_actor_critic
+from lr_meta import experiment
+
+os.environ.setdefault("LR_META_DATA_DIR", "/work/shared/datasets")
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    "train_controller", os.path.join(_ROOT, "scripts", "train_controller.py"))
+tc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tc)
+
+
+def tiny_config(agent, num_iterations=2):
+  if agent == "reps":
+    config = daniel2016_reps.get_config()
+    config.reps.update(num_samples=3)
+  else:
+    config = xu2017_actor_critic.get_config()
+    config.actor_critic.update(num_envs=2)
+  config.task.update(dataset="mnist1d", model="mlp", batch_size=32,
+                     num_train_examples=500, num_val_examples=200,
+                     num_test_examples=200)
+  config.env.update(num_decisions=3, steps_per_decision=2,
+                    num_val_examples=100, initial_lrs=(0.1,))
+  config.num_iterations = num_iterations
+  config.checkpoint_every = 2
+  config.eval.update(num_seeds=2, initial_lrs=(0.1,), constant_lrs=(0.1,))
+  return config
+
+
+@pytest.mark.parametrize("agent", ["reps", "actor_critic"])
+def test_resume_equals_uninterrupted_and_controller_runs(agent, tmp_path):
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  task, env, env_params, strategy = experiment.build(tiny_config(agent))
+  assert env.action_type == {"reps": "daniel2016",
+                             "actor_critic": "xu2017"}[agent]
+  agent_obj = experiment.make_agent(tiny_config(agent), env, env_params,
+                                    strategy)
+
+  def train(n, workdir):
+    return tc.train(tiny_config(agent, n), workdir, agent_obj,
+                    log=lambda *a: None)
+  train(2, a)
+  resumed = train(4, a)     # restores iteration 2, runs 3 and 4
+  straight = train(4, b)
+  assert int(resumed.iteration) == int(straight.iteration) == 4
+  for x, y in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
+    np.testing.assert_array_equal(x, y)
+  assert os.path.exists(os.path.join(a, "controller_params.msgpack"))
+
+  config = tiny_config(agent)
+  params = experiment.policy_params(config, resumed)
+  runs = experiment.run_controller(config, env, env_params, agent_obj,
+                                   params, seeds=(1, 2), lr0=0.1,
+                                   strategy=strategy)
+  assert runs.learning_rates.shape == (3, 2)
+  assert np.all(np.isfinite(runs.train_loss))
+  loss, _ = experiment.test_metrics(task, runs.final_state)
+  assert np.all(np.isfinite(loss))
+
+
+@pytest.mark.parametrize("agent,action_type", [("reps", "xu2019"),
+                                               ("actor_critic", "daniel2016")])
+def test_wrong_action_type_is_named(agent, action_type):
+  config = tiny_config(agent)
+  config.env.action_type = action_type
+  with pytest.raises(ValueError, match="config.env.action_type"):
+    experiment.check_config(config)
+
+
+def test_bad_sub_config_is_named():
+  config = tiny_config("reps")
+  config.reps.num_samples = 1
+  _, env, env_params, strategy = experiment.build(config)
+  with pytest.raises(ValueError, match="config.reps: num_samples=1"):
+    experiment.make_agent(config, env, env_params, strategy)
+  config = tiny_config("actor_critic")
+  config.env.observation = "weight_stats"
+  with pytest.raises(ValueError, match="observation='weight_stats'"):
+    experiment.build(config)
