@@ -27,19 +27,6 @@ _OUTDIR = flags.DEFINE_string("outdir", "runs/baselines", "Output directory.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
 
-KNOWN_BASELINES = ("xu2019_step_decay", "cosine", "constant")
-
-
-def _grid(name, config):
-  if name == "xu2019_step_decay":
-    return baselines.xu2019_step_decay_grid()
-  if name == "cosine":
-    return baselines.grid("cosine", config.cosine_init_lrs)
-  if name == "constant":
-    return baselines.grid("constant", config.cosine_init_lrs)
-  raise ValueError(f"Unknown baseline {name!r} in config.baselines; allowed: {KNOWN_BASELINES}.")
-
-
 def mean_std(x):
   return f"{np.mean(x):.4f} ({np.std(x):.4f})"
 
@@ -48,25 +35,28 @@ def main(argv):
   del argv
   config = _CONFIG.value
   os.makedirs(_OUTDIR.value, exist_ok=True)
-  task = tasks.make_task(data_dir=_DATA_DIR.value, **config.task)
   run_kw = dict(eval_every=config.eval_every, strategy=config.strategy or None,
                 batch_mode=config.batch_mode or None,
                 num_val_examples=config.num_val_examples)
   rows, results = [], []
-  for name in config.baselines:
+  for text in config.baselines:
     t0 = time.time()
-    specs = _grid(name, config)
-    swept = baselines.sweep(task, specs, config.num_steps,
-                            tuning_seeds=tuple(config.tuning_seeds), **run_kw)
-    res = baselines.evaluate_on_seeds(task, swept.best, config.num_steps,
-                                      num_seeds=config.num_eval_seeds, **run_kw)
+    entry = baselines.parse_baseline(text, tuple(config.cosine_init_lrs))
+    task_kwargs = dict(config.task)
+    if entry.optimizer:
+      task_kwargs["optimizer"] = entry.optimizer
+    task = tasks.make_task(data_dir=_DATA_DIR.value, **task_kwargs)
+    swept, res = baselines.tune_and_evaluate(
+        task, entry.specs, config.num_steps, num_seeds=config.num_eval_seeds,
+        tuning_seeds=tuple(config.tuning_seeds), **run_kw)
     wall = time.time() - t0
     results.append(res)
-    rows.append(f"| {name} | {swept.best.label()} | {mean_std(res.test_loss)} | "
+    label = f"{task_kwargs['optimizer']} {res.spec.label()}"
+    rows.append(f"| {text} | {label} | {mean_std(res.test_loss)} | "
                 f"{mean_std(res.test_accuracy)} | {int(res.diverged.sum())} | "
-                f"{len(specs)} | {wall:.0f} |")
-    print(f"{name}: best {swept.best.label()} (val {swept.val_loss[swept.best_index]:.4f}); "
-          f"{wall:.0f}s", flush=True)
+                f"{len(entry.specs)} | {wall:.0f} |")
+    val = "" if swept is None else f" (val {swept.val_loss[swept.best_index]:.4f})"
+    print(f"{text}: best {label}{val}; {wall:.0f}s", flush=True)
   header = (f"Task: {config.task.dataset} / {config.task.model}, batch "
             f"{config.task.batch_size}, {config.num_steps} steps; "
             f"{config.num_eval_seeds} seeds.\n\n"

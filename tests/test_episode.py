@@ -135,3 +135,27 @@ def test_sharded_runs_on_four_forced_cpu_devices(repo_root):
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, **env}, timeout=300)
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_parse_spec_inverts_label_and_rejects_bad_text():
+  spec = baselines.ScheduleSpec("step_decay", 0.1, (("every", 50), ("factor", 0.99)))
+  assert baselines.parse_spec(spec.label()) == spec
+  assert baselines.parse_spec("cosine(lr=0.3)") == baselines.ScheduleSpec("cosine", 0.3)
+  for bad, match in [("cosine", "expected e.g."), ("warp(lr=1)", "Unknown schedule 'warp'"),
+                     ("cosine(every=3)", "needs lr"), ("step_decay(lr=0.1, every=x)", "Bad value"),
+                     ("step_decay(lr=0.1, every=0, factor=0.5)", "positive integer")]:
+    with pytest.raises(ValueError, match=match):
+      baselines.parse_spec(bad)
+
+
+def test_parse_baseline_grids_fixed_specs_and_optimizers():
+  xu = baselines.parse_baseline("xu2019_step_decay")
+  assert xu.optimizer is None and xu.tuned and len(xu.specs) == 48
+  fixed = baselines.parse_baseline("step_decay(lr=0.1, every=50, factor=0.99)")
+  assert not fixed.tuned and fixed.specs[0].sequence(101)[100] == pytest.approx(0.1 * 0.99**2)
+  adam = baselines.parse_baseline("adam:constant", grid_lrs=(0.1,))
+  assert adam.optimizer == "adam"
+  assert [s.init_lr for s in adam.specs] == list(baselines.ADAPTIVE_GRID_LRS)
+  assert [s.init_lr for s in baselines.parse_baseline("cosine", (0.2, 0.1)).specs] == [0.2, 0.1]
+  with pytest.raises(ValueError, match="Unknown baseline grid 'nope'"):
+    baselines.parse_baseline("nope")

@@ -72,3 +72,4 @@ def test_schedule_drives_power_sign():
 def test_bad_decay_steps():
   with pytest.raises(ValueError, match="decay_steps"):
     lmo.linear_cosine_decay_schedule(0.1, -5)
+

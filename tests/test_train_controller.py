@@ -38,15 +38,23 @@ def _rows(path):
             for r in csv.DictReader(f)]
 
 
-def test_end_to_end_writes_outputs(tmp_path):
-  workdir = str(tmp_path / "run")
-  table = tc.run(tiny_config(), workdir, log=lambda *a: None)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """One tiny training run (3 iterations) shared by the end-to-end tests."""
+  workdir = str(tmp_path_factory.mktemp("run"))
+  table = tc.run(tiny_config(3), workdir, log=lambda *a: None)
+  return workdir, table
+
+
+def test_end_to_end_writes_outputs(trained):
+  workdir, table = trained
   assert "PPO controller (lr0=0.1)" in table and "constant LR 0.1" in table
-  for name in ("metrics.csv", "results.md", "controller_params.msgpack"):
+  for name in ("metrics.csv", "results.md", "controller_params.msgpack",
+               "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, "checkpoints"))
   rows = _rows(os.path.join(workdir, "metrics.csv"))
-  assert [int(r["iteration"]) for r in rows] == [1, 2]
+  assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
   assert np.isfinite(float(rows[-1]["episode_return"]))
 
 
@@ -87,3 +95,47 @@ def test_bad_agent_subconfig():
   task, env, env_params, strategy = tc.build(config)
   with pytest.raises(ValueError, match="config.ppo"):
     tc.make_agent(config, env, env_params, strategy)
+
+
+from lr_meta import evaluation as ec  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_evaluate_controller_selects_by_val_and_compares(trained, tmp_path):
+  workdir, _ = trained
+  assert sorted(ec.list_snapshots(workdir)) == [1, 2, 3]
+  eval_config = tiny_config(3)
+  eval_config.eval.baselines = ("constant", "step_decay(lr=0.1, every=2, factor=0.5)")
+  eval_config.eval.constant_lrs = (0.3, 0.1)
+  log = []
+  out = str(tmp_path / "eval")
+  table = ec.evaluate(workdir, eval_config, outdir=out, num_candidates=1,
+                      selection_seeds=1, log=log.append)
+  # Candidates: best training return + the last snapshot.
+  assert any("selected iteration" in line for line in log)
+  assert "PPO controller (lr0=0.1)" in table
+  assert "(best of 2 by val loss)" in table      # tuned grid
+  assert "step_decay(lr=0.1, every=2, factor=0.5)" in table   # fixed spec
+  for name in ("results.md", "results.json", "schedule.png", "val_loss.png"):
+    assert os.path.exists(os.path.join(out, name)), name
+  import json  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(out, "results.json")) as f:
+    res = json.load(f)
+  methods = res["methods"]
+  assert len(methods) == 3
+  ctrl = np.asarray(methods["PPO controller (lr0=0.1)"]["test_loss"])
+  assert ctrl.shape == (2,) and np.all(np.isfinite(ctrl))
+  # The reported p-values are Welch's t-test of the stored per-seed numbers.
+  import scipy.stats  # pylint: disable=g-import-not-at-top
+  other = [k for k in methods if "step_decay(" in k][0]
+  p = scipy.stats.ttest_ind(methods[other]["test_loss"], ctrl,
+                            equal_var=False).pvalue
+  assert f"{p:.3g}" in table
+
+
+def test_evaluate_controller_bad_workdir_and_snapshot(tmp_path):
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    ec.load_train_config(str(tmp_path))
+  bad = tmp_path / "bad.msgpack"
+  bad.write_bytes(b"not msgpack at all")
+  with pytest.raises(ValueError, match="corrupted"):
+    ec.load_params(str(bad), {"w": np.zeros(3)})

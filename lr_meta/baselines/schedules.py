@@ -104,3 +104,58 @@ XU2019_STEP_DECAY_GRID = dict(init_lrs=(0.1, 0.01, 0.001, 0.0001),
 def xu2019_step_decay_grid() -> list:
   g = XU2019_STEP_DECAY_GRID
   return grid("step_decay", g["init_lrs"], every=g["every"], factor=g["factor"])
+
+
+# Named grids: what "the tuned <name> baseline" means in configs and scripts.
+NAMED_GRIDS: Dict[str, Callable[[Iterable[float]], list]] = {
+    "xu2019_step_decay": lambda init_lrs: xu2019_step_decay_grid(),
+    "cosine": lambda init_lrs: grid("cosine", init_lrs),
+    "constant": lambda init_lrs: grid("constant", init_lrs),
+    "linear": lambda init_lrs: grid("linear", init_lrs),
+    # SGDR (Loshchilov & Hutter 2017): first period 50 steps, doubling (Fu
+    # 2016 compares against SGDR; its periods are not stated).
+    "sgdr": lambda init_lrs: grid("sgdr", init_lrs, first_period=(50,),
+                                  period_mult=(2.0,)),
+}
+KNOWN_GRIDS = tuple(NAMED_GRIDS)
+DEFAULT_GRID_LRS = (0.3, 0.1, 0.03, 0.01, 0.003)
+
+
+def named_grid(name: str, init_lrs: Iterable[float] = DEFAULT_GRID_LRS) -> list:
+  """The grid of a named baseline (``init_lrs`` is ignored by fixed grids)."""
+  if name not in NAMED_GRIDS:
+    raise ValueError(f"Unknown baseline grid {name!r}; allowed: "
+                     f"{', '.join(KNOWN_GRIDS)}.")
+  return NAMED_GRIDS[name](tuple(init_lrs))
+
+
+def parse_spec(label: str) -> ScheduleSpec:
+  """Inverse of ``ScheduleSpec.label``: ``'step_decay(lr=0.1, every=50, factor=0.99)'``.
+
+  Values are parsed as int when they look like one, else float.
+  """
+  text = label.strip()
+  if "(" not in text or not text.endswith(")"):
+    raise ValueError(f"Bad schedule spec {label!r}; expected e.g. "
+                     "'cosine(lr=0.3)' or 'step_decay(lr=0.1, every=50, "
+                     f"factor=0.99)' with a schedule in {KNOWN_SCHEDULES}.")
+  name, args = text[:-1].split("(", 1)
+  name = name.strip()
+  if name not in SCHEDULES:
+    raise ValueError(f"Unknown schedule {name!r} in {label!r}; known: "
+                     f"{', '.join(KNOWN_SCHEDULES)}.")
+  kwargs = {}
+  for part in filter(None, (p.strip() for p in args.split(","))):
+    if "=" not in part:
+      raise ValueError(f"Bad argument {part!r} in {label!r}; expected key=value.")
+    key, value = (s.strip() for s in part.split("=", 1))
+    try:
+      kwargs[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+    except ValueError as e:
+      raise ValueError(f"Bad value {value!r} for {key!r} in {label!r}.") from e
+  if "lr" not in kwargs:
+    raise ValueError(f"Schedule spec {label!r} needs lr=...")
+  init_lr = float(kwargs.pop("lr"))
+  spec = ScheduleSpec(name, init_lr, tuple(sorted(kwargs.items())))
+  spec.sequence(1)   # validates the hyperparameters
+  return spec

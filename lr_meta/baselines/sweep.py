@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta.baselines import schedules
 from lr_meta.baselines.schedules import ScheduleSpec
 from lr_meta.tasks import episode
 from lr_meta.tasks.task import Task
@@ -89,3 +90,61 @@ def evaluate_on_seeds(task: Task, spec: ScheduleSpec, num_steps: int, *,
   return SeedResults(spec, np.asarray(test.loss), np.asarray(test.accuracy),
                      np.asarray(metrics.val.loss), np.asarray(metrics.train.loss),
                      seq, np.asarray(states.diverged))
+
+
+class BaselineEntry(NamedTuple):
+  """A baseline as written in configs: ``'[optimizer:]grid-or-spec'``.
+
+  ``'xu2019_step_decay'`` (a named grid, tuned), ``'cosine'``,
+  ``'step_decay(lr=0.1, every=50, factor=0.99)'`` (one fixed spec, re-run only)
+  or ``'adam:constant'`` (the constant-LR grid with Adam as the optimizer).
+  """
+  text: str
+  optimizer: Optional[str]     # None: the task's own optimizer
+  specs: list
+
+  @property
+  def tuned(self) -> bool:
+    return len(self.specs) > 1
+
+
+# Adaptive optimizers work at LRs two decades below SGD's.
+ADAPTIVE_GRID_LRS = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
+
+
+def parse_baseline(text: str, grid_lrs=schedules.DEFAULT_GRID_LRS,
+                   adaptive_grid_lrs=ADAPTIVE_GRID_LRS) -> BaselineEntry:
+  """Parses a config baseline string; errors name the string and what is allowed.
+
+  Args:
+    text: ``'[optimizer:]grid-or-spec'`` (see ``BaselineEntry``).
+    grid_lrs: initial LRs of LR-parametrised grids for SGD and momentum.
+    adaptive_grid_lrs: the same for Adam and RMSProp.
+  """
+  optimizer, _, body = text.rpartition(":")
+  optimizer = optimizer.strip() or None
+  body = body.strip()
+  if optimizer in ("adam", "rmsprop"):
+    grid_lrs = adaptive_grid_lrs
+  if "(" in body:
+    specs = [schedules.parse_spec(body)]
+  else:
+    specs = schedules.named_grid(body, grid_lrs)
+  return BaselineEntry(text, optimizer, specs)
+
+
+def tune_and_evaluate(task: Task, specs: Sequence[ScheduleSpec], num_steps: int,
+                      *, num_seeds: int = 10, tuning_seeds: Sequence[int] = (0,),
+                      **run_kw):
+  """The protocol of the module docstring: sweep (if more than one spec), re-run.
+
+  Returns:
+    ``(sweep_result or None, SeedResults of the winner)``.
+  """
+  swept = None
+  best = specs[0]
+  if len(specs) > 1:
+    swept = sweep(task, specs, num_steps, tuning_seeds=tuning_seeds, **run_kw)
+    best = swept.best
+  return swept, evaluate_on_seeds(task, best, num_steps, num_seeds=num_seeds,
+                                  **run_kw)
