@@ -18,7 +18,8 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     are invisible to a small MLP). Predictions are the softmax outputs on the
     fixed validation subset, so the "prediction change" compares the same
     examples at consecutive decisions (less noisy than the code's consecutive
-    training batches). The train loss is the mean over the K inner steps.
+    training batches). The train loss is the mean over the K inner steps
+    (at reset: the loss of the first training batch).
   * reward (``params.reward``):
       ``'val_loss_change'``: ``-(val_loss_t - val_loss_{t-1})``, whose sum over
         the episode is the total decrease of the validation loss;
@@ -326,13 +327,17 @@ class LREnv:
 
   def reset(self, key: chex.PRNGKey, params: LREnvParams):
     """A fresh optimizee at an initial LR drawn from ``initial_lrs``."""
-    k_init, k_lr, k_feat, k_batch = jax.random.split(key, 4)
+    k_init, k_lr, k_feat, _ = jax.random.split(key, 4)
     lrs = jnp.asarray(params.initial_lrs, jnp.float32)
     lr0 = lrs[jax.random.randint(k_lr, (), 0, lrs.shape[0])]
     opt = self.task.init(k_init, lr0)
     val_loss, probs = self._val(opt, params)
-    x, y = self.task.sample_batch(k_batch)
-    train_loss, _ = self.task.loss_and_logits(opt.params, opt.batch_stats, x, y)
+    # The train loss at reset is the one the first inner step reports (same
+    # batch, same params, train mode), i.e. what an optax loop has at its
+    # first update: lr_meta.optax.controlled then reproduces the episode's
+    # LRs exactly. The step itself is discarded.
+    _, first = self.task.train_step(opt, lr0)
+    train_loss = first.loss
     feat = dynamics.dynamics_init(probs.shape, k_feat)
     stats = smoothing.running_stats_init(
         jnp.zeros((len(per_example_lib.FEATURE_NAMES),), jnp.float32))
@@ -425,7 +430,8 @@ def run_episode(env: LREnv, params: LREnvParams, act_fn, key: chex.PRNGKey,
 
 
 def run_episodes(env: LREnv, params: LREnvParams, act_fn,
-                 keys: chex.PRNGKey, strategy: str = "scan", carry: Any = ()):
+                 keys: chex.PRNGKey, strategy: str = "scan", carry: Any = (),
+                 lr0s: Optional[jax.Array] = None):
   """N episodes in lockstep (``vmap`` over ``keys``), compiled once.
 
   Args:
@@ -435,13 +441,25 @@ def run_episodes(env: LREnv, params: LREnvParams, act_fn,
     keys: ``[N]`` PRNG keys, one per episode.
     strategy: as in ``run_episode``.
     carry: the initial batched ``act_fn`` carry.
+    lr0s: optional ``[N]`` initial LRs replacing the draw from
+      ``params.initial_lrs``, so a whole eta0 grid runs in one compiled call.
+      Only for observations that do not contain the LR at reset
+      ('daniel2016', 'xu2017' with 'per_example').
 
   Returns:
     ``(final batched LREnvState, infos)`` with infos of shape ``[T, N]``.
   """
+  if lr0s is not None and (env.uses_dynamics or env.action_type == "fu2016"):
+    raise ValueError(
+        f"lr0s with observation {env.observation!r}; allowed only with "
+        "'per_example' (the reset observation would hold the drawn LR).")
   reset = jax.vmap(env.reset, in_axes=(0, None))
   step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
   obs, state = jax.jit(reset, static_argnums=1)(keys, params)
+  if lr0s is not None:
+    lr0s = jnp.asarray(lr0s, jnp.float32)
+    chex.assert_shape(lr0s, state.lr.shape)
+    state = state.replace(lr=lr0s, lr0=lr0s)
 
   def body(c, _):
     state, obs, act_carry = c
