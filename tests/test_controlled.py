@@ -1,0 +1,292 @@
+"""Controllers in an optax loop (lr_meta.optax.controlled), controller files."""
+
+import dataclasses
+import importlib.util
+import json
+import os
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import quickstart
+from lr_meta import experiment
+from lr_meta import tasks
+from lr_meta.agents import controller as controller_lib
+from lr_meta.envs import lr_env
+import lr_meta.optax as lmo
+
+T, K, NV = 6, 4, 64      # decisions, steps per decision, probe examples
+
+
+@pytest.fixture(scope="module")
+def task():
+  return tasks.make_task("mnist1d", "mlp",
+                         model_kwargs=dict(hidden_sizes=(16,)),
+                         optimizer="momentum", batch_size=32,
+                         num_train_examples=500, num_val_examples=NV,
+                         num_test_examples=NV)
+
+
+def _spec(**kw):
+  kw = dict(dict(name="test", action_type="xu2019", network="gaussian_mlp",
+                 hidden_sizes=(8,), steps_per_decision=K,
+                 num_val_examples=NV), **kw)
+  return controller_lib.ControllerSpec(**kw)
+
+
+def _controller(scale=100.0, spec=None):
+  """A fixed controller whose action depends on the observation.
+
+  The head is scaled up from its 0.01-gain init so that actions move
+  between decisions instead of sitting at 0.
+  """
+  spec = spec or _spec()
+  net = controller_lib.make_network(spec)
+  carry = controller_lib.networks.initial_carry(net)
+  params = net.init(jax.random.PRNGKey(1),
+                    jnp.zeros((spec.observation_size,)), carry)
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, x: x * scale if "Dense_1" in jax.tree_util.keystr(p) else x,
+      params)
+  return controller_lib.make_controller(spec, params)
+
+
+def _optax_loop(task, tx, params, rng, num_steps):
+  """An ordinary training loop: batch, loss/grad, probe, tx.update."""
+
+  @jax.jit
+  def step(task, params, opt_state, rng):
+    rng, batch_key, dropout_key = jax.random.split(rng, 3)
+    x, y = task.sample_batch(batch_key)
+    (loss, _), grads = jax.value_and_grad(task.loss_and_logits, has_aux=True)(
+        params, {}, x, y, train=True, dropout_key=dropout_key)
+    logits, _ = task.apply(params, {}, task.data.x_val[:NV])
+    val_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        logits, task.data.y_val[:NV]))
+    updates, opt_state = tx.update(grads, opt_state, params, loss=loss,
+                                   val_loss=val_loss,
+                                   predictions=jax.nn.softmax(logits))
+    return optax.apply_updates(params, updates), opt_state, rng
+
+  opt_state = tx.init(params)
+  lrs, history = [], []
+  for _ in range(num_steps):
+    history.append(params)   # params before each update
+    params, opt_state, rng = step(task, params, opt_state, rng)
+    lrs.append(np.asarray(opt_state.lr))
+  return history, opt_state, np.asarray(lrs)
+
+
+def test_controlled_reproduces_env_lr_trajectory(task):
+  ctrl = _controller()
+  env = lr_env.LREnv(task, "xu2019")
+  p = lr_env.LREnvParams(num_decisions=T, steps_per_decision=K,
+                         initial_lrs=(0.1,), num_val_examples=NV)
+  key = jax.random.PRNGKey(3)
+  env_state, infos = lr_env.run_episode(env, p, ctrl.policy, key, "scan")
+  env_lrs = np.asarray(infos["lr"])
+
+  # The same optimizee: LREnv.reset's key split (init, lr, features, -).
+  k_init, _, k_feat, _ = jax.random.split(key, 4)
+  opt = task.init(k_init, 0.1)
+  tx = lmo.controlled(tasks.make_optimizer("momentum", learning_rate=0.1),
+                      ctrl, predictions_shape=(NV, 10), key=k_feat)
+  # One call past the episode: its decision observes the episode's end.
+  history, state, lrs = _optax_loop(task, tx, opt.params, opt.key,
+                                    T * K + 1)
+  lrs = lrs[:T * K]
+
+  # LR of each decision window; constant inside a window.
+  np.testing.assert_array_equal(lrs.reshape(T, K),
+                                np.repeat(lrs[::K, None], K, axis=1))
+  np.testing.assert_array_equal(lrs[::K], env_lrs)
+  # The actions really depend on the observation (not a fixed schedule).
+  ratios = env_lrs / np.concatenate([[np.float32(0.1)], env_lrs[:-1]])
+  assert np.ptp(ratios) > 1e-3, ratios
+  # Same LRs, same batches: the same weights, bit for bit, and the same
+  # final observation (the EMAs agree too).
+  jax.tree.map(np.testing.assert_array_equal, history[T * K],
+               env_state.opt.params)
+  np.testing.assert_array_max_ulp(state.obs, env_state.obs, maxulp=2)
+
+
+def test_zero_controller_gives_hand_computed_decay(task):
+  """All-zero params: action 0, so lr *= (0 - 0.15) * 0.1 + 1 = 0.985."""
+  spec = _spec()
+  ctrl = _controller()
+  zero = controller_lib.make_controller(
+      spec, jax.tree.map(jnp.zeros_like, ctrl.params))
+  tx = lmo.controlled(optax.inject_hyperparams(optax.sgd)(learning_rate=0.2),
+                      zero, every=3, predictions_shape=(NV, 10))
+  opt = task.init(jax.random.PRNGKey(0))
+  _, state, lrs = _optax_loop(task, tx, opt.params, opt.key, 7)
+  expected = np.float32([0.2 * 0.985] * 3 + [0.2 * 0.985**2] * 3
+                        + [0.2 * 0.985**3])
+  np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+  assert int(state.count) == 7
+  assert bool(lmo.decision_due(state)) is False
+  assert bool(lmo.decision_due((state,))) is False
+
+
+def test_controlled_works_inside_chain_and_rejects_bad_use(task):
+  ctrl = _controller()
+  opt = task.init(jax.random.PRNGKey(0))
+  base = optax.chain(optax.clip_by_global_norm(1.0),
+                     optax.inject_hyperparams(optax.adam)(learning_rate=1e-3))
+  tx = lmo.controlled(base, ctrl, predictions_shape=(NV, 10))
+  state = tx.init(opt.params)
+  assert float(state.lr0) == pytest.approx(1e-3)
+  grads = jax.tree.map(jnp.ones_like, opt.params)
+  probs = jnp.full((NV, 10), 0.1)
+  update = jax.jit(tx.update)   # eager would compile op by op
+  _, state = update(grads, state, opt.params, loss=2.0, predictions=probs)
+  assert np.isfinite(float(state.lr)) and float(state.lr) != 1e-3
+  with pytest.raises(ValueError, match="loss="):
+    update(grads, state, opt.params, predictions=probs)
+  with pytest.raises(ValueError, match="predictions="):
+    update(grads, state, opt.params, loss=1.0)
+  with pytest.raises(ValueError, match="needs params"):
+    update(grads, state, loss=1.0, predictions=probs)
+  with pytest.raises(ValueError, match="predictions_shape"):
+    lmo.controlled(base, ctrl)
+  with pytest.raises(ValueError, match="every=0"):
+    lmo.controlled(base, ctrl, every=0, predictions_shape=(NV, 10))
+  with pytest.raises(ValueError, match="inject_hyperparams"):
+    lmo.controlled(optax.sgd(0.1), ctrl, predictions_shape=(NV, 10)).init(
+        opt.params)
+
+
+def test_dqn_controller_in_optax_matches_env(task):
+  """A Fu 2016 (Q-network, decay/reset) controller, same check as above."""
+  spec = _spec(action_type="fu2016", network="q_mlp", hidden_sizes=(8,))
+  net = controller_lib.make_network(spec)
+  params = net.init(jax.random.PRNGKey(2), jnp.zeros((193,)))
+  ctrl = controller_lib.make_controller(spec, params)
+  env = lr_env.LREnv(task, "fu2016")
+  p = lr_env.LREnvParams(num_decisions=T, steps_per_decision=K,
+                         initial_lrs=(0.1,), num_val_examples=NV,
+                         reward="log_train_loss_change")
+  key = jax.random.PRNGKey(4)
+  env_state, infos = lr_env.run_episode(env, p, ctrl.policy, key, "scan")
+  k_init, _, _, _ = jax.random.split(key, 4)
+  opt = task.init(k_init, 0.1)
+  tx = lmo.controlled(tasks.make_optimizer("momentum", learning_rate=0.1),
+                      ctrl)
+  history, _, lrs = _optax_loop(task, tx, opt.params, opt.key, T * K + 1)
+  np.testing.assert_array_equal(lrs[:T * K:K], np.asarray(infos["lr"]))
+  jax.tree.map(np.testing.assert_array_equal, history[T * K],
+               env_state.opt.params)
+
+
+# ----------------------------------------------------------------------------
+# Files.
+
+
+def test_save_load_round_trip(tmp_path):
+  ctrl = _controller()
+  path = controller_lib.save_controller(str(tmp_path / "c.msgpack"), ctrl)
+  back = lmo.load_controller(path)
+  assert back.spec == ctrl.spec
+  jax.tree.map(np.testing.assert_array_equal, back.params, ctrl.params)
+  obs = jnp.linspace(-1.0, 1.0, 9)
+  np.testing.assert_array_equal(back.policy(obs)[0], ctrl.policy(obs)[0])
+  assert os.path.getsize(path) < 5000
+
+
+def test_load_refuses_bad_files(tmp_path):
+  ctrl = _controller()
+  data = controller_lib.controller_to_bytes(ctrl)
+  path = tmp_path / "c.msgpack"
+
+  def load(blob):
+    path.write_bytes(blob)
+    return lmo.load_controller(str(path))
+
+  with pytest.raises(ValueError, match="truncated or corrupted"):
+    load(data[:len(data) // 2])
+  # One flipped bit inside the params: still valid msgpack, wrong checksum.
+  params_bytes = flax.serialization.to_bytes(ctrl.params)
+  at = data.index(params_bytes) + len(params_bytes) // 2
+  bad = bytearray(data)
+  bad[at] ^= 0x01
+  with pytest.raises(ValueError, match="checksum mismatch"):
+    load(bytes(bad))
+  header = flax.serialization.msgpack_restore(data)
+  with pytest.raises(ValueError, match="format_version 2"):
+    load(flax.serialization.msgpack_serialize(dict(header,
+                                                   format_version=2)))
+  with pytest.raises(ValueError, match="expected 'lr_meta.controller'"):
+    load(flax.serialization.msgpack_serialize({"format": "other"}))
+  with pytest.raises(ValueError, match="expected 'lr_meta.controller'"):
+    load(flax.serialization.to_bytes(ctrl.params))   # a bare params file
+  # Params of another network than the spec's (hidden 8 vs spec hidden 16).
+  wrong = controller_lib.Controller(_spec(hidden_sizes=(16,)), ctrl.params)
+  with pytest.raises(ValueError, match=r"params do not match.*wrong shapes"):
+    load(controller_lib.controller_to_bytes(wrong))
+  with pytest.raises(ValueError, match="spec.network='q_mlp'"):
+    _spec(network="q_mlp").check()
+
+
+def test_pretrained_controllers_load_offline():
+  names = lmo.pretrained_names()
+  assert "mnist1d_mlp_quickstart" in names
+  for name in names:
+    ctrl = lmo.pretrained_controller(name)
+    assert ctrl.spec.name == name
+    assert ctrl.spec.config["agent"] == ctrl.spec.agent
+    assert os.path.getsize(os.path.join(controller_lib.PRETRAINED_DIR,
+                                        f"{name}.msgpack")) < 20_000
+    obs = jnp.zeros((ctrl.spec.observation_size,))
+    action, _ = ctrl.policy(obs, ctrl.initial_carry())
+    assert np.all(np.isfinite(np.asarray(action)))
+  with pytest.raises(ValueError, match="mnist1d_mlp_quickstart"):
+    lmo.pretrained_controller("no_such_controller")
+
+
+def _load_script(repo_root, name):
+  spec = importlib.util.spec_from_file_location(
+      name, repo_root / "scripts" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_training_artifact_and_export(tmp_path, repo_root):
+  """train_controller's artifact and export_controller's two paths agree."""
+  config = quickstart.get_config()
+  config.task.update(num_train_examples=200, num_val_examples=100,
+                     num_test_examples=100)
+  config.env.update(num_val_examples=100)
+  _, env, env_params, _ = experiment.build(config)
+  actor = _controller(spec=_spec(hidden_sizes=(32,)), scale=1.0).params
+  agent_params = {"actor": actor, "critic": {"unused": jnp.zeros(3)}}
+  workdir = tmp_path / "run"
+  path = controller_lib.write_training_artifact(
+      str(workdir), config, env, env_params, agent_params)
+  ctrl = lmo.load_controller(path)
+  assert ctrl.spec.steps_per_decision == 10
+  assert ctrl.spec.initial_lrs == (0.1, 0.03)
+  assert ctrl.spec.first_dense == ("dense0",)
+  assert ctrl.spec.config["task"]["dataset"] == "mnist1d"
+
+  export = _load_script(repo_root, "export_controller").export
+  out, exported = export(str(workdir), "mine", out_dir=str(tmp_path / "out"),
+                         description="d")
+  assert exported.spec == dataclasses.replace(ctrl.spec, name="mine",
+                                              description="d")
+  # From a params file + config.json (runs trained before the artifact).
+  (workdir / "config.json").write_text(config.to_json_best_effort())
+  (workdir / "p.msgpack").write_bytes(flax.serialization.to_bytes(
+      agent_params))
+  out2, rebuilt = export(str(workdir), "mine", out_dir=str(tmp_path / "o2"),
+                         description="d",
+                         params_path=str(workdir / "p.msgpack"))
+  assert rebuilt.spec.to_json() == exported.spec.to_json()
+  assert open(out, "rb").read() == open(out2, "rb").read()
+  with pytest.raises(ValueError, match="--name"):
+    export(str(workdir), "bad name")
+  assert json.loads(ctrl.spec.to_json())["action_type"] == "xu2019"
