@@ -23,6 +23,7 @@ The protocol of Xu, Dai, Kemp & Metz 2019 (section 4) behind
 """
 
 import csv
+import hashlib
 import json
 import os
 import time
@@ -96,6 +97,37 @@ def candidate_iterations(workdir: str, snapshots, num_candidates: int):
   return sorted(set(chosen) | {iters[-1]})
 
 
+def cached_baseline(cache_dir, key: dict, compute):
+  """``compute()`` -> ``(sweep or None, SeedResults)``, memoised on disk."""
+  if cache_dir is None:
+    return compute()
+  digest = hashlib.sha1(json.dumps(key, sort_keys=True,
+                                   default=str).encode()).hexdigest()[:16]
+  path = os.path.join(cache_dir, f"baseline_{digest}.npz")
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as z:
+      spec = baselines.parse_spec(str(z["spec"]))
+      res = baselines.SeedResults(
+          spec, z["test_loss"], z["test_accuracy"], z["val_curve"],
+          z["train_loss"], z["learning_rates"], z["diverged"])
+      swept = None
+      if int(z["grid_size"]) > 1:
+        specs = [baselines.parse_spec(str(x)) for x in z["grid"]]
+        swept = baselines.SweepResult(specs, z["grid_val_loss"],
+                                      specs.index(spec))
+    return swept, res
+  swept, res = compute()
+  os.makedirs(cache_dir, exist_ok=True)
+  grid = [sp.label() for sp in swept.specs] if swept else [res.spec.label()]
+  np.savez(path, spec=res.spec.label(), test_loss=res.test_loss,
+           test_accuracy=res.test_accuracy, val_curve=res.val_curve,
+           train_loss=res.train_loss, learning_rates=res.learning_rates,
+           diverged=res.diverged, grid_size=len(grid), grid=np.asarray(grid),
+           grid_val_loss=(swept.val_loss if swept else np.zeros(1)),
+           key=json.dumps(key, sort_keys=True, default=str))
+  return swept, res
+
+
 def welch_p(a, b) -> float:
   if np.std(a) == 0 and np.std(b) == 0:
     return float("nan")
@@ -107,8 +139,15 @@ def _mean_std(x):
 
 
 def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
-             num_candidates=3, selection_seeds=2, log=print):
-  """Runs the protocol of the module docstring; returns the Markdown table."""
+             num_candidates=3, selection_seeds=2, baseline_cache=None,
+             log=print):
+  """Runs the protocol of the module docstring; returns the Markdown table.
+
+  ``baseline_cache``: optional directory where each baseline's outcome is
+  stored under a hash of everything that determines it (task config, grid,
+  steps, seeds, evaluation settings), so evaluating several controllers on the
+  same task re-runs no baseline.
+  """
   t_start = time.time()
   train_config = load_train_config(workdir)
   eval_config = eval_config or train_config
@@ -181,8 +220,12 @@ def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
     if entry.optimizer and entry.optimizer != eval_config.task.optimizer:
       btask = tasks.make_task(data_dir=data_dir, **dict(
           eval_config.task, optimizer=entry.optimizer))
-    swept, res = baselines.tune_and_evaluate(btask, entry.specs, num_steps,
-                                             num_seeds=n, **run_kw)
+    swept, res = cached_baseline(
+        baseline_cache, dict(task=dict(eval_config.task), text=text,
+                             specs=[sp.label() for sp in entry.specs],
+                             num_steps=num_steps, num_seeds=n, **run_kw),
+        lambda: baselines.tune_and_evaluate(btask, entry.specs, num_steps,
+                                            num_seeds=n, **run_kw))
     opt_name = entry.optimizer or eval_config.task.optimizer
     label = f"{opt_name} {res.spec.label()}" + (
         f" (best of {len(entry.specs)} by val loss)" if swept else "")

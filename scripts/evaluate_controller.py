@@ -52,6 +52,9 @@ _NUM_CANDIDATES = flags.DEFINE_integer(
     "num_candidates", 3, "Snapshots (by training return) re-run for selection.")
 _SELECTION_SEEDS = flags.DEFINE_integer(
     "selection_seeds", 2, "Seeds per candidate for checkpoint selection.")
+_BASELINE_CACHE = flags.DEFINE_string(
+    "baseline_cache", None, "Directory memoising baseline outcomes across "
+    "evaluations of controllers on the same task.")
 
 
 def main(argv):
@@ -60,7 +63,8 @@ def main(argv):
     raise app.UsageError("--workdir is required.")
   table = evaluation.evaluate(_WORKDIR.value, _CONFIG.value, _OUTDIR.value,
                               _DATA_DIR.value, _NUM_CANDIDATES.value,
-                              _SELECTION_SEEDS.value)
+                              _SELECTION_SEEDS.value,
+                              baseline_cache=_BASELINE_CACHE.value)
   print(table)
 
 

@@ -139,3 +139,27 @@ def test_evaluate_controller_bad_workdir_and_snapshot(tmp_path):
   bad.write_bytes(b"not msgpack at all")
   with pytest.raises(ValueError, match="corrupted"):
     ec.load_params(str(bad), {"w": np.zeros(3)})
+
+
+def test_baseline_cache_round_trip(tmp_path):
+  from lr_meta import baselines  # pylint: disable=g-import-not-at-top
+  specs = baselines.grid("constant", (0.1, 0.3))
+  rng = np.random.default_rng(0)
+  res = baselines.SeedResults(specs[1], rng.random(3), rng.random(3),
+                              rng.random((3, 4)), rng.random((3, 40)),
+                              np.full(40, 0.3, np.float32), np.zeros(3, bool))
+  swept = baselines.SweepResult(specs, np.array([0.5, 0.4]), 1)
+  calls = []
+  def compute():
+    calls.append(1)
+    return swept, res
+  key = dict(task={"dataset": "mnist1d"}, num_steps=40)
+  first = ec.cached_baseline(str(tmp_path), key, compute)
+  second = ec.cached_baseline(str(tmp_path), key, compute)
+  assert len(calls) == 1 and first[0] is swept
+  s2, r2 = second
+  assert r2.spec == res.spec and s2.best == specs[1] and s2.specs == specs
+  for a, b in zip(res[1:], r2[1:]):
+    np.testing.assert_array_equal(a, b)
+  ec.cached_baseline(str(tmp_path), dict(key, num_steps=41), compute)
+  assert len(calls) == 2     # a different key is a different baseline
