@@ -51,5 +51,10 @@ def get_config():
   config.eval = ml_collections.ConfigDict(dict(
       num_seeds=10,              # paper: 10
       initial_lrs=(0.1,),
-      constant_lrs=(0.3, 0.1, 0.03, 0.01)))
+      constant_lrs=(0.3, 0.1, 0.03, 0.01),
+      # evaluate_controller.py: the winners of the tuning sweeps at this scale
+      # (run_baselines.py --config configs/baselines_fmnist_lenet.py, see
+      # BUILD_NOTES); 'xu2019_step_decay' / 'cosine' re-tune them (48 + 5 runs).
+      baselines=("step_decay(lr=0.1, every=50, factor=0.99)",
+                 "cosine(lr=0.3)")))
   return config
