@@ -137,9 +137,9 @@ def test_daniel_deterministic_and_episode_return(task):
   act = lambda obs, c: (jnp.full((obs.shape[0], 1), 0.1), c)
   keys = jnp.stack([jax.random.PRNGKey(i) for i in range(2)])
   s1, i1 = lr_env.run_episodes(env, p, act, keys)
-  # Unrolled ('chunk') == scan.
+  # Unrolled ('chunk') == scan; lr0s equal to the drawn lr0 change nothing.
   s3, i3 = lr_env.run_episodes(env, p.replace(unroll=True), act, keys,
-                               strategy="chunk")
+                               strategy="chunk", lr0s=jnp.array([0.05, 0.05]))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-6), i1, i3)
   # The return telescopes to -(log E_T - log E_0) / T.
@@ -196,6 +196,10 @@ def test_divergence_keeps_observation_finite(task):
 
 
 def test_bad_values(task):
+  with pytest.raises(ValueError, match="lr0s with observation 'dynamics'"):
+    lr_env.run_episodes(lr_env.LREnv(task, "xu2017"), _params(
+        lr_env.LREnv(task, "xu2017")), None, jnp.zeros((1, 2), jnp.uint32),
+                        lr0s=jnp.ones(1))
   with pytest.raises(ValueError, match="observation='weight_stats'.*xu2017"):
     lr_env.LREnv(task, "xu2017", observation="weight_stats")
   with pytest.raises(ValueError, match="observation='dynamics'.*daniel2016"):
