@@ -232,8 +232,9 @@ def controlled(
       return state.features, state.carry, state.lr, state.obs
 
     features, carry, lr, obs = jax.lax.cond(slot == 0, decide, keep, None)
-    losses = jnp.where(slot == 0, jnp.zeros_like(state.losses),
-                       state.losses).at[slot].set(loss)
+    # No reset at a decision: slots 0..every-1 are all rewritten before the
+    # next decision reads them, and an O(every) clear per step would cost.
+    losses = state.losses.at[slot].set(loss)
     base_state = _set_lr(state.base_state, lr)
     updates, base_state = base.update(updates, base_state, params,
                                       **extra_args)
