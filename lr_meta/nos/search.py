@@ -231,6 +231,8 @@ class ScoringConfig:
       for the model, `runner.default_batch_mode`).
     strategy: 'scan' / 'chunk' (None: `runner.default_strategy`).
     num_groups: G of the padded programs (>= the search space's).
+    num_seeds: seeds of the final training; the reward is their mean
+      accuracy (less noise in the leaderboard's maximum). The sweep uses one.
   """
   dataset: str = "mnist1d"
   model: str = "mlp"
@@ -246,6 +248,7 @@ class ScoringConfig:
   batch_mode: Optional[str] = None
   strategy: Optional[str] = None
   num_groups: int = 2
+  num_seeds: int = 1
 
 
 class Scores(NamedTuple):
@@ -261,7 +264,8 @@ class Scorer:
 
   def __init__(self, config: ScoringConfig, data_dir: Optional[str] = None,
                mesh: Optional[jax.sharding.Mesh] = None):
-    for name in ("sweep_steps", "train_steps", "batch_size", "num_groups"):
+    for name in ("sweep_steps", "train_steps", "batch_size", "num_groups",
+                 "num_seeds"):
       value = getattr(config, name)
       if not isinstance(value, int) or value < 1:
         raise ValueError(f"ScoringConfig.{name}={value!r}; allowed: an "
@@ -294,8 +298,7 @@ class Scorer:
     return interpreter.pad_programs([dsl.to_program(r) for r in rules],
                                     self.config.num_groups)
 
-  def _train(self, task, programs, lrs, key, num_steps):
-    keys = jnp.broadcast_to(key, (programs.shape[0],) + key.shape)
+  def _train(self, task, programs, lrs, keys, num_steps):
     return train_rules(task, programs, lrs, keys, num_steps=num_steps,
                        num_val_examples=self.config.num_val_examples,
                        batch_mode=self.batch_mode,
@@ -314,16 +317,28 @@ class Scorer:
     sweep_key, train_key = jax.random.split(key)
     lrs = np.asarray(config.sweep_lrs, np.float32)
     sweep = self._train(self.sweep_task, np.repeat(programs, num_lrs, 0),
-                        np.tile(lrs, num_rules), sweep_key, config.sweep_steps)
+                        np.tile(lrs, num_rules),
+                        _repeat_key(sweep_key, num_rules * num_lrs),
+                        config.sweep_steps)
     sweep_acc = np.asarray(sweep.accuracy).reshape(num_rules, num_lrs)
     sweep_acc = np.where(np.isfinite(sweep_acc), sweep_acc, 0.0)
     best_lr = lrs[np.argmax(sweep_acc, axis=1)]
-    final = self._train(self.train_task, programs, best_lr, train_key,
+    seeds = config.num_seeds
+    seed_keys = jax.random.split(train_key, seeds) if seeds > 1 else (
+        train_key[None])
+    final = self._train(self.train_task, np.repeat(programs, seeds, 0),
+                        np.repeat(best_lr, seeds),
+                        jnp.tile(seed_keys, (num_rules, 1)),
                         config.train_steps)
-    accuracy = np.asarray(final.accuracy)
-    diverged = np.asarray(final.diverged) | ~np.isfinite(accuracy)
-    reward = np.where(diverged, config.min_reward, accuracy)
+    accuracy = np.asarray(final.accuracy).reshape(num_rules, seeds)
+    diverged = np.any(np.asarray(final.diverged).reshape(num_rules, seeds)
+                      | ~np.isfinite(accuracy), axis=1)
+    reward = np.where(diverged, config.min_reward, accuracy.mean(axis=1))
     return Scores(reward.astype(np.float32), best_lr, sweep_acc, diverged)
+
+
+def _repeat_key(key, n):
+  return jnp.broadcast_to(key, (n,) + key.shape)
 
 
 # ---------------------------------------------------------------------------
