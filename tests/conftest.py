@@ -25,3 +25,32 @@ def data_dir() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
   return _REPO
+
+
+@pytest.fixture
+def run_notebook(repo_root, data_dir, monkeypatch):
+  """Executes ``notebooks/<name>`` with env settings; returns its text output.
+
+  Notebooks read their tiny-test sizes from ``LR_META_NOTEBOOK_*`` environment
+  variables (passed as keyword arguments here) so the same file runs at full
+  size for users and in seconds in the tests.
+  """
+  import nbclient  # pylint: disable=g-import-not-at-top
+  import nbformat  # pylint: disable=g-import-not-at-top
+
+  def run(name: str, **env) -> str:
+    for key, value in env.items():
+      monkeypatch.setenv(f"LR_META_NOTEBOOK_{key.upper()}", str(value))
+    monkeypatch.setenv("LR_META_DATA_DIR", data_dir)
+    monkeypatch.setenv("PYTHONPATH", str(repo_root) + os.pathsep
+                       + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(repo_root / "notebooks" / name, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=300,
+        resources={"metadata": {"path": str(repo_root)}})
+    client.execute()
+    return "".join(
+        out.get("text", "") for cell in notebook.cells
+        if cell.cell_type == "code" for out in cell.get("outputs", []))
+  return run

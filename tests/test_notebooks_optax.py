@@ -1,25 +1,7 @@
 """Runs notebooks/optax_quickstart.ipynb end to end on tiny settings."""
 
-import os
 
-import nbclient
-import nbformat
-
-
-def test_optax_quickstart_runs(repo_root, data_dir, monkeypatch):
-  monkeypatch.setenv("LR_META_NOTEBOOK_STEPS", "20")
-  monkeypatch.setenv("LR_META_DATA_DIR", data_dir)
-  monkeypatch.setenv("PYTHONPATH", str(repo_root) + os.pathsep
-                     + os.environ.get("PYTHONPATH", ""))
-  monkeypatch.setenv("MPLBACKEND", "Agg")
-  notebook = nbformat.read(repo_root / "notebooks" / "optax_quickstart.ipynb",
-                           as_version=4)
-  client = nbclient.NotebookClient(
-      notebook, kernel_name="python3", timeout=300,
-      resources={"metadata": {"path": str(repo_root)}})
-  client.execute()
-  outputs = "".join(
-      out.get("text", "") for cell in notebook.cells
-      if cell.cell_type == "code" for out in cell.get("outputs", []))
+def test_optax_quickstart_runs(run_notebook):
+  outputs = run_notebook("optax_quickstart.ipynb", steps=20)
   assert "test accuracy" in outputs
   assert "exp(sign(g) * sign(m)) * g" in outputs
