@@ -12,7 +12,9 @@ optax wrapper use them):
       batch 128, in three forms: ``jvp`` (value_and_grad + one jax.jvp of the
       loss vector along the update), ``linearize`` (one jax.linearize shared by
       the gradient and the jvp), and the reference ``vmap(grad)``
-      (per-example gradients); target <= 15% for the jvp forms.
+      (per-example gradients); target <= 15% for the jvp forms. ``deltas``:
+      ``delta_losses_grad_and_derivatives`` (backprop deltas of the training
+      backward pass contracted with each layer applied with the update).
 
 Inputs are random arrays of the data sets' shapes (the cost does not depend
 on the pixel values). Train step: SGD with momentum 0.9, softmax cross
@@ -202,10 +204,25 @@ def per_example_part(args):
     phi_state = features.running_stats_update(phi_state, phi, gamma)
     return optax.apply_updates(p, updates), opt_state, phi_state, losses.mean()
 
+  @jax.jit
+  def delta_form(p, opt_state, phi_state, xs, ys):
+    box = {}
+
+    def update_fn(grads):
+      updates, box["opt_state"] = opt.update(grads, opt_state, p)
+      return updates
+    losses, _, updates, derivs = pe.delta_losses_grad_and_derivatives(
+        model, p, xs, ys, update_fn)
+    phi = pe.per_example_features(losses, derivs)
+    phi_state = features.running_stats_update(phi_state, phi, gamma)
+    return (optax.apply_updates(p, updates), box["opt_state"], phi_state,
+            losses.mean())
+
   step_args = (params, opt.init(params),
                features.running_stats_init(jnp.zeros(2)), x, y)
   res = _interleaved({"train step": plain, "+ phi (jvp)": jvp_form,
                       "+ phi (linearize)": linearize_form,
+                      "+ phi (deltas)": delta_form,
                       "+ phi (vmap(grad))": vmap_grad_form},
                      step_args, args.rounds, args.iters)
   return _row("LeNet-5, Fashion-MNIST shape", batch, res, "train step")

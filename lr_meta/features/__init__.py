@@ -4,7 +4,8 @@
 * Training-dynamics observation (Xu, Dai, Kemp & Metz 2019):
   ``dynamics_init`` / ``dynamics_update``.
 * Per-example-loss features (Daniel, Taylor & Nowozin 2016):
-  ``predicted_change_features`` / ``linearize_losses``, smoothed with
+  ``predicted_change_features`` / ``linearize_losses`` /
+  ``delta_losses_grad_and_derivatives``, smoothed with
   ``running_stats_update``.
 * Finding layers in a params tree: ``last_conv_layer``, ``get_kernel``, ...
 """
@@ -30,6 +31,7 @@ from lr_meta.features.params import layer_name
 from lr_meta.features.params import LayerPath
 from lr_meta.features.params import LayerSpec
 from lr_meta.features.params import unwrap_params
+from lr_meta.features.per_example import delta_losses_grad_and_derivatives
 from lr_meta.features.per_example import directional_derivatives_from_grads
 from lr_meta.features.per_example import FEATURE_NAMES as PER_EXAMPLE_FEATURE_NAMES
 from lr_meta.features.per_example import linearize_losses
