@@ -18,6 +18,9 @@ the spread); diverged runs are counted in the table.
       --outdir runs/sensitivity
 
 Writes sensitivity.png, sensitivity.md and sensitivity.csv to --outdir.
+``--eval_config`` evaluates the trained controller on another task (e.g.
+another architecture) to measure transfer, as Daniel et al. trained on small
+random CNNs and tested on other networks.
 Controller training uses the config's REPS settings with ``initial_lrs`` set
 to the optimizer's eta0 grid (one eta0 drawn per training run); evaluation
 uses fresh seeds (``EVAL_SEED_OFFSET + i``), never trained on.
@@ -42,6 +45,10 @@ from lr_meta.envs import lr_env
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/daniel2016_reps.py", "REPS controller config.")
+_EVAL_CONFIG = config_flags.DEFINE_config_file(
+    "eval_config", None, "Optional config whose task/env the trained "
+    "controller is EVALUATED on (transfer, e.g. another architecture); "
+    "default: the training config.")
 _OUTDIR = flags.DEFINE_string("outdir", "runs/sensitivity", "Output dir.")
 _OPTIMIZERS = flags.DEFINE_list("optimizers", ["sgd", "rmsprop"],
                                 "Inner optimizers.")
@@ -191,6 +198,15 @@ def main(argv):
     theta = state.dist.mean
     print(f"{opt_name}: theta = {np.round(np.asarray(theta), 4).tolist()} "
           f"({train_s:.0f} s)")
+    if _EVAL_CONFIG.value is not None:
+      # Transfer: the same theta on another task (obs and action do not
+      # depend on the architecture, so the linear controller applies as is).
+      eval_config = _EVAL_CONFIG.value.copy_and_resolve_references()
+      eval_config.task.optimizer = opt_name
+      eval_config.env.initial_lrs = eta0s
+      task, env, env_params, strategy = experiment.build(eval_config,
+                                                         _DATA_DIR.value)
+      agent = experiment.make_agent(config, env, env_params, strategy)
     out = final_train_loss(task, env, env_params, agent, theta, eta0s,
                            seeds, strategy)
     rows = []
@@ -209,15 +225,23 @@ def main(argv):
     print(f"{opt_name}: total {time.time() - t0:.0f} s (REPS training "
           f"{train_s:.0f} s); REPS return first/last iteration "
           f"{history[0]['mean_return']:.4f} / {history[-1]['mean_return']:.4f}")
+  train_config = config
+  config = (_EVAL_CONFIG.value or config).copy_and_resolve_references()
   num_steps = config.env.num_decisions * config.env.steps_per_decision
+  transfer = "" if _EVAL_CONFIG.value is None else (
+      f" Controller TRAINED on {train_config.task.dataset} "
+      f"{train_config.task.model} "
+      f"{dict(train_config.task.get('model_kwargs', {}))}, "
+      f"{train_config.task.num_train_examples} training examples, and "
+      "evaluated on the task above.")
   header = (f"Final training loss (whole {config.task.num_train_examples}-"
             f"example training subset), mean (std) over {len(seeds)} fresh "
             f"seeds; {config.task.dataset} {config.task.model} "
             f"{dict(config.task.get('model_kwargs', {}))}, batch "
             f"{config.task.batch_size}, {num_steps} steps, a decision every "
             f"{config.env.steps_per_decision} steps; REPS "
-            f"{config.num_iterations} iterations x {config.reps.num_samples} "
-            f"runs. Wall time {time.time() - t_start:.0f} s.")
+            f"{train_config.num_iterations} iterations x "
+            f"{train_config.reps.num_samples} runs.{transfer} Wall time {time.time() - t_start:.0f} s.")
   text = markdown(results, header)
   with open(os.path.join(_OUTDIR.value, "sensitivity.md"), "w") as f:
     f.write(text)
