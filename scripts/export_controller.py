@@ -33,21 +33,6 @@ from ml_collections import config_flags
 from lr_meta import experiment
 from lr_meta.agents import controller as controller_lib
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.")
-_NAME = flags.DEFINE_string("name", None, "Name of the exported controller.")
-_DESCRIPTION = flags.DEFINE_string("description", "", "Free text stored "
-                                   "with it (task, budget, results).")
-_OUT_DIR = flags.DEFINE_string("out_dir", controller_lib.PRETRAINED_DIR,
-                               "Where NAME.msgpack goes.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Data directory (when "
-                                "rebuilding from a params file).")
-_PARAMS = flags.DEFINE_string(
-    "params", None, "Agent params file (flax msgpack) to export instead of "
-    "WORKDIR/controller.msgpack, e.g. a snapshot.")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Training config; default WORKDIR/config.json.")
-
-
 def from_params_file(config, params_path, name, data_dir=None):
   """Rebuilds the controller from an agent-params file and the config."""
   _, env, env_params, _ = experiment.build(config, data_dir)
@@ -91,13 +76,34 @@ def export(workdir, name, out_dir=controller_lib.PRETRAINED_DIR,
   return path, controller
 
 
-def main(argv):
+def _define_flags():
+  """Flags, defined only when run as a script (importing ``export`` from
+  tests must not clash with train_controller's --config/--workdir)."""
+  workdir = flags.DEFINE_string("workdir", None, "Training workdir.")
+  name = flags.DEFINE_string("name", None, "Name of the exported controller.")
+  description = flags.DEFINE_string("description", "", "Free text stored "
+                                     "with it (task, budget, results).")
+  out_dir = flags.DEFINE_string("out_dir", controller_lib.PRETRAINED_DIR,
+                                 "Where NAME.msgpack goes.")
+  data_dir = flags.DEFINE_string("data_dir", None, "Data directory (when "
+                                  "rebuilding from a params file).")
+  params = flags.DEFINE_string(
+      "params", None, "Agent params file (flax msgpack) to export instead of "
+      "WORKDIR/controller.msgpack, e.g. a snapshot.")
+  config = config_flags.DEFINE_config_file(
+      "config", None, "Training config; default WORKDIR/config.json.")
+  return (workdir, name, description, out_dir, data_dir, params,
+          config)
+
+
+def main(argv, defined):
   del argv
-  if not _WORKDIR.value or not _NAME.value:
+  workdir, name, description, out_dir, data_dir, params, config = (
+      f.value for f in defined)
+  if not workdir or not name:
     raise app.UsageError("--workdir and --name are required.")
-  path, controller = export(_WORKDIR.value, _NAME.value, _OUT_DIR.value,
-                            _DESCRIPTION.value, _CONFIG.value,
-                            _DATA_DIR.value, _PARAMS.value)
+  path, controller = export(workdir, name, out_dir, description, config,
+                            data_dir, params)
   spec = dataclasses.asdict(controller.spec)
   spec.pop("config")
   print(json.dumps(spec, indent=1, default=str))
@@ -105,4 +111,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _defined = _define_flags()
+  app.run(lambda argv: main(argv, _defined))
