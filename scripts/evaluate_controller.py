@@ -52,6 +52,9 @@ _NUM_CANDIDATES = flags.DEFINE_integer(
     "num_candidates", 3, "Snapshots (by training return) re-run for selection.")
 _SELECTION_SEEDS = flags.DEFINE_integer(
     "selection_seeds", 2, "Seeds per candidate for checkpoint selection.")
+_BASELINES = flags.DEFINE_multi_string(
+    "baseline", None, "Overrides config.eval.baselines (repeat the flag); "
+    "'none' runs the controller alone.")
 _BASELINE_CACHE = flags.DEFINE_string(
     "baseline_cache", None, "Directory memoising baseline outcomes across "
     "evaluations of controllers on the same task.")
@@ -61,7 +64,11 @@ def main(argv):
   del argv
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required.")
-  table = evaluation.evaluate(_WORKDIR.value, _CONFIG.value, _OUTDIR.value,
+  config = _CONFIG.value
+  if _BASELINES.value is not None:
+    config = config or evaluation.load_train_config(_WORKDIR.value)
+    config.eval.baselines = tuple(b for b in _BASELINES.value if b != "none")
+  table = evaluation.evaluate(_WORKDIR.value, config, _OUTDIR.value,
                               _DATA_DIR.value, _NUM_CANDIDATES.value,
                               _SELECTION_SEEDS.value,
                               baseline_cache=_BASELINE_CACHE.value)
