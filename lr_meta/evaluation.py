@@ -93,7 +93,7 @@ def candidate_iterations(workdir: str, snapshots, num_candidates: int):
     if key:
       ranked = sorted((i for i in iters if i in rows and rows[i][key]),
                       key=lambda i: -float(rows[i][key]))
-  chosen = ranked[:num_candidates] if ranked else iters[-num_candidates:]
+  chosen = (ranked if ranked else iters[::-1])[:num_candidates]
   return sorted(set(chosen) | {iters[-1]})
 
 
