@@ -233,7 +233,8 @@ def test_load_refuses_bad_files(tmp_path):
 
 def test_pretrained_controllers_load_offline():
   names = lmo.pretrained_names()
-  assert "mnist1d_mlp_quickstart" in names
+  assert {"mnist1d_mlp_quickstart", "fmnist_lenet_xu2019_cpu",
+          "cifar10_lenet_xu2019_cpu"} <= set(names)
   for name in names:
     ctrl = lmo.pretrained_controller(name)
     assert ctrl.spec.name == name
