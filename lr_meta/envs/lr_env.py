@@ -313,7 +313,8 @@ class LREnv:
     if not self.uses_per_example:
       opt, m = self.task.train_step(opt, lr)
       return (opt, stats), m.loss
-    opt, m, phi = self.task.train_step_per_example(opt, lr)
+    opt, m, phi = self.task.train_step_with_probe(
+        opt, lr, per_example_lib.predicted_change_features)
     # A diverged (frozen) or non-finite step must not poison the running
     # statistics the controller reads.
     skip = m.diverged | ~jnp.all(jnp.isfinite(phi))

@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lr_meta.features import per_example as per_example_lib
 from lr_meta.tasks import datasets as datasets_lib
 from lr_meta.tasks import models as models_lib
 
@@ -177,28 +176,30 @@ class Task:
     Returns:
       ``(new_state, StepMetrics)``.
     """
-    new_state, metrics, _ = self._step(state, learning_rate, False)
+    new_state, metrics, _ = self._step(state, learning_rate, None)
     return new_state, metrics
 
-  def train_step_per_example(self, state: OptimizeeState,
-                             learning_rate: jax.Array):
-    """``train_step`` that also returns Daniel et al. 2016's base features.
+  def train_step_with_probe(self, state: OptimizeeState,
+                            learning_rate: jax.Array, probe):
+    """``train_step`` that also evaluates ``probe`` on this very step.
 
-    ``phi = [log Var_i(grad_i . dw), log Var_i(f_i)]`` of this step's batch
-    (``lr_meta.features.per_example``), where ``dw`` is the update the
-    optimizer actually applies (SGD: ``-lr * grad``; RMSProp:
-    ``-lr * grad / sqrt(nu)``). ``grad_i . dw`` for all i is ONE ``jax.jvp``
-    of the per-example loss vector (same batch, dropout key and batch
-    statistics as the step) along ``dw``: about one extra forward pass.
+    ``probe(loss_vector_fn, params, updates) -> aux`` sees the per-example
+    loss vector ``params -> (B,)`` of this step (same batch, dropout key and
+    batch statistics), the params before the step and the update the
+    optimizer applies (SGD: ``-lr * grad``; RMSProp: ``-lr * grad /
+    sqrt(nu)``). E.g. ``lr_meta.features.per_example.
+    predicted_change_features`` gives Daniel et al. 2016's
+    ``[log Var_i(grad_i . dw), log Var_i(f_i)]`` with ONE ``jax.jvp`` (the
+    probe is passed in so that tasks, a lower layer, never import features).
 
     Returns:
-      ``(new_state, StepMetrics, phi (2,))``; ``phi`` is not finite-checked
-      (a diverged step may give inf/nan; the caller decides what to keep).
+      ``(new_state, StepMetrics, aux)``; ``aux`` is not finite-checked (a
+      diverged step may give inf/nan; the caller decides what to keep).
     """
-    return self._step(state, learning_rate, True)
+    return self._step(state, learning_rate, probe)
 
-  def _step(self, state, learning_rate, per_example: bool):
-    """The shared body of ``train_step`` / ``train_step_per_example``."""
+  def _step(self, state, learning_rate, probe):
+    """The shared body of ``train_step`` / ``train_step_with_probe``."""
     key, batch_key, dropout_key = jax.random.split(state.key, 3)
     x, y = self.sample_batch(batch_key)
     grad_fn = jax.value_and_grad(self.loss_and_logits, has_aux=True)
@@ -207,15 +208,13 @@ class Task:
         dropout_key=dropout_key)
     opt_state = set_learning_rate(state.opt_state, learning_rate)
     updates, opt_state = self.optimizer.update(grads, opt_state, state.params)
-    phi = None
-    if per_example:
+    aux = None
+    if probe is not None:
       def loss_vector(params):
         logits_, _ = self.apply(params, state.batch_stats, x, train=True,
                                 dropout_key=dropout_key)
         return cross_entropy(logits_, y)
-      losses, derivatives = per_example_lib.losses_and_directional_derivatives(
-          loss_vector, state.params, updates)
-      phi = per_example_lib.per_example_features(losses, derivatives)
+      aux = probe(loss_vector, state.params, updates)
     params = optax.apply_updates(state.params, updates)
     updates_finite = jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(u)) for u in jax.tree.leaves(updates)]))
@@ -237,7 +236,7 @@ class Task:
         accuracy=jnp.where(diverged, 0.0, accuracy),
         learning_rate=jnp.asarray(learning_rate, jnp.float32),
         diverged=diverged)
-    return new_state, metrics, phi
+    return new_state, metrics, aux
 
   # -- evaluation ----------------------------------------------------------
 
