@@ -415,6 +415,13 @@ def ema_baseline(baseline, count, rewards, decay):
 # ---------------------------------------------------------------------------
 
 
+# Module-level jits keyed by the (hashable) space and PPO config, so every
+# `Search` over the same space (e.g. one restored from a checkpoint) reuses
+# the compiled sampler and update.
+_sample_jit = jax.jit(controller_lib.sample, static_argnums=(1, 3))
+_update_jit = jax.jit(ppo_update, static_argnums=(2, 3))
+
+
 class SearchState(NamedTuple):
   """Everything of the search that is arrays (checkpointed as one pytree)."""
   params: Any
@@ -461,10 +468,9 @@ class Search:
     self.space, self.ppo, self.scorer, self.seed = space, ppo, scorer, seed
     self.cache: dict[str, dict] = {}
     self.history: list[Record] = []
-    self._sample = jax.jit(lambda p, k: controller_lib.sample(
-        p, space, k, ppo.batch_size))
-    self._update = jax.jit(lambda p, o, x, lp, a: ppo_update(
-        p, o, space, ppo, x, lp, a))
+    self._sample = lambda p, k: _sample_jit(p, space, k, ppo.batch_size)
+    self._update = lambda p, o, x, lp, a: _update_jit(p, o, space, ppo, x,
+                                                      lp, a)
 
   def init(self) -> SearchState:
     init_key, key = jax.random.split(jax.random.PRNGKey(self.seed))
