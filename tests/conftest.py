@@ -47,7 +47,7 @@ def run_notebook(repo_root, data_dir, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(repo_root / "notebooks" / name, as_version=4)
     client = nbclient.NotebookClient(
-        notebook, kernel_name="python3", timeout=300,
+        notebook, kernel_name="python3", timeout=600,
         resources={"metadata": {"path": str(repo_root)}})
     client.execute()
     return "".join(
