@@ -13,8 +13,10 @@ baseline's winning schedule. Then, on the same test seeds as that evaluation:
   with ``eval_every``-step segments and, after each, its accuracy on the first
   ``num_examples`` examples of the train and the test split is measured. The
   controller's optimizee is replayed from its recorded LR sequence with the
-  optimizee key that ``LREnv.reset`` uses, so the replay is the closed-loop
-  trajectory itself (the script prints the largest parameter difference).
+  optimizee key that ``LREnv.reset`` uses: same init, batches and LRs as the
+  closed loop, equal up to floating-point differences of the execution
+  (vmapped chunks there, sequential scans here), which SGD amplifies on conv
+  nets; the script prints the largest parameter difference.
 * The action pattern (Fu 2016, section 4: runs of decreases followed by a
   restart) decoded from the LR trace: action 1 (restart) sets the LR to lr0
   exactly, action 0 multiplies it by 0.97 and never gives lr0 back.
