@@ -88,8 +88,11 @@ def candidate_iterations(workdir: str, snapshots, num_candidates: int):
   if os.path.exists(path):
     with open(path) as f:
       rows = {int(r["iteration"]): r for r in csv.DictReader(f)}
-    key = "episode_return" if rows and "episode_return" in next(
-        iter(rows.values())) else None
+    # PPO logs the mean return of the iteration's episodes, DQN the return
+    # of the last finished episode.
+    columns = next(iter(rows.values())) if rows else {}
+    key = next((k for k in ("episode_return", "last_episode_return")
+                if k in columns), None)
     if key:
       ranked = sorted((i for i in iters if i in rows and rows[i][key]),
                       key=lambda i: -float(rows[i][key]))
