@@ -163,3 +163,15 @@ def test_baseline_cache_round_trip(tmp_path):
     np.testing.assert_array_equal(a, b)
   ec.cached_baseline(str(tmp_path), dict(key, num_steps=41), compute)
   assert len(calls) == 2     # a different key is a different baseline
+
+
+@pytest.mark.parametrize("column", ["episode_return", "last_episode_return"])
+def test_candidates_ranked_by_training_return(tmp_path, column):
+  snapshots = {i: f"iter_{i}" for i in (1, 2, 3, 4)}
+  with open(tmp_path / "metrics.csv", "w") as f:
+    f.write(f"iteration,{column}\n1,0.5\n2,0.9\n3,0.7\n4,0.1\n")
+  # Top 2 by return (2, 3) plus the last snapshot (4).
+  assert ec.candidate_iterations(str(tmp_path), snapshots, 2) == [2, 3, 4]
+  assert ec.candidate_iterations(str(tmp_path), snapshots, 0) == [4]
+  (tmp_path / "metrics.csv").unlink()
+  assert ec.candidate_iterations(str(tmp_path), snapshots, 2) == [3, 4]
