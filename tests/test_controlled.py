@@ -1,7 +1,6 @@
 """Controllers in an optax loop (lr_meta.optax.controlled), controller files."""
 
 import dataclasses
-import importlib.util
 import json
 import os
 
@@ -18,6 +17,7 @@ from lr_meta import tasks
 from lr_meta.agents import controller as controller_lib
 from lr_meta.envs import lr_env
 import lr_meta.optax as lmo
+from script_loader import load_script  # tests/script_loader.py
 
 T, K, NV = 6, 4, 64      # decisions, steps per decision, probe examples
 
@@ -248,14 +248,6 @@ def test_pretrained_controllers_load_offline():
     lmo.pretrained_controller("no_such_controller")
 
 
-def _load_script(repo_root, name):
-  spec = importlib.util.spec_from_file_location(
-      name, repo_root / "scripts" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_training_artifact_and_export(tmp_path, repo_root):
   """train_controller's artifact and export_controller's two paths agree."""
   config = quickstart.get_config()
@@ -274,7 +266,7 @@ def test_training_artifact_and_export(tmp_path, repo_root):
   assert ctrl.spec.first_dense == ("dense0",)
   assert ctrl.spec.config["task"]["dataset"] == "mnist1d"
 
-  export = _load_script(repo_root, "export_controller").export
+  export = load_script("export_controller").export
   out, exported = export(str(workdir), "mine", out_dir=str(tmp_path / "out"),
                          description="d")
   assert exported.spec == dataclasses.replace(ctrl.spec, name="mine",

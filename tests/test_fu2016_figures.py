@@ -1,7 +1,5 @@
 """Tests of scripts/fu2016_figures.py: action pattern, replay, label parsing."""
 
-import importlib.util
-import os
 
 import jax
 import jax.numpy as jnp
@@ -10,12 +8,9 @@ import pytest
 
 from lr_meta import tasks
 from lr_meta.envs import lr_env
+from script_loader import load_script  # tests/script_loader.py
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "fu2016_figures", os.path.join(_ROOT, "scripts", "fu2016_figures.py"))
-ff = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ff)
+ff = load_script("fu2016_figures")
 
 
 def test_action_pattern_on_hand_made_trace():

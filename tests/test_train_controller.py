@@ -1,7 +1,6 @@
 """End-to-end tests of scripts/train_controller.py on a tiny config."""
 
 import csv
-import importlib.util
 import os
 
 import jax
@@ -9,14 +8,9 @@ import numpy as np
 import pytest
 
 from configs import quickstart
+from script_loader import load_script  # tests/script_loader.py
 
-os.environ.setdefault("LR_META_DATA_DIR", "/work/shared/datasets")
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "train_controller", os.path.join(_ROOT, "scripts", "train_controller.py"))
-tc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tc)
+tc = load_script("train_controller")
 
 
 def tiny_config(num_iterations=2):

@@ -2,7 +2,6 @@
 experiment builder and scripts/train_controller.py: dispatch, checkpoint
 resume (2 + 2 iterations == 4 straight), deterministic controller runs."""
 
-import importlib.util
 import os
 
 import jax
@@ -12,14 +11,9 @@ import pytest
 from configs import daniel2016_reps
 from configs import xu2017_actor_critic
 from lr_meta import experiment
+from script_loader import load_script  # tests/script_loader.py
 
-os.environ.setdefault("LR_META_DATA_DIR", "/work/shared/datasets")
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "train_controller", os.path.join(_ROOT, "scripts", "train_controller.py"))
-tc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tc)
+tc = load_script("train_controller")
 
 
 def tiny_config(agent, num_iterations=2):
