@@ -137,10 +137,6 @@ def welch_p(a, b) -> float:
   return float(scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def _mean_std(x):
-  return f"{np.mean(x):.4f} ({np.std(x):.4f})"
-
-
 def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
              num_candidates=3, selection_seeds=2, baseline_cache=None,
              log=print):
@@ -256,7 +252,7 @@ def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
       "|---|---|---|---|---|---|"]
   for label, loss, acc, div, p_loss, p_acc in rows:
     fmt = lambda p: "" if p == "" else f"{p:.3g}"
-    lines.append(f"| {label} | {_mean_std(loss)} | {_mean_std(acc)} | {div} | "
+    lines.append(f"| {label} | {baselines.mean_std(loss)} | {baselines.mean_std(acc)} | {div} | "
                  f"{fmt(p_loss)} | {fmt(p_acc)} |")
   lines.append("")
   lines.append(f"Wall time {time.time() - t_start:.0f} s.")

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lr_meta import baselines
 from lr_meta import tasks
 import lr_meta.optax as lmo
 
@@ -119,7 +120,7 @@ def main(argv):
     best = max(results, key=lambda lr: results[lr][0].mean())
     label = NAMES.get(name, f"`{name}`")
     for lr, (val, test) in results.items():
-      cell = f"{test.mean():.4f} ({test.std():.4f})"
+      cell = baselines.mean_std(test)
       rows.append(f"| {label} | {lr:.3g} | {val.mean():.4f} | "
                   + (f"**{cell}**" if lr == best else cell) + " |")
     best_rows.append((label, results[best][1]))

@@ -267,8 +267,7 @@ def make_figures(workdir, eval_dir=None, data_dir=None, eval_every=25,
            f"error {diff:.2e}.", "", f"| method | {head} | train acc @ "
            f"{steps[-1]} |", "|---" * (len(quarters) + 2) + "|"]
   for label, cv in curves.items():
-    cells = " | ".join(f"{cv.test[:, q].mean():.4f} ({cv.test[:, q].std():.4f})"
-                       for q in quarters)
+    cells = " | ".join(baselines.mean_std(cv.test[:, q]) for q in quarters)
     lines.append(f"| {label} | {cells} | {cv.train[:, -1].mean():.4f} "
                  f"({cv.train[:, -1].std():.4f}) |")
   lines += ["", "Action pattern per test seed (D = lr*0.97, R = restart to "

@@ -27,10 +27,6 @@ _OUTDIR = flags.DEFINE_string("outdir", "runs/baselines", "Output directory.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
 
-def mean_std(x):
-  return f"{np.mean(x):.4f} ({np.std(x):.4f})"
-
-
 def main(argv):
   del argv
   config = _CONFIG.value
@@ -52,8 +48,9 @@ def main(argv):
     wall = time.time() - t0
     results.append(res)
     label = f"{task_kwargs['optimizer']} {res.spec.label()}"
-    rows.append(f"| {text} | {label} | {mean_std(res.test_loss)} | "
-                f"{mean_std(res.test_accuracy)} | {int(res.diverged.sum())} | "
+    rows.append(f"| {text} | {label} | {baselines.mean_std(res.test_loss)} | "
+                f"{baselines.mean_std(res.test_accuracy)} | "
+                f"{int(res.diverged.sum())} | "
                 f"{len(entry.specs)} | {wall:.0f} |")
     val = "" if swept is None else f" (val {swept.val_loss[swept.best_index]:.4f})"
     print(f"{text}: best {label}{val}; {wall:.0f}s", flush=True)

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
+from lr_meta import baselines
 from lr_meta import experiment
 from lr_meta.envs import lr_env
 
@@ -157,9 +158,8 @@ def markdown(results, header):
     for r in rows:
       st, co = r["static"], r["controller"]
       lines.append(
-          f"| {r['eta0']:g} | {np.mean(st['loss']):.4f} "
-          f"({np.std(st['loss']):.4f}) | {st['diverged']} | "
-          f"{np.mean(co['loss']):.4f} ({np.std(co['loss']):.4f}) | "
+          f"| {r['eta0']:g} | {baselines.mean_std(st['loss'])} | "
+          f"{st['diverged']} | {baselines.mean_std(co['loss'])} | "
           f"{co['diverged']} | {co['final_lr']:.3g} |")
     sm = [np.mean(r["static"]["loss"]) for r in rows]
     cm = [np.mean(r["controller"]["loss"]) for r in rows]

@@ -28,7 +28,6 @@ from absl import flags
 from absl import logging
 import flax
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 import orbax.checkpoint as ocp
@@ -154,10 +153,6 @@ def controller_test_results(config, task, env, env_params, agent, state,
   return loss, acc, runs.learning_rates
 
 
-def _mean_std(x):
-  return f"{np.mean(x):.4f} ({np.std(x):.4f})"
-
-
 def evaluate(config, task, env, env_params, agent, state, strategy):
   """The results table (Markdown) comparing controller and constant LR."""
   n = config.eval.num_seeds
@@ -170,23 +165,19 @@ def evaluate(config, task, env, env_params, agent, state, strategy):
     loss, acc, lrs = controller_test_results(config, task, env, env_params,
                                              agent, state, strategy, lr0)
     lines.append(f"| {config.agent.upper()} controller (lr0={lr0:g}) | "
-                 f"{_mean_std(loss)} | {_mean_std(acc)} | "
+                 f"{baselines.mean_std(loss)} | {baselines.mean_std(acc)} | "
                  f"{np.mean(lrs[-1]):.3g} |")
   specs = baselines.grid("constant", config.eval.constant_lrs)
-  bstrategy = "scan" if strategy == "scan" else "chunk"
-  swept = baselines.sweep(task, specs, num_steps, tuning_seeds=(0,),
-                          eval_every=env_params.steps_per_decision,
-                          strategy=bstrategy,
-                          num_val_examples=env_params.num_val_examples)
-  best = swept.specs[swept.best_index]
-  res = baselines.evaluate_on_seeds(
-      task, best, num_steps, num_seeds=n,
-      eval_every=env_params.steps_per_decision, strategy=bstrategy,
+  _, res = baselines.tune_and_evaluate(
+      task, specs, num_steps, num_seeds=n, tuning_seeds=(0,),
+      eval_every=env_params.steps_per_decision,
+      strategy="scan" if strategy == "scan" else "chunk",
       num_val_examples=env_params.num_val_examples)
+  best = res.spec
   lines.append(f"| constant LR {best.init_lr:g} (best of "
                f"{tuple(config.eval.constant_lrs)} by val loss) | "
-               f"{_mean_std(res.test_loss)} | {_mean_std(res.test_accuracy)} "
-               f"| {best.init_lr:g} |")
+               f"{baselines.mean_std(res.test_loss)} | "
+               f"{baselines.mean_std(res.test_accuracy)} | {best.init_lr:g} |")
   return "\n".join(lines) + "\n"
 
 

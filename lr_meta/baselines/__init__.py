@@ -18,6 +18,7 @@ from lr_meta.baselines.sweep import ADAPTIVE_GRID_LRS
 from lr_meta.baselines.sweep import BaselineEntry
 from lr_meta.baselines.sweep import EVAL_SEED_OFFSET
 from lr_meta.baselines.sweep import evaluate_on_seeds
+from lr_meta.baselines.sweep import mean_std
 from lr_meta.baselines.sweep import parse_baseline
 from lr_meta.baselines.sweep import SeedResults
 from lr_meta.baselines.sweep import sweep

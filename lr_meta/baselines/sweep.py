@@ -20,6 +20,11 @@ from lr_meta.tasks.task import Task
 EVAL_SEED_OFFSET = 10_000   # evaluation seeds never overlap tuning seeds
 
 
+def mean_std(x) -> str:
+  """``'mean (std)'`` of per-seed numbers, the format of every results table."""
+  return f"{np.mean(x):.4f} ({np.std(x):.4f})"
+
+
 class SweepResult(NamedTuple):
   specs: list                  # the grid, in order
   val_loss: np.ndarray         # (G,) final validation loss, mean over tuning seeds
