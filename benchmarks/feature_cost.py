@@ -12,7 +12,9 @@ optax wrapper use them):
       batch 128, in three forms: ``jvp`` (value_and_grad + one jax.jvp of the
       loss vector along the update), ``linearize`` (one jax.linearize shared by
       the gradient and the jvp), and the reference ``vmap(grad)``
-      (per-example gradients); target <= 15% for the jvp forms. ``deltas``:
+      (per-example gradients); target <= 15% for the jvp forms. ``jvp, m of
+      B``: phi1's JVP over a random sub-batch of m examples (phi2 still from
+      all B losses, which the training forward pass has). ``deltas``:
       ``delta_losses_grad_and_derivatives`` (backprop deltas of the training
       backward pass contracted with each layer applied with the update).
 
@@ -174,15 +176,22 @@ def per_example_part(args):
     updates, opt_state = opt.update(grads, opt_state, p)
     return optax.apply_updates(p, updates), opt_state, phi_state, loss
 
-  @jax.jit
-  def jvp_form(p, opt_state, phi_state, xs, ys):
-    loss, grads = jax.value_and_grad(
-        lambda q: loss_vector(q, xs, ys).mean())(p)
-    updates, opt_state = opt.update(grads, opt_state, p)
-    phi = pe.predicted_change_features(lambda q: loss_vector(q, xs, ys), p,
-                                       updates)
-    phi_state = features.running_stats_update(phi_state, phi, gamma)
-    return optax.apply_updates(p, updates), opt_state, phi_state, loss
+  def jvp_form(m):
+    """phi1 from the JVP over the first m examples; phi2 from all B."""
+
+    @jax.jit
+    def step(p, opt_state, phi_state, xs, ys):
+      def mean_loss(q):   # also returns the (B,) losses of this forward
+        batch_losses = loss_vector(q, xs, ys)
+        return batch_losses.mean(), batch_losses
+      (loss, batch_losses), grads = jax.value_and_grad(
+          mean_loss, has_aux=True)(p)
+      updates, opt_state = opt.update(grads, opt_state, p)
+      phi = pe.predicted_change_features(
+          lambda q: loss_vector(q, xs[:m], ys[:m]), p, updates, batch_losses)
+      phi_state = features.running_stats_update(phi_state, phi, gamma)
+      return optax.apply_updates(p, updates), opt_state, phi_state, loss
+    return step
 
   @jax.jit
   def linearize_form(p, opt_state, phi_state, xs, ys):
@@ -220,7 +229,10 @@ def per_example_part(args):
 
   step_args = (params, opt.init(params),
                features.running_stats_init(jnp.zeros(2)), x, y)
-  res = _interleaved({"train step": plain, "+ phi (jvp)": jvp_form,
+  subsets = {f"+ phi (jvp, {m} of {batch})": jvp_form(m)
+             for m in args.subsets if m < batch}
+  res = _interleaved({"train step": plain, "+ phi (jvp)": jvp_form(batch),
+                      **subsets,
                       "+ phi (linearize)": linearize_form,
                       "+ phi (deltas)": delta_form,
                       "+ phi (vmap(grad))": vmap_grad_form},
@@ -243,6 +255,9 @@ def main():
                       help="0 skips the WRN case")
   parser.add_argument("--wrn_width", type=int, default=4)
   parser.add_argument("--lenet_batch", type=int, default=128)
+  parser.add_argument("--subsets", type=lambda v: [int(m) for m in v.split(",")],
+                      default=[32, 16],
+                      help="sub-batch sizes m for phi1's JVP (comma list)")
   args = parser.parse_args()
   parts = [p.strip() for p in args.parts.split(",") if p.strip()]
   for p in parts:

@@ -36,6 +36,7 @@ def get_config():
       num_val_examples=1000,
       ema_decay=0.8,
       per_example_decay=0.9,
+      per_example_subset=16,     # phi1 from 16 examples (= batch: all)
       log_lr_observation=True))
   config.actor_critic = ml_collections.ConfigDict(dict(
       num_envs=8, gamma=0.9, actor_lr=1e-3, critic_lr=5e-3,

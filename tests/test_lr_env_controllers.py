@@ -39,8 +39,12 @@ def _params(env, **kw):
       per_example_decay=GAMMA, **kw)
 
 
-def _reference_step(task, opt, lr):
-  """task.train_step plus phi from the vmap(grad) oracle."""
+def _reference_step(task, opt, lr, subset=None):
+  """task.train_step plus phi from the vmap(grad) oracle.
+
+  With ``subset = m``, phi1 is the variance over the batch's first m
+  examples only and phi2 still over the whole batch.
+  """
   _, batch_key, _ = jax.random.split(opt.key, 3)
   x, y = task.sample_batch(batch_key)
 
@@ -52,7 +56,8 @@ def _reference_step(task, opt, lr):
   new, m = task.train_step(opt, lr)
   dw = jax.tree.map(lambda a, b: a - b, new.params, opt.params)
   derivs = per_example.directional_derivatives_from_grads(grads, dw)
-  phi = jnp.stack([jnp.log(jnp.var(derivs)), jnp.log(jnp.var(losses))])
+  phi = jnp.stack([jnp.log(jnp.var(derivs[:subset])),
+                   jnp.log(jnp.var(losses))])
   return new, m.loss, phi
 
 
@@ -86,12 +91,13 @@ def test_lr_updates_by_hand():
                              rtol=1e-6)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
-def test_daniel_obs_reward_against_oracle(optimizer):
+@pytest.mark.parametrize("optimizer,subset", [("sgd", None),
+                                             ("rmsprop", None), ("sgd", 5)])
+def test_daniel_obs_reward_against_oracle(optimizer, subset):
   task = _task(optimizer)
   env = lr_env.LREnv(task, "daniel2016")
   assert env.observation_size == 4 and env.action_shape == (1,)
-  p = _params(env)
+  p = _params(env, per_example_subset=subset)
   assert p.reward == "mean_log_train_loss_change"
   key = jax.random.PRNGKey(5)
   obs0, s0 = jax.jit(env.reset, static_argnums=1)(key, p)
@@ -105,7 +111,7 @@ def test_daniel_obs_reward_against_oracle(optimizer):
     out.append((obs, s, reward, info))
     assert not bool(term)
 
-  ref_step = jax.jit(_reference_step)
+  ref_step = jax.jit(_reference_step, static_argnums=3)
   # Independent replay: the same optimizee steps, features by the oracle.
   lr, opt, phis = 0.05, s0.opt, []
   e_prev = float(s0.train_loss)
@@ -113,7 +119,7 @@ def test_daniel_obs_reward_against_oracle(optimizer):
     lr = lr * np.exp(a)
     losses = []
     for _ in range(2):
-      opt, loss, phi = ref_step(task, opt, lr)
+      opt, loss, phi = ref_step(task, opt, lr, subset)
       losses.append(float(loss))
       phis.append(np.asarray(phi, np.float64))
     e_t = np.mean(losses)
@@ -208,3 +214,9 @@ def test_bad_values(task):
     lr_env.LREnv(task, "reps")
   with pytest.raises(ValueError, match="per_example_decay=1.0"):
     lr_env.LREnvParams(per_example_decay=1.0).check("daniel2016")
+  with pytest.raises(ValueError, match="per_example_subset=1;"):
+    lr_env.LREnvParams(per_example_subset=1).check("daniel2016")
+  with pytest.raises(ValueError, match=r"probe_examples=17.*batch_size=16"):
+    task.train_step_with_probe(task.init(jax.random.PRNGKey(0)), 0.1,
+                               per_example.predicted_change_features,
+                               probe_examples=17)

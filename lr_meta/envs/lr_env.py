@@ -43,7 +43,9 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     jit, ``phi2 = log Var_i(f_i)``; smoothed with
     ``lr_meta.features.smoothing`` at EVERY inner step with
     ``params.per_example_decay`` = gamma, bias-corrected). Zero at reset (no
-    step taken yet). Works with any inner optimizer (SGD, RMSProp: ``dw`` is
+    step taken yet). ``params.per_example_subset = m`` estimates phi1 from
+    the first m examples of each batch (a uniform random sub-batch), which
+    cuts the JVP's cost by ~B/m; phi2 always uses the whole batch. Works with any inner optimizer (SGD, RMSProp: ``dw`` is
     the optimizer's actual update).
   * action ``a`` (shape (1,)) = ``log g`` with ``g = exp(theta . [obs, 1])``
     from the linear controller (``lr_meta.agents.reps.linear_controller``):
@@ -168,6 +170,8 @@ class LREnvParams:
                                   default=dynamics.DEFAULT_DECAY)
   log_lr_observation: bool = struct.field(pytree_node=False, default=True)
   per_example_decay: float = struct.field(pytree_node=False, default=0.9)
+  per_example_subset: Optional[int] = struct.field(pytree_node=False,
+                                                   default=None)
   unroll: bool = struct.field(pytree_node=False, default=False)
 
   def check(self, action_type: str = "xu2019") -> "LREnvParams":
@@ -192,6 +196,14 @@ class LREnvParams:
     if not 0.0 <= self.per_example_decay < 1.0:
       raise ValueError(f"env.per_example_decay={self.per_example_decay!r}; "
                        "allowed: [0, 1).")
+    if self.per_example_subset is not None and (
+        not isinstance(self.per_example_subset, int)
+        or isinstance(self.per_example_subset, bool)
+        or self.per_example_subset < 2):
+      raise ValueError(
+          f"env.per_example_subset={self.per_example_subset!r}; allowed: "
+          "None (the whole batch) or an integer >= 2 (at most the task's "
+          "batch size).")
     return self
 
 
@@ -314,7 +326,8 @@ class LREnv:
       opt, m = self.task.train_step(opt, lr)
       return (opt, stats), m.loss
     opt, m, phi = self.task.train_step_with_probe(
-        opt, lr, per_example_lib.predicted_change_features)
+        opt, lr, per_example_lib.predicted_change_features,
+        probe_examples=params.per_example_subset)
     # A diverged (frozen) or non-finite step must not poison the running
     # statistics the controller reads.
     skip = m.diverged | ~jnp.all(jnp.isfinite(phi))

@@ -11,6 +11,15 @@ For the examples ``i`` of a batch with losses ``f_i``, per-example gradients
 (``Var`` with ddof 0; ``log(var + eps)`` with a tiny eps so a zero variance
 stays finite.) Smooth them with ``lr_meta.features.smoothing``.
 
+Cost. Even the JVP below is one extra forward-and-tangent pass over the
+batch, +38% of a LeNet-5 train step at batch 128 on CPU (the talk reports
+36%); ``Var_i(grad_i . dw)`` can instead be estimated from a random
+sub-batch of m examples (``predicted_change_features`` with a loss vector
+over m examples; ``Task.train_step_with_probe(probe_examples=m)``), whose
+JVP costs ~m/B of it, while phi2 keeps the whole batch's losses, which the
+training forward pass already has. The running average then smooths the
+extra sampling noise (see BUILD_NOTES for the measured cost and noise).
+
 ``grad_i . dw`` for all i is the directional derivative of the per-example
 loss VECTOR along ``dw``, i.e. one Jacobian-vector product: ``jax.jvp`` of
 ``loss_vector_fn: params -> (B,)`` at ``params`` with tangent ``dw``. That
@@ -28,7 +37,7 @@ included, which is what the Taylor expansion of the next step needs). Return
 the new ``batch_stats`` as an auxiliary output and use ``has_aux=True``.
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import chex
 import flax
@@ -125,24 +134,46 @@ def per_example_features(losses: chex.Array, derivatives: chex.Array,
 
   Args:
     losses: per-example losses ``f_i``, ``(B,)``.
-    derivatives: ``grad_i . dw``, ``(B,)``.
+    derivatives: ``grad_i . dw``, ``(m,)``: the same examples, or a random
+      sub-batch of them (a noisier estimate of the same variance; with ddof
+      0 its expectation is ``(m - 1) / m`` of it, -0.03 in log at m = 32;
+      see ``predicted_change_features``).
     eps: added to each variance before the log.
 
   Returns:
     ``(2,)`` array ordered as ``FEATURE_NAMES``.
   """
   chex.assert_rank([losses, derivatives], 1)
-  chex.assert_equal_shape([losses, derivatives])
   return jnp.stack([jnp.log(jnp.var(derivatives) + eps),
                     jnp.log(jnp.var(losses) + eps)])
 
 
 def predicted_change_features(loss_vector_fn: Callable[..., Any],
                               params: Any, dw: Any,
+                              batch_losses: Optional[chex.Array] = None,
                               eps: float = LOG_EPS) -> chex.Array:
-  """``per_example_features`` from one ``jax.jvp``; see the module docstring."""
+  """``per_example_features`` from one ``jax.jvp``; see the module docstring.
+
+  Args:
+    loss_vector_fn: ``params -> (m,)`` per-example losses of the examples
+      whose ``grad_i . dw`` give phi1 (the whole batch, or a random
+      sub-batch of it: the JVP costs about one forward pass over them, so
+      ``m = B / 4`` cuts the feature's cost by ~4; ``Task.
+      train_step_with_probe(..., probe_examples=m)``).
+    params: point of evaluation (before the step).
+    dw: the step's update.
+    batch_losses: optional ``(B,)`` per-example losses of the whole batch
+      (the training forward pass has them for free); phi2 uses them when
+      given, else the ``m`` losses of the JVP's primal pass.
+    eps: added to each variance before the log.
+
+  Returns:
+    ``(2,)`` ``[phi1, phi2]``.
+  """
   losses, derivatives = losses_and_directional_derivatives(
       loss_vector_fn, params, dw)
+  if batch_losses is not None:
+    losses = batch_losses
   return per_example_features(losses, derivatives, eps)
 
 

@@ -180,25 +180,43 @@ class Task:
     return new_state, metrics
 
   def train_step_with_probe(self, state: OptimizeeState,
-                            learning_rate: jax.Array, probe):
+                            learning_rate: jax.Array, probe,
+                            probe_examples: Optional[int] = None):
     """``train_step`` that also evaluates ``probe`` on this very step.
 
-    ``probe(loss_vector_fn, params, updates) -> aux`` sees the per-example
-    loss vector ``params -> (B,)`` of this step (same batch, dropout key and
-    batch statistics), the params before the step and the update the
-    optimizer applies (SGD: ``-lr * grad``; RMSProp: ``-lr * grad /
-    sqrt(nu)``). E.g. ``lr_meta.features.per_example.
+    ``probe(loss_vector_fn, params, updates, batch_losses) -> aux`` sees the
+    per-example loss vector ``params -> (m,)`` of the first ``m =
+    probe_examples`` examples of this step's batch (all B if None; same
+    batch, dropout key and batch statistics), the params before the step,
+    the update the optimizer applies (SGD: ``-lr * grad``; RMSProp: ``-lr *
+    grad / sqrt(nu)``) and the ``(B,)`` per-example losses of the training
+    forward pass (free). E.g. ``lr_meta.features.per_example.
     predicted_change_features`` gives Daniel et al. 2016's
     ``[log Var_i(grad_i . dw), log Var_i(f_i)]`` with ONE ``jax.jvp`` (the
     probe is passed in so that tasks, a lower layer, never import features).
+
+    Batches are drawn uniformly with replacement, so the first ``m``
+    examples are a uniform random sub-batch: a JVP over ``m < B`` examples
+    costs ``m / B`` of the full one (``benchmarks/feature_cost.py``). Models
+    with train-mode batch norm normalise the sub-batch with its own
+    statistics, so the sub-batch losses then differ slightly from the
+    batch's.
+
+    Raises:
+      ValueError: ``probe_examples`` not in ``[2, batch_size]`` (a variance
+        over examples needs two).
 
     Returns:
       ``(new_state, StepMetrics, aux)``; ``aux`` is not finite-checked (a
       diverged step may give inf/nan; the caller decides what to keep).
     """
-    return self._step(state, learning_rate, probe)
+    if probe_examples is not None and not 2 <= probe_examples <= self.batch_size:
+      raise ValueError(
+          f"probe_examples={probe_examples!r}; allowed: None (the whole "
+          f"batch) or an integer in [2, batch_size={self.batch_size}].")
+    return self._step(state, learning_rate, probe, probe_examples)
 
-  def _step(self, state, learning_rate, probe):
+  def _step(self, state, learning_rate, probe, probe_examples=None):
     """The shared body of ``train_step`` / ``train_step_with_probe``."""
     key, batch_key, dropout_key = jax.random.split(state.key, 3)
     x, y = self.sample_batch(batch_key)
@@ -210,11 +228,14 @@ class Task:
     updates, opt_state = self.optimizer.update(grads, opt_state, state.params)
     aux = None
     if probe is not None:
+      xp, yp = x[:probe_examples], y[:probe_examples]
+
       def loss_vector(params):
-        logits_, _ = self.apply(params, state.batch_stats, x, train=True,
+        logits_, _ = self.apply(params, state.batch_stats, xp, train=True,
                                 dropout_key=dropout_key)
-        return cross_entropy(logits_, y)
-      aux = probe(loss_vector, state.params, updates)
+        return cross_entropy(logits_, yp)
+      aux = probe(loss_vector, state.params, updates,
+                  cross_entropy(logits, y))
     params = optax.apply_updates(state.params, updates)
     updates_finite = jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(u)) for u in jax.tree.leaves(updates)]))
