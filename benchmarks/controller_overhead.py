@@ -189,7 +189,9 @@ def main():
   parser.add_argument("--chunk", type=int, default=100,
                       help="steps per lax.scan call ('scan' loop)")
   parser.add_argument("--batch_size", type=int, default=128)
-  parser.add_argument("--probe_sizes", default="1000,256")
+  parser.add_argument("--probe_sizes", default="500,128",
+                      help="val probe sizes (configs/xu2019_ppo.py: 128; "
+                      "runs before 2026-11-23 session 3: 500)")
   args = parser.parse_args()
   probe_sizes = [int(n) for n in args.probe_sizes.split(",") if n]
   print(f"jax {jax.__version__}, backend {jax.default_backend()}, "

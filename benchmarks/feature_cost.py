@@ -26,10 +26,15 @@ all of them; each round times ``--iters`` calls per variant; the table gives
 the median per-step time over rounds and the median over rounds of the
 per-round ratio to the plain step.
 
+(c) ``subset_noise``: not a timing; how far the smoothed Daniel features
+      from a JVP over m of the B examples are from the whole-batch ones on
+      real Fashion-MNIST (needs ``LR_META_DATA_DIR``).
+
 Usage:
-  python benchmarks/feature_cost.py                      # everything
+  python benchmarks/feature_cost.py                      # timings
   python benchmarks/feature_cost.py --parts=weight --wrn_batch=16
   python benchmarks/feature_cost.py --parts=per_example --rounds=9
+  python benchmarks/feature_cost.py --parts=subset_noise --subsets=32,16
 """
 
 import argparse
@@ -42,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lr_meta import features  # pylint: disable=g-import-not-at-top
@@ -240,10 +246,58 @@ def per_example_part(args):
   return _row("LeNet-5, Fashion-MNIST shape", batch, res, "train step")
 
 
+def subset_noise_part(args):
+  """How far the smoothed features from an m-example JVP are from all B.
+
+  Real Fashion-MNIST (``LR_META_DATA_DIR``), LeNet-5, SGD at a static LR
+  (action 0 of 'daniel2016'), the same seed for every m, so the runs see the
+  same batches and the same optimizee trajectory (the features do not act
+  on it): differences come only from estimating Var_i(grad_i . dw) from m
+  examples. Compared with how much phi1_hat moves across LRs (the signal
+  the controller reads).
+  """
+  from lr_meta import tasks  # pylint: disable=g-import-not-at-top
+  from lr_meta.envs import lr_env
+  task = tasks.make_task("fashion_mnist", "lenet5", optimizer="sgd",
+                         batch_size=args.lenet_batch, num_train_examples=10_000,
+                         num_val_examples=100, num_test_examples=100)
+  env = lr_env.LREnv(task, "daniel2016")
+  lrs = (1e-3, 1e-2, 1e-1)
+  key = jax.random.PRNGKey(0)
+  decisions, steps = 20, 10
+
+  def features_over_time(lr, m):
+    p = env.default_params().replace(
+        num_decisions=decisions, steps_per_decision=steps, initial_lrs=(lr,),
+        per_example_subset=m)
+    obs, state = env.reset(key, p)
+    def body(c, _):
+      obs, c, _, _, _, _ = env.step(key, c, jnp.zeros((1,)), p)
+      return c, obs
+    return jax.lax.scan(body, state, None, length=decisions)[1]  # [T, 4]
+
+  run = jax.jit(features_over_time, static_argnums=(0, 1))
+  full = {lr: np.asarray(run(lr, None)) for lr in lrs}
+  # Signal: the mean gap in phi1_hat between neighbouring LRs (a decade).
+  gaps = [np.mean(np.abs(full[b][:, 0] - full[a][:, 0]))
+          for a, b in zip(lrs, lrs[1:])]
+  lines = [f"phi1_hat over a decade of LR (the signal): mean |gap| "
+           f"{np.mean(gaps):.3f}", "",
+           "| m of B | LR | mean abs error phi1_hat | phi2_hat | u1 | u2 |",
+           "|---|---|---|---|---|---|"]
+  for m in args.subsets:
+    for lr in lrs:
+      err = np.mean(np.abs(np.asarray(run(lr, m)) - full[lr]), axis=0)
+      lines.append(f"| {m} of {args.lenet_batch} | {lr:g} | {err[0]:.3f} | "
+                   f"{err[1]:.3f} | {err[2]:.3f} | {err[3]:.3f} |")
+  return lines
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--parts", default="weight,per_example",
-                      help="comma list of: weight, per_example")
+                      help="comma list of: weight, per_example, "
+                      "subset_noise")
   parser.add_argument("--rounds", type=int, default=7,
                       help="interleaved rounds; medians over rounds")
   parser.add_argument("--iters", type=int, default=5,
@@ -260,19 +314,21 @@ def main():
                       help="sub-batch sizes m for phi1's JVP (comma list)")
   args = parser.parse_args()
   parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+  part_fns = {"weight": weight_part, "per_example": per_example_part,
+              "subset_noise": subset_noise_part}
   for p in parts:
-    if p not in ("weight", "per_example"):
-      raise ValueError(f"Unknown part {p!r}; allowed: weight, per_example.")
+    if p not in part_fns:
+      raise ValueError(f"Unknown part {p!r}; allowed: {', '.join(part_fns)}.")
 
   print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
         f"devices {jax.devices()}; rounds {args.rounds} x iters {args.iters}")
-  print()
-  print("| model / features | batch | variant | median ms/step | best ms "
-        "| extra ms | overhead (median of per-round ratios) |")
-  print("|---|---|---|---|---|---|---|")
   for p in parts:
-    lines = weight_part(args) if p == "weight" else per_example_part(args)
-    for line in lines:
+    if p != "subset_noise":
+      print()
+      print("| model / features | batch | variant | median ms/step | best ms "
+            "| extra ms | overhead (median of per-round ratios) |")
+      print("|---|---|---|---|---|---|---|")
+    for line in part_fns[p](args):
       print(line, flush=True)
 
 

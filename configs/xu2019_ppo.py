@@ -34,7 +34,13 @@ def get_config():
       reward="val_loss_change",  # official code's "Fixed": fixed_baseline
       reward_baseline=2.0,
       divergence_penalty=-10.0,
-      num_val_examples=500,      # fixed val subset for features and reward
+      # Fixed val subset for features and reward, evaluated once per
+      # decision: one training batch, so it costs <= 5% of the K training
+      # steps (a forward pass over n examples is ~1/3 of a train step's cost
+      # per example: n <= 0.15 K B; benchmarks/controller_overhead.py).
+      # Paper scale: 1000 (= batch 1000). Runs before 2026-11-23 session 3
+      # (BUILD_NOTES A1-A4) used 500.
+      num_val_examples=128,
       ema_decay=0.8,             # paper/code
       log_lr_observation=True))
   config.ppo = ml_collections.ConfigDict(dict(
