@@ -25,6 +25,8 @@ def get_config():
       num_test_examples=ml_collections.config_dict.placeholder(int)))
   config.env = ml_collections.ConfigDict(dict(
       action_type="xu2019",
+      # 'dynamics': the paper's 9 numbers; 'dynamics+progress' adds t / T.
+      observation="dynamics",
       num_decisions=50,          # paper: 100 (1000 inner steps)
       steps_per_decision=10,     # paper: 10
       # paper: (1e-2, 1e-3, 1e-4). Xu's action moves the LR by at most x1.035

@@ -168,7 +168,9 @@ def test_xu2017_observations_compose_the_feature_library(task):
       lr_env.XU2017_LOG10_LR_LOW, lr_env.XU2017_LOG10_LR_HIGH)
   # Same LR everywhere: xu2019 keeps it with a = 0.15, xu2017 with a = 0
   # (relative to lr0), daniel with a = 0.
-  runs = [(xu19, 0.15), (both, 0.0), (pe, 0.0)]
+  progress = lr_env.LREnv(task, "xu2019", observation="dynamics+progress")
+  assert progress.observation_size == 10
+  runs = [(xu19, 0.15), (both, 0.0), (pe, 0.0), (progress, 0.15)]
   obs = []
   for env, a in runs:
     p = _params(env, reward="val_loss_change")
@@ -183,6 +185,11 @@ def test_xu2017_observations_compose_the_feature_library(task):
     obs.append(np.asarray(o))
   np.testing.assert_allclose(obs[1][:9], obs[0], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(obs[1][9:], obs[2], rtol=1e-4, atol=1e-5)
+  # The progress feature: the same 9 numbers, then 1 decision of T = 2.
+  np.testing.assert_allclose(obs[3][:9], obs[0], rtol=1e-6)
+  assert obs[3][9] == 0.5
+  np.testing.assert_array_equal(lr_env.progress_feature(
+      jnp.arange(4), 2), [0.0, 0.5, 1.0, 1.0])
   np.testing.assert_allclose(
       lr_env.xu2017_lr_update(lr0, -1.0), lr0 / 10, rtol=1e-6)
 

@@ -57,8 +57,12 @@ ACTION_TYPES = ("xu2019", "fu2016")
 # Which network kinds act in which action space.
 _NETWORKS_FOR_ACTION = {"xu2019": ("gaussian_mlp", "gaussian_lstm"),
                         "fu2016": ("q_mlp",)}
-_OBSERVATION_SIZE = {"xu2019": dynamics.NUM_OBSERVATIONS,
-                     "fu2016": weight_stats.NUM_WEIGHT_FEATURES}
+_OBSERVATION_SIZE = {"dynamics": dynamics.NUM_OBSERVATIONS,
+                     lr_env.PROGRESS_OBSERVATION: dynamics.NUM_OBSERVATIONS + 1,
+                     "weight_stats": weight_stats.NUM_WEIGHT_FEATURES}
+# Which observations each action type's controllers can be fed.
+_OBSERVATIONS_FOR_ACTION = {"xu2019": ("dynamics", lr_env.PROGRESS_OBSERVATION),
+                            "fu2016": ("weight_stats",)}
 
 
 def _lr_meta_version() -> str:
@@ -82,6 +86,11 @@ class ControllerSpec:
     num_val_examples: size of the fixed validation subset whose softmax
       predictions and loss the controller saw in training (None: whole split).
     initial_lrs: initial LRs of the training episodes (the range it knows).
+    observation: ``'dynamics'`` (Xu's 9 numbers), ``'dynamics+progress'``
+      (plus t / T, ``lr_env.progress_feature``) or ``'weight_stats'``
+      ('fu2016'); empty = the action type's default (files before it).
+    num_decisions: T of the training episodes (the progress feature's
+      horizon; informative otherwise).
     first_dense, last_dense: layer paths of the training task whose kernel
       moments entered the observation ('xu2019').
     monitored_layer: layer path of the weight statistics ('fu2016').
@@ -102,6 +111,8 @@ class ControllerSpec:
   log_lr_observation: bool = True
   num_val_examples: Optional[int] = None
   initial_lrs: Tuple[float, ...] = ()
+  observation: str = ""
+  num_decisions: Optional[int] = None
   first_dense: Tuple[str, ...] = ()
   last_dense: Tuple[str, ...] = ()
   monitored_layer: Tuple[str, ...] = ()
@@ -135,11 +146,29 @@ class ControllerSpec:
       raise ValueError(f"spec.ema_decay={self.ema_decay!r}; allowed: [0, 1).")
     if not self.action_std > 0:
       raise ValueError(f"spec.action_std={self.action_std!r}; allowed: > 0.")
+    allowed = _OBSERVATIONS_FOR_ACTION[self.action_type]
+    if self.observation not in ("",) + allowed:
+      raise ValueError(f"spec.observation={self.observation!r} with "
+                       f"action_type {self.action_type!r}; allowed: "
+                       f"{allowed}.")
+    if self.uses_progress and (not isinstance(self.num_decisions, int)
+                               or self.num_decisions < 1):
+      raise ValueError(f"spec.num_decisions={self.num_decisions!r} with "
+                       f"observation {self.observation!r}; allowed: an "
+                       "integer >= 1 (the progress feature's horizon).")
     return self
 
   @property
+  def observation_kind(self) -> str:
+    return self.observation or _OBSERVATIONS_FOR_ACTION[self.action_type][0]
+
+  @property
+  def uses_progress(self) -> bool:
+    return self.observation_kind == lr_env.PROGRESS_OBSERVATION
+
+  @property
   def observation_size(self) -> int:
-    return _OBSERVATION_SIZE[self.action_type]
+    return _OBSERVATION_SIZE[self.observation_kind]
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True,
@@ -312,11 +341,10 @@ def controller_from_training(config, env, env_params, agent_params, *,
   """
   agent = config["agent"]
   action_type = env.action_type
-  if getattr(env, "observation", "dynamics") not in ("dynamics",
-                                                     "weight_stats"):
-    raise ValueError(f"env.observation={env.observation!r}; controllers "
-                     "support the 'dynamics' (xu2019) and 'weight_stats' "
-                     "(fu2016) observations.")
+  observation = getattr(env, "observation", "dynamics")
+  if observation not in _OBSERVATION_SIZE:
+    raise ValueError(f"env.observation={observation!r}; controllers "
+                     f"support the observations {tuple(_OBSERVATION_SIZE)}.")
   common = dict(
       name=name, action_type=action_type,
       steps_per_decision=int(env_params.steps_per_decision),
@@ -324,6 +352,8 @@ def controller_from_training(config, env, env_params, agent_params, *,
       log_lr_observation=bool(env_params.log_lr_observation),
       num_val_examples=env_params.num_val_examples,
       initial_lrs=tuple(float(x) for x in env_params.initial_lrs),
+      observation=observation,
+      num_decisions=int(env_params.num_decisions),
       agent=agent, description=description, config=_config_dict(config))
   if agent == "ppo" and action_type == "xu2019":
     sub = config["ppo"]

@@ -11,8 +11,8 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
 ``adaptive_learning_rate_tuner``):
   * action ``a`` (shape (1,)) clipped to ``[-0.2, 0.5]``, then
     ``lr <- lr * ((a - 0.15) * 0.1 + 1)`` (so ``a = 0.15`` keeps the LR);
-  * observation: the 9 training-dynamics features of
-    ``lr_meta.features.dynamics`` (order ``OBSERVATION_NAMES``), except that
+  * observation ``'dynamics'`` (default): the 9 training-dynamics features
+    of ``lr_meta.features.dynamics`` (order ``OBSERVATION_NAMES``), except that
     entry 8 is ``log10(lr)`` instead of the raw LR when
     ``params.log_lr_observation`` (default True: raw LRs span 1e-4..1e-1 and
     are invisible to a small MLP). Predictions are the softmax outputs on the
@@ -20,6 +20,8 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     examples at consecutive decisions (less noisy than the code's consecutive
     training batches). The train loss is the mean over the K inner steps
     (at reset: the loss of the first training batch).
+    ``'dynamics+progress'`` appends ``progress_feature`` = t / T (not in the
+    paper; lets the policy anneal towards the end of a run).
   * reward (``params.reward``):
       ``'val_loss_change'``: ``-(val_loss_t - val_loss_{t-1})``, whose sum over
         the episode is the total decrease of the validation loss;
@@ -95,6 +97,7 @@ from typing import Any, Optional, Tuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -111,8 +114,9 @@ REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change",
            "mean_log_train_loss_change")
 VAL_REWARDS = ("val_loss_change", "fixed_baseline")
 OBSERVATIONS = ("dynamics", "per_example", "dynamics+per_example")
+PROGRESS_OBSERVATION = "dynamics+progress"
 # Allowed ``observation`` per action type; the first is the default.
-_ALLOWED_OBSERVATIONS = {"xu2019": ("dynamics",),
+_ALLOWED_OBSERVATIONS = {"xu2019": ("dynamics", PROGRESS_OBSERVATION),
                          "fu2016": ("weight_stats",),
                          "daniel2016": ("per_example",),
                          "xu2017": OBSERVATIONS}
@@ -152,6 +156,22 @@ def xu2017_lr_update(lr0: chex.Numeric, action: chex.Numeric) -> jax.Array:
   """``lr0 * 10 ** clip(a, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)``."""
   a = jnp.clip(action, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)
   return lr0 * jnp.power(10.0, a)
+
+
+def progress_feature(decisions_taken: chex.Numeric,
+                     num_decisions: int) -> jax.Array:
+  """``min(t / T, 1)``: the fraction of the run's decisions already taken.
+
+  Not in Xu et al. 2019's observation: without it a Markov policy cannot
+  tell the start of a run from its end, so it cannot anneal (BUILD_NOTES,
+  the Xu 2019 reproduction, attempt A5).
+  """
+  # A multiplication by a host constant, not a division: XLA may turn x / T
+  # into x * (1 / T) in one program and not in another, and the env and
+  # ``lr_meta.optax.controlled`` must give bit-identical observations.
+  inverse = np.float32(1.0 / num_decisions)
+  return jnp.minimum(jnp.asarray(decisions_taken, jnp.float32) * inverse,
+                     1.0)
 
 
 @struct.dataclass
@@ -246,7 +266,9 @@ class LREnv:
     self.task = task
     self.action_type = action_type
     self.observation = observation
-    self.uses_dynamics = observation in ("dynamics", "dynamics+per_example")
+    self.uses_dynamics = observation in ("dynamics", "dynamics+per_example",
+                                         PROGRESS_OBSERVATION)
+    self.uses_progress = observation == PROGRESS_OBSERVATION
     self.uses_per_example = observation in ("per_example",
                                             "dynamics+per_example")
     # Layer paths resolved once, from the params of model.init.
@@ -256,7 +278,8 @@ class LREnv:
       self.action_shape = (1,)
       self.observation_size = (
           dynamics.NUM_OBSERVATIONS * self.uses_dynamics
-          + NUM_PER_EXAMPLE_OBSERVATIONS * self.uses_per_example)
+          + NUM_PER_EXAMPLE_OBSERVATIONS * self.uses_per_example
+          + self.uses_progress)
       if self.uses_dynamics:
         self.first_dense = params_lib.first_dense_layer(shapes)
         self.last_dense = params_lib.last_dense_layer(shapes)
@@ -298,7 +321,7 @@ class LREnv:
     return loss, jax.nn.softmax(logits)
 
   def _observe(self, opt, feat, stats, lr, val_loss, train_loss, probs,
-               params):
+               time, params):
     if self.action_type == "fu2016":
       kernel = params_lib.get_kernel(opt.params, self.monitored_layer)
       if kernel.ndim == 2:
@@ -317,6 +340,8 @@ class LREnv:
     if self.uses_per_example:
       parts.append(smoothing.running_stats_features(
           stats, params.per_example_decay))
+    if self.uses_progress:
+      parts.append(progress_feature(time, params.num_decisions)[None])
     return jnp.concatenate(parts).astype(jnp.float32), feat
 
   def _inner_step(self, carry, lr, params):
@@ -356,7 +381,7 @@ class LREnv:
     stats = smoothing.running_stats_init(
         jnp.zeros((len(per_example_lib.FEATURE_NAMES),), jnp.float32))
     obs, feat = self._observe(opt, feat, stats, lr0, val_loss, train_loss,
-                              probs, params)
+                              probs, jnp.int32(0), params)
     state = LREnvState(opt=opt, features=feat, per_example=stats, lr=lr0,
                        lr0=lr0,
                        time=jnp.int32(0), val_loss=val_loss,
@@ -389,7 +414,7 @@ class LREnv:
     else:
       val_loss, probs = state.val_loss, None
     obs, feat = self._observe(opt, state.features, stats, lr, val_loss,
-                              train_loss, probs, params)
+                              train_loss, probs, state.time + 1, params)
     if params.reward == "val_loss_change":
       reward = -(val_loss - state.val_loss)
     elif params.reward == "fixed_baseline":

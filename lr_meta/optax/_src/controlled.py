@@ -39,6 +39,7 @@ import optax
 from optax import tree_utils as otu
 
 from lr_meta.agents import controller as controller_lib
+from lr_meta.envs import lr_env
 from lr_meta.features import dynamics
 from lr_meta.features import params as params_lib
 from lr_meta.features import weight_stats
@@ -108,6 +109,7 @@ def controlled(
     last_dense: Optional[params_lib.LayerSpec] = None,
     monitored_layer: Optional[params_lib.LayerSpec] = None,
     key: Optional[chex.PRNGKey] = None,
+    num_decisions: Optional[int] = None,
 ) -> optax.GradientTransformationExtraArgs:
   """Sets the LR of ``base_optimizer`` from ``controller`` every ``every`` steps.
 
@@ -129,6 +131,10 @@ def controlled(
       last conv layer, else the last dense layer (as ``LREnv``).
     key: PRNG key of the initial "previous predictions" noise (U[0, 1), as in
       training); default ``jax.random.PRNGKey(0)``.
+    num_decisions: for 'dynamics+progress' controllers, the decisions of
+      the whole run (its steps / ``every``): the observed progress is
+      ``min(decisions so far / num_decisions, 1)``; default the training
+      episodes' ``spec.num_decisions``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` takes
@@ -148,6 +154,13 @@ def controlled(
         "predictions_shape=(B, classes) of the probe-batch softmax "
         f"predictions (it was trained on {spec.num_val_examples} fixed "
         "validation examples).")
+  if num_decisions is None:
+    num_decisions = spec.num_decisions
+  if spec.uses_progress and (not isinstance(num_decisions, int)
+                             or isinstance(num_decisions, bool)
+                             or num_decisions < 1):
+    raise ValueError(f"num_decisions={num_decisions!r}; allowed: an integer "
+                     ">= 1 (the run's decisions, for the progress feature).")
   base = optax.with_extra_args_support(base_optimizer)
   if key is None:
     key = jax.random.PRNGKey(0)
@@ -179,7 +192,8 @@ def controlled(
         losses=jnp.zeros((every,), jnp.float32),
         obs=jnp.zeros((spec.observation_size,), jnp.float32))
 
-  def observe(params, features, lr, train_loss, val_loss, predictions):
+  def observe(params, features, lr, train_loss, val_loss, predictions,
+              decisions_taken):
     if "layers" not in resolved:
       resolved["layers"] = layers(params)
     if xu:
@@ -190,6 +204,9 @@ def controlled(
           last_dense=last, decay=spec.ema_decay)
       if spec.log_lr_observation:
         obs = obs.at[8].set(jnp.log10(lr))
+      if spec.uses_progress:
+        obs = jnp.append(obs, lr_env.progress_feature(decisions_taken,
+                                                      num_decisions))
       return obs.astype(jnp.float32), features
     kernel = params_lib.get_kernel(params, resolved["layers"])
     if kernel.ndim == 2:   # a dense kernel viewed as a 1x1 conv, as LREnv.
@@ -221,7 +238,7 @@ def controlled(
     def decide(_):
       train_loss = jnp.where(state.count == 0, loss, jnp.mean(state.losses))
       obs, features = observe(params, state.features, state.lr, train_loss,
-                              val_loss, predictions)
+                              val_loss, predictions, state.count // every)
       action, carry = controller.act(controller.params, obs, state.carry)
       lr = controller.next_lr(state.lr, state.lr0, action)
       # A non-finite observation (a diverged run) must not poison the LR.
