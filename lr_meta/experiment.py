@@ -214,6 +214,5 @@ def run_controller(config, env, env_params, agent, params,
 
 def test_metrics(task, final_states, split: str = "test"):
   """Loss and accuracy of each final optimizee on ``split`` (vmapped)."""
-  res = jax.jit(jax.vmap(tasks.Task.evaluate, in_axes=(None, 0, None)),
-                static_argnums=2)(task, final_states.opt, split)
+  res = tasks.evaluate_batch(task, final_states.opt, split)
   return np.asarray(res.loss), np.asarray(res.accuracy)

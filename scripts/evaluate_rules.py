@@ -85,12 +85,8 @@ def final_metrics(task, lr, seeds):
   lrs = jnp.full((len(seeds), _STEPS.value), lr, jnp.float32)
   state, _ = tasks.run_training_batch(task, keys, lrs,
                                       eval_every=_STEPS.value)
-  per_run = lambda i: jax.tree.map(lambda x: x[i], state)
-  val = [float(task.evaluate(per_run(i), "val").accuracy)
-         for i in range(len(seeds))]
-  test = [float(task.evaluate(per_run(i), "test").accuracy)
-          for i in range(len(seeds))]
-  return np.array(val), np.array(test)
+  return (np.asarray(tasks.evaluate_batch(task, state, "val").accuracy),
+          np.asarray(tasks.evaluate_batch(task, state, "test").accuracy))
 
 
 def main(argv):

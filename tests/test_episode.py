@@ -68,6 +68,19 @@ def test_batched_runs_equal_individual_and_divergence_is_isolated(mlp_task, batc
     assert _max_param_diff(jax.tree.map(lambda x: x[r], states), single) < 1e-5
 
 
+def test_evaluate_batch_equals_evaluating_each_run(mlp_task):
+  keys = jax.random.split(jax.random.key(2), 3)
+  lrs = jnp.stack([jnp.full((6,), 0.05), jnp.full((6,), 1e9),
+                   jnp.full((6,), 0.2)])
+  states, _ = tasks.run_training_batch(mlp_task, keys, lrs, eval_every=6)
+  got = tasks.evaluate_batch(mlp_task, states, "test")
+  for r in range(3):
+    one = mlp_task.evaluate(jax.tree.map(lambda x: x[r], states), "test")
+    np.testing.assert_allclose(got.loss[r], one.loss, rtol=1e-5)
+    np.testing.assert_allclose(got.accuracy[r], one.accuracy, rtol=1e-6)
+  assert float(got.loss[1]) == mlp_task.divergence_loss   # the diverged run
+
+
 def test_nan_from_the_start_is_flagged_not_raised(mlp_task):
   state, m = tasks.run_training(mlp_task, jax.random.key(0), jnp.full((4,), jnp.nan),
                                 eval_every=4, strategy="scan")

@@ -20,6 +20,7 @@ from lr_meta.tasks.runner import STRATEGIES
 from lr_meta.tasks.task import cross_entropy
 from lr_meta.tasks.task import DeviceData
 from lr_meta.tasks.task import EvalMetrics
+from lr_meta.tasks.task import evaluate_batch
 from lr_meta.tasks.task import KNOWN_OPTIMIZERS
 from lr_meta.tasks.task import make_optimizer
 from lr_meta.tasks.task import make_task
