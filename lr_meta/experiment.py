@@ -12,7 +12,12 @@ Config layout (``configs/xu2019_ppo.py`` is the reference)::
   task: kwargs of ``lr_meta.tasks.make_task``,
   env:  ``action_type`` + fields of ``lr_meta.envs.LREnvParams``,
   <agent>: fields of that agent's config dataclass,
-  eval: num_seeds, initial_lrs, constant_lrs (+ evaluation-script fields).
+  eval: num_seeds, initial_lrs, constant_lrs (+ evaluation-script fields),
+  task_family (optional, agent 'reps' only): fields of
+    ``lr_meta.tasks.family.TaskFamilyConfig``; the agent then trains over
+    the family's members (``make_agent``) and ``task`` is the held-out task
+    the trained controller is evaluated on
+    (``configs/daniel2016_reps_random_cnns.py``).
 """
 
 import functools
@@ -28,6 +33,7 @@ from lr_meta.agents import dqn as dqn_lib
 from lr_meta.agents import ppo as ppo_lib
 from lr_meta.agents import reps as reps_lib
 from lr_meta.envs import lr_env
+from lr_meta.tasks import family as family_lib
 from lr_meta.tasks import runner
 
 
@@ -109,6 +115,30 @@ def check_config(config):
     raise ValueError(
         f"config.env.action_type={action_type!r} with config.agent="
         f"{config.agent!r}; allowed: {expected!r}.")
+  if uses_task_family(config):
+    if config.agent not in FAMILY_AGENTS:
+      raise ValueError(f"config.task_family with config.agent="
+                       f"{config.agent!r}; allowed agents: {FAMILY_AGENTS}.")
+    task_family_config(config)
+
+
+# Agents that can train over a task family (``config.task_family``).
+FAMILY_AGENTS = ("reps",)
+
+
+def uses_task_family(config) -> bool:
+  return bool(config.get("task_family"))
+
+
+def task_family_config(config) -> family_lib.TaskFamilyConfig:
+  """``config.task_family`` as a checked ``TaskFamilyConfig``."""
+  sub = dict(config.task_family)
+  if "filter_ranges" in sub:
+    sub["filter_ranges"] = tuple(tuple(r) for r in sub["filter_ranges"])
+  try:
+    return family_lib.TaskFamilyConfig(**sub)
+  except TypeError as e:
+    raise ValueError(f"config.task_family: {e}") from e
 
 
 def build(config, data_dir: Optional[str] = None):
@@ -127,12 +157,45 @@ def build(config, data_dir: Optional[str] = None):
   return task, env, env_params, strategy
 
 
-def make_agent(config, env, env_params, strategy):
-  """The agent of ``config.agent``; config errors name ``config.<agent>``."""
+def build_family_envs(config, env_params, data_dir: Optional[str] = None):
+  """The environments of ``config.task_family``'s members.
+
+  Members take ``config.task``'s arguments except ``family.MEMBER_FIELDS``
+  (data set, model, training subset: drawn per member) and ``env_params``
+  with ``unroll`` set for their own strategy (conv nets: 'chunk' on CPU).
+
+  Returns:
+    ``(envs, env_params, strategy)``.
+  """
+  family = task_family_config(config)
+  task_kwargs = {k: v for k, v in dict(config.task).items()
+                 if k not in family_lib.MEMBER_FIELDS}
+  member_tasks = family_lib.make_family_tasks(family, data_dir, **task_kwargs)
+  strategy = config.strategy or runner.default_strategy(family_lib.FAMILY_MODEL)
+  envs = tuple(lr_env.LREnv(t, config.env.action_type,
+                            config.env.get("observation") or None)
+               for t in member_tasks)
+  return envs, env_params.replace(unroll=strategy != "scan"), strategy
+
+
+def make_agent(config, env, env_params, strategy,
+               data_dir: Optional[str] = None):
+  """The agent of ``config.agent``; config errors name ``config.<agent>``.
+
+  With ``config.task_family`` the agent (REPS) trains over the family's
+  members (``reps.make_reps_over_tasks``; ``env`` is then only the held-out
+  evaluation task) and ``data_dir`` locates the family's data set.
+  """
   kind = config.agent
   sub = dict(config[kind])
   sub["strategy"] = strategy
+  if uses_task_family(config):
+    envs, member_params, sub["strategy"] = build_family_envs(
+        config, env_params, data_dir)
   try:
+    if uses_task_family(config):
+      return reps_lib.make_reps_over_tasks(reps_lib.REPSConfig(**sub), envs,
+                                           member_params)
     return AGENTS[kind].make(sub, env, env_params)
   except (ValueError, TypeError) as e:
     raise ValueError(f"config.{kind}: {e}") from e

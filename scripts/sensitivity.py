@@ -22,11 +22,18 @@ Writes sensitivity.png, sensitivity.md and sensitivity.csv to --outdir.
 another architecture) to measure transfer, as Daniel et al. trained on small
 random CNNs and tested on other networks.
 Controller training uses the config's REPS settings with ``initial_lrs`` set
-to the optimizer's eta0 grid (one eta0 drawn per training run); evaluation
-uses fresh seeds (``EVAL_SEED_OFFSET + i``), never trained on.
+to the optimizer's eta0 grid (one eta0 drawn per training run); a config
+with ``task_family`` (``configs/daniel2016_reps_random_cnns.py``) trains over
+the family's random small CNNs and evaluates on its held-out ``task``.
+``--controller_workdirs=sgd=DIR,rmsprop=DIR`` skips training and evaluates
+the thetas that ``scripts/train_controller.py`` wrote to
+``DIR/controller_params.msgpack`` (its ``DIR/config.json`` must be a REPS
+config for that optimizer); ``--config`` is then the evaluation config.
+Evaluation uses fresh seeds (``EVAL_SEED_OFFSET + i``), never trained on.
 """
 
 import csv
+import json
 import os
 import sys
 import time
@@ -35,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
+import flax
 import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
@@ -60,6 +68,10 @@ _RMSPROP_ETA0S = flags.DEFINE_list(
     "eta0 grid for RMSProp.")
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Evaluation seeds.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset directory.")
+_CONTROLLER_WORKDIRS = flags.DEFINE_list(
+    "controller_workdirs", [], "optimizer=DIR entries: evaluate the REPS "
+    "thetas trained by scripts/train_controller.py into DIR instead of "
+    "training here.")
 
 EVAL_SEED_OFFSET = 20_000
 
@@ -76,9 +88,9 @@ def removed_fraction(static_means, controlled_means):
   return 1.0 - r_c / r_s, 1.0 - s_c / s_s
 
 
-def train_controller(config, env, env_params, strategy, log):
+def train_controller(config, env, env_params, strategy, log, data_dir=None):
   """REPS iterations (no checkpoints: minutes on CPU); returns theta mean."""
-  agent = experiment.make_agent(config, env, env_params, strategy)
+  agent = experiment.make_agent(config, env, env_params, strategy, data_dir)
   state = agent.init(jax.random.PRNGKey(config.seed))
   history = []
   for it in range(config.num_iterations):
@@ -88,6 +100,60 @@ def train_controller(config, env, env_params, strategy, log):
         f"{history[-1]['mean_return']:.4f}, max {history[-1]['max_return']:.4f}"
         f", KL {history[-1]['kl_weights']:.3f}")
   return agent, state, history
+
+
+def parse_workdirs(entries):
+  """``['sgd=DIR', ...]`` -> ``{'sgd': 'DIR', ...}``."""
+  out = {}
+  for entry in entries:
+    opt_name, sep, workdir = entry.partition("=")
+    if not sep or not opt_name or not workdir:
+      raise ValueError(f"--controller_workdirs entry {entry!r}; allowed: "
+                       "optimizer=DIR, e.g. sgd=runs/reps_sgd.")
+    out[opt_name] = workdir
+  return out
+
+
+def load_trained_theta(workdir, opt_name):
+  """``(theta, training config dict)`` from a train_controller workdir."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    train_config = json.load(f)
+  if train_config.get("agent") != "reps":
+    raise ValueError(f"{workdir}/config.json has agent="
+                     f"{train_config.get('agent')!r}; allowed: 'reps'.")
+  trained_opt = train_config["task"]["optimizer"]
+  if trained_opt != opt_name:
+    raise ValueError(f"{workdir} was trained with optimizer {trained_opt!r}"
+                     f"; allowed for --optimizers entry {opt_name!r}: "
+                     f"{opt_name!r}.")
+  with open(os.path.join(workdir, "controller_params.msgpack"), "rb") as f:
+    theta = flax.serialization.msgpack_restore(f.read())
+  return jnp.asarray(theta), train_config
+
+
+def evaluation_agent(config, env, env_params, strategy):
+  """A REPS agent on the evaluation ``env`` (its ``policy_fn`` is used).
+
+  The task family, if any, only matters for training: the controller is
+  the same linear function of the observation on every task.
+  """
+  config = config.copy_and_resolve_references()
+  if "task_family" in config:
+    del config["task_family"]
+  return experiment.make_agent(config, env, env_params, strategy)
+
+
+def training_description(train_config):
+  """How the controller was trained (for the table header)."""
+  text = (f"REPS {train_config['num_iterations']} iterations x "
+          f"{train_config['reps']['num_samples']} runs")
+  family = train_config.get("task_family")
+  if family:
+    text += (f" over a family of {family['num_members']} random SmallCNNs "
+             f"(filter ranges {tuple(map(tuple, family['filter_ranges']))}) "
+             f"on random {family['subset_size']}-example "
+             f"{family['dataset']} subsets (seed {family['seed']})")
+  return text
 
 
 def final_train_loss(task, env, env_params, agent, theta, eta0s, seeds,
@@ -177,12 +243,16 @@ def main(argv):
   t_start = time.time()
   os.makedirs(_OUTDIR.value, exist_ok=True)
   grids = {"sgd": _SGD_ETA0S.value, "rmsprop": _RMSPROP_ETA0S.value}
+  trained_dirs = parse_workdirs(_CONTROLLER_WORKDIRS.value)
   seeds = [EVAL_SEED_OFFSET + i for i in range(_NUM_SEEDS.value)]
   results, csv_rows = {}, []
   for opt_name in _OPTIMIZERS.value:
     if opt_name not in grids:
       raise ValueError(f"--optimizers contains {opt_name!r}; allowed: "
                        f"{tuple(grids)}.")
+    if trained_dirs and opt_name not in trained_dirs:
+      raise ValueError(f"--controller_workdirs has no entry for {opt_name!r}"
+                       f"; given: {tuple(trained_dirs)}.")
     eta0s = tuple(float(x) for x in grids[opt_name])
     config = _CONFIG.value.copy_and_resolve_references()
     config.task.optimizer = opt_name
@@ -190,14 +260,21 @@ def main(argv):
     task, env, env_params, strategy = experiment.build(config,
                                                        _DATA_DIR.value)
     t0 = time.time()
-    print(f"{opt_name}: training REPS for {config.num_iterations} "
-          f"iterations x {config.reps.num_samples} runs, eta0 in {eta0s}")
-    agent, state, history = train_controller(config, env, env_params,
-                                             strategy, print)
+    history = None
+    if trained_dirs:
+      theta, train_config = load_trained_theta(trained_dirs[opt_name],
+                                               opt_name)
+      print(f"{opt_name}: loaded theta from {trained_dirs[opt_name]}")
+    else:
+      print(f"{opt_name}: training REPS for {config.num_iterations} "
+            f"iterations x {config.reps.num_samples} runs, eta0 in {eta0s}")
+      _, state, history = train_controller(config, env, env_params,
+                                           strategy, print, _DATA_DIR.value)
+      theta, train_config = state.dist.mean, config
     train_s = time.time() - t0
-    theta = state.dist.mean
     print(f"{opt_name}: theta = {np.round(np.asarray(theta), 4).tolist()} "
           f"({train_s:.0f} s)")
+    eval_config = config
     if _EVAL_CONFIG.value is not None:
       # Transfer: the same theta on another task (obs and action do not
       # depend on the architecture, so the linear controller applies as is).
@@ -206,7 +283,7 @@ def main(argv):
       eval_config.env.initial_lrs = eta0s
       task, env, env_params, strategy = experiment.build(eval_config,
                                                          _DATA_DIR.value)
-      agent = experiment.make_agent(config, env, env_params, strategy)
+    agent = evaluation_agent(eval_config, env, env_params, strategy)
     out = final_train_loss(task, env, env_params, agent, theta, eta0s,
                            seeds, strategy)
     rows = []
@@ -222,26 +299,33 @@ def main(argv):
       print(f"  eta0={eta0:g}: static {np.mean(rows[-1]['static']['loss']):.4f}"
             f", REPS {np.mean(rows[-1]['controller']['loss']):.4f}")
     results[opt_name] = rows
-    print(f"{opt_name}: total {time.time() - t0:.0f} s (REPS training "
-          f"{train_s:.0f} s); REPS return first/last iteration "
-          f"{history[0]['mean_return']:.4f} / {history[-1]['mean_return']:.4f}")
-  train_config = config
-  config = (_EVAL_CONFIG.value or config).copy_and_resolve_references()
+    trained = "" if history is None else (
+        f" (REPS training {train_s:.0f} s); REPS return first/last iteration "
+        f"{history[0]['mean_return']:.4f} / {history[-1]['mean_return']:.4f}")
+    print(f"{opt_name}: total {time.time() - t0:.0f} s{trained}")
+  config = eval_config
   num_steps = config.env.num_decisions * config.env.steps_per_decision
-  transfer = "" if _EVAL_CONFIG.value is None else (
-      f" Controller TRAINED on {train_config.task.dataset} "
-      f"{train_config.task.model} "
-      f"{dict(train_config.task.get('model_kwargs', {}))}, "
-      f"{train_config.task.num_train_examples} training examples, and "
-      "evaluated on the task above.")
+  if train_config.get("task_family"):
+    transfer = (" The controller was trained on the family only, never on "
+                "the evaluation task above.")
+  elif config is not train_config:
+    transfer = (f" Controller TRAINED on {train_config['task']['dataset']} "
+                f"{train_config['task']['model']} "
+                f"{dict(train_config['task'].get('model_kwargs') or {})}, "
+                f"{train_config['task']['num_train_examples']} training "
+                "examples, and evaluated on the task above.")
+  else:
+    transfer = ""
+  if trained_dirs:
+    transfer += f" Thetas loaded from {trained_dirs}."
   header = (f"Final training loss (whole {config.task.num_train_examples}-"
             f"example training subset), mean (std) over {len(seeds)} fresh "
             f"seeds; {config.task.dataset} {config.task.model} "
-            f"{dict(config.task.get('model_kwargs', {}))}, batch "
+            f"{dict(config.task.get('model_kwargs') or {})}, batch "
             f"{config.task.batch_size}, {num_steps} steps, a decision every "
-            f"{config.env.steps_per_decision} steps; REPS "
-            f"{train_config.num_iterations} iterations x "
-            f"{train_config.reps.num_samples} runs.{transfer} Wall time {time.time() - t_start:.0f} s.")
+            f"{config.env.steps_per_decision} steps; "
+            f"{training_description(train_config)}.{transfer} Wall time "
+            f"{time.time() - t_start:.0f} s.")
   text = markdown(results, header)
   with open(os.path.join(_OUTDIR.value, "sensitivity.md"), "w") as f:
     f.write(text)

@@ -184,7 +184,7 @@ def evaluate(config, task, env, env_params, agent, state, strategy):
 def run(config, workdir, data_dir=None, log=print):
   """Train + evaluate; returns the Markdown results table."""
   task, env, env_params, strategy = build(config, data_dir)
-  agent = make_agent(config, env, env_params, strategy)
+  agent = make_agent(config, env, env_params, strategy, data_dir)
   t0 = time.time()
   state = train(config, workdir, agent, log=log)
   log(f"Training took {time.time() - t0:.1f} s.")

@@ -26,6 +26,8 @@ N thetas, runs N episodes with the deterministic controller
 ``controller_fn(theta, obs) -> action`` (by default linear in
 ``[obs, 1]``, i.e. Daniel's exp(theta . phi) when the environment's action is
 a log step size) and updates the search distribution from the returns.
+``make_reps_over_tasks`` does the same over a family of environments (the
+talk's random small CNNs and data subsets): each iteration draws one member.
 """
 
 import dataclasses
@@ -303,3 +305,90 @@ def make_reps(config: REPSConfig, env, env_params,
 
   return REPS(init=init, update_iteration=update_iteration,
               policy_fn=policy_fn, config=config, num_params=num_params)
+
+
+@struct.dataclass
+class TaskFamilyREPSState:
+  """REPS state plus the member-draw key: the whole learner state."""
+  reps: REPSState
+  member_rng: chex.PRNGKey
+
+  @property
+  def dist(self) -> SearchDistribution:
+    return self.reps.dist
+
+  @property
+  def iteration(self) -> jax.Array:
+    return self.reps.iteration
+
+
+def draw_member(member_rng: chex.PRNGKey, num_members: int
+                ) -> Tuple[chex.PRNGKey, int]:
+  """``(next member_rng, member index)``: one uniform draw in [0, M)."""
+  member_rng, key = jax.random.split(member_rng)
+  return member_rng, int(jax.random.randint(key, (), 0, num_members))
+
+
+def make_reps_over_tasks(config: REPSConfig, envs, env_params,
+                         controller_fn: Optional[Callable[[jax.Array, jax.Array],
+                                                          jax.Array]] = None,
+                         num_params: Optional[int] = None) -> REPS:
+  """Episodic REPS whose training runs come from a family of environments.
+
+  Daniel, Taylor & Nowozin (2016) train one controller over randomly drawn
+  small CNNs and data subsets. Protocol here: every iteration draws ONE
+  member (uniformly, from the key carried in the learner state) and runs all
+  N thetas of the iteration on it. The REPS weights ``exp(R_k / eta)``
+  compare the returns of one iteration with each other; were the thetas
+  spread over members, the return differences would mostly be differences
+  in task difficulty (a 2-filter net on 500 examples vs a 32-filter net),
+  and REPS would reward thetas for the task they happened to get. On one
+  member (common random numbers for the task), the differences come from
+  theta and the per-run noise (initialisation, eta0, batches) that the
+  controller has to be robust to anyway; over iterations the controller
+  still sees every member. (The talk: "in each learning iteration sample a
+  parameter vector from the policy, a network and a training set", which
+  may pair every theta with its own network; with N thetas per REPS update
+  that mixes task difficulty into the weights, as above.)
+
+  Every member must have the same observation and action (true for
+  'daniel2016': the features do not depend on the network), so one theta
+  drives them all. Each member's iteration compiles separately (on the
+  first iteration that draws it).
+
+  Args:
+    config: a ``REPSConfig``.
+    envs: the members' environments (a non-empty sequence).
+    env_params: their shared ``LREnvParams``.
+    controller_fn, num_params: as in ``make_reps``.
+
+  Returns:
+    A ``REPS`` whose state is a ``TaskFamilyREPSState`` (``state.dist`` is
+    the search distribution, as for ``make_reps``); the metrics add
+    ``member``, the index drawn at that iteration.
+  """
+  envs = tuple(envs)
+  if not envs:
+    raise ValueError("envs=(); allowed: a non-empty sequence of "
+                     "environments.")
+  shapes = {(e.observation_size, tuple(e.action_shape)) for e in envs}
+  if len(shapes) != 1:
+    raise ValueError(f"the members' (observation_size, action_shape) differ: "
+                     f"{sorted(shapes)}; allowed: one shape for all members.")
+  members = tuple(make_reps(config, e, env_params, controller_fn, num_params)
+                  for e in envs)
+
+  def init(key: chex.PRNGKey) -> TaskFamilyREPSState:
+    k_reps, k_member = jax.random.split(key)
+    return TaskFamilyREPSState(reps=members[0].init(k_reps),
+                               member_rng=k_member)
+
+  def update_iteration(state: TaskFamilyREPSState):
+    member_rng, member = draw_member(state.member_rng, len(members))
+    reps_state, metrics = members[member].update_iteration(state.reps)
+    return (TaskFamilyREPSState(reps=reps_state, member_rng=member_rng),
+            dict(metrics, member=jnp.int32(member)))
+
+  return REPS(init=init, update_iteration=update_iteration,
+              policy_fn=members[0].policy_fn, config=config,
+              num_params=members[0].num_params)

@@ -64,6 +64,43 @@ class LeNet5(nn.Module):
     return nn.Dense(self.num_classes, name="dense2")(x)
 
 
+class SmallCNN(nn.Module):
+  """The c-p-c-p-c-r-c-s CNN of Daniel, Taylor & Nowozin (2016).
+
+  conv kxk (filters[0]) - maxpool 2 - conv kxk (filters[1]) - maxpool 2 -
+  conv over the whole remaining map (filters[2]) - ReLU - conv 1x1
+  (classes) - softmax (in the loss), all convs VALID: the MatConvNet MNIST
+  net's shape (there 20, 50, 500 filters), whose filter counts the talk
+  draws at random to get a family of small training tasks. The third conv's
+  kernel is the size of its input map (4x4 on 28x28 inputs, 5x5 on 32x32),
+  so the head sees a 1x1 map and the net works on Fashion-MNIST and CIFAR-10
+  alike.
+  """
+  filters: Sequence[int] = (20, 50, 500)
+  kernel_size: int = 5
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    if (len(self.filters) != 3 or
+        not all(isinstance(f, int) and f >= 1 for f in self.filters)):
+      raise ValueError(f"SmallCNN filters={tuple(self.filters)!r}; allowed: "
+                       "3 integers >= 1.")
+    k = self.kernel_size
+    # Map after conv-pool-conv-pool: ((s - k + 1) // 2 - k + 1) // 2 >= 1.
+    if ((x.shape[1] - k + 1) // 2 - k + 1) // 2 < 1:
+      raise ValueError(f"SmallCNN kernel_size={k} is too large for "
+                       f"{x.shape[1]}x{x.shape[2]} inputs.")
+    for i in range(2):
+      x = nn.Conv(self.filters[i], (k, k), padding="VALID", name=f"conv{i}")(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = nn.Conv(self.filters[2], x.shape[1:3], padding="VALID",
+                name="conv2")(x)
+    x = nn.Conv(self.num_classes, (1, 1), name="conv3")(nn.relu(x))
+    return x.reshape((x.shape[0], -1))
+
+
 class NOSConvNet(nn.Module):
   """The small 2-layer ConvNet of Neural Optimizer Search (Bello et al. 2017).
 
@@ -171,6 +208,7 @@ class WideResNet(nn.Module):
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "lenet5": LeNet5,
+    "small_cnn": SmallCNN,
     "nos_convnet": NOSConvNet,
     "resnet18": ResNet18,
     "wide_resnet": WideResNet,

@@ -42,7 +42,8 @@ def default_strategy(model_name: str, backend: str | None = None) -> str:
   See BUILD_NOTES.md "Execution strategies" for the measurements.
   """
   backend = backend or jax.default_backend()
-  conv_models = ("lenet5", "nos_convnet", "resnet18", "wide_resnet")
+  conv_models = ("lenet5", "small_cnn", "nos_convnet", "resnet18",
+                 "wide_resnet")
   if backend == "cpu" and model_name in conv_models:
     return "chunk"
   return "scan"
