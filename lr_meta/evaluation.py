@@ -220,7 +220,11 @@ def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
       btask = tasks.make_task(data_dir=data_dir, **dict(
           eval_config.task, optimizer=entry.optimizer))
     swept, res = cached_baseline(
+        # Grids are ranked on the whole val split since 2026-11-23 session
+        # 3; before, on the env's probe: such cached grid entries are stale.
         baseline_cache, dict(task=dict(eval_config.task), text=text,
+                             **({"selection": "whole_val_split"}
+                                if len(entry.specs) > 1 else {}),
                              specs=[sp.label() for sp in entry.specs],
                              num_steps=num_steps, num_seeds=n, **run_kw),
         lambda: baselines.tune_and_evaluate(btask, entry.specs, num_steps,

@@ -108,6 +108,15 @@ def test_sweep_picks_known_best(mlp_task):
   res = baselines.evaluate_on_seeds(mlp_task, result.best, 40, num_seeds=3, eval_every=10)
   assert res.test_loss.shape == (3,) and not res.diverged.any()
   assert len(set(np.round(res.test_loss, 6))) == 3   # fresh, different seeds
+  # Ranked on the whole val split even when the curves use a 3-example probe.
+  small = baselines.sweep(mlp_task, specs[:2], 40, eval_every=10,
+                          num_val_examples=3)
+  keys = jax.vmap(jax.random.key)(jnp.zeros(2, jnp.int32))
+  lrs = jnp.asarray(np.stack([sp.sequence(40) for sp in specs[:2]]))
+  states, _ = tasks.run_training_batch(mlp_task, keys, lrs, eval_every=10)
+  np.testing.assert_allclose(
+      small.val_loss, tasks.evaluate_batch(mlp_task, states, "val").loss,
+      rtol=1e-5)
 
 
 def test_schedules_by_hand():
