@@ -54,3 +54,27 @@ def run_notebook(repo_root, data_dir, monkeypatch):
         out.get("text", "") for cell in notebook.cells
         if cell.cell_type == "code" for out in cell.get("outputs", []))
   return run
+
+
+@pytest.fixture
+def resume_check(tmp_path):
+  """``check(train) -> (dir_a, resumed, dir_b, straight)``.
+
+  ``train(num_iterations, workdir)`` returns the learner state. It runs 2
+  iterations in ``dir_a``, then again to 4 there (restoring iteration 2 from
+  the checkpoint), and 4 straight in ``dir_b``; both states must be at
+  iteration 4 and equal leaf for leaf, bit for bit.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  def check(train):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    train(2, a)
+    resumed = train(4, a)
+    straight = train(4, b)
+    assert int(resumed.iteration) == int(straight.iteration) == 4
+    for x, y in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
+      np.testing.assert_array_equal(x, y)
+    return a, resumed, b, straight
+  return check

@@ -4,7 +4,6 @@ resume (2 + 2 iterations == 4 straight), deterministic controller runs."""
 
 import os
 
-import jax
 import numpy as np
 import pytest
 
@@ -35,8 +34,7 @@ def tiny_config(agent, num_iterations=2):
 
 
 @pytest.mark.parametrize("agent", ["reps", "actor_critic"])
-def test_resume_equals_uninterrupted_and_controller_runs(agent, tmp_path):
-  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+def test_resume_equals_uninterrupted_and_controller_runs(agent, resume_check):
   task, env, env_params, strategy = experiment.build(tiny_config(agent))
   assert env.action_type == {"reps": "daniel2016",
                              "actor_critic": "xu2017"}[agent]
@@ -46,12 +44,7 @@ def test_resume_equals_uninterrupted_and_controller_runs(agent, tmp_path):
   def train(n, workdir):
     return tc.train(tiny_config(agent, n), workdir, agent_obj,
                     log=lambda *a: None)
-  train(2, a)
-  resumed = train(4, a)     # restores iteration 2, runs 3 and 4
-  straight = train(4, b)
-  assert int(resumed.iteration) == int(straight.iteration) == 4
-  for x, y in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
-    np.testing.assert_array_equal(x, y)
+  a, resumed, _, _ = resume_check(train)
   assert os.path.exists(os.path.join(a, "controller_params.msgpack"))
 
   config = tiny_config(agent)
