@@ -157,12 +157,8 @@ def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
   agent_config = ml_collections.ConfigDict(eval_config.to_dict())
   agent_config.agent = train_config.agent
   agent_config[train_config.agent] = train_config[train_config.agent]
-  # A REPS task family only shapes training (the controller is the same
-  # function on every task): do not build, load or compile its members.
-  if "task_family" in agent_config:
-    del agent_config["task_family"]
-  agent = experiment.make_agent(agent_config, env, env_params, strategy,
-                                data_dir)
+  agent = experiment.evaluation_agent(agent_config, env, env_params, strategy,
+                                      data_dir)
   template = experiment.policy_params(
       agent_config, agent.init(jax.random.PRNGKey(0)))
   snapshots = list_snapshots(workdir)

@@ -201,6 +201,20 @@ def make_agent(config, env, env_params, strategy,
     raise ValueError(f"config.{kind}: {e}") from e
 
 
+def evaluation_agent(config, env, env_params, strategy,
+                     data_dir: Optional[str] = None):
+  """``make_agent`` for running a trained controller on the given ``env``.
+
+  A REPS task family (``config.task_family``) only shapes training: the
+  controller is the same function of the observation on every task, so the
+  family's members are not built, loaded or compiled here.
+  """
+  config = config.copy_and_resolve_references()
+  if "task_family" in config:
+    del config["task_family"]
+  return make_agent(config, env, env_params, strategy, data_dir)
+
+
 def policy_params(config, state):
   """The params of the deterministic controller inside a learner state."""
   return AGENTS[config.agent].policy_params(state)

@@ -131,18 +131,6 @@ def load_trained_theta(workdir, opt_name):
   return jnp.asarray(theta), train_config
 
 
-def evaluation_agent(config, env, env_params, strategy):
-  """A REPS agent on the evaluation ``env`` (its ``policy_fn`` is used).
-
-  The task family, if any, only matters for training: the controller is
-  the same linear function of the observation on every task.
-  """
-  config = config.copy_and_resolve_references()
-  if "task_family" in config:
-    del config["task_family"]
-  return experiment.make_agent(config, env, env_params, strategy)
-
-
 def training_description(train_config):
   """How the controller was trained (for the table header)."""
   text = (f"REPS {train_config['num_iterations']} iterations x "
@@ -283,7 +271,7 @@ def main(argv):
       eval_config.env.initial_lrs = eta0s
       task, env, env_params, strategy = experiment.build(eval_config,
                                                          _DATA_DIR.value)
-    agent = evaluation_agent(eval_config, env, env_params, strategy)
+    agent = experiment.evaluation_agent(eval_config, env, env_params, strategy)
     out = final_train_loss(task, env, env_params, agent, theta, eta0s,
                            seeds, strategy)
     rows = []
