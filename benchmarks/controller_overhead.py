@@ -20,7 +20,7 @@ the same base optimizer (``tasks.make_optimizer('momentum')``, an
 
 Tasks: Fashion-MNIST LeNet-5 and the mnist1d MLP, batch 128 (real data, on
 device, batches gathered by index as in ``lr_meta.tasks.Task``). Loop: the
-measured default per model (``lr_meta.tasks.runner.default_strategy``): conv
+measured default per model (``lr_meta.runner.default_strategy``): conv
 nets on CPU run a Python loop over a jitted step ('loop'); MLPs run
 ``--chunk`` steps in one ``lax.scan`` ('scan'). Timing as
 ``benchmarks/feature_cost.py``: variants interleaved in every round (order
@@ -52,7 +52,7 @@ import optax
 
 from lr_meta import tasks
 import lr_meta.optax as lmo
-from lr_meta.tasks import runner
+from lr_meta import runner
 
 TASKS = {
     "fashion_mnist": dict(dataset="fashion_mnist", model="lenet5"),
@@ -103,7 +103,7 @@ def host_gated(one, probe, skip, every):
   """A Python-loop step whose probe runs in its own jit every K-th call.
 
   Conv nets on XLA:CPU run 2.5-5x slower inside control flow (jax-ml/jax
-  issue 12868, see lr_meta.tasks.runner), so with the Python-loop strategy
+  issue 12868, see lr_meta.runner), so with the Python-loop strategy
   the probe is gated on the host, as a user's Python loop would do.
   """
   step = jax.jit(lambda c, pv: one(c, pv)[0])

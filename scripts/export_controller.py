@@ -31,14 +31,14 @@ import ml_collections
 from ml_collections import config_flags
 
 from lr_meta import experiment
-from lr_meta.agents import controller as controller_lib
+from lr_meta.policies import controller as controller_lib
 
 def from_params_file(config, params_path, name, data_dir=None):
   """Rebuilds the controller from an agent-params file and the config."""
   _, env, env_params, _ = experiment.build(config, data_dir)
   with open(params_path, "rb") as f:
     agent_params = flax.serialization.msgpack_restore(f.read())
-  return controller_lib.controller_from_training(
+  return experiment.controller_from_training(
       config, env, env_params, agent_params, name=name)
 
 
@@ -58,7 +58,7 @@ def export(workdir, name, out_dir=controller_lib.PRETRAINED_DIR,
   """Checks and writes ``out_dir/name.msgpack``; returns (path, controller)."""
   if not name or not all(c.isalnum() or c in "_-" for c in name):
     raise ValueError(f"--name={name!r}; allowed: letters, digits, '_', '-'.")
-  artifact = os.path.join(workdir, controller_lib.ARTIFACT_NAME)
+  artifact = os.path.join(workdir, experiment.ARTIFACT_NAME)
   if params_path is None and os.path.exists(artifact):
     controller = controller_lib.load_controller(artifact)
   else:

@@ -44,7 +44,7 @@ from lr_meta import baselines
 from lr_meta import evaluation
 from lr_meta import experiment
 from lr_meta import tasks
-from lr_meta.tasks import runner
+from lr_meta import runner
 
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Training workdir with eval/results.json.")

@@ -35,7 +35,7 @@ import tqdm
 
 from lr_meta import baselines
 from lr_meta import experiment
-from lr_meta.agents import controller as controller_lib
+from lr_meta.policies import controller as controller_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None,
                                           "Controller config file.")
@@ -190,7 +190,7 @@ def run(config, workdir, data_dir=None, log=print):
   log(f"Training took {time.time() - t0:.1f} s.")
   # The portable controller (spec + params): lr_meta.optax.load_controller,
   # scripts/export_controller.py. Only this call belongs to issue 4 item 6.
-  controller_lib.write_training_artifact(
+  experiment.write_training_artifact(
       workdir, config, env, env_params, experiment.policy_params(config, state))
   table = evaluate(config, task, env, env_params, agent, state, strategy)
   with open(os.path.join(workdir, "results.md"), "w") as f:

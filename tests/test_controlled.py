@@ -14,7 +14,7 @@ import pytest
 from configs import quickstart
 from lr_meta import experiment
 from lr_meta import tasks
-from lr_meta.agents import controller as controller_lib
+from lr_meta.policies import controller as controller_lib
 from lr_meta.envs import lr_env
 import lr_meta.optax as lmo
 from script_loader import load_script  # tests/script_loader.py
@@ -273,7 +273,7 @@ def test_training_artifact_and_export(tmp_path, repo_root):
   actor = _controller(spec=_spec(hidden_sizes=(32,)), scale=1.0).params
   agent_params = {"actor": actor, "critic": {"unused": jnp.zeros(3)}}
   workdir = tmp_path / "run"
-  path = controller_lib.write_training_artifact(
+  path = experiment.write_training_artifact(
       str(workdir), config, env, env_params, agent_params)
   ctrl = lmo.load_controller(path)
   assert ctrl.spec.steps_per_decision == 10

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lr_meta.features import lr_actions
 from lr_meta import tasks
 from lr_meta.envs import lr_env
 
@@ -30,11 +31,11 @@ def test_xu_action_formula_by_hand():
   for a, expected in [(0.15, 0.01), (0.5, 0.01 * 1.035), (-0.2, 0.01 * 0.965),
                       (2.0, 0.01 * 1.035), (-3.0, 0.01 * 0.965),
                       (0.25, 0.01 * 1.01)]:
-    np.testing.assert_allclose(lr_env.xu2019_lr_update(lr, a), expected,
+    np.testing.assert_allclose(lr_actions.xu2019_lr_update(lr, a), expected,
                                rtol=1e-6)
-  np.testing.assert_allclose(lr_env.fu2016_lr_update(0.01, 0.1, 0), 0.0097,
+  np.testing.assert_allclose(lr_actions.fu2016_lr_update(0.01, 0.1, 0), 0.0097,
                              rtol=1e-6)
-  np.testing.assert_allclose(lr_env.fu2016_lr_update(0.01, 0.1, 1), 0.1)
+  np.testing.assert_allclose(lr_actions.fu2016_lr_update(0.01, 0.1, 1), 0.1)
 
 
 def test_reset_step_pure_and_deterministic(task):

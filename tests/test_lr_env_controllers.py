@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lr_meta.features import lr_actions
+from lr_meta.features import observation as observation_lib
 from lr_meta import tasks
 from lr_meta.envs import lr_env
 from lr_meta.features import per_example
@@ -75,19 +77,19 @@ def _smooth(phis, gamma):
 
 
 def test_lr_updates_by_hand():
-  np.testing.assert_allclose(lr_env.daniel2016_lr_update(0.01, 0.3),
+  np.testing.assert_allclose(lr_actions.daniel2016_lr_update(0.01, 0.3),
                              0.01 * np.exp(0.3), rtol=1e-6)
-  np.testing.assert_allclose(lr_env.daniel2016_lr_update(0.01, 7.0),
+  np.testing.assert_allclose(lr_actions.daniel2016_lr_update(0.01, 7.0),
                              0.01 * np.exp(0.5), rtol=1e-6)
-  np.testing.assert_allclose(lr_env.daniel2016_lr_update(0.01, -7.0),
+  np.testing.assert_allclose(lr_actions.daniel2016_lr_update(0.01, -7.0),
                              0.01 * np.exp(-0.5), rtol=1e-6)
-  np.testing.assert_allclose(lr_env.daniel2016_lr_update(9.0, 0.5),
-                             lr_env.LR_MAX)
-  np.testing.assert_allclose(lr_env.xu2017_lr_update(1.0, -2.0), 0.01,
+  np.testing.assert_allclose(lr_actions.daniel2016_lr_update(9.0, 0.5),
+                             lr_actions.LR_MAX)
+  np.testing.assert_allclose(lr_actions.xu2017_lr_update(1.0, -2.0), 0.01,
                              rtol=1e-6)
-  np.testing.assert_allclose(lr_env.xu2017_lr_update(0.5, -9.0), 0.5e-4,
+  np.testing.assert_allclose(lr_actions.xu2017_lr_update(0.5, -9.0), 0.5e-4,
                              rtol=1e-5)
-  np.testing.assert_allclose(lr_env.xu2017_lr_update(0.01, 3.0), 1.0,
+  np.testing.assert_allclose(lr_actions.xu2017_lr_update(0.01, 3.0), 1.0,
                              rtol=1e-6)
 
 
@@ -165,7 +167,7 @@ def test_xu2017_observations_compose_the_feature_library(task):
   assert (lr_env.LREnv(task, "xu2017").observation_size, both.observation_size,
           pe.observation_size) == (9, 13, 4)
   assert (both.action_low, both.action_high) == (
-      lr_env.XU2017_LOG10_LR_LOW, lr_env.XU2017_LOG10_LR_HIGH)
+      lr_actions.XU2017_LOG10_LR_LOW, lr_actions.XU2017_LOG10_LR_HIGH)
   # Same LR everywhere: xu2019 keeps it with a = 0.15, xu2017 with a = 0
   # (relative to lr0), daniel with a = 0.
   progress = lr_env.LREnv(task, "xu2019", observation="dynamics+progress")
@@ -188,10 +190,10 @@ def test_xu2017_observations_compose_the_feature_library(task):
   # The progress feature: the same 9 numbers, then 1 decision of T = 2.
   np.testing.assert_allclose(obs[3][:9], obs[0], rtol=1e-6)
   assert obs[3][9] == 0.5
-  np.testing.assert_array_equal(lr_env.progress_feature(
+  np.testing.assert_array_equal(observation_lib.progress_feature(
       jnp.arange(4), 2), [0.0, 0.5, 1.0, 1.0])
   np.testing.assert_allclose(
-      lr_env.xu2017_lr_update(lr0, -1.0), lr0 / 10, rtol=1e-6)
+      lr_actions.xu2017_lr_update(lr0, -1.0), lr0 / 10, rtol=1e-6)
 
 
 def test_divergence_keeps_observation_finite(task):
@@ -199,7 +201,7 @@ def test_divergence_keeps_observation_finite(task):
   p = _params(env, initial_lrs=(0.1,))
   _, s = env.reset(jax.random.PRNGKey(0), p)
   o, s, r, term, *_ = env.step(jax.random.PRNGKey(0), s,
-                               jnp.array([lr_env.XU2017_LOG10_LR_HIGH]), p)
+                               jnp.array([lr_actions.XU2017_LOG10_LR_HIGH]), p)
   if not bool(term):   # force it if lr0 * 100 survived 2 steps
     s = s.replace(opt=s.opt.replace(diverged=jnp.bool_(True)))
     o, s, r, term, *_ = env.step(jax.random.PRNGKey(0), s,

@@ -7,30 +7,23 @@ deterministic ``policy_fn``; the state is one checkpointable pytree.
 """
 
 from lr_meta.agents._common import evaluate_episodes
+from lr_meta.agents._common import gaussian
 from lr_meta.agents.actor_critic import actor_critic_loss
 from lr_meta.agents.actor_critic import ActorCritic
 from lr_meta.agents.actor_critic import ActorCriticConfig
 from lr_meta.agents.actor_critic import ActorCriticState
 from lr_meta.agents.actor_critic import make_actor_critic
-from lr_meta.agents.controller import Controller
-from lr_meta.agents.controller import controller_from_training
-from lr_meta.agents.controller import ControllerSpec
-from lr_meta.agents.controller import load_controller
-from lr_meta.agents.controller import make_controller
-from lr_meta.agents.controller import pretrained_controller
-from lr_meta.agents.controller import save_controller
 from lr_meta.agents.dqn import DQN
 from lr_meta.agents.dqn import dqn_loss
 from lr_meta.agents.dqn import DQNConfig
 from lr_meta.agents.dqn import DQNState
 from lr_meta.agents.dqn import make_dqn
 from lr_meta.agents.dqn import Transition
-from lr_meta.agents.networks import Critic
-from lr_meta.agents.networks import gaussian
-from lr_meta.agents.networks import GaussianActor
-from lr_meta.agents.networks import LSTMActor
-from lr_meta.agents.networks import MLP
-from lr_meta.agents.networks import QNetwork
+from lr_meta.policies.networks import Critic
+from lr_meta.policies.networks import GaussianActor
+from lr_meta.policies.networks import LSTMActor
+from lr_meta.policies.networks import MLP
+from lr_meta.policies.networks import QNetwork
 from lr_meta.agents.ppo import gae_advantages
 from lr_meta.agents.ppo import make_ppo
 from lr_meta.agents.ppo import make_train as make_ppo_train

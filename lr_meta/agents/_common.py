@@ -13,10 +13,11 @@ import math
 from typing import Any, NamedTuple, Tuple
 
 import chex
+import distrax
 import jax
 import jax.numpy as jnp
 
-from lr_meta.tasks import runner
+from lr_meta import runner
 
 STRATEGIES = runner.STRATEGIES
 repeat = runner.repeat
@@ -155,3 +156,8 @@ def evaluate_episodes(env, env_params, act_fn, key: chex.PRNGKey, n: int,
       body, (env_state, obs.astype(jnp.float32), jnp.zeros((n,), bool),
              carry, k_run), jnp.arange(horizon))
   return jnp.sum(rewards, axis=0), actions
+
+
+def gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Distribution:
+  """The diagonal Gaussian policy (the last axis is the action event)."""
+  return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))

@@ -15,7 +15,7 @@ section 13.5):
 Both are averaged over the population's valid transitions and applied with
 Adam after EVERY decision. One *iteration* is one episode of T decisions for
 a population of N runs; the decision body (act + ``env.step`` + update) is a
-single jitted function strung together by ``lr_meta.tasks.runner.repeat``.
+single jitted function strung together by ``lr_meta.runner.repeat``.
 """
 
 import dataclasses
@@ -31,7 +31,7 @@ import rlax
 from flax import struct
 
 from lr_meta.agents import _common
-from lr_meta.agents import networks
+from lr_meta.policies import networks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,7 @@ def actor_critic_loss(mean: jax.Array, log_std: jax.Array, a_tm1: jax.Array,
   chex.assert_rank([v_tm1, r_t, discount_t, v_t, valid], 1)
   td = jax.vmap(rlax.td_learning)(v_tm1, r_t, discount_t, v_t)
   critic_loss = 0.5 * _common.masked_mean(td**2, valid)
-  log_prob = networks.gaussian(mean, log_std).log_prob(a_tm1)
+  log_prob = _common.gaussian(mean, log_std).log_prob(a_tm1)
   actor_loss = -_common.masked_mean(log_prob * jax.lax.stop_gradient(td),
                                     valid)
   return actor_loss + critic_loss, dict(actor_loss=actor_loss,
@@ -162,7 +162,7 @@ def make_actor_critic(config: ActorCriticConfig, env,
     params, opt_state, env_state, obs, done, rng = carry
     rng, k_act, k_step = jax.random.split(rng, 3)
     mean, log_std, _ = actor.apply(params["actor"], obs)
-    action = networks.gaussian(mean, log_std).sample(seed=k_act)
+    action = _common.gaussian(mean, log_std).sample(seed=k_act)
     applied = jnp.clip(action.reshape((n,) + action_shape), low, high)
     ps = _common.population_step(env, env_params, k_step, env_state, applied,
                                  done, time, horizon)

@@ -12,7 +12,7 @@ whole population (epsilon-greedy act, ``env.step``, add N transitions to the
 flashbax replay buffer, then ``updates_per_decision`` learner updates once
 burn-in is over) is one jitted function; an *iteration* is
 ``decisions_per_iteration`` decisions strung together by
-``lr_meta.tasks.runner.repeat`` ('scan' or 'loop'). The population resets at
+``lr_meta.runner.repeat`` ('scan' or 'loop'). The population resets at
 the first decision of every episode; episodes that terminated early store
 masked (``valid=0``) transitions until the others finish.
 
@@ -39,7 +39,7 @@ import rlax
 from flax import struct
 
 from lr_meta.agents import _common
-from lr_meta.agents import networks
+from lr_meta.policies import networks
 
 TARGET_UPDATES = ("hard", "polyak")
 OPTIMIZERS = ("adam", "rmsprop")
@@ -71,7 +71,7 @@ class DQNConfig:
       3000), >= batch_size.
     updates_per_decision: learner updates after each population decision.
     decisions_per_iteration: decisions per ``update_iteration`` call.
-    strategy: 'scan' or 'loop' (see ``lr_meta.tasks.runner``).
+    strategy: 'scan' or 'loop' (see ``lr_meta.runner``).
   """
   num_envs: int = 8
   hidden_sizes: Tuple[int, ...] = (64, 64)

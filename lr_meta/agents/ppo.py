@@ -37,7 +37,7 @@ import rlax
 from flax import struct
 
 from lr_meta.agents import _common
-from lr_meta.agents import networks
+from lr_meta.policies import networks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +184,7 @@ def ppo_loss(mean: jax.Array, log_std: jax.Array, value: jax.Array,
   Returns:
     (loss, aux metrics).
   """
-  dist = networks.gaussian(mean, log_std)
+  dist = _common.gaussian(mean, log_std)
   log_prob = dist.log_prob(batch.action)
   mask = batch.valid.astype(jnp.float32).reshape(-1)
   ratio = jnp.exp(log_prob - batch.log_prob).reshape(-1)
@@ -260,7 +260,7 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
     mean, log_std, actor_carry = actor.apply(params["actor"], obs,
                                              actor_carry)
     value = critic.apply(params["critic"], obs)
-    dist = networks.gaussian(mean, log_std)
+    dist = _common.gaussian(mean, log_std)
     action = dist.sample(seed=k_act)
     log_prob = dist.log_prob(action)
     applied = jnp.clip(action.reshape((n,) + action_shape), low, high)

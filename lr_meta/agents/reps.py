@@ -53,7 +53,7 @@ class REPSConfig:
     init_std: initial isotropic standard deviation, > 0.
     cov_reg: added to the diagonal of each new covariance, >= 0.
     dual_iterations: bisection steps in log(eta), >= 1.
-    strategy: 'scan' or 'loop' (the rollout; see ``lr_meta.tasks.runner``).
+    strategy: 'scan' or 'loop' (the rollout; see ``lr_meta.runner``).
   """
   num_samples: int = 16
   epsilon: float = 1.0

@@ -1,8 +1,6 @@
 """lr_meta.envs: environments following the gymnax-style contract of toy.py."""
 
 from lr_meta.envs.lr_env import ACTION_TYPES
-from lr_meta.envs.lr_env import daniel2016_lr_update
-from lr_meta.envs.lr_env import fu2016_lr_update
 from lr_meta.envs.lr_env import LREnv
 from lr_meta.envs.lr_env import LREnvParams
 from lr_meta.envs.lr_env import LREnvState
@@ -10,5 +8,3 @@ from lr_meta.envs.lr_env import OBSERVATIONS
 from lr_meta.envs.lr_env import REWARDS
 from lr_meta.envs.lr_env import run_episode
 from lr_meta.envs.lr_env import run_episodes
-from lr_meta.envs.lr_env import xu2017_lr_update
-from lr_meta.envs.lr_env import xu2019_lr_update

@@ -97,16 +97,17 @@ from typing import Any, Optional, Tuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from lr_meta.features import dynamics
+from lr_meta.features import lr_actions
+from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
 from lr_meta.features import per_example as per_example_lib
 from lr_meta.features import smoothing
 from lr_meta.features import weight_stats
-from lr_meta.tasks import runner
+from lr_meta import runner
 from lr_meta.tasks.task import OptimizeeState, Task
 
 ACTION_TYPES = ("xu2019", "fu2016", "daniel2016", "xu2017")
@@ -114,66 +115,13 @@ REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change",
            "mean_log_train_loss_change")
 VAL_REWARDS = ("val_loss_change", "fixed_baseline")
 OBSERVATIONS = ("dynamics", "per_example", "dynamics+per_example")
-PROGRESS_OBSERVATION = "dynamics+progress"
+PROGRESS_OBSERVATION = observation_lib.PROGRESS_OBSERVATION
 # Allowed ``observation`` per action type; the first is the default.
 _ALLOWED_OBSERVATIONS = {"xu2019": ("dynamics", PROGRESS_OBSERVATION),
                          "fu2016": ("weight_stats",),
                          "daniel2016": ("per_example",),
                          "xu2017": OBSERVATIONS}
 NUM_PER_EXAMPLE_OBSERVATIONS = 4    # [phi1_hat, phi2_hat, u1, u2]
-DANIEL_ACTION_BOUND = 0.5           # |log step-size factor| per decision
-XU2017_LOG10_LR_LOW = -4.0         # relative to lr0 (decades)
-XU2017_LOG10_LR_HIGH = 2.0
-LR_MIN = 1e-7                       # the daniel2016 step size stays in here
-LR_MAX = 10.0
-XU_ACTION_LOW = -0.2
-XU_ACTION_HIGH = 0.5
-FU_DECAY = 0.97
-
-
-def xu2019_lr_update(lr: chex.Numeric, action: chex.Numeric) -> jax.Array:
-  """``lr * ((clip(a, -0.2, 0.5) - 0.15) * 0.1 + 1)`` (Xu et al. 2019 code)."""
-  a = jnp.clip(action, XU_ACTION_LOW, XU_ACTION_HIGH)
-  return lr * ((a - 0.15) * 0.1 + 1.0)
-
-
-def fu2016_lr_update(lr, lr0, action) -> jax.Array:
-  """Action 0: ``lr * 0.97``; action 1: reset to ``lr0`` (Fu 2016)."""
-  return jnp.where(jnp.asarray(action) == 1, lr0, lr * FU_DECAY)
-
-
-def daniel2016_lr_update(lr: chex.Numeric, action: chex.Numeric) -> jax.Array:
-  """``clip(lr * exp(clip(a, -0.5, 0.5)), LR_MIN, LR_MAX)`` (Daniel 2016).
-
-  ``a = theta . [phi_hat, u, 1]`` is the log of the controller output
-  ``g = exp(theta . [phi_hat, u, 1])``, which multiplies the step size.
-  """
-  a = jnp.clip(action, -DANIEL_ACTION_BOUND, DANIEL_ACTION_BOUND)
-  return jnp.clip(lr * jnp.exp(a), LR_MIN, LR_MAX)
-
-
-def xu2017_lr_update(lr0: chex.Numeric, action: chex.Numeric) -> jax.Array:
-  """``lr0 * 10 ** clip(a, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)``."""
-  a = jnp.clip(action, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)
-  return lr0 * jnp.power(10.0, a)
-
-
-def progress_feature(decisions_taken: chex.Numeric,
-                     num_decisions: int) -> jax.Array:
-  """``min(t / T, 1)``: the fraction of the run's decisions already taken.
-
-  Not in Xu et al. 2019's observation: without it a Markov policy cannot
-  tell the start of a run from its end, so it cannot anneal (BUILD_NOTES,
-  the Xu 2019 reproduction, attempt A5).
-  """
-  # A multiplication by a host constant, not a division: XLA may turn x / T
-  # into x * (1 / T) in one program and not in another, and the env and
-  # ``lr_meta.optax.controlled`` must give bit-identical observations.
-  inverse = np.float32(1.0 / num_decisions)
-  return jnp.minimum(jnp.asarray(decisions_taken, jnp.float32) * inverse,
-                     1.0)
-
-
 @struct.dataclass
 class LREnvParams:
   """Episode settings (all static: they fix shapes or trace-time choices)."""
@@ -284,9 +232,9 @@ class LREnv:
         self.first_dense = params_lib.first_dense_layer(shapes)
         self.last_dense = params_lib.last_dense_layer(shapes)
       self.action_low, self.action_high = {
-          "xu2019": (XU_ACTION_LOW, XU_ACTION_HIGH),
-          "daniel2016": (-DANIEL_ACTION_BOUND, DANIEL_ACTION_BOUND),
-          "xu2017": (XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH),
+          "xu2019": (lr_actions.XU_ACTION_LOW, lr_actions.XU_ACTION_HIGH),
+          "daniel2016": (-lr_actions.DANIEL_ACTION_BOUND, lr_actions.DANIEL_ACTION_BOUND),
+          "xu2017": (lr_actions.XU2017_LOG10_LR_LOW, lr_actions.XU2017_LOG10_LR_HIGH),
       }[action_type]
     else:
       if params_lib.conv_layers(shapes):
@@ -341,7 +289,7 @@ class LREnv:
       parts.append(smoothing.running_stats_features(
           stats, params.per_example_decay))
     if self.uses_progress:
-      parts.append(progress_feature(time, params.num_decisions)[None])
+      parts.append(observation_lib.progress_feature(time, params.num_decisions)[None])
     return jnp.concatenate(parts).astype(jnp.float32), feat
 
   def _inner_step(self, carry, lr, params):
@@ -395,13 +343,13 @@ class LREnv:
     del key  # The optimizee carries its own key (batches, dropout).
     a = jnp.reshape(action, ())
     if self.action_type == "xu2019":
-      lr = xu2019_lr_update(state.lr, a)
+      lr = lr_actions.xu2019_lr_update(state.lr, a)
     elif self.action_type == "fu2016":
-      lr = fu2016_lr_update(state.lr, state.lr0, a)
+      lr = lr_actions.fu2016_lr_update(state.lr, state.lr0, a)
     elif self.action_type == "daniel2016":
-      lr = daniel2016_lr_update(state.lr, a)
+      lr = lr_actions.daniel2016_lr_update(state.lr, a)
     else:
-      lr = xu2017_lr_update(state.lr0, a)
+      lr = lr_actions.xu2017_lr_update(state.lr0, a)
     lr = lr.astype(jnp.float32)
 
     (opt, stats), losses = runner.inner_loop(

@@ -15,7 +15,7 @@ Scoring compiles ONCE for every rule: the token program is data in the
 optimizer state (`optax.inject_hyperparams` over
 `interpreter.program_optimizer`), so the sweep of K rules x L learning rates
 is one jitted program: vmapped (`batch_mode='vmap'`), one compiled run after
-another ('sequential': conv nets on CPU, see `lr_meta.tasks.runner`), or
+another ('sequential': conv nets on CPU, see `lr_meta.runner`), or
 vmapped with the run axis sharded over a device mesh ('sharded'; with
 ``jax.distributed.initialize`` the mesh spans hosts). Duplicate rules (same
 canonical expression) are scored once (`Search.cache`).
@@ -47,7 +47,7 @@ from lr_meta import tasks
 from lr_meta.nos import controller as controller_lib
 from lr_meta.nos import dsl
 from lr_meta.nos import interpreter
-from lr_meta.tasks import runner
+from lr_meta import runner
 from lr_meta.tasks.task import OptimizeeState, Task
 
 # Paper section 4.2: LR sweep 10^i, i = -5 .. 1.

@@ -6,12 +6,12 @@ Learned LR controllers: ``controlled(base, pretrained_controller(name))``
 (Xu, Dai, Kemp & Metz 2019); see ``lr_meta/optax/_src/controlled.py``.
 """
 
-from lr_meta.agents.controller import Controller
-from lr_meta.agents.controller import ControllerSpec
-from lr_meta.agents.controller import load_controller
-from lr_meta.agents.controller import pretrained_controller
-from lr_meta.agents.controller import pretrained_names
-from lr_meta.agents.controller import save_controller
+from lr_meta.policies.controller import Controller
+from lr_meta.policies.controller import ControllerSpec
+from lr_meta.policies.controller import load_controller
+from lr_meta.policies.controller import pretrained_controller
+from lr_meta.policies.controller import pretrained_names
+from lr_meta.policies.controller import save_controller
 from lr_meta.nos.dsl import DSLError
 from lr_meta.nos.dsl import from_dsl
 from lr_meta.nos.dsl import scale_by_rule

@@ -13,10 +13,10 @@ from lr_meta.tasks.episode import RunMetrics
 from lr_meta.tasks.episode import shard_runs
 from lr_meta.tasks.models import get_model
 from lr_meta.tasks.models import KNOWN_MODELS
-from lr_meta.tasks.runner import default_batch_mode
-from lr_meta.tasks.runner import default_strategy
-from lr_meta.tasks.runner import repeat
-from lr_meta.tasks.runner import STRATEGIES
+from lr_meta.runner import default_batch_mode
+from lr_meta.runner import default_strategy
+from lr_meta.runner import repeat
+from lr_meta.runner import STRATEGIES
 from lr_meta.tasks.task import cross_entropy
 from lr_meta.tasks.task import DeviceData
 from lr_meta.tasks.task import EvalMetrics

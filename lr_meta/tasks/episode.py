@@ -6,7 +6,7 @@ steps (a "segment"; for a controller, one decision). ``run_training_batch``
 runs R such runs at once: ``vmap`` over runs, one after another, or ``vmap``
 with the run axis sharded over a device mesh.
 
-Three execution strategies (``lr_meta.tasks.runner``) give the same numbers:
+Three execution strategies (``lr_meta.runner``) give the same numbers:
 ``'scan'`` (one ``lax.scan`` over segments, each a ``lax.scan`` over steps, in
 one ``jit``), ``'chunk'`` (a Python loop over jitted segments with the steps
 unrolled), ``'loop'`` (a Python loop over a jitted single step: the reference).
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lr_meta.tasks import runner
+from lr_meta import runner
 from lr_meta.tasks.task import EvalMetrics, OptimizeeState, StepMetrics, Task
 
 BATCH_MODES = ("vmap", "sequential", "sharded")

@@ -38,11 +38,11 @@ import jax.numpy as jnp
 import optax
 from optax import tree_utils as otu
 
-from lr_meta.agents import controller as controller_lib
-from lr_meta.envs import lr_env
 from lr_meta.features import dynamics
+from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
 from lr_meta.features import weight_stats
+from lr_meta.policies import controller as controller_lib
 
 
 class ControlledState(NamedTuple):
@@ -205,7 +205,7 @@ def controlled(
       if spec.log_lr_observation:
         obs = obs.at[8].set(jnp.log10(lr))
       if spec.uses_progress:
-        obs = jnp.append(obs, lr_env.progress_feature(decisions_taken,
+        obs = jnp.append(obs, observation_lib.progress_feature(decisions_taken,
                                                       num_decisions))
       return obs.astype(jnp.float32), features
     kernel = params_lib.get_kernel(params, resolved["layers"])

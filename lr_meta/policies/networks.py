@@ -1,4 +1,4 @@
-"""Flax networks shared by the agents.
+"""Flax networks of the controllers (what acts; training code lives in agents).
 
 * ``MLP``: the torso (hidden layers + linear head).
 * ``GaussianActor``: MLP(32) mean of a diagonal Gaussian policy, fixed or
@@ -16,7 +16,6 @@ feed-forward carry is the empty tuple ``()``.
 
 from typing import Any, Callable, Sequence, Tuple
 
-import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -144,8 +143,3 @@ def initial_carry(actor: nn.Module, batch_shape: Tuple[int, ...] = ()):
   if isinstance(actor, LSTMActor):
     return actor.initial_carry(batch_shape)
   return ()
-
-
-def gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Distribution:
-  """The diagonal Gaussian policy (the last axis is the action event)."""
-  return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))

@@ -10,14 +10,15 @@ Supported (agent, action type) pairs:
 * PPO on ``'xu2019'`` (Xu, Dai, Kemp & Metz 2019, section 2.2): a Gaussian
   actor (MLP or LSTM); acting = the clipped mean, exactly the agent's
   deterministic ``policy_fn``; LR update ``lr * ((a - 0.15) * 0.1 + 1)``
-  (``lr_meta.envs.lr_env.xu2019_lr_update``); observation = the 9 dynamics
+  (``lr_meta.envs.lr_actions.xu2019_lr_update``); observation = the 9 dynamics
   features (``lr_meta.features.dynamics``).
 * DQN on ``'fu2016'`` (Fu 2016): a Q-network; acting = greedy; LR update
   ``0.97 * lr`` or reset to ``lr0``; observation = the 193 weight statistics.
 
-Why this module lives in ``lr_meta.agents``: the artifact is "the acting half
-of an agent"; it needs the agents' networks and the environment's LR updates
-(a lower layer), and both ``lr_meta.optax`` and the training script sit above.
+Layering: this module needs only the features layer (observation sizes, LR
+action rules) and the acting networks (``lr_meta.policies.networks``); it
+imports no agent training code, so ``import lr_meta.optax`` stays light. A
+controller is built from a training run in ``lr_meta.experiment``.
 
 File format (``save_controller`` / ``load_controller``): one msgpack map
 (``flax.serialization.msgpack_serialize``)::
@@ -45,10 +46,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lr_meta.agents import networks
-from lr_meta.envs import lr_env
 from lr_meta.features import dynamics
+from lr_meta.features import lr_actions
+from lr_meta.features import observation as observation_lib
 from lr_meta.features import weight_stats
+from lr_meta.policies import networks
 
 FORMAT = "lr_meta.controller"
 FORMAT_VERSION = 1
@@ -57,11 +59,11 @@ ACTION_TYPES = ("xu2019", "fu2016")
 # Which network kinds act in which action space.
 _NETWORKS_FOR_ACTION = {"xu2019": ("gaussian_mlp", "gaussian_lstm"),
                         "fu2016": ("q_mlp",)}
-_OBSERVATION_SIZE = {"dynamics": dynamics.NUM_OBSERVATIONS,
-                     lr_env.PROGRESS_OBSERVATION: dynamics.NUM_OBSERVATIONS + 1,
+OBSERVATION_SIZE = {"dynamics": dynamics.NUM_OBSERVATIONS,
+                     observation_lib.PROGRESS_OBSERVATION: dynamics.NUM_OBSERVATIONS + 1,
                      "weight_stats": weight_stats.NUM_WEIGHT_FEATURES}
 # Which observations each action type's controllers can be fed.
-_OBSERVATIONS_FOR_ACTION = {"xu2019": ("dynamics", lr_env.PROGRESS_OBSERVATION),
+_OBSERVATIONS_FOR_ACTION = {"xu2019": ("dynamics", observation_lib.PROGRESS_OBSERVATION),
                             "fu2016": ("weight_stats",)}
 
 
@@ -87,7 +89,7 @@ class ControllerSpec:
       predictions and loss the controller saw in training (None: whole split).
     initial_lrs: initial LRs of the training episodes (the range it knows).
     observation: ``'dynamics'`` (Xu's 9 numbers), ``'dynamics+progress'``
-      (plus t / T, ``lr_env.progress_feature``) or ``'weight_stats'``
+      (plus t / T, ``lr_meta.features.observation.progress_feature``) or ``'weight_stats'``
       ('fu2016'); empty = the action type's default (files before it).
     num_decisions: T of the training episodes (the progress feature's
       horizon; informative otherwise).
@@ -164,15 +166,15 @@ class ControllerSpec:
 
   @property
   def uses_progress(self) -> bool:
-    return self.observation_kind == lr_env.PROGRESS_OBSERVATION
+    return self.observation_kind == observation_lib.PROGRESS_OBSERVATION
 
   @property
   def observation_size(self) -> int:
-    return _OBSERVATION_SIZE[self.observation_kind]
+    return OBSERVATION_SIZE[self.observation_kind]
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True,
-                      default=_json_default)
+                      default=json_default)
 
   @classmethod
   def from_json(cls, text: str) -> "ControllerSpec":
@@ -189,7 +191,7 @@ class ControllerSpec:
     return cls(**d).check()
 
 
-def _json_default(x):
+def json_default(x):
   if isinstance(x, (np.integer, np.floating)):
     return x.item()
   if isinstance(x, np.ndarray):
@@ -243,8 +245,8 @@ class Controller:
       q = net.apply(params, obs)
       return jnp.argmax(q, axis=-1).astype(jnp.int32), carry
     mean, _, carry = net.apply(params, obs, carry)
-    low = jnp.asarray(lr_env.XU_ACTION_LOW, jnp.float32)
-    high = jnp.asarray(lr_env.XU_ACTION_HIGH, jnp.float32)
+    low = jnp.asarray(lr_actions.XU_ACTION_LOW, jnp.float32)
+    high = jnp.asarray(lr_actions.XU_ACTION_HIGH, jnp.float32)
     return jnp.clip(mean, low, high), carry
 
   def next_lr(self, lr: chex.Numeric, lr0: chex.Numeric,
@@ -252,9 +254,9 @@ class Controller:
     """The LR after ``action`` (float32), as ``LREnv.step`` computes it."""
     a = jnp.reshape(action, ())
     if self.spec.action_type == "xu2019":
-      lr = lr_env.xu2019_lr_update(lr, a)
+      lr = lr_actions.xu2019_lr_update(lr, a)
     else:
-      lr = lr_env.fu2016_lr_update(lr, lr0, a)
+      lr = lr_actions.fu2016_lr_update(lr, lr0, a)
     return jnp.asarray(lr).astype(jnp.float32)
 
   def policy(self, obs: chex.Array, carry: Any = ()):
@@ -311,74 +313,6 @@ def make_controller(spec: ControllerSpec, params: Any) -> Controller:
   """A ``Controller`` after checking the spec and the params against it."""
   spec.check()
   return Controller(spec, check_params(spec, params))
-
-
-# ----------------------------------------------------------------------------
-# Building one from a training run.
-
-
-def _config_dict(config) -> dict:
-  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  return json.loads(json.dumps(d, default=_json_default))
-
-
-def controller_from_training(config, env, env_params, agent_params, *,
-                             name: str, description: str = "") -> Controller:
-  """The controller of an agent trained by ``scripts/train_controller.py``.
-
-  Args:
-    config: the training config (``ml_collections.ConfigDict`` or dict) with
-      ``agent`` and the agent's sub-config.
-    env: the ``LREnv`` it trained on (layer paths, action type).
-    env_params: its ``LREnvParams`` (K, EMA decay, observation settings).
-    agent_params: the learner's ``state.params`` (PPO: ``{'actor',
-      'critic'}``; DQN: the online Q-network params).
-    name: the controller's name.
-    description: free text stored with it.
-
-  Returns:
-    A checked ``Controller``.
-  """
-  agent = config["agent"]
-  action_type = env.action_type
-  observation = getattr(env, "observation", "dynamics")
-  if observation not in _OBSERVATION_SIZE:
-    raise ValueError(f"env.observation={observation!r}; controllers "
-                     f"support the observations {tuple(_OBSERVATION_SIZE)}.")
-  common = dict(
-      name=name, action_type=action_type,
-      steps_per_decision=int(env_params.steps_per_decision),
-      ema_decay=float(env_params.ema_decay),
-      log_lr_observation=bool(env_params.log_lr_observation),
-      num_val_examples=env_params.num_val_examples,
-      initial_lrs=tuple(float(x) for x in env_params.initial_lrs),
-      observation=observation,
-      num_decisions=int(env_params.num_decisions),
-      agent=agent, description=description, config=_config_dict(config))
-  if agent == "ppo" and action_type == "xu2019":
-    sub = config["ppo"]
-    network = {"mlp": "gaussian_mlp", "lstm": "gaussian_lstm"}[sub["actor"]]
-    spec = ControllerSpec(
-        network=network, hidden_sizes=(int(sub["hidden_size"]),),
-        action_std=float(sub["action_std"]),
-        learn_log_std=bool(sub["learn_log_std"]),
-        first_dense=tuple(env.first_dense), last_dense=tuple(env.last_dense),
-        **common)
-    params = agent_params["actor"]
-  elif agent == "dqn" and action_type == "fu2016":
-    sub = config["dqn"]
-    spec = ControllerSpec(
-        network="q_mlp",
-        hidden_sizes=tuple(int(h) for h in sub["hidden_sizes"]),
-        num_actions=int(env.num_actions),
-        monitored_layer=tuple(env.monitored_layer), **common)
-    params = agent_params
-  else:
-    raise ValueError(
-        f"config.agent={agent!r} with action_type {action_type!r}; "
-        "controllers can be exported for ('ppo', 'xu2019') and "
-        "('dqn', 'fu2016').")
-  return make_controller(spec, jax.device_get(params))
 
 
 # ----------------------------------------------------------------------------
@@ -460,30 +394,6 @@ def load_controller(path: str) -> Controller:
   with open(path, "rb") as f:
     data = f.read()
   return controller_from_bytes(data, source=str(path))
-
-
-ARTIFACT_NAME = "controller.msgpack"
-
-
-def write_training_artifact(workdir: str, config, env, env_params,
-                            agent_params, name: Optional[str] = None) -> str:
-  """Saves the trained controller as ``workdir/controller.msgpack``.
-
-  Called once at the end of ``scripts/train_controller.py``; export it into
-  the package with ``scripts/export_controller.py``. Agents that cannot be
-  exported (REPS, actor-critic) are skipped with a message.
-
-  Returns:
-    The path written, or '' when the agent is not exportable.
-  """
-  name = name or os.path.basename(os.path.normpath(workdir))
-  try:
-    controller = controller_from_training(config, env, env_params,
-                                          agent_params, name=name)
-  except ValueError as e:
-    print(f"No controller artifact written: {e}")
-    return ""
-  return save_controller(os.path.join(workdir, ARTIFACT_NAME), controller)
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""How each controller's action changes the learning rate, and its bounds.
+
+One rule per paper, shared by the training environment
+(``lr_meta.envs.LREnv``) and by the controllers that act in user code
+(``lr_meta.policies``, ``lr_meta.optax.controlled``), so that the same action
+gives the same learning rate in both:
+
+* ``xu2019_lr_update``: Xu, Dai, Kemp & Metz 2019 (official code
+  ``adaptive_learning_rate_tuner``): ``lr * ((clip(a, -0.2, 0.5) - 0.15) *
+  0.1 + 1)``;
+* ``fu2016_lr_update``: Fu 2016: decay by 3% or reset to ``lr0``;
+* ``daniel2016_lr_update``: Daniel, Taylor & Nowozin 2016: the step size
+  times ``exp(a)``, ``a = theta . [phi_hat, u, 1]``;
+* ``xu2017_lr_update``: Xu, Qin, Wang & Liu 2017: ``lr0 * 10 ** a``.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+
+DANIEL_ACTION_BOUND = 0.5           # |log step-size factor| per decision
+XU2017_LOG10_LR_LOW = -4.0         # relative to lr0 (decades)
+XU2017_LOG10_LR_HIGH = 2.0
+LR_MIN = 1e-7                       # the daniel2016 step size stays in here
+LR_MAX = 10.0
+XU_ACTION_LOW = -0.2
+XU_ACTION_HIGH = 0.5
+FU_DECAY = 0.97
+
+
+def xu2019_lr_update(lr: chex.Numeric, action: chex.Numeric) -> jax.Array:
+  """``lr * ((clip(a, -0.2, 0.5) - 0.15) * 0.1 + 1)`` (Xu et al. 2019 code)."""
+  a = jnp.clip(action, XU_ACTION_LOW, XU_ACTION_HIGH)
+  return lr * ((a - 0.15) * 0.1 + 1.0)
+
+
+def fu2016_lr_update(lr, lr0, action) -> jax.Array:
+  """Action 0: ``lr * 0.97``; action 1: reset to ``lr0`` (Fu 2016)."""
+  return jnp.where(jnp.asarray(action) == 1, lr0, lr * FU_DECAY)
+
+
+def daniel2016_lr_update(lr: chex.Numeric, action: chex.Numeric) -> jax.Array:
+  """``clip(lr * exp(clip(a, -0.5, 0.5)), LR_MIN, LR_MAX)`` (Daniel 2016).
+
+  ``a = theta . [phi_hat, u, 1]`` is the log of the controller output
+  ``g = exp(theta . [phi_hat, u, 1])``, which multiplies the step size.
+  """
+  a = jnp.clip(action, -DANIEL_ACTION_BOUND, DANIEL_ACTION_BOUND)
+  return jnp.clip(lr * jnp.exp(a), LR_MIN, LR_MAX)
+
+
+def xu2017_lr_update(lr0: chex.Numeric, action: chex.Numeric) -> jax.Array:
+  """``lr0 * 10 ** clip(a, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)``."""
+  a = jnp.clip(action, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)
+  return lr0 * jnp.power(10.0, a)
