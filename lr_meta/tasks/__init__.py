@@ -1,6 +1,7 @@
 """The optimizee side: data, Flax models, tasks and whole training runs."""
 
 from lr_meta.tasks.datasets import DATA_DIR_ENV
+from lr_meta.tasks.datasets import DataFormatError
 from lr_meta.tasks.datasets import DataNotFoundError
 from lr_meta.tasks.datasets import Dataset
 from lr_meta.tasks.datasets import KNOWN_DATASETS

@@ -14,11 +14,29 @@ with a fixed seed: the small default that needs no download.
 Splits: validation is carved deterministically from the END of the official
 training set (Fashion-MNIST 50k/10k/10k, Xu et al. 2019; CIFAR-10 40k/10k/10k),
 so the official test set is untouched.
+
+Every source passes one validator (``validate_arrays``) once per load, before
+any scaling, so a bad file fails with a ``DataFormatError`` that names the
+file (or source), the array, what was found and what is allowed, instead of
+surfacing later as "every run diverged". The format, per split:
+
+* images: ``uint8`` of shape ``(N,) + image_shape`` (NHWC), pixels 0..255,
+  scaled to float32 in [0, 1] here. Float or wider-integer images are refused,
+  even when their values look scaled: one stored format, no guessing whether
+  a float array is in [0, 1] or 0..255 (the error says how to convert).
+  mnist1d's features are the exception: finite floats, kept as they are;
+* labels: any integer dtype, shape ``(N,)``, values in ``0..num_classes-1``;
+* as many labels as images; exactly ``num_train + num_val`` training examples.
+
+Local files are read with ``allow_pickle=False``: a pickled or object-array
+file is refused, never executed.
 """
 
 import functools
 import os
-from typing import NamedTuple, Optional
+import zipfile
+import zlib
+from typing import Mapping, NamedTuple, Optional
 
 import numpy as np
 
@@ -30,14 +48,18 @@ class DatasetSpec(NamedTuple):
   num_val: int            # examples carved from the end of the official train set
   num_classes: int
   image_shape: tuple
+  # 'uint8': images 0..255, scaled to [0, 1]; 'float': finite real features.
+  features: str = "uint8"
 
 
 SPECS = {
     "fashion_mnist": DatasetSpec(50_000, 10_000, 10, (28, 28, 1)),
     "cifar10": DatasetSpec(40_000, 10_000, 10, (32, 32, 3)),
-    "mnist1d": DatasetSpec(3_200, 800, 10, (40,)),
+    "mnist1d": DatasetSpec(3_200, 800, 10, (40,), features="float"),
 }
 KNOWN_DATASETS = tuple(SPECS)
+# The arrays every source provides (the official train and test splits).
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 class Dataset(NamedTuple):
@@ -70,6 +92,14 @@ class DataNotFoundError(FileNotFoundError):
   """Neither a local data directory nor TFDS could provide the data set."""
 
 
+class DataFormatError(ValueError):
+  """A data file or source is unreadable or holds arrays of the wrong format.
+
+  The message names the file (or source), the array, what was found and what
+  is allowed.
+  """
+
+
 def _check_name(name: str) -> str:
   if name not in SPECS:
     raise ValueError(
@@ -90,54 +120,180 @@ def _how_to_get(name: str, tried: list[str]) -> str:
       f"tfds.load('{name}')\" to download and prepare it.")
 
 
-def _load_npz(path: str):
-  with np.load(path) as d:
-    missing = {"x_train", "y_train", "x_test", "y_test"} - set(d.files)
+def _describe_non_zip(path: str) -> str:
+  """What a file that is not a zip archive looks like, from its first bytes."""
+  with open(path, "rb") as f:
+    head = f.read(16)
+  if not head:
+    return "an empty file"
+  if head.startswith(b"PK"):
+    return "a zip archive cut short (truncated: its end-of-archive record is missing)"
+  if head.startswith(b"\x93NUMPY"):
+    return "a single .npy array (numpy.save), not an .npz archive of four arrays"
+  if head[:1] == b"\x80":
+    return "a Python pickle"
+  return f"neither a zip archive nor numpy data (it starts with {head!r})"
+
+
+def _load_npz(path: str) -> dict:
+  """The four arrays of ``path``, read without pickle; DataFormatError if unreadable."""
+  expected = (f"a numpy.savez/savez_compressed archive of the arrays "
+              f"{', '.join(ARRAY_KEYS)}")
+  if not zipfile.is_zipfile(path):
+    raise DataFormatError(
+        f"{path}: not a readable .npz file: {_describe_non_zip(path)}; "
+        f"allowed: {expected}.")
+  try:
+    npz = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise DataFormatError(
+        f"{path}: not a readable .npz file ({type(e).__name__}: {e}); "
+        f"allowed: {expected}.") from e
+  with npz:
+    missing = [k for k in ARRAY_KEYS if k not in npz.files]
     if missing:
-      raise ValueError(
-          f"{path} lacks arrays {sorted(missing)}; expected x_train, y_train, "
-          f"x_test, y_test.")
-    return d["x_train"], d["y_train"], d["x_test"], d["y_test"]
+      raise DataFormatError(
+          f"{path}: missing arrays {missing} (found {sorted(npz.files)}); "
+          f"allowed: {expected}.")
+    arrays = {}
+    for key in ARRAY_KEYS:
+      try:
+        arrays[key] = npz[key]
+      except ValueError as e:  # e.g. an object array, which needs pickle
+        raise DataFormatError(
+            f"{path}: array {key!r} cannot be read ({e}); allowed: plain "
+            f"numeric arrays (uint8 images, integer labels), no pickle."
+        ) from e
+      except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataFormatError(
+            f"{path}: array {key!r} is corrupt ({type(e).__name__}: {e}); "
+            f"allowed: {expected}.") from e
+  return arrays
 
 
-def _load_tfds(name: str, data_dir: Optional[str]):
+def _load_tfds(name: str, data_dir: Optional[str]) -> dict:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  out = []
+  arrays = {}
   for split in ("train", "test"):
     ds = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1,
                                  data_dir=data_dir, download=True))
-    out += [ds["image"], ds["label"]]
-  return tuple(out)
+    arrays[f"x_{split}"], arrays[f"y_{split}"] = ds["image"], ds["label"]
+  return arrays
 
 
-def _generate_mnist1d(seed: int):
+def _generate_mnist1d(seed: int) -> dict:
   from mnist1d.data import get_dataset_args, make_dataset  # pylint: disable=g-import-not-at-top
   args = get_dataset_args()
   args.seed = seed
   d = make_dataset(args)
-  return d["x"], d["y"], d["x_test"], d["y_test"]
+  return dict(x_train=d["x"], y_train=d["y"], x_test=d["x_test"],
+              y_test=d["y_test"])
 
 
-def _scale_images(x: np.ndarray) -> np.ndarray:
+def _value_range(a: np.ndarray) -> str:
+  return f"{a.min()}..{a.max()}" if a.size else "no values"
+
+
+def _check_features(name: str, source: str, key: str, x) -> None:
+  spec = SPECS[name]
+  x = np.asarray(x)
+  dims = ", ".join(str(d) for d in spec.image_shape)
+  if spec.features == "uint8":
+    allowed = f"uint8 NHWC images of shape (N, {dims}), pixels 0..255"
+  else:
+    allowed = f"finite float features of shape (N, {dims})"
+  if x.ndim != 1 + len(spec.image_shape) or x.shape[1:] != spec.image_shape:
+    raise DataFormatError(
+        f"{source}: {key} has shape {x.shape}; allowed: {allowed}.")
+  if not len(x):
+    raise DataFormatError(f"{source}: {key} has no examples; allowed: {allowed}.")
+  if spec.features == "uint8":
+    if x.dtype != np.uint8:
+      raise DataFormatError(
+          f"{source}: {key} has dtype {x.dtype} (values {_value_range(x)}); "
+          f"allowed: {allowed} (scaled to [0, 1] at load). Float and wider "
+          f"integer images are refused rather than guessed at: convert with "
+          f"np.round(x * 255).astype(np.uint8) for floats in [0, 1], or "
+          f"x.astype(np.uint8) for integers in 0..255.")
+  elif x.dtype.kind != "f" or not np.isfinite(x).all():
+    bad = "non-finite values" if x.dtype.kind == "f" else f"dtype {x.dtype}"
+    raise DataFormatError(f"{source}: {key} has {bad}; allowed: {allowed}.")
+
+
+def _check_labels(name: str, source: str, key: str, y) -> None:
+  classes = SPECS[name].num_classes
+  y = np.asarray(y)
+  allowed = (f"integer labels of shape (N,) in 0..{classes - 1} (the "
+             f"{classes} classes of {name!r})")
+  if y.ndim != 1:
+    raise DataFormatError(f"{source}: {key} has shape {y.shape}; allowed: {allowed}.")
+  if y.dtype.kind not in "iu":
+    raise DataFormatError(
+        f"{source}: {key} has dtype {y.dtype} (values {_value_range(y)}); "
+        f"allowed: {allowed}.")
+  outside = (y < 0) | (y >= classes)
+  if outside.any():
+    first = int(np.argmax(outside))
+    raise DataFormatError(
+        f"{source}: {key} holds labels {_value_range(y)}: "
+        f"{int(outside.sum())} outside 0..{classes - 1}, the first "
+        f"{y[first]} at index {first}; allowed: {allowed}.")
+
+
+def validate_arrays(name: str, source: str,
+                    arrays: Mapping[str, np.ndarray]) -> None:
+  """Checks the raw arrays of ``name`` from any source (see the module docstring).
+
+  Vectorised numpy, once per load: the images' dtype and shape (no pass over
+  uint8 pixels, whose every value is allowed), one pass over the labels.
+
+  Args:
+    name: one of ``KNOWN_DATASETS``.
+    source: what the arrays came from (a file path, 'TFDS ...'), for errors.
+    arrays: ``x_train, y_train, x_test, y_test``, the official splits.
+
+  Raises:
+    DataFormatError: a missing array, wrong shape or dtype, a label outside
+      ``0..num_classes-1``, unequal image/label counts, or a training split
+      of the wrong size; the message names ``source`` and the array.
+  """
+  spec = SPECS[_check_name(name)]
+  missing = [k for k in ARRAY_KEYS if k not in arrays]
+  if missing:
+    raise DataFormatError(f"{source}: missing arrays {missing}; allowed: "
+                          f"the arrays {', '.join(ARRAY_KEYS)}.")
+  for split in ("train", "test"):
+    x_key, y_key = f"x_{split}", f"y_{split}"
+    _check_features(name, source, x_key, arrays[x_key])
+    _check_labels(name, source, y_key, arrays[y_key])
+    if len(arrays[x_key]) != len(arrays[y_key]):
+      raise DataFormatError(
+          f"{source}: {x_key} has {len(arrays[x_key])} examples but {y_key} "
+          f"has {len(arrays[y_key])} labels; allowed: one label per example.")
+  total = spec.num_train + spec.num_val
+  if len(arrays["x_train"]) != total:
+    raise DataFormatError(
+        f"{source}: x_train has {len(arrays['x_train'])} examples; allowed: "
+        f"exactly {total}, the official training split of {name!r} "
+        f"({spec.num_train} train + {spec.num_val} validation carved from "
+        f"its end).")
+
+
+def _scale_features(x: np.ndarray) -> np.ndarray:
   if x.dtype == np.uint8:
     return x.astype(np.float32) / 255.0
   return x.astype(np.float32)
 
 
-def _assemble(name: str, x_train, y_train, x_test, y_test) -> Dataset:
-  spec = SPECS[name]
-  if x_train.shape[1:] != spec.image_shape:
-    raise ValueError(
-        f"{name}: x_train has example shape {x_train.shape[1:]}, expected "
-        f"{spec.image_shape}.")
-  if len(x_train) != spec.num_train + spec.num_val:
-    raise ValueError(
-        f"{name}: the official train split has {spec.num_train + spec.num_val} "
-        f"examples, got {len(x_train)}.")
-  n = spec.num_train
-  x_train, x_test = _scale_images(x_train), _scale_images(x_test)
-  y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
-  return Dataset(name=name, num_classes=spec.num_classes,
+def _assemble(name: str, source: str, arrays: Mapping[str, np.ndarray]) -> Dataset:
+  """Validates the official splits and carves validation from train's end."""
+  validate_arrays(name, source, arrays)
+  n = SPECS[name].num_train
+  x_train, x_test = (_scale_features(np.asarray(arrays[k]))
+                     for k in ("x_train", "x_test"))
+  y_train, y_test = (np.asarray(arrays[k]).astype(np.int32)
+                     for k in ("y_train", "y_test"))
+  return Dataset(name=name, num_classes=SPECS[name].num_classes,
                  x_train=x_train[:n], y_train=y_train[:n],
                  x_val=x_train[n:], y_val=y_train[n:],
                  x_test=x_test, y_test=y_test)
@@ -146,12 +302,13 @@ def _assemble(name: str, x_train, y_train, x_test, y_test) -> Dataset:
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, data_dir: Optional[str], mnist1d_seed: int) -> Dataset:
   if name == "mnist1d":
-    return _assemble(name, *_generate_mnist1d(mnist1d_seed))
+    return _assemble(name, f"mnist1d generator (seed {mnist1d_seed})",
+                     _generate_mnist1d(mnist1d_seed))
   tried = []
   if data_dir is not None:
     path = os.path.join(data_dir, f"{name}.npz")
     if os.path.isfile(path):
-      return _assemble(name, *_load_npz(path))
+      return _assemble(name, path, _load_npz(path))
     if not os.path.isdir(data_dir):
       tried.append(f"data_dir {data_dir!r} does not exist")
     else:
@@ -159,11 +316,14 @@ def _load_cached(name: str, data_dir: Optional[str], mnist1d_seed: int) -> Datas
   else:
     tried.append(f"no data_dir given and {DATA_DIR_ENV} is unset")
   try:
-    return _assemble(name, *_load_tfds(name, data_dir))
+    arrays = _load_tfds(name, data_dir)
   except ImportError:
     tried.append("tensorflow_datasets is not installed")
   except Exception as e:  # pylint: disable=broad-except
     tried.append(f"TFDS failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+  else:
+    # Outside the try: a format error must not read as "data not found".
+    return _assemble(name, f"TFDS {name!r} (data_dir={data_dir!r})", arrays)
   raise DataNotFoundError(_how_to_get(name, tried))
 
 
@@ -181,7 +341,9 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     A ``Dataset`` of numpy arrays (host memory; put it on device once).
 
   Raises:
-    ValueError: unknown name, or a file with the wrong arrays/shapes.
+    ValueError: unknown name.
+    DataFormatError: (a ``ValueError``) an unreadable file or arrays of the
+      wrong format (see ``validate_arrays``); the message names the file.
     DataNotFoundError: no source could provide the data; the message says how
       to get it.
   """
