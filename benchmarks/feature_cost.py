@@ -269,7 +269,7 @@ def subset_noise_part(args):
   def features_over_time(lr, m):
     p = env.default_params().replace(
         num_decisions=decisions, steps_per_decision=steps, initial_lrs=(lr,),
-        per_example_subset=m)
+        per_example_subset=m, num_val_examples=None)  # the task's 100
     obs, state = env.reset(key, p)
     def body(c, _):
       obs, c, _, _, _, _ = env.step(key, c, jnp.zeros((1,)), p)

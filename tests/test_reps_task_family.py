@@ -121,7 +121,7 @@ def tiny_config(num_iterations):
   config.task_family.update(num_members=2, subset_size=40,
                             filter_ranges=((2, 2), (2, 3), (4, 4)))
   config.env.update(num_decisions=2, steps_per_decision=2,
-                    initial_lrs=(0.1, 0.01))
+                    initial_lrs=(0.1, 0.01), num_val_examples=50)
   config.reps.update(num_samples=3)
   config.num_iterations = num_iterations
   config.checkpoint_every = 2

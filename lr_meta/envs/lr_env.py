@@ -258,9 +258,8 @@ class LREnv:
 
   def _val(self, opt: OptimizeeState, params: LREnvParams):
     """Loss and softmax predictions on the fixed validation subset."""
-    x, y = self.task.data.split("val")
-    if params.num_val_examples is not None:
-      x, y = x[:params.num_val_examples], y[:params.num_val_examples]
+    x, y = self.task.first_examples("val", params.num_val_examples,
+                                    name="env.num_val_examples")
     logits, _ = self.task.apply(opt.params, opt.batch_stats, x)
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
     cap = self.task.divergence_loss

@@ -133,11 +133,14 @@ def make_member_task(config: TaskFamilyConfig, member: Member,
     raise ValueError(f"task arguments {clash} are set by the task family; "
                      f"allowed: make_task arguments other than "
                      f"{MEMBER_FIELDS}.")
+  # Sized as the member's subset (replaced below) so that make_task checks
+  # batch_size against the examples the member really trains on.
   task = task_lib.make_task(
       dataset=config.dataset, model=FAMILY_MODEL,
       model_kwargs=dict(filters=member.filters,
                         kernel_size=config.kernel_size),
-      num_train_examples=1, data_dir=data_dir, **task_kwargs)
+      num_train_examples=len(member.train_indices), data_dir=data_dir,
+      **task_kwargs)
   x, y = datasets_lib.load_dataset(config.dataset, data_dir).split("train")
   idx = member.train_indices
   return task.replace(data=task.data.replace(x_train=jnp.asarray(x[idx]),

@@ -15,6 +15,7 @@ replacement, one fresh key per step), so no host round-trip happens per step.
 """
 
 import functools
+import numbers
 from typing import Any, NamedTuple, Optional
 
 import chex
@@ -261,15 +262,45 @@ class Task:
 
   # -- evaluation ----------------------------------------------------------
 
+  def first_examples(self, split: str, num_examples: Optional[int] = None,
+                     name: str = "num_examples"):
+    """``(x, y)``: the first ``num_examples`` of ``split`` (all if None).
+
+    A static check (it raises while tracing, before any work), because
+    slicing would silently clamp a count larger than the split.
+
+    Args:
+      split: 'train', 'val' or 'test'.
+      num_examples: how many leading examples; None for the whole split.
+      name: what the caller calls ``num_examples``, for the error.
+
+    Raises:
+      ValueError: ``num_examples`` not None and not an integer in
+        ``[1, size of the split held by this task]``.
+    """
+    x, y = self.data.split(split)
+    if num_examples is None:
+      return x, y
+    size = x.shape[0]
+    if (not isinstance(num_examples, numbers.Integral)
+        or isinstance(num_examples, bool) or not 1 <= num_examples <= size):
+      raise ValueError(
+          f"{name}={num_examples!r}; allowed: None (the whole split) or an "
+          f"integer in [1, {size}], the {split!r} examples this "
+          f"{self.dataset_name or 'task'} task holds (make_task's "
+          f"num_{split}_examples).")
+    return x[:num_examples], y[:num_examples]
+
   def evaluate(self, state: OptimizeeState, split: str = "val",
                num_examples: Optional[int] = None) -> EvalMetrics:
     """Loss and accuracy on the first ``num_examples`` of ``split`` (all if None).
 
     A diverged run reports ``divergence_loss`` and accuracy 0.
+
+    Raises:
+      ValueError: ``num_examples`` larger than the split (``first_examples``).
     """
-    x, y = self.data.split(split)
-    if num_examples is not None:
-      x, y = x[:num_examples], y[:num_examples]
+    x, y = self.first_examples(split, num_examples)
     n = x.shape[0]
     chunk = min(self.eval_batch_size, n)
     num_chunks, rest = divmod(n, chunk)
@@ -321,6 +352,11 @@ def make_task(dataset: str = "mnist1d",
 
   ``num_*_examples`` keep the first examples of each split (small slices for
   tests and CPU-sized experiments); ``None`` keeps the whole split.
+
+  Raises:
+    ValueError: a non-positive size, ``num_*_examples`` outside ``[1, the
+      split]``, or ``batch_size`` larger than the training examples kept
+      (checked before any data goes to the device).
   """
   if batch_size <= 0:
     raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -331,7 +367,7 @@ def make_task(dataset: str = "mnist1d",
   ds = datasets_lib.load_dataset(dataset, data_dir=data_dir)
   limits = {"train": num_train_examples, "val": num_val_examples,
             "test": num_test_examples}
-  arrays = {}
+  host = {}
   for split, limit in limits.items():
     x, y = ds.split(split)
     if limit is not None:
@@ -340,7 +376,16 @@ def make_task(dataset: str = "mnist1d",
             f"num_{split}_examples must be in [1, {len(x)}] for {dataset!r}, "
             f"got {limit!r}.")
       x, y = x[:limit], y[:limit]
-    arrays[f"x_{split}"], arrays[f"y_{split}"] = jnp.asarray(x), jnp.asarray(y)
+    host[f"x_{split}"], host[f"y_{split}"] = x, y
+  num_train = len(host["x_train"])
+  if batch_size > num_train:
+    # Batches are drawn with replacement, so a larger one would still run,
+    # repeating examples within every step: a config slip, not a choice.
+    raise ValueError(
+        f"batch_size={batch_size!r} is larger than the training split "
+        f"({num_train} examples of {dataset!r}, num_train_examples="
+        f"{num_train_examples!r}); allowed: an integer in [1, {num_train}].")
+  arrays = {k: jnp.asarray(v) for k, v in host.items()}
   model_kwargs = dict(model_kwargs or {})
   model_kwargs.setdefault("num_classes", ds.num_classes)
   return Task(
