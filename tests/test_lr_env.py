@@ -115,7 +115,7 @@ def test_fu2016_env(task):
   env = lr_env.LREnv(task, "fu2016")
   assert env.num_actions == 2 and env.observation_size == 193
   p = env.default_params().replace(num_decisions=2, steps_per_decision=2,
-                                   initial_lrs=(0.1,))
+                                   initial_lrs=(0.1,), num_val_examples=200)
   obs, s = jax.jit(env.reset, static_argnums=1)(jax.random.PRNGKey(0), p)
   assert obs.shape == (193,)
   step = jax.jit(env.step, static_argnums=3)
