@@ -19,8 +19,9 @@ import numpy as np
 import optax
 
 import lr_meta.optax as lmo
-from lr_meta.nos import dsl
+from lr_meta import nos
 from lr_meta.nos import interpreter
+from lr_meta.nos import vocabulary as voc
 
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timing repeats (median).")
 _INNER = flags.DEFINE_integer("inner", 50, "Steps per timing.")
@@ -75,7 +76,7 @@ def main(argv):
   dsl_power = step_time(lmo.from_dsl("exp(sign(g) * sign(m)) * g", 1e-3),
                         params)
   interp = step_time(interpreter.program_optimizer(
-      jnp.asarray(dsl.parse("m / sqrt(v)")), 1e-3, 1000), params)
+      jnp.asarray(nos.parse("m / sqrt(v)")), 1e-3, 1000), params)
   print(f"params: {size}")
   print(f"optax.adam            {adam * 1e3:8.3f} ms/step")
   print(f"from_dsl(m / sqrt(v)) {rule * 1e3:8.3f} ms/step  ratio "
@@ -92,10 +93,10 @@ def main(argv):
   for _ in range(_BATCH.value):
     groups = []
     for i in range(3):
-      bank = dsl.num_bank_entries(i)
+      bank = voc.num_bank_entries(i)
       groups.append([rng.integers(bank), rng.integers(bank),
-                     rng.integers(dsl.NUM_UNARY), rng.integers(dsl.NUM_UNARY),
-                     rng.integers(dsl.NUM_BINARY)])
+                     rng.integers(nos.NUM_UNARY), rng.integers(nos.NUM_UNARY),
+                     rng.integers(nos.NUM_BINARY)])
     programs.append(groups)
   programs = jnp.asarray(np.asarray(programs, np.int32))
   small = pytree(_RULE_PARAMS.value, jax.random.PRNGKey(1))

@@ -9,7 +9,7 @@ Same scoring for both sides (configs/nos.py: MLP(32) on mnist1d, LR sweep
 * interpreter: `lr_meta.nos.search.Scorer` (the rule is data in the optimizer
   state; one compile serves every rule), timed after its one-off compile,
   which is reported separately;
-* one rule at a time: each rule compiled on its own with `dsl.from_dsl`
+* one rule at a time: each rule compiled on its own with `nos.from_dsl`
   (what `lr_meta.optax.from_dsl` re-exports), swept and trained with
   `lr_meta.tasks.run_training_batch` / `run_training`, compile included
   (a search meets every rule once).
@@ -34,9 +34,9 @@ import numpy as np
 import optax
 
 from configs import nos as nos_config
+from lr_meta import nos
 from lr_meta import tasks
 from lr_meta.nos import controller as controller_lib
-from lr_meta.nos import dsl
 from lr_meta.nos import search as search_lib
 
 
@@ -55,7 +55,7 @@ def sampled_rules(n, seed=0):
   params = controller_lib.init_params(space, jax.random.PRNGKey(seed))
   programs = controller_lib.sample(params, space, jax.random.PRNGKey(seed + 1),
                                    n).programs
-  return [dsl.format_program(p) for p in np.asarray(programs)]
+  return [nos.format_program(p) for p in np.asarray(programs)]
 
 
 def time_interpreter(config, rules, repeats, mesh=None):
@@ -81,7 +81,7 @@ def score_one_compiled(config, rule, key):
 
   def task_for(num_steps, data):
     opt = optax.inject_hyperparams(
-        lambda learning_rate: dsl.from_dsl(rule, learning_rate,
+        lambda learning_rate: nos.from_dsl(rule, learning_rate,
                                            decay_steps=num_steps))(
                                                learning_rate=0.0)
     return base.replace(optimizer=opt, data=data)

@@ -5,8 +5,8 @@
 Child task: an MLP (hidden 32) on mnist1d (offline, 3200 train / 800 val),
 LR sweep 10^-5 .. 10^1 for 100 steps on 1000 examples, then 1000 steps with
 the best LR; reward = accuracy on the 800 validation examples. Every rule
-and learning rate runs through one compiled program (see BUILD_NOTES.md,
-issue 6, for rules per hour). At 300 final steps plain SGD is as good as
+and learning rate runs through one compiled program (rules per hour: see
+BUILD_NOTES.md, "Neural Optimizer Search: controller and search"). At 300 final steps plain SGD is as good as
 anything this space found (first demo search); at 1000 steps PowerSign beats
 SGD (0.534 vs 0.509), so the search has something to find.
 
@@ -50,7 +50,9 @@ def get_config():
       strategy=ml_collections.FieldReference(None, field_type=str),
       num_groups=2))
   # The paper's Adam 1e-5 needs thousands of batches; a CPU search of ~60
-  # batches of 16 rules learns with 3e-3 (BUILD_NOTES, issue 6).
+  # batches of 16 rules learns with 3e-3 (BUILD_NOTES.md, "Neural Optimizer
+  # Search: controller and search"). These fields are
+  # `lr_meta.nos.RuleSearchPPOConfig`.
   config.ppo = ml_collections.ConfigDict(dict(
       learning_rate=3e-3, batch_size=16, entropy_coef=0.0015,
       clip_epsilon=0.2, num_epochs=4, baseline_decay=0.9,

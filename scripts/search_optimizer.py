@@ -35,6 +35,7 @@ from ml_collections import config_flags
 import tqdm
 
 from lr_meta.nos import controller as controller_lib
+from lr_meta.nos import programs as programs_lib
 from lr_meta.nos import search as search_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "NOS config file.")
@@ -67,7 +68,7 @@ def build_search(config, data_dir=None) -> search_lib.Search:
     mesh = tasks.run_mesh()
   scorer = search_lib.Scorer(search_lib.ScoringConfig(**scoring),
                              data_dir=data_dir, mesh=mesh)
-  ppo = search_lib.PPOConfig(**_plain(config.ppo))
+  ppo = search_lib.RuleSearchPPOConfig(**_plain(config.ppo))
   return search_lib.Search(space, ppo, scorer, seed=config.seed)
 
 
@@ -164,7 +165,7 @@ def compare(config, search, workdir, data_dir=None, log=print):
   names = list(config.compare.names) + [f"found #{i + 1}"
                                         for i in range(len(top))]
   rules = list(config.compare.rules) + top
-  programs = [search_lib.dsl.to_program(r) for r in rules]
+  programs = [programs_lib.to_program(r) for r in rules]
   scoring = dict(_plain(config.scoring))
   scoring["num_groups"] = max(max(len(p) for p in programs),
                               scoring["num_groups"])

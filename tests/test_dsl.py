@@ -11,7 +11,8 @@ import optax
 import pytest
 
 import lr_meta.optax as lmo
-from lr_meta.nos import dsl
+from lr_meta import nos
+from lr_meta.nos import vocabulary as voc
 
 PAPER_RULES = [
     "exp(sign(g) * sign(m)) * g",
@@ -104,39 +105,39 @@ def test_weight_operand_and_dropout():
 
 @pytest.mark.parametrize("rule", PAPER_RULES)
 def test_round_trip(rule):
-  program = dsl.parse(rule)
-  text = dsl.format_program(program)
-  np.testing.assert_array_equal(dsl.parse(text), program)
-  assert dsl.format_program(dsl.parse(text)) == text
+  program = nos.parse(rule)
+  text = nos.format_program(program)
+  np.testing.assert_array_equal(nos.parse(text), program)
+  assert nos.format_program(nos.parse(text)) == text
 
 
 def test_canonical_spellings():
-  assert dsl.format_program(dsl.parse("m_hat/sqrt_abs(v_hat)")) == (
+  assert nos.format_program(nos.parse("m_hat/sqrt_abs(v_hat)")) == (
       "m / sqrt(v)")
-  assert dsl.format_program(dsl.parse("0.001*w * g ** 2")) == (
+  assert nos.format_program(nos.parse("0.001*w * g ** 2")) == (
       "1e-3 * w * g^2")
-  assert dsl.format_program(dsl.parse("id(Adam)")) == "adam"
-  np.testing.assert_array_equal(dsl.parse("g^2"), [[1, 1, 0, 0, 5]])
-  np.testing.assert_array_equal(dsl.parse("g ^ (2)"), [[0, 9, 0, 0, 4]])
-  np.testing.assert_array_equal(dsl.parse("sign(g)"), [[6, 6, 0, 0, 5]])
-  np.testing.assert_array_equal(dsl.parse("sign((g))"), [[0, 0, 11, 0, 5]])
+  assert nos.format_program(nos.parse("id(Adam)")) == "adam"
+  np.testing.assert_array_equal(nos.parse("g^2"), [[1, 1, 0, 0, 5]])
+  np.testing.assert_array_equal(nos.parse("g ^ (2)"), [[0, 9, 0, 0, 4]])
+  np.testing.assert_array_equal(nos.parse("sign(g)"), [[6, 6, 0, 0, 5]])
+  np.testing.assert_array_equal(nos.parse("sign((g))"), [[0, 0, 11, 0, 5]])
 
 
 def test_token_layout():
   # PowerSign: o0 = sign(g) * sign(m); out = exp(o0) * g.
   np.testing.assert_array_equal(
-      dsl.parse("exp(sign(g) * sign(m)) * g"),
-      [[dsl.OP["sign(g)"], dsl.OP["sign(m)"], 0, 0, dsl.BIN["mul"]],
-       [dsl.NUM_OPERANDS, dsl.OP["g"], dsl.UN["exp"], 0, dsl.BIN["mul"]]])
-  assert (dsl.NUM_OPERANDS, dsl.NUM_UNARY, dsl.NUM_BINARY) == (21, 12, 6)
+      nos.parse("exp(sign(g) * sign(m)) * g"),
+      [[voc.OP["sign(g)"], voc.OP["sign(m)"], 0, 0, voc.BIN["mul"]],
+       [nos.NUM_OPERANDS, voc.OP["g"], voc.UN["exp"], 0, voc.BIN["mul"]]])
+  assert (nos.NUM_OPERANDS, nos.NUM_UNARY, nos.NUM_BINARY) == (21, 12, 6)
 
 
 def test_canonicalize_dag_program():
   # o0 = g * m used twice, and a dead group: canonical form inlines / drops.
   program = [[0, 3, 0, 0, 2], [5, 5, 0, 0, 0], [21, 21, 2, 0, 0]]
-  assert dsl.format_program(program) == "exp(g * m) + g * m"
-  canonical = dsl.canonicalize(program)
-  assert dsl.format_program(canonical) == "exp(g * m) + g * m"
+  assert nos.format_program(program) == "exp(g * m) + g * m"
+  canonical = nos.canonicalize(program)
+  assert nos.format_program(canonical) == "exp(g * m) + g * m"
   assert len(canonical) == 3
 
 
@@ -152,8 +153,8 @@ def test_canonicalize_dag_program():
     ("g m", 2, "m"),
 ])
 def test_errors_name_position_and_token(rule, position, token):
-  with pytest.raises(dsl.DSLError) as info:
-    dsl.parse(rule)
+  with pytest.raises(nos.DSLError) as info:
+    nos.parse(rule)
   message = str(info.value)
   assert f"position {position}" in message
   assert repr(token) in message
@@ -161,26 +162,26 @@ def test_errors_name_position_and_token(rule, position, token):
 
 
 def test_unknown_name_lists_allowed_names():
-  with pytest.raises(dsl.DSLError, match="allowed: operands g, g\\^2"):
-    dsl.parse("q * g")
+  with pytest.raises(nos.DSLError, match="allowed: operands g, g\\^2"):
+    nos.parse("q * g")
 
 
 def test_bad_programs():
-  with pytest.raises(dsl.DSLError, match=r"group 1, position 0 \(op1\): "
+  with pytest.raises(nos.DSLError, match=r"group 1, position 0 \(op1\): "
                      r"unexpected token 22; allowed operand ids 0..21"):
-    dsl.validate_program([[0, 0, 0, 0, 0], [22, 0, 0, 0, 0]])
-  with pytest.raises(dsl.DSLError, match=r"position 4 \(b\).*keep"):
-    dsl.validate_program([[0, 0, 0, 0, 6]])
-  with pytest.raises(dsl.DSLError, match="shape"):
-    dsl.validate_program([[0, 0, 0]])
-  with pytest.raises(dsl.DSLError, match="decay_steps"):
+    nos.validate_program([[0, 0, 0, 0, 0], [22, 0, 0, 0, 0]])
+  with pytest.raises(nos.DSLError, match=r"position 4 \(b\).*keep"):
+    nos.validate_program([[0, 0, 0, 0, 6]])
+  with pytest.raises(nos.DSLError, match="shape"):
+    nos.validate_program([[0, 0, 0]])
+  with pytest.raises(nos.DSLError, match="decay_steps"):
     lmo.from_dsl("ld * g", 0.1)
 
 
 def test_weight_rule_needs_params():
   opt = lmo.from_dsl("1e-2 * w", 0.1)
   params = jnp.ones(3)
-  with pytest.raises(dsl.DSLError, match="params"):
+  with pytest.raises(nos.DSLError, match="params"):
     opt.update(params, opt.init(params))
 
 
@@ -205,9 +206,9 @@ _WORDS = ["g", "m", "v", "w", "sign", "exp", "log", "sqrt", "clip", "drop",
     st.lists(st.sampled_from(_WORDS), max_size=25).map("".join)))
 def test_random_strings_raise_only_dsl_error(rule):
   try:
-    program = dsl.parse(rule)
-  except dsl.DSLError:
+    program = nos.parse(rule)
+  except nos.DSLError:
     return
   # Whatever parses formats back to a rule that parses to the same program.
-  np.testing.assert_array_equal(dsl.parse(dsl.format_program(program)),
+  np.testing.assert_array_equal(nos.parse(nos.format_program(program)),
                                 program)

@@ -10,8 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from lr_meta.nos import dsl
+from lr_meta import nos
 from lr_meta.nos import interpreter
+from lr_meta.nos import vocabulary as voc
 
 DECAY_STEPS = 30
 RULES = [
@@ -59,14 +60,14 @@ def padded(program):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_same_updates_as_from_dsl(rule):
-  want = run(dsl.from_dsl(rule, 0.05, decay_steps=DECAY_STEPS), 20)
-  got = interpret(padded(dsl.parse(rule)), 0.05, 20)
+  want = run(nos.from_dsl(rule, 0.05, decay_steps=DECAY_STEPS), 20)
+  got = interpret(padded(nos.parse(rule)), 0.05, 20)
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5,
                                                        atol=1e-7), got, want)
 
 
 def test_vmap_over_rules_and_learning_rates_compiles_once():
-  programs = interpreter.pad_programs([dsl.parse(r) for r in RULES])
+  programs = interpreter.pad_programs([nos.parse(r) for r in RULES])
   learning_rates = jnp.array([0.01, 0.05, 0.1, 0.02, 0.03, 0.04, 0.07])
   traces = []
 
@@ -79,26 +80,26 @@ def test_vmap_over_rules_and_learning_rates_compiles_once():
   batched(jnp.asarray(programs[::-1]), learning_rates)  # new rules, no retrace
   assert len(traces) == 1
   for i, rule in enumerate(RULES):
-    want = run(dsl.from_dsl(rule, learning_rates[i], decay_steps=DECAY_STEPS),
+    want = run(nos.from_dsl(rule, learning_rates[i], decay_steps=DECAY_STEPS),
                5)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(
         x[i], y, rtol=1e-5, atol=1e-7), got, want)
 
 
 def test_padding_keeps_the_rule():
-  programs = interpreter.pad_programs([dsl.parse("g"), dsl.parse("(1 + sign(g) * sign(m)) * g")])
-  assert dsl.format_program(programs[0]) == "g"
-  assert dsl.format_program(programs[1]) == "(1 + sign(g) * sign(m)) * g"
+  programs = interpreter.pad_programs([nos.parse("g"), nos.parse("(1 + sign(g) * sign(m)) * g")])
+  assert nos.format_program(programs[0]) == "g"
+  assert nos.format_program(programs[1]) == "(1 + sign(g) * sign(m)) * g"
 
 
 def test_nan_is_detectable():
-  program = jnp.asarray(dsl.parse("exp(exp(exp(g^2 + 2)))"))
+  program = jnp.asarray(nos.parse("exp(exp(exp(g^2 + 2)))"))
   opt = interpreter.program_optimizer(program, 0.1, DECAY_STEPS)
   params = {"w": jnp.full((3,), 2.0)}
   updates, _ = opt.update(params, opt.init(params), params)
   assert not bool(interpreter.all_finite(updates))
   updates, _ = interpreter.program_optimizer(
-      jnp.asarray(dsl.parse("g")), 0.1, DECAY_STEPS).update(
+      jnp.asarray(nos.parse("g")), 0.1, DECAY_STEPS).update(
           params, opt.init(params), params)
   assert bool(interpreter.all_finite(updates))
 
@@ -108,12 +109,12 @@ def valid_programs(draw, max_groups=4):
   num_groups = draw(st.integers(1, max_groups))
   groups = []
   for i in range(num_groups):
-    bank = dsl.num_bank_entries(i)
+    bank = voc.num_bank_entries(i)
     groups.append([draw(st.integers(0, bank - 1)),
                    draw(st.integers(0, bank - 1)),
-                   draw(st.integers(0, dsl.NUM_UNARY - 1)),
-                   draw(st.integers(0, dsl.NUM_UNARY - 1)),
-                   draw(st.integers(0, dsl.NUM_BINARY - 1))])
+                   draw(st.integers(0, nos.NUM_UNARY - 1)),
+                   draw(st.integers(0, nos.NUM_UNARY - 1)),
+                   draw(st.integers(0, nos.NUM_BINARY - 1))])
   return np.asarray(groups, np.int32)
 
 
@@ -130,7 +131,7 @@ def test_random_valid_programs_never_crash(program):
   grads = {"w": jnp.cos(jnp.arange(12.0)).reshape(3, 4)}
   got = one_update(padded(program), grads, params)
   # from_dsl eagerly: no compile per random program.
-  opt = dsl.from_dsl(program, 0.05, decay_steps=DECAY_STEPS)
+  opt = nos.from_dsl(program, 0.05, decay_steps=DECAY_STEPS)
   want, _ = opt.update(grads, opt.init(params), params)
   # Same numbers where finite, and the same places non-finite.
   def check(x, y):
@@ -139,8 +140,8 @@ def test_random_valid_programs_never_crash(program):
     np.testing.assert_allclose(x[finite], y[finite], rtol=1e-4, atol=1e-6)
   jax.tree.map(check, got, want)
   # The readable form round-trips to an equivalent program.
-  text = dsl.format_program(program)
-  assert dsl.format_program(dsl.parse(text)) == text
+  text = nos.format_program(program)
+  assert nos.format_program(nos.parse(text)) == text
 
 
 @hypothesis.settings(max_examples=60, deadline=None)
@@ -148,7 +149,7 @@ def test_random_valid_programs_never_crash(program):
                                     max_size=5), min_size=1, max_size=4))
 def test_random_token_lists_raise_only_dsl_error(groups):
   try:
-    program = dsl.validate_program(groups)
-  except dsl.DSLError:
+    program = nos.validate_program(groups)
+  except nos.DSLError:
     return
-  dsl.format_program(program)
+  nos.format_program(program)

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lr_meta import nos
 from lr_meta.nos import controller as C
-from lr_meta.nos import dsl
 from lr_meta.nos import search as S
+from lr_meta.nos import vocabulary as voc
 
-NUM_OPS = dsl.NUM_OPERANDS
+NUM_OPS = nos.NUM_OPERANDS
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,11 @@ def test_samples_respect_every_mask_and_constraint(space3):
       params, jax.random.PRNGKey(1))
   programs = np.asarray(sample.programs)
   assert programs.shape == (3000, 3, 5)
-  base_ops = {dsl.OP[n] for n in ("g", "m", "sign(g)", "1", "adam")}
-  unary = {dsl.UN[n] for n in ("id", "neg", "exp", "sign")}
-  binary = {dsl.BIN[n] for n in ("add", "sub", "mul", "div")}
+  base_ops = {voc.OP[n] for n in ("g", "m", "sign(g)", "1", "adam")}
+  unary = {voc.UN[n] for n in ("id", "neg", "exp", "sign")}
+  binary = {voc.BIN[n] for n in ("add", "sub", "mul", "div")}
   for program in programs:
-    dsl.validate_program(program)
+    nos.validate_program(program)
     for i, (a1, a2, u1, u2, b) in enumerate(program):
       allowed = base_ops | set(range(NUM_OPS, NUM_OPS + i))
       assert a1 in allowed and a2 in allowed
@@ -39,7 +40,7 @@ def test_samples_respect_every_mask_and_constraint(space3):
       if i > 0:                                        # reuse previous output
         assert NUM_OPS + i - 1 in (a1, a2)
       assert u1 in unary and u2 in unary and b in binary
-    assert program[-1, 4] != dsl.BIN["add"]            # last not addition
+    assert program[-1, 4] != voc.BIN["add"]            # last not addition
   # The masks are what enforces this: without constraints they get violated.
   free = C.make_search_space(
       3, operands=("g", "m", "sign(g)", "1", "adam"),
@@ -48,12 +49,12 @@ def test_samples_respect_every_mask_and_constraint(space3):
   loose = np.asarray(C.sample(C.init_params(free, jax.random.PRNGKey(0)),
                               free, jax.random.PRNGKey(1), 3000).programs)
   assert np.any(loose[:, :, 0] == loose[:, :, 1])
-  assert np.any(loose[:, -1, 4] == dsl.BIN["add"])
+  assert np.any(loose[:, -1, 4] == voc.BIN["add"])
   assert np.any((loose[:, 1, 0] != NUM_OPS) & (loose[:, 1, 1] != NUM_OPS))
   # every allowed token shows up somewhere (no over-masking)
   assert set(programs[:, 0, :2].ravel()) == base_ops
   assert set(programs[:, :, 2:4].ravel()) == unary
-  assert set(programs[:, -1, 4]) == binary - {dsl.BIN["add"]}
+  assert set(programs[:, -1, 4]) == binary - {voc.BIN["add"]}
 
 
 def _tiny_space():
@@ -141,7 +142,7 @@ def test_ppo_update_raises_probability_of_rewarded_program():
   sample = C.sample(params, space, jax.random.PRNGKey(1), 8)
   rewards = jnp.zeros(8).at[3].set(1.0)
   advantages = rewards - jnp.mean(rewards)
-  ppo = S.PPOConfig(learning_rate=1e-3, num_epochs=4)
+  ppo = S.RuleSearchPPOConfig(learning_rate=1e-3, num_epochs=4)
   opt_state = S.controller_optimizer(ppo).init(params)
   new, _, surrogate, _ = jax.jit(lambda p, o: S.ppo_update(
       p, o, space, ppo, sample.programs, sample.log_prob, advantages))(

@@ -12,11 +12,12 @@ import numpy as np
 import optax
 import pytest
 
+from lr_meta import nos
 from lr_meta import tasks
 from lr_meta.nos import controller as C
-from lr_meta.nos import dsl
 from lr_meta.nos import interpreter
 from lr_meta.nos import search as S
+from lr_meta.nos import vocabulary as voc
 
 TINY = dict(model_kwargs=dict(hidden_sizes=(8,)), batch_size=16,
             num_train_examples=400, num_val_examples=100,
@@ -58,11 +59,11 @@ def test_interpreter_training_matches_from_dsl_training(data_dir):
                          num_val_examples=100)
   key = jax.random.PRNGKey(3)
   ours = S.train_rules(S.rule_task(base, 2, steps),
-                       interpreter.pad_programs([dsl.parse(rule)], 2),
+                       interpreter.pad_programs([nos.parse(rule)], 2),
                        jnp.array([lr]), key[None], num_steps=steps,
                        batch_mode="sequential", strategy="scan")
   opt = optax.inject_hyperparams(
-      lambda learning_rate: dsl.from_dsl(rule, learning_rate,
+      lambda learning_rate: nos.from_dsl(rule, learning_rate,
                                          decay_steps=steps))(learning_rate=lr)
   ref_task = base.replace(optimizer=opt)
   state, _ = tasks.run_training(ref_task, key, jnp.full((steps,), lr),
@@ -83,8 +84,8 @@ class ToyScorer:
     del key
     self.calls += 1
     self.rules_scored += len(rules)
-    programs = np.stack([dsl.to_program(r) for r in rules])
-    reward = np.mean(programs[:, :, 2:4] == dsl.UN["neg"], axis=(1, 2))
+    programs = np.stack([nos.to_program(r) for r in rules])
+    reward = np.mean(programs[:, :, 2:4] == voc.UN["neg"], axis=(1, 2))
     n = len(rules)
     return S.Scores(reward.astype(np.float32), np.ones(n, np.float32),
                     np.zeros((n, 1)), np.zeros(n, bool))
@@ -97,7 +98,7 @@ def _space():
 
 
 def test_search_learns_toy_reward_and_caches_duplicates():
-  search = S.Search(_space(), S.PPOConfig(learning_rate=3e-3, batch_size=16),
+  search = S.Search(_space(), S.RuleSearchPPOConfig(learning_rate=3e-3, batch_size=16),
                     ToyScorer(), seed=0)
   state = search.init()
   means = []
@@ -112,11 +113,11 @@ def test_search_learns_toy_reward_and_caches_duplicates():
   assert len(search.cache) < sampled
   top = search.leaderboard(3)
   assert top[0]["reward"] >= top[1]["reward"] >= top[2]["reward"]
-  dsl.from_dsl(top[0]["rule"], top[0]["learning_rate"])   # usable as is
+  nos.from_dsl(top[0]["rule"], top[0]["learning_rate"])   # usable as is
 
 
 def test_resume_after_kill_continues_the_same_search(tmp_path):
-  ppo = S.PPOConfig(learning_rate=3e-3, batch_size=8)
+  ppo = S.RuleSearchPPOConfig(learning_rate=3e-3, batch_size=8)
   straight = S.Search(_space(), ppo, ToyScorer(), seed=1)
   state = straight.init()
   for _ in range(6):
@@ -144,13 +145,14 @@ def test_sharded_rule_training_on_four_forced_cpu_devices(repo_root):
   code = textwrap.dedent("""
       import jax, jax.numpy as jnp, numpy as np
       from lr_meta import tasks
-      from lr_meta.nos import search as S, interpreter, dsl
+      from lr_meta import nos
+      from lr_meta.nos import search as S, interpreter
       assert jax.device_count() == 4
       base = tasks.make_task("mnist1d", "mlp", model_kwargs=dict(hidden_sizes=(8,)),
                              batch_size=16, num_train_examples=400, num_val_examples=100)
       task = S.rule_task(base, 2, 8)
       rules = ["g", "log(g - g)", "exp(sign(g) * sign(m)) * g", "adam", "m", "g / v"]
-      programs = interpreter.pad_programs([dsl.parse(r) for r in rules], 2)
+      programs = interpreter.pad_programs([nos.parse(r) for r in rules], 2)
       lrs = jnp.array([0.1, 0.1, 0.1, 0.01, 0.3, 0.001])
       keys = jax.random.split(jax.random.PRNGKey(0), 6)
       out = S.train_rules(task, programs, lrs, keys, num_steps=8, batch_mode="sharded",
@@ -174,4 +176,4 @@ def test_config_errors():
   with pytest.raises(ValueError, match="sweep_steps=0"):
     S.Scorer(S.ScoringConfig(**{**TINY, "sweep_steps": 0}))
   with pytest.raises(ValueError, match="num_groups=1 is smaller"):
-    S.Search(_space(), S.PPOConfig(), ToyScorer(num_groups=1))
+    S.Search(_space(), S.RuleSearchPPOConfig(), ToyScorer(num_groups=1))

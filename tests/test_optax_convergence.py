@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import lr_meta.optax as lmo
-from lr_meta.nos import dsl
+from lr_meta import nos
 from lr_meta.nos import interpreter
 
 STEPS = 10_000
@@ -59,7 +59,7 @@ OPTIMIZERS = {
         "(1 + ld * sign(g) * sign(m)) * g", lr, decay_steps=STEPS), 0.1,
                         5e-4),
     "interpreter_power_sign": (lambda lr: interpreter.program_optimizer(
-        jnp.asarray(dsl.parse("exp(sign(g) * sign(m)) * g")), lr, STEPS),
+        jnp.asarray(nos.parse("exp(sign(g) * sign(m)) * g")), lr, STEPS),
                                0.1, 3e-4),
 }
 

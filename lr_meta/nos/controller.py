@@ -18,7 +18,7 @@ base operands and functions, giving the paper's 10^6 .. 10^11 rule spaces
 (`search_space_size`); earlier group outputs are always allowed operands.
 
 Programs are int32 ``(num_groups, 5)`` arrays in the layout of
-`lr_meta.nos.dsl`; a batch is ``(B, num_groups, 5)``.
+`lr_meta.nos.vocabulary`; a batch is ``(B, num_groups, 5)``.
 """
 
 import dataclasses
@@ -30,7 +30,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lr_meta.nos import dsl
+from lr_meta.nos import vocabulary as voc
+
+__all__ = (
+    "HIDDEN_SIZE",
+    "INIT_SCALE",
+    "MAX_GROUPS",
+    "RuleController",
+    "Sample",
+    "SearchSpace",
+    "init_params",
+    "log_prob",
+    "make_search_space",
+    "sample",
+    "search_space_size",
+    "step_mask",
+)
 
 INIT_SCALE = 0.08      # paper section 4.2: weights ~ U(-0.08, 0.08)
 HIDDEN_SIZE = 150      # paper section 4.2
@@ -67,9 +82,9 @@ class SearchSpace:
 
   Attributes:
     num_groups: groups per program (tree depth, 1 .. 4).
-    operand_ids: allowed base operand ids (`dsl.OPERANDS`).
-    unary_ids: allowed unary ids (`dsl.UNARY`).
-    binary_ids: allowed binary ids (`dsl.BINARY`).
+    operand_ids: allowed base operand ids (`voc.OPERANDS`).
+    unary_ids: allowed unary ids (`voc.UNARY`).
+    binary_ids: allowed binary ids (`voc.BINARY`).
     distinct_operands: op1 != op2 in every group.
     no_final_add: the last binary is not addition.
     reuse_previous: group i > 0 uses group i - 1's output.
@@ -84,40 +99,40 @@ class SearchSpace:
 
   @property
   def num_steps(self) -> int:
-    return dsl.GROUP_SIZE * self.num_groups
+    return voc.GROUP_SIZE * self.num_groups
 
   @property
   def vocab_size(self) -> int:
     """Width of every softmax: the largest table (operands of the last group)."""
-    return max(dsl.num_bank_entries(self.num_groups - 1), dsl.NUM_UNARY,
-               dsl.NUM_BINARY)
+    return max(voc.num_bank_entries(self.num_groups - 1), voc.NUM_UNARY,
+               voc.NUM_BINARY)
 
   def base_masks(self) -> np.ndarray:
     """bool (num_steps, vocab): tokens allowed before the constraints that
     depend on earlier tokens (distinct operands, reuse)."""
     masks = np.zeros((self.num_steps, self.vocab_size), bool)
     for group in range(self.num_groups):
-      row = group * dsl.GROUP_SIZE
+      row = group * voc.GROUP_SIZE
       operands = np.zeros(self.vocab_size, bool)
       operands[list(self.operand_ids)] = True
-      operands[dsl.NUM_OPERANDS:dsl.num_bank_entries(group)] = True
+      operands[voc.NUM_OPERANDS:voc.num_bank_entries(group)] = True
       masks[row] = masks[row + 1] = operands
       masks[row + 2, list(self.unary_ids)] = True
       masks[row + 3, list(self.unary_ids)] = True
       masks[row + 4, list(self.binary_ids)] = True
       if self.no_final_add and group == self.num_groups - 1:
-        masks[row + 4, dsl.BIN["add"]] = False
+        masks[row + 4, voc.BIN["add"]] = False
     return masks
 
 
 def make_search_space(num_groups: int = 2,
-                      operands: Sequence[str] = _names(dsl.OPERANDS),
-                      unary: Sequence[str] = _names(dsl.UNARY),
-                      binary: Sequence[str] = _names(dsl.BINARY),
+                      operands: Sequence[str] = _names(voc.OPERANDS),
+                      unary: Sequence[str] = _names(voc.UNARY),
+                      binary: Sequence[str] = _names(voc.BINARY),
                       distinct_operands: bool = True,
                       no_final_add: bool = True,
                       reuse_previous: bool = True) -> SearchSpace:
-  """A validated `SearchSpace` from token names (see `lr_meta.nos.dsl`).
+  """A validated `SearchSpace` from token names (see `lr_meta.nos.vocabulary`).
 
   Raises:
     ValueError: naming an unknown token (and the allowed names), a bad
@@ -128,9 +143,9 @@ def make_search_space(num_groups: int = 2,
     raise ValueError(f"num_groups={num_groups!r}; allowed: 1 .. {MAX_GROUPS}")
   space = SearchSpace(
       num_groups=int(num_groups),
-      operand_ids=_lookup("operand", dsl.OPERANDS, operands),
-      unary_ids=_lookup("unary function", dsl.UNARY, unary),
-      binary_ids=_lookup("binary function", dsl.BINARY, binary),
+      operand_ids=_lookup("operand", voc.OPERANDS, operands),
+      unary_ids=_lookup("unary function", voc.UNARY, unary),
+      binary_ids=_lookup("binary function", voc.BINARY, binary),
       distinct_operands=bool(distinct_operands),
       no_final_add=bool(no_final_add),
       reuse_previous=bool(reuse_previous))
@@ -148,7 +163,7 @@ def _operand2_mask(space: SearchSpace, group: int, op1) -> jax.Array:
   if space.distinct_operands:
     ok &= ids != op1
   if space.reuse_previous and group > 0:
-    previous = dsl.num_bank_entries(group) - 1
+    previous = voc.num_bank_entries(group) - 1
     ok &= (op1 == previous) | (ids == previous)
   return ok
 
@@ -162,7 +177,7 @@ def step_mask(space: SearchSpace, step: int, tokens: jax.Array) -> jax.Array:
     tokens: int (num_steps,) flat program; only entries < step are read.
   """
   mask = jnp.asarray(space.base_masks()[step])
-  group, position = divmod(step, dsl.GROUP_SIZE)
+  group, position = divmod(step, voc.GROUP_SIZE)
   if position == 1:
     mask &= _operand2_mask(space, group, tokens[step - 1])
   return mask
@@ -173,7 +188,7 @@ def search_space_size(space: SearchSpace) -> int:
   base = space.base_masks()
   size = 1
   for group in range(space.num_groups):
-    row = group * dsl.GROUP_SIZE
+    row = group * voc.GROUP_SIZE
     pairs = sum(int(np.sum(base[row + 1] & np.asarray(
         _operand2_mask(space, group, op1)))) for op1 in np.flatnonzero(base[row]))
     size *= (pairs * int(base[row + 2].sum()) * int(base[row + 3].sum())
@@ -200,7 +215,7 @@ class Sample(NamedTuple):
   entropy: chex.Array
 
 
-class Controller(nn.Module):
+class RuleController(nn.Module):
   """Single-layer LSTM writing one program (paper Figure 3).
 
   Calling it with ``tokens=None`` samples a program with `key`; with given
@@ -254,16 +269,16 @@ class Controller(nn.Module):
 
 def init_params(space: SearchSpace, key: chex.PRNGKey, **kwargs):
   """Controller parameters, all U(-0.08, 0.08)."""
-  return Controller(space, **kwargs).init(key, jax.random.PRNGKey(0))
+  return RuleController(space, **kwargs).init(key, jax.random.PRNGKey(0))
 
 
 def sample(params, space: SearchSpace, key: chex.PRNGKey, batch_size: int,
            **kwargs) -> Sample:
   """Samples `batch_size` programs (jit-able with space and batch static)."""
-  model = Controller(space, **kwargs)
+  model = RuleController(space, **kwargs)
   tokens, log_prob, entropy = jax.vmap(
       lambda k: model.apply(params, k))(jax.random.split(key, batch_size))
-  programs = tokens.reshape(batch_size, space.num_groups, dsl.GROUP_SIZE)
+  programs = tokens.reshape(batch_size, space.num_groups, voc.GROUP_SIZE)
   return Sample(programs, log_prob, entropy)
 
 
@@ -272,11 +287,11 @@ def log_prob(params, space: SearchSpace, programs: chex.Array,
   """Log-probabilities and entropies of given programs (B, num_groups, 5)."""
   programs = jnp.asarray(programs, jnp.int32)
   chex.assert_rank(programs, 3)
-  if programs.shape[1:] != (space.num_groups, dsl.GROUP_SIZE):
+  if programs.shape[1:] != (space.num_groups, voc.GROUP_SIZE):
     raise ValueError(f"programs must have shape (B, {space.num_groups}, "
-                     f"{dsl.GROUP_SIZE}) for this search space; got "
+                     f"{voc.GROUP_SIZE}) for this search space; got "
                      f"{programs.shape}")
-  model = Controller(space, **kwargs)
+  model = RuleController(space, **kwargs)
   flat = programs.reshape(programs.shape[0], -1)
   _, lp, ent = jax.vmap(lambda t: model.apply(params, jax.random.PRNGKey(0),
                                               t))(flat)

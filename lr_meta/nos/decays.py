@@ -14,7 +14,42 @@ This module (and all of `lr_meta.nos`) must not import `lr_meta.optax`, which
 re-exports from here: `lr_meta.optax` is the higher layer.
 """
 
+import math
+
+import jax
 import jax.numpy as jnp
+
+__all__ = (
+    "annealed_noise_std",
+    "check_decay_steps",
+    "cosine_decay",
+    "linear_decay",
+    "restart_decay",
+)
+
+
+def check_decay_steps(decay_steps, name: str = "decay_steps"):
+  """Returns `decay_steps` (T) if it is a positive whole number of steps.
+
+  Traced values (under `jax.jit` or `optax.inject_hyperparams`) pass
+  unchecked; an integer-valued float such as ``1e4`` is accepted.
+
+  Raises:
+    ValueError: naming the value, for NaN, inf, zero, negative, fractional
+      or non-numeric T.
+  """
+  if isinstance(decay_steps, jax.core.Tracer):
+    return decay_steps
+  try:
+    value = (None if isinstance(decay_steps, (str, bytes, bool))
+             else float(decay_steps))
+  except (TypeError, ValueError):
+    value = None
+  if value is None or not (math.isfinite(value) and value >= 1
+                           and value == math.floor(value)):
+    raise ValueError(f"{name}={decay_steps!r}; allowed: a whole number of "
+                     "steps >= 1 (the T of the decays)")
+  return decay_steps
 
 
 def _as_float(t):

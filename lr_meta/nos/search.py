@@ -43,12 +43,32 @@ import numpy as np
 import optax
 import rlax
 
+from lr_meta import runner
 from lr_meta import tasks
 from lr_meta.nos import controller as controller_lib
-from lr_meta.nos import dsl
 from lr_meta.nos import interpreter
-from lr_meta import runner
+from lr_meta.nos import programs as programs_lib
+from lr_meta.nos import vocabulary as voc
 from lr_meta.tasks.task import OptimizeeState, Task
+
+__all__ = (
+    "PAPER_SWEEP_LRS",
+    "Record",
+    "RuleSearchPPOConfig",
+    "RunResult",
+    "Scorer",
+    "Scores",
+    "ScoringConfig",
+    "Search",
+    "SearchState",
+    "controller_optimizer",
+    "ema_baseline",
+    "init_rule_run",
+    "ppo_loss",
+    "ppo_update",
+    "rule_task",
+    "train_rules",
+)
 
 # Paper section 4.2: LR sweep 10^i, i = -5 .. 1.
 PAPER_SWEEP_LRS = tuple(10.0 ** i for i in range(-5, 2))
@@ -75,7 +95,7 @@ def rule_task(task: Task, num_groups: int, num_steps: int) -> Task:
   """
   optimizer = optax.inject_hyperparams(
       _rule_optimizer, static_args=("decay_steps",))(
-          program=jnp.zeros((num_groups, dsl.GROUP_SIZE), jnp.int32),
+          program=jnp.zeros((num_groups, voc.GROUP_SIZE), jnp.int32),
           learning_rate=0.0, decay_steps=num_steps)
   return task.replace(optimizer=optimizer)
 
@@ -295,8 +315,8 @@ class Scorer:
 
   def programs(self, rules) -> np.ndarray:
     """Rules (readable strings or token programs) -> int32 (K, G, 5)."""
-    return interpreter.pad_programs([dsl.to_program(r) for r in rules],
-                                    self.config.num_groups)
+    return interpreter.pad_programs(
+        [programs_lib.to_program(r) for r in rules], self.config.num_groups)
 
   def _train(self, task, programs, lrs, keys, num_steps):
     return train_rules(task, programs, lrs, keys, num_steps=num_steps,
@@ -347,8 +367,8 @@ def _repeat_key(key, n):
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig:
-  """Controller training (paper section 4.2).
+class RuleSearchPPOConfig:
+  """PPO training of the rule-writing controller (paper section 4.2).
 
   Attributes:
     learning_rate: Adam learning rate (paper 1e-5).
@@ -369,7 +389,9 @@ class PPOConfig:
   max_grad_norm: Optional[float] = None
 
 
-def controller_optimizer(config: PPOConfig) -> optax.GradientTransformation:
+def controller_optimizer(
+    config: RuleSearchPPOConfig) -> optax.GradientTransformation:
+  """Adam (after gradient clipping when `config.max_grad_norm` is set)."""
   adam = optax.adam(config.learning_rate)
   if config.max_grad_norm is None:
     return adam
@@ -386,8 +408,8 @@ def ppo_loss(params, space, programs, old_log_prob, advantages,
   return surrogate - entropy_coef * entropy, (surrogate, entropy)
 
 
-def ppo_update(params, opt_state, space, config: PPOConfig, programs,
-               old_log_prob, advantages):
+def ppo_update(params, opt_state, space, config: RuleSearchPPOConfig,
+               programs, old_log_prob, advantages):
   """`config.num_epochs` full-batch PPO steps (a lax.scan); jit-able."""
   optimizer = controller_optimizer(config)
   grad_fn = jax.grad(ppo_loss, has_aux=True)
@@ -456,15 +478,15 @@ class Search:
     search.leaderboard(10)
   """
 
-  def __init__(self, space: controller_lib.SearchSpace, ppo: PPOConfig,
-               scorer: Scorer, seed: int = 0):
+  def __init__(self, space: controller_lib.SearchSpace,
+               ppo: RuleSearchPPOConfig, scorer: Scorer, seed: int = 0):
     if scorer.config.num_groups < space.num_groups:
       raise ValueError(f"ScoringConfig.num_groups={scorer.config.num_groups}"
                        f" is smaller than the search space's num_groups="
                        f"{space.num_groups}")
     if not isinstance(ppo.batch_size, int) or ppo.batch_size < 1:
-      raise ValueError(f"PPOConfig.batch_size={ppo.batch_size!r}; allowed: "
-                       "an integer >= 1")
+      raise ValueError(f"RuleSearchPPOConfig.batch_size={ppo.batch_size!r}; "
+                       "allowed: an integer >= 1")
     self.space, self.ppo, self.scorer, self.seed = space, ppo, scorer, seed
     self.cache: dict[str, dict] = {}
     self.history: list[Record] = []
@@ -486,7 +508,7 @@ class Search:
     The batch is padded to the controller batch size with copies, so every
     iteration runs the same compiled program.
     """
-    names = [dsl.format_program(p) for p in programs]
+    names = [programs_lib.format_program(p) for p in programs]
     new = list(dict.fromkeys(n for n in names if n not in self.cache))
     if new:
       first = {n: i for i, n in reversed(list(enumerate(names)))}

@@ -6,15 +6,15 @@ Learned LR controllers: ``controlled(base, pretrained_controller(name))``
 (Xu, Dai, Kemp & Metz 2019); see ``lr_meta/optax/_src/controlled.py``.
 """
 
+from lr_meta.nos.compiler import from_dsl
+from lr_meta.nos.compiler import scale_by_rule
+from lr_meta.nos.vocabulary import DSLError
 from lr_meta.policies.controller import Controller
 from lr_meta.policies.controller import ControllerSpec
 from lr_meta.policies.controller import load_controller
 from lr_meta.policies.controller import pretrained_controller
 from lr_meta.policies.controller import pretrained_names
 from lr_meta.policies.controller import save_controller
-from lr_meta.nos.dsl import DSLError
-from lr_meta.nos.dsl import from_dsl
-from lr_meta.nos.dsl import scale_by_rule
 from lr_meta.optax._src.controlled import controlled
 from lr_meta.optax._src.controlled import ControlledState
 from lr_meta.optax._src.controlled import decision_due

@@ -16,12 +16,6 @@ import optax
 from lr_meta.nos import decays
 
 
-def _check(init_value, decay_steps):
-  if isinstance(decay_steps, (int, float)) and decay_steps <= 0:
-    raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
-  del init_value
-
-
 def linear_cosine_decay_schedule(init_value, decay_steps, num_periods=0.5,
                                  alpha=0.0, beta=0.001) -> optax.Schedule:
   """``lr0 * ((alpha + ld) * cd_n + beta)``; constant after `decay_steps`.
@@ -36,7 +30,7 @@ def linear_cosine_decay_schedule(init_value, decay_steps, num_periods=0.5,
   Returns:
     An optax schedule ``count -> learning rate``.
   """
-  _check(init_value, decay_steps)
+  decays.check_decay_steps(decay_steps)
 
   def schedule(count):
     t = jnp.minimum(count, decay_steps)
@@ -72,7 +66,7 @@ def noisy_linear_cosine_decay_schedule(
   Returns:
     An optax schedule ``count -> learning rate``.
   """
-  _check(init_value, decay_steps)
+  decays.check_decay_steps(decay_steps)
   # vectorize: fold_in takes one count; schedules may be evaluated on arrays.
   _noise = jnp.vectorize(
       lambda c: jax.random.normal(jax.random.fold_in(key, c), ()))

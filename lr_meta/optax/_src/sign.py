@@ -25,11 +25,6 @@ from lr_meta.nos import decays
 SignDecayFn = Callable[[chex.Numeric], chex.Numeric]
 
 
-def _check_decay_steps(decay_steps):
-  if isinstance(decay_steps, (int, float)) and decay_steps <= 0:
-    raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
-
-
 def _zero_after(decayed, t, zero_after):
   if zero_after is None:
     return decayed
@@ -38,7 +33,7 @@ def _zero_after(decayed, t, zero_after):
 
 def linear_sign_decay(decay_steps) -> SignDecayFn:
   """f(t) = max(0, (T - min(t, T)) / T) (TF `get_linear_decay_fn`)."""
-  _check_decay_steps(decay_steps)
+  decays.check_decay_steps(decay_steps)
   return lambda t: decays.linear_decay(t, decay_steps)
 
 
@@ -48,7 +43,7 @@ def cosine_sign_decay(decay_steps, num_periods=0.5,
 
   TF `get_cosine_decay_fn`; ``num_periods = 0.5`` decays from 1 to 0 once.
   """
-  _check_decay_steps(decay_steps)
+  decays.check_decay_steps(decay_steps)
   return lambda t: _zero_after(
       decays.cosine_decay(t, decay_steps, num_periods), t, zero_after)
 
@@ -59,7 +54,7 @@ def restart_sign_decay(decay_steps, num_periods=1,
 
   TF `get_restart_decay_fn` (SGDR-like restarts, Loshchilov & Hutter 2017).
   """
-  _check_decay_steps(decay_steps)
+  decays.check_decay_steps(decay_steps)
   return lambda t: _zero_after(
       decays.restart_decay(t, decay_steps, num_periods), t, zero_after)
 
