@@ -14,11 +14,12 @@ is scored the paper's way, scaled by `ScoringConfig`:
 Scoring compiles ONCE for every rule: the token program is data in the
 optimizer state (`optax.inject_hyperparams` over
 `interpreter.program_optimizer`), so the sweep of K rules x L learning rates
-is one jitted program: vmapped (`batch_mode='vmap'`), one compiled run after
-another ('sequential': conv nets on CPU, see `lr_meta.runner`), or
-vmapped with the run axis sharded over a device mesh ('sharded'; with
-``jax.distributed.initialize`` the mesh spans hosts). Duplicate rules (same
-canonical expression) are scored once (`Search.cache`).
+is one jitted program, run on the execution grid of `lr_meta.tasks.run_batch`
+(the one the optimizee episodes use): vmapped (`batch_mode='vmap'`), one
+compiled run after another ('sequential': conv nets on CPU, see
+`lr_meta.runner`), or vmapped with the run axis sharded over a device mesh
+('sharded'; with ``jax.distributed.initialize`` the mesh spans hosts).
+Duplicate rules (same canonical expression) are scored once (`Search.cache`).
 
 The controller is trained with PPO (Schulman et al. 2017; rlax clipped
 surrogate) against an exponential moving average of rewards as baseline, with
@@ -116,60 +117,16 @@ class RunResult(NamedTuple):
   diverged: chex.Array
 
 
-def _result(task, state, num_val_examples):
-  ev = task.evaluate(state, "val", num_val_examples)
-  return RunResult(ev.accuracy, ev.loss, state.diverged)
-
-
-def _run_scan(task, program, learning_rate, key, num_steps, num_val_examples):
-  state = init_rule_run(task, program, learning_rate, key)
-  step = lambda s, _: (task.train_step(s, learning_rate)[0], None)
-  state, _ = jax.lax.scan(step, state, None, length=num_steps)
-  return _result(task, state, num_val_examples)
-
-
-def _segment(task, state, learning_rate, length):
-  lrs = jnp.full((length,), learning_rate, jnp.float32)
-  return runner.inner_loop(task.train_step, state, lrs, unroll=True)[0]
-
-
-_RUN_AXES = (None, 0, 0, 0)
-_scan_jit = jax.jit(_run_scan, static_argnums=(4, 5))
-_scan_batch_jit = jax.jit(jax.vmap(_run_scan, in_axes=_RUN_AXES + (None,) * 2),
-                          static_argnums=(4, 5))
-_init_jit = jax.jit(init_rule_run)
-_init_batch_jit = jax.jit(jax.vmap(init_rule_run, in_axes=_RUN_AXES))
-_segment_jit = jax.jit(_segment, static_argnums=(3,))
-_segment_batch_jit = jax.jit(
-    jax.vmap(_segment, in_axes=(None, 0, 0, None)), static_argnums=(3,))
-_result_jit = jax.jit(_result, static_argnums=(2,))
-_result_batch_jit = jax.jit(jax.vmap(_result, in_axes=(None, 0, None)),
-                            static_argnums=(2,))
-
-
-def _run_chunks(task, programs, lrs, keys, num_steps, num_val_examples,
-                segment_steps, batched):
-  """'chunk' strategy: Python loop over jitted, unrolled segments."""
-  init, segment, result = ((_init_batch_jit, _segment_batch_jit,
-                            _result_batch_jit) if batched else
-                           (_init_jit, _segment_jit, _result_jit))
-  state = init(task, programs, lrs, keys)
-  done = 0
-  while done < num_steps:
-    length = min(segment_steps, num_steps - done)
-    state = segment(task, state, lrs, length)
-    done += length
-  return result(task, state, num_val_examples)
-
-
 def train_rules(task: Task, programs, learning_rates, keys, *,
                 num_steps: int, num_val_examples: Optional[int] = None,
                 batch_mode: str = "vmap", strategy: Optional[str] = None,
                 segment_steps: int = 50,
                 mesh: Optional[jax.sharding.Mesh] = None) -> RunResult:
-  """Trains R children, run r with rule ``programs[r]`` at ``learning_rates[r]``.
+  """Trains R children: run r with rule ``programs[r]`` at ``learning_rates[r]``.
 
-  Every rule shares one compiled program (the rule is data).
+  The execution grid of `lr_meta.tasks.run_batch` with `init_rule_run`:
+  every rule shares one compiled program (the rule is data), and the runs
+  are validated once, at the end.
 
   Args:
     task: a `rule_task` (its optimizer reads the rule from its state).
@@ -180,48 +137,27 @@ def train_rules(task: Task, programs, learning_rates, keys, *,
     num_val_examples: validate on the first examples (None: whole split).
     batch_mode: 'vmap', 'sequential' or 'sharded' (run axis over `mesh`,
       default every device; R is padded to a multiple of the mesh size).
-    strategy: 'scan' (whole run in one jit) or 'chunk' (jitted segments of
-      `segment_steps` unrolled steps); default `runner.default_strategy`.
-    segment_steps: steps per segment for 'chunk'.
+    strategy: 'scan' (whole run in one jit), 'chunk' (jitted pieces of
+      `segment_steps` unrolled steps) or 'loop' (jitted single steps); default
+      `runner.default_strategy`.
+    segment_steps: steps per compiled piece for 'chunk'.
     mesh: device mesh for 'sharded' (`lr_meta.tasks.run_mesh`).
 
   Returns:
     `RunResult` with leading axis R.
   """
-  if batch_mode not in BATCH_MODES:
-    raise ValueError(f"Unknown batch_mode {batch_mode!r}; allowed: "
-                     f"{BATCH_MODES}.")
-  strategy = runner.check_strategy(
-      strategy or runner.default_strategy(task.model_name))
-  if strategy == "loop":
-    raise ValueError("strategy 'loop' is not offered for rule training; "
-                     "allowed: 'scan', 'chunk'.")
   programs = jnp.asarray(programs, jnp.int32)
   learning_rates = jnp.asarray(learning_rates, jnp.float32)
   chex.assert_rank([programs, learning_rates], [3, 1])
   chex.assert_equal_shape_prefix([programs, learning_rates, keys], 1)
-  num_runs = programs.shape[0]
-
-  def run(batched, p, l, k):
-    if strategy == "scan":
-      fn = _scan_batch_jit if batched else _scan_jit
-      return fn(task, p, l, k, num_steps, num_val_examples)
-    return _run_chunks(task, p, l, k, num_steps, num_val_examples,
-                       segment_steps, batched)
-
-  if batch_mode == "sequential":
-    results = [run(False, p, l, k)
-               for p, l, k in zip(programs, learning_rates, keys)]
-    return jax.tree.map(lambda *x: jnp.stack(x), *results)
-  if batch_mode == "sharded":
-    mesh = mesh or tasks.run_mesh()
-    pad = -num_runs % mesh.size
-    take = jnp.concatenate([jnp.arange(num_runs),
-                            jnp.full((pad,), num_runs - 1)])
-    inputs = jax.tree.map(lambda x: x[take], (programs, learning_rates, keys))
-    out = run(True, *tasks.shard_runs(inputs, mesh))
-    return jax.tree.map(lambda x: x[:num_runs], out)
-  return run(True, programs, learning_rates, keys)
+  schedule = jnp.broadcast_to(learning_rates[:, None],
+                              (learning_rates.shape[0], num_steps))
+  state, metrics = tasks.run_batch(
+      task, init_rule_run, (programs, learning_rates, keys), schedule,
+      eval_every=num_steps, chunk_steps=segment_steps, strategy=strategy,
+      batch_mode=batch_mode, num_val_examples=num_val_examples, mesh=mesh)
+  return RunResult(metrics.val.accuracy[:, -1], metrics.val.loss[:, -1],
+                   state.diverged)
 
 
 # ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from lr_meta.tasks.datasets import Dataset
 from lr_meta.tasks.datasets import KNOWN_DATASETS
 from lr_meta.tasks.datasets import load_dataset
 from lr_meta.tasks.episode import BATCH_MODES
+from lr_meta.tasks.episode import run_batch
 from lr_meta.tasks.episode import run_mesh
 from lr_meta.tasks.episode import run_training
 from lr_meta.tasks.episode import run_training_batch
