@@ -16,76 +16,22 @@ Layering: `lr_meta.nos` must not import `lr_meta.optax` (which re-exports
 `from_dsl` from here).
 """
 
-from lr_meta.nos import compiler
-from lr_meta.nos import controller
-from lr_meta.nos import decays
-from lr_meta.nos import interpreter
-from lr_meta.nos import programs
-from lr_meta.nos import search
-from lr_meta.nos import semantics
-from lr_meta.nos import syntax
-from lr_meta.nos import vocabulary
-from lr_meta.nos.compiler import from_dsl
-from lr_meta.nos.compiler import scale_by_rule
-from lr_meta.nos.controller import make_search_space
-from lr_meta.nos.controller import RuleController
-from lr_meta.nos.controller import search_space_size
-from lr_meta.nos.controller import SearchSpace
-from lr_meta.nos.interpreter import program_optimizer
-from lr_meta.nos.interpreter import scale_by_program
-from lr_meta.nos.programs import canonicalize
-from lr_meta.nos.programs import format_program
-from lr_meta.nos.programs import parse
-from lr_meta.nos.programs import to_program
-from lr_meta.nos.programs import validate_program
-from lr_meta.nos.search import RuleSearchPPOConfig
-from lr_meta.nos.search import Scorer
-from lr_meta.nos.search import ScoringConfig
-from lr_meta.nos.search import Search
-from lr_meta.nos.search import SearchState
-from lr_meta.nos.search import train_rules
-from lr_meta.nos.vocabulary import BINARY
-from lr_meta.nos.vocabulary import DSLError
-from lr_meta.nos.vocabulary import NUM_BINARY
-from lr_meta.nos.vocabulary import NUM_OPERANDS
-from lr_meta.nos.vocabulary import NUM_UNARY
-from lr_meta.nos.vocabulary import OPERANDS
-from lr_meta.nos.vocabulary import UNARY
+from lr_meta import _lazy
 
-__all__ = (
-    "BINARY",
-    "DSLError",
-    "NUM_BINARY",
-    "NUM_OPERANDS",
-    "NUM_UNARY",
-    "OPERANDS",
-    "RuleController",
-    "RuleSearchPPOConfig",
-    "Scorer",
-    "ScoringConfig",
-    "Search",
-    "SearchSpace",
-    "SearchState",
-    "UNARY",
-    "canonicalize",
-    "compiler",
-    "controller",
-    "decays",
-    "format_program",
-    "from_dsl",
-    "interpreter",
-    "make_search_space",
-    "parse",
-    "program_optimizer",
-    "programs",
-    "scale_by_program",
-    "scale_by_rule",
-    "search",
-    "search_space_size",
-    "semantics",
-    "syntax",
-    "to_program",
-    "train_rules",
-    "validate_program",
-    "vocabulary",
-)
+# Lazy: `lr_meta.optax` imports the rule language, which must not run the
+# search module (rlax, the task stack). Submodules are attributes too.
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, {
+    "compiler": ("from_dsl", "scale_by_rule"),
+    "controller": ("make_search_space", "RuleController", "search_space_size",
+                   "SearchSpace"),
+    "decays": (),
+    "interpreter": ("program_optimizer", "scale_by_program"),
+    "programs": ("canonicalize", "format_program", "parse", "to_program",
+                 "validate_program"),
+    "search": ("RuleSearchPPOConfig", "Scorer", "ScoringConfig", "Search",
+               "SearchState", "train_rules"),
+    "semantics": (),
+    "syntax": (),
+    "vocabulary": ("BINARY", "DSLError", "NUM_BINARY", "NUM_OPERANDS",
+                   "NUM_UNARY", "OPERANDS", "UNARY"),
+})
