@@ -12,10 +12,12 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
   * action ``a`` (shape (1,)) clipped to ``[-0.2, 0.5]``, then
     ``lr <- lr * ((a - 0.15) * 0.1 + 1)`` (so ``a = 0.15`` keeps the LR);
   * observation ``'dynamics'`` (default): the 9 training-dynamics features
-    of ``lr_meta.features.dynamics`` (order ``OBSERVATION_NAMES``), except that
-    entry 8 is ``log10(lr)`` instead of the raw LR when
-    ``params.log_lr_observation`` (default True: raw LRs span 1e-4..1e-1 and
-    are invisible to a small MLP). Predictions are the softmax outputs on the
+    of ``lr_meta.features.dynamics`` (order ``OBSERVATION_NAMES``), except
+    that the LR entry (``dynamics.LR_INDEX``) is ``log10(lr)`` instead of the
+    raw LR when ``params.log_lr_observation`` (default True: raw LRs span
+    1e-4..1e-1 and are invisible to a small MLP). Every observation is
+    built by ``lr_meta.features.observation``, as in
+    ``lr_meta.optax.controlled``. Predictions are the softmax outputs on the
     fixed validation subset, so the "prediction change" compares the same
     examples at consecutive decisions (less noisy than the code's consecutive
     training batches). The train loss is the mean over the K inner steps
@@ -103,25 +105,27 @@ from flax import struct
 from lr_meta.features import dynamics
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
-from lr_meta.features import params as params_lib
 from lr_meta.features import per_example as per_example_lib
 from lr_meta.features import smoothing
-from lr_meta.features import weight_stats
 from lr_meta import runner
 from lr_meta.tasks.task import OptimizeeState, Task
 
-ACTION_TYPES = ("xu2019", "fu2016", "daniel2016", "xu2017")
+__all__ = [
+    "ACTION_TYPES", "LREnv", "LREnvParams", "LREnvState", "OBSERVATIONS",
+    "REWARDS", "run_episode", "run_episodes",
+]
+
+ACTION_TYPES = lr_actions.ACTION_TYPES
 REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change",
            "mean_log_train_loss_change")
 VAL_REWARDS = ("val_loss_change", "fixed_baseline")
-OBSERVATIONS = ("dynamics", "per_example", "dynamics+per_example")
+# The observations 'xu2017' chooses from (each action type's allowed ones:
+# lr_actions.ACTION_RULES).
+OBSERVATIONS = lr_actions.action_rule("xu2017").observations
 PROGRESS_OBSERVATION = observation_lib.PROGRESS_OBSERVATION
-# Allowed ``observation`` per action type; the first is the default.
-_ALLOWED_OBSERVATIONS = {"xu2019": ("dynamics", PROGRESS_OBSERVATION),
-                         "fu2016": ("weight_stats",),
-                         "daniel2016": ("per_example",),
-                         "xu2017": OBSERVATIONS}
-NUM_PER_EXAMPLE_OBSERVATIONS = 4    # [phi1_hat, phi2_hat, u1, u2]
+NUM_PER_EXAMPLE_OBSERVATIONS = observation_lib.NUM_PER_EXAMPLE_OBSERVATIONS
+
+
 @struct.dataclass
 class LREnvParams:
   """Episode settings (all static: they fix shapes or trace-time choices)."""
@@ -137,7 +141,8 @@ class LREnvParams:
   ema_decay: float = struct.field(pytree_node=False,
                                   default=dynamics.DEFAULT_DECAY)
   log_lr_observation: bool = struct.field(pytree_node=False, default=True)
-  per_example_decay: float = struct.field(pytree_node=False, default=0.9)
+  per_example_decay: float = struct.field(
+      pytree_node=False, default=observation_lib.PER_EXAMPLE_DECAY)
   per_example_subset: Optional[int] = struct.field(pytree_node=False,
                                                    default=None)
   unroll: bool = struct.field(pytree_node=False, default=False)
@@ -153,9 +158,10 @@ class LREnvParams:
                        "non-empty tuple of positive floats.")
     if self.reward not in REWARDS:
       raise ValueError(f"env.reward={self.reward!r}; allowed: {REWARDS}.")
-    if action_type == "fu2016" and self.reward != "log_train_loss_change":
+    rule = lr_actions.action_rule(action_type)
+    if rule.only_default_reward and self.reward != rule.default_reward:
       raise ValueError(f"env.reward={self.reward!r} with action_type "
-                       "'fu2016'; allowed: 'log_train_loss_change'.")
+                       f"{action_type!r}; allowed: {rule.default_reward!r}.")
     if self.num_val_examples is not None and self.num_val_examples < 1:
       raise ValueError(f"env.num_val_examples={self.num_val_examples!r}; "
                        "allowed: None or an integer >= 1.")
@@ -203,10 +209,8 @@ class LREnv:
 
   def __init__(self, task: Task, action_type: str = "xu2019",
                observation: Optional[str] = None):
-    if action_type not in ACTION_TYPES:
-      raise ValueError(f"action_type={action_type!r}; allowed: "
-                       f"{ACTION_TYPES}.")
-    allowed = _ALLOWED_OBSERVATIONS[action_type]
+    self.rule = lr_actions.action_rule(action_type)
+    allowed = self.rule.observations
     observation = allowed[0] if observation is None else observation
     if observation not in allowed:
       raise ValueError(f"observation={observation!r} with action_type "
@@ -214,42 +218,35 @@ class LREnv:
     self.task = task
     self.action_type = action_type
     self.observation = observation
-    self.uses_dynamics = observation in ("dynamics", "dynamics+per_example",
-                                         PROGRESS_OBSERVATION)
-    self.uses_progress = observation == PROGRESS_OBSERVATION
-    self.uses_per_example = observation in ("per_example",
-                                            "dynamics+per_example")
+    parts = observation_lib.observation_parts(observation)
+    self.uses_dynamics = parts.dynamics
+    self.uses_progress = parts.progress
+    self.uses_per_example = parts.per_example
+    self.observation_size = observation_lib.observation_size(observation)
     # Layer paths resolved once, from the params of model.init.
     shapes = jax.eval_shape(lambda k: task.init(k).params,
                             jax.random.PRNGKey(0))
-    if action_type != "fu2016":
-      self.action_shape = (1,)
-      self.observation_size = (
-          dynamics.NUM_OBSERVATIONS * self.uses_dynamics
-          + NUM_PER_EXAMPLE_OBSERVATIONS * self.uses_per_example
-          + self.uses_progress)
-      if self.uses_dynamics:
-        self.first_dense = params_lib.first_dense_layer(shapes)
-        self.last_dense = params_lib.last_dense_layer(shapes)
-      self.action_low, self.action_high = {
-          "xu2019": (lr_actions.XU_ACTION_LOW, lr_actions.XU_ACTION_HIGH),
-          "daniel2016": (-lr_actions.DANIEL_ACTION_BOUND, lr_actions.DANIEL_ACTION_BOUND),
-          "xu2017": (lr_actions.XU2017_LOG10_LR_LOW, lr_actions.XU2017_LOG10_LR_HIGH),
-      }[action_type]
+    self.layers = observation_lib.resolve_layers(shapes, observation)
+    if self.rule.num_actions:
+      self.num_actions = self.rule.num_actions
     else:
-      if params_lib.conv_layers(shapes):
-        self.monitored_layer = params_lib.last_conv_layer(shapes)
-      else:
-        self.monitored_layer = params_lib.last_dense_layer(shapes)
-      self.observation_size = weight_stats.NUM_WEIGHT_FEATURES  # 193
-      self.num_actions = 2
+      self.action_shape = (1,)
+      self.action_low, self.action_high = self.rule.low, self.rule.high
+
+  @property
+  def first_dense(self):
+    return self.layers.first_dense
+
+  @property
+  def last_dense(self):
+    return self.layers.last_dense
+
+  @property
+  def monitored_layer(self):
+    return self.layers.monitored
 
   def default_params(self) -> LREnvParams:
-    if self.action_type == "fu2016":
-      return LREnvParams(reward="log_train_loss_change")
-    if self.action_type == "daniel2016":
-      return LREnvParams(reward="mean_log_train_loss_change")
-    return LREnvParams()
+    return LREnvParams(reward=self.rule.default_reward)
 
   def _needs_val(self, params: LREnvParams) -> bool:
     return self.uses_dynamics or params.reward in VAL_REWARDS
@@ -269,27 +266,15 @@ class LREnv:
 
   def _observe(self, opt, feat, stats, lr, val_loss, train_loss, probs,
                time, params):
-    if self.action_type == "fu2016":
-      kernel = params_lib.get_kernel(opt.params, self.monitored_layer)
-      if kernel.ndim == 2:
-        kernel = kernel[None, None]
-      obs = weight_stats.weight_stats_features(kernel, lr)
-      return obs.astype(jnp.float32), feat
-    parts = []
-    if self.uses_dynamics:
-      obs, feat = dynamics.dynamics_update(
-          feat, params=opt.params, predictions=probs, train_loss=train_loss,
-          lr=lr, val_loss=val_loss, first_dense=self.first_dense,
-          last_dense=self.last_dense, decay=params.ema_decay)
-      if params.log_lr_observation:
-        obs = obs.at[8].set(jnp.log10(lr))
-      parts.append(obs)
-    if self.uses_per_example:
-      parts.append(smoothing.running_stats_features(
-          stats, params.per_example_decay))
-    if self.uses_progress:
-      parts.append(observation_lib.progress_feature(time, params.num_decisions)[None])
-    return jnp.concatenate(parts).astype(jnp.float32), feat
+    config = observation_lib.ObservationConfig(
+        kind=self.observation, layers=self.layers, ema_decay=params.ema_decay,
+        log_lr=params.log_lr_observation,
+        per_example_decay=params.per_example_decay,
+        num_decisions=params.num_decisions)
+    return observation_lib.observe(
+        config, params=opt.params, lr=lr, train_loss=train_loss,
+        val_loss=val_loss, predictions=probs, dynamics_state=feat,
+        per_example_stats=stats, decisions_taken=time)
 
   def _inner_step(self, carry, lr, params):
     """One optimizee step; also smooths phi when the observation uses it."""
@@ -300,13 +285,8 @@ class LREnv:
     opt, m, phi = self.task.train_step_with_probe(
         opt, lr, per_example_lib.predicted_change_features,
         probe_examples=params.per_example_subset)
-    # A diverged (frozen) or non-finite step must not poison the running
-    # statistics the controller reads.
-    skip = m.diverged | ~jnp.all(jnp.isfinite(phi))
-    new_stats = smoothing.running_stats_update(
-        stats, jnp.where(skip, 0.0, phi), params.per_example_decay)
-    stats = jax.tree.map(lambda o, n: jnp.where(skip, o, n), stats,
-                         new_stats)
+    stats = observation_lib.per_example_update(stats, phi, m.diverged,
+                                               params.per_example_decay)
     return (opt, stats), m.loss
 
   # -- contract ----------------------------------------------------------------
@@ -341,15 +321,7 @@ class LREnv:
     """Applies the action, runs K inner steps, observes and rewards."""
     del key  # The optimizee carries its own key (batches, dropout).
     a = jnp.reshape(action, ())
-    if self.action_type == "xu2019":
-      lr = lr_actions.xu2019_lr_update(state.lr, a)
-    elif self.action_type == "fu2016":
-      lr = lr_actions.fu2016_lr_update(state.lr, state.lr0, a)
-    elif self.action_type == "daniel2016":
-      lr = lr_actions.daniel2016_lr_update(state.lr, a)
-    else:
-      lr = lr_actions.xu2017_lr_update(state.lr0, a)
-    lr = lr.astype(jnp.float32)
+    lr = self.rule.update(state.lr, state.lr0, a).astype(jnp.float32)
 
     (opt, stats), losses = runner.inner_loop(
         lambda c, _: self._inner_step(c, lr, params),

@@ -42,12 +42,20 @@ import jax.numpy as jnp
 from lr_meta.features import params as params_lib
 from lr_meta.features import smoothing
 
+__all__ = [
+    "DEFAULT_DECAY", "LOG_EPS", "LR_INDEX", "NUM_OBSERVATIONS",
+    "OBSERVATION_NAMES", "dynamics_init", "dynamics_update", "DynamicsState",
+    "kernel_moments", "log_variance",
+]
+
 OBSERVATION_NAMES = (
     "val_loss", "pred_log_var_ema", "pred_change_log_var_ema", "train_loss",
     "first_dense_mean", "first_dense_var", "last_dense_mean",
     "last_dense_var", "lr",
 )
 NUM_OBSERVATIONS = len(OBSERVATION_NAMES)  # 9
+# The LR entry: ``lr_meta.features.observation`` may replace it by log10(lr).
+LR_INDEX = OBSERVATION_NAMES.index("lr")  # 8
 DEFAULT_DECAY = 0.8
 LOG_EPS = 1e-10
 

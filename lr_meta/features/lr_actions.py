@@ -12,11 +12,27 @@ gives the same learning rate in both:
 * ``daniel2016_lr_update``: Daniel, Taylor & Nowozin 2016: the step size
   times ``exp(a)``, ``a = theta . [phi_hat, u, 1]``;
 * ``xu2017_lr_update``: Xu, Qin, Wang & Liu 2017: ``lr0 * 10 ** a``.
+
+``ACTION_RULES`` holds, per action type, everything that follows from it:
+the LR update, the action space, the observations its controllers may see
+and the environment's default reward (``action_rule(name)``).
 """
+
+from typing import Callable, NamedTuple, Optional
 
 import chex
 import jax
 import jax.numpy as jnp
+
+from lr_meta.features import observation
+
+__all__ = [
+    "ACTION_RULES", "ACTION_TYPES", "ActionRule", "DANIEL_ACTION_BOUND",
+    "FU_DECAY", "LR_MAX", "LR_MIN", "XU2017_LOG10_LR_HIGH",
+    "XU2017_LOG10_LR_LOW", "XU_ACTION_HIGH", "XU_ACTION_LOW", "action_rule",
+    "daniel2016_lr_update", "fu2016_lr_update", "xu2017_lr_update",
+    "xu2019_lr_update",
+]
 
 DANIEL_ACTION_BOUND = 0.5           # |log step-size factor| per decision
 XU2017_LOG10_LR_LOW = -4.0         # relative to lr0 (decades)
@@ -53,3 +69,59 @@ def xu2017_lr_update(lr0: chex.Numeric, action: chex.Numeric) -> jax.Array:
   """``lr0 * 10 ** clip(a, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)``."""
   a = jnp.clip(action, XU2017_LOG10_LR_LOW, XU2017_LOG10_LR_HIGH)
   return lr0 * jnp.power(10.0, a)
+
+
+class ActionRule(NamedTuple):
+  """What one action type means for the learning rate and its controller.
+
+  Attributes:
+    update: ``(lr, lr0, action) -> lr``, the LR after the action.
+    low, high: bounds of a continuous action (shape ``(1,)``); None for a
+      discrete one.
+    num_actions: number of discrete actions; 0 for a continuous action.
+    observations: the observation kinds (``lr_meta.features.observation``)
+      its controllers may see; the first is the default.
+    default_reward: the environment's reward unless one is chosen.
+    only_default_reward: whether the default is the only reward allowed.
+  """
+  update: Callable[[chex.Numeric, chex.Numeric, chex.Numeric], jax.Array]
+  low: Optional[float]
+  high: Optional[float]
+  num_actions: int
+  observations: tuple[str, ...]
+  default_reward: str
+  only_default_reward: bool = False
+
+
+ACTION_RULES = {
+    "xu2019": ActionRule(
+        update=lambda lr, lr0, a: xu2019_lr_update(lr, a),
+        low=XU_ACTION_LOW, high=XU_ACTION_HIGH, num_actions=0,
+        observations=(observation.DYNAMICS,
+                      observation.PROGRESS_OBSERVATION),
+        default_reward="val_loss_change"),
+    "fu2016": ActionRule(
+        update=fu2016_lr_update, low=None, high=None, num_actions=2,
+        observations=(observation.WEIGHT_STATS,),
+        default_reward="log_train_loss_change", only_default_reward=True),
+    "daniel2016": ActionRule(
+        update=lambda lr, lr0, a: daniel2016_lr_update(lr, a),
+        low=-DANIEL_ACTION_BOUND, high=DANIEL_ACTION_BOUND, num_actions=0,
+        observations=(observation.PER_EXAMPLE,),
+        default_reward="mean_log_train_loss_change"),
+    "xu2017": ActionRule(
+        update=lambda lr, lr0, a: xu2017_lr_update(lr0, a),
+        low=XU2017_LOG10_LR_LOW, high=XU2017_LOG10_LR_HIGH, num_actions=0,
+        observations=(observation.DYNAMICS, observation.PER_EXAMPLE,
+                      observation.DYNAMICS_PER_EXAMPLE),
+        default_reward="val_loss_change"),
+}
+ACTION_TYPES = tuple(ACTION_RULES)
+
+
+def action_rule(action_type: str) -> ActionRule:
+  """The ``ActionRule`` of ``action_type``; ValueError listing the known ones."""
+  if action_type not in ACTION_RULES:
+    raise ValueError(f"action_type={action_type!r}; allowed: "
+                     f"{ACTION_TYPES}.")
+  return ACTION_RULES[action_type]

@@ -10,8 +10,9 @@ Supported (agent, action type) pairs:
 * PPO on ``'xu2019'`` (Xu, Dai, Kemp & Metz 2019, section 2.2): a Gaussian
   actor (MLP or LSTM); acting = the clipped mean, exactly the agent's
   deterministic ``policy_fn``; LR update ``lr * ((a - 0.15) * 0.1 + 1)``
-  (``lr_meta.envs.lr_actions.xu2019_lr_update``); observation = the 9 dynamics
-  features (``lr_meta.features.dynamics``).
+  (``lr_meta.features.lr_actions.xu2019_lr_update``); observation = the 9
+  dynamics features (``lr_meta.features.dynamics``), optionally with the run
+  progress (``lr_meta.features.observation``).
 * DQN on ``'fu2016'`` (Fu 2016): a Q-network; acting = greedy; LR update
   ``0.97 * lr`` or reset to ``lr0``; observation = the 193 weight statistics.
 
@@ -49,22 +50,28 @@ import numpy as np
 from lr_meta.features import dynamics
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
-from lr_meta.features import weight_stats
 from lr_meta.policies import networks
+
+__all__ = [
+    "ACTION_TYPES", "Controller", "ControllerSpec", "FORMAT",
+    "FORMAT_VERSION", "NETWORKS", "OBSERVATION_SIZE", "PRETRAINED_DIR",
+    "check_params", "controller_from_bytes", "controller_to_bytes",
+    "load_controller", "make_controller", "make_network",
+    "pretrained_controller", "pretrained_names", "save_controller",
+]
 
 FORMAT = "lr_meta.controller"
 FORMAT_VERSION = 1
 NETWORKS = ("gaussian_mlp", "gaussian_lstm", "q_mlp")
-ACTION_TYPES = ("xu2019", "fu2016")
-# Which network kinds act in which action space.
+# Which network kinds act in which action space (the exportable ones).
 _NETWORKS_FOR_ACTION = {"xu2019": ("gaussian_mlp", "gaussian_lstm"),
                         "fu2016": ("q_mlp",)}
-OBSERVATION_SIZE = {"dynamics": dynamics.NUM_OBSERVATIONS,
-                     observation_lib.PROGRESS_OBSERVATION: dynamics.NUM_OBSERVATIONS + 1,
-                     "weight_stats": weight_stats.NUM_WEIGHT_FEATURES}
-# Which observations each action type's controllers can be fed.
-_OBSERVATIONS_FOR_ACTION = {"xu2019": ("dynamics", observation_lib.PROGRESS_OBSERVATION),
-                            "fu2016": ("weight_stats",)}
+ACTION_TYPES = tuple(_NETWORKS_FOR_ACTION)
+# Observations a controller can be fed: those of its action type.
+OBSERVATION_SIZE = {
+    kind: observation_lib.observation_size(kind)
+    for action_type in ACTION_TYPES
+    for kind in lr_actions.action_rule(action_type).observations}
 
 
 def _lr_meta_version() -> str:
@@ -84,7 +91,8 @@ class ControllerSpec:
     hidden_sizes: hidden layer sizes (the LSTM uses ``hidden_sizes[0]``).
     steps_per_decision: K, inner steps between decisions in training.
     ema_decay: EMA decay of the prediction features (Xu: 0.8).
-    log_lr_observation: observation entry 8 is ``log10(lr)`` (else raw lr).
+    log_lr_observation: the LR entry of the observation
+      (``lr_meta.features.dynamics.LR_INDEX``) is ``log10(lr)`` (else raw lr).
     num_val_examples: size of the fixed validation subset whose softmax
       predictions and loss the controller saw in training (None: whole split).
     initial_lrs: initial LRs of the training episodes (the range it knows).
@@ -148,7 +156,7 @@ class ControllerSpec:
       raise ValueError(f"spec.ema_decay={self.ema_decay!r}; allowed: [0, 1).")
     if not self.action_std > 0:
       raise ValueError(f"spec.action_std={self.action_std!r}; allowed: > 0.")
-    allowed = _OBSERVATIONS_FOR_ACTION[self.action_type]
+    allowed = lr_actions.action_rule(self.action_type).observations
     if self.observation not in ("",) + allowed:
       raise ValueError(f"spec.observation={self.observation!r} with "
                        f"action_type {self.action_type!r}; allowed: "
@@ -162,15 +170,16 @@ class ControllerSpec:
 
   @property
   def observation_kind(self) -> str:
-    return self.observation or _OBSERVATIONS_FOR_ACTION[self.action_type][0]
+    return (self.observation
+            or lr_actions.action_rule(self.action_type).observations[0])
 
   @property
   def uses_progress(self) -> bool:
-    return self.observation_kind == observation_lib.PROGRESS_OBSERVATION
+    return observation_lib.observation_parts(self.observation_kind).progress
 
   @property
   def observation_size(self) -> int:
-    return OBSERVATION_SIZE[self.observation_kind]
+    return observation_lib.observation_size(self.observation_kind)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True,
@@ -245,18 +254,16 @@ class Controller:
       q = net.apply(params, obs)
       return jnp.argmax(q, axis=-1).astype(jnp.int32), carry
     mean, _, carry = net.apply(params, obs, carry)
-    low = jnp.asarray(lr_actions.XU_ACTION_LOW, jnp.float32)
-    high = jnp.asarray(lr_actions.XU_ACTION_HIGH, jnp.float32)
+    rule = lr_actions.action_rule(self.spec.action_type)
+    low = jnp.asarray(rule.low, jnp.float32)
+    high = jnp.asarray(rule.high, jnp.float32)
     return jnp.clip(mean, low, high), carry
 
   def next_lr(self, lr: chex.Numeric, lr0: chex.Numeric,
               action: chex.Array) -> jax.Array:
     """The LR after ``action`` (float32), as ``LREnv.step`` computes it."""
-    a = jnp.reshape(action, ())
-    if self.spec.action_type == "xu2019":
-      lr = lr_actions.xu2019_lr_update(lr, a)
-    else:
-      lr = lr_actions.fu2016_lr_update(lr, lr0, a)
+    rule = lr_actions.action_rule(self.spec.action_type)
+    lr = rule.update(lr, lr0, jnp.reshape(action, ()))
     return jnp.asarray(lr).astype(jnp.float32)
 
   def policy(self, obs: chex.Array, carry: Any = ()):
