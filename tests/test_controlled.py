@@ -147,6 +147,21 @@ def test_zero_controller_gives_hand_computed_decay(task):
   assert bool(lmo.decision_due((state,))) is False
 
 
+def _numpy_actor(params, obs):
+  """The Gaussian actor's clipped mean, by hand in float64 (MLP, tanh)."""
+  mlp = jax.tree.map(lambda x: np.asarray(x, np.float64),
+                     params["params"]["MLP_0"])
+  hidden = np.tanh(np.asarray(obs, np.float64) @ mlp["Dense_0"]["kernel"]
+                   + mlp["Dense_0"]["bias"])
+  mean = hidden @ mlp["Dense_1"]["kernel"] + mlp["Dense_1"]["bias"]
+  return np.clip(mean, -0.2, 0.5)
+
+
+def _xu2019_lr(lr, action):
+  """Xu et al. 2019's LR rule by hand: lr * ((a - 0.15) * 0.1 + 1)."""
+  return lr * ((float(np.reshape(action, ())) - 0.15) * 0.1 + 1.0)
+
+
 def test_controlled_works_inside_chain_and_rejects_bad_use(task):
   ctrl = _controller()
   opt = task.init(jax.random.PRNGKey(0))
@@ -156,10 +171,27 @@ def test_controlled_works_inside_chain_and_rejects_bad_use(task):
   state = tx.init(opt.params)
   assert float(state.lr0) == pytest.approx(1e-3)
   grads = jax.tree.map(jnp.ones_like, opt.params)
-  probs = jnp.full((NV, 10), 0.1)
+  probs = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(5), (NV, 10)))
   update = jax.jit(tx.update)   # eager would compile op by op
   _, state = update(grads, state, opt.params, loss=2.0, predictions=probs)
-  assert np.isfinite(float(state.lr)) and float(state.lr) != 1e-3
+  # The first decision by hand: Xu's 9 numbers (no val_loss: the train loss
+  # in its place; first EMA values; the default key's U[0, 1) "previous
+  # predictions"; log10 of the LR), the actor in numpy, the LR rule.
+  prev = np.asarray(jax.random.uniform(jax.random.PRNGKey(0), (NV, 10)),
+                    np.float64)
+  first = np.asarray(opt.params["dense0"]["kernel"], np.float64)
+  last = np.asarray(opt.params["dense1"]["kernel"], np.float64)
+  probs64 = np.asarray(probs, np.float64)
+  want_obs = np.array([
+      2.0, np.log(np.var(probs64) + 1e-10),
+      np.log(np.var(probs64 - prev) + 1e-10), 2.0, first.mean(), first.var(),
+      last.mean(), last.var(), -3.0])
+  np.testing.assert_allclose(state.obs, want_obs, rtol=1e-5, atol=1e-7)
+  action = _numpy_actor(ctrl.params, want_obs)
+  assert -0.2 < float(action[0]) < 0.5   # inside the clip: the net decides
+  np.testing.assert_allclose(float(state.lr), _xu2019_lr(1e-3, action),
+                             rtol=1e-6)
+  assert int(state.skipped_decisions) == 0
   with pytest.raises(ValueError, match="loss="):
     update(grads, state, opt.params, predictions=probs)
   with pytest.raises(ValueError, match="predictions="):
@@ -173,6 +205,62 @@ def test_controlled_works_inside_chain_and_rejects_bad_use(task):
   with pytest.raises(ValueError, match="inject_hyperparams"):
     lmo.controlled(optax.sgd(0.1), ctrl, predictions_shape=(NV, 10)).init(
         opt.params)
+
+
+def test_controlled_refuses_lrs_it_cannot_set():
+  """A scheduled LR, no injectable LR, two of them: lr_meta's own errors."""
+  ctrl = _controller()
+  params = {"dense0": {"kernel": jnp.ones((3, 4))},
+            "dense1": {"kernel": jnp.ones((4, 2))}}
+  schedule = optax.warmup_cosine_decay_schedule(0.0, 0.1, 10, 100)
+  bad = {
+      "is a schedule": optax.inject_hyperparams(optax.sgd)(
+          learning_rate=schedule),
+      "needs a base optimizer with an injectable": optax.sgd(0.1),
+      r"holds 2: \[": optax.chain(
+          optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
+          optax.inject_hyperparams(optax.sgd)(learning_rate=0.2)),
+  }
+  for match, base in bad.items():
+    tx = lmo.controlled(base, ctrl, predictions_shape=(NV, 10))
+    with pytest.raises(ValueError, match=match):
+      tx.init(params)
+
+
+def test_nonfinite_decision_is_skipped_and_counted():
+  """NaN predictions: features, carry, LR and obs unchanged, counted once;
+  the next finite decision is what it would have been without the NaN one."""
+  ctrl = _controller()
+  params = {"dense0": {"kernel": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)},
+            "dense1": {"kernel": jnp.linspace(0.0, 2.0, 8).reshape(4, 2)}}
+  grads = jax.tree.map(jnp.zeros_like, params)   # params stay fixed
+  tx = lmo.controlled(optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
+                      ctrl, every=1, predictions_shape=(NV, 10))
+  update = jax.jit(tx.update)
+  rng = np.random.default_rng(0)
+  p1, p2 = (jax.nn.softmax(jnp.asarray(rng.normal(size=(NV, 10)),
+                                       jnp.float32)) for _ in range(2))
+  nan = jnp.full((NV, 10), jnp.nan)
+
+  def run(predictions):
+    state = tx.init(params)
+    states = []
+    for p in predictions:
+      _, state = update(grads, state, params, loss=1.5, predictions=p)
+      states.append(state)
+    return states
+
+  s1, s_nan, s2 = run([p1, nan, p2])
+  r1, r2 = run([p1, p2])     # the same run without the NaN batch
+  same = lambda a, b: jax.tree.map(np.testing.assert_array_equal, a, b)
+  same((s_nan.features, s_nan.carry, s_nan.lr, s_nan.obs),
+       (s1.features, s1.carry, s1.lr, s1.obs))
+  assert [int(s.skipped_decisions) for s in (s1, s_nan, s2)] == [0, 1, 1]
+  assert int(s_nan.count) == 2 and int(s2.count) == 3
+  # Later decisions are normal: the LR moves again, as without the NaN.
+  same((s2.features, s2.lr, s2.obs), (r2.features, r2.lr, r2.obs))
+  assert float(s2.lr) != float(s1.lr)
+  assert np.all(np.isfinite(s2.obs))
 
 
 def test_dqn_controller_in_optax_matches_env(task):
@@ -254,11 +342,18 @@ def test_pretrained_controllers_load_offline():
     ctrl = lmo.pretrained_controller(name)
     assert ctrl.spec.name == name
     assert ctrl.spec.config["agent"] == ctrl.spec.agent
+    assert ctrl.spec.network == "gaussian_mlp", (
+        f"{name}: extend the hand computation below to {ctrl.spec.network}")
     assert os.path.getsize(os.path.join(controller_lib.PRETRAINED_DIR,
                                         f"{name}.msgpack")) < 20_000
-    obs = jnp.zeros((ctrl.spec.observation_size,))
-    action, _ = ctrl.policy(obs, ctrl.initial_carry())
-    assert np.all(np.isfinite(np.asarray(action)))
+    # A plausible observation: Xu's 9 numbers at LR 1e-2 (+ progress 0.5).
+    obs = np.array([2.3, -4.6, -3.0, 2.2, 0.0, 0.01, 0.0, 0.02, -2.0,
+                    0.5][:ctrl.spec.observation_size], np.float32)
+    action, _ = ctrl.policy(jnp.asarray(obs), ctrl.initial_carry())
+    want = _numpy_actor(ctrl.params, obs)
+    np.testing.assert_allclose(action, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ctrl.next_lr(1e-2, 1e-2, action),
+                               _xu2019_lr(1e-2, want), rtol=1e-6)
   with pytest.raises(ValueError, match="mnist1d_mlp_quickstart"):
     lmo.pretrained_controller("no_such_controller")
 

@@ -21,6 +21,12 @@ at every step, like ``optax.contrib.reduce_on_plateau``'s ``value=``:
 them under ``jax.lax.cond(decision_due(state), ...)`` to pay for the probe
 only every ``every`` steps.
 
+A decision whose observation (or the LR it gives) is not finite, e.g. from
+NaN predictions or a NaN loss, is skipped: the feature EMAs, the
+controller's carry, the LR and ``obs`` stay as they were, and
+``ControlledState.skipped_decisions`` counts it, so one bad batch cannot
+freeze the LR for the rest of the run and the user can see it happened.
+
 Correspondence with the environment (so that the same inputs give the same
 LR trajectory): at call ``i = t * every`` (decision t) the observation uses
 ``params`` (= the environment's parameters after ``t * every`` inner steps),
@@ -41,8 +47,9 @@ from optax import tree_utils as otu
 from lr_meta.features import dynamics
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
-from lr_meta.features import weight_stats
 from lr_meta.policies import controller as controller_lib
+
+__all__ = ["ControlledState", "controlled", "decision_due"]
 
 
 class ControlledState(NamedTuple):
@@ -57,6 +64,8 @@ class ControlledState(NamedTuple):
     count: update calls so far (int32).
     losses: ``(every,)`` training losses since the last decision.
     obs: the last observation the controller acted on.
+    skipped_decisions: decisions skipped because their observation or the
+      LR it gave was not finite (int32; see the module docstring).
   """
   base_state: optax.OptState
   features: Any
@@ -66,16 +75,36 @@ class ControlledState(NamedTuple):
   count: jax.Array
   losses: jax.Array
   obs: jax.Array
+  skipped_decisions: jax.Array
+
+
+_INJECT = ("build it with optax.inject_hyperparams(optax.sgd)(learning_rate="
+           "<a number>) (any optax optimizer, possibly inside optax.chain)")
 
 
 def _get_lr(base_state) -> jax.Array:
-  lr = otu.tree_get(base_state, "learning_rate")
-  if lr is None:
+  """The one injectable learning rate of ``base_state``, or a clear error."""
+  found = otu.tree_get_all_with_path(base_state, "learning_rate")
+  # inject_hyperparams keeps a schedule's state under `hyperparams_states`
+  # and recomputes the LR from it at every update, which would silently
+  # overwrite the controller's LR.
+  if any(getattr(k, "name", None) == "hyperparams_states"
+         for path, _ in found for k in path):
     raise ValueError(
-        "controlled needs a base optimizer with an injectable learning rate: "
-        "build it with optax.inject_hyperparams(optax.sgd)(learning_rate=...) "
-        "(any optax optimizer, possibly inside optax.chain).")
-  return lr
+        "controlled sets the learning rate itself, but the base optimizer's "
+        "learning_rate is a schedule (optax.inject_hyperparams would "
+        "recompute it from the schedule at every step, overriding the "
+        "controller); pass a number, the initial LR lr0: " + _INJECT + ".")
+  if not found:
+    raise ValueError("controlled needs a base optimizer with an injectable "
+                     "learning rate: " + _INJECT + ".")
+  if len(found) > 1:
+    paths = [jax.tree_util.keystr(path) for path, _ in found]
+    raise ValueError(
+        f"controlled sets one learning rate, but the base optimizer's state "
+        f"holds {len(found)}: {paths}; inject only the LR the controller "
+        "should set (other transforms with a fixed learning_rate).")
+  return found[0][1]
 
 
 def _set_lr(base_state, lr):
@@ -165,20 +194,22 @@ def controlled(
   if key is None:
     key = jax.random.PRNGKey(0)
 
+  kind = spec.observation_kind
+
   def layers(params):
-    if xu:
-      return (params_lib.as_path(first_dense) if first_dense is not None
-              else params_lib.first_dense_layer(params),
-              params_lib.as_path(last_dense) if last_dense is not None
-              else params_lib.last_dense_layer(params))
-    if monitored_layer is not None:
-      return params_lib.as_path(monitored_layer)
-    if params_lib.conv_layers(params):
-      return params_lib.last_conv_layer(params)
-    return params_lib.last_dense_layer(params)
+    return observation_lib.resolve_layers(
+        params, kind, first_dense=first_dense, last_dense=last_dense,
+        monitored_layer=monitored_layer)
 
   # Resolved at init from the params the user passes (creation order).
   resolved = {}
+
+  def config(params):
+    if "layers" not in resolved:
+      resolved["layers"] = layers(params)
+    return observation_lib.ObservationConfig(
+        kind=kind, layers=resolved["layers"], ema_decay=spec.ema_decay,
+        log_lr=spec.log_lr_observation, num_decisions=num_decisions)
 
   def init_fn(params):
     resolved["layers"] = layers(params)
@@ -190,29 +221,8 @@ def controlled(
         carry=controller.initial_carry(), lr=lr0, lr0=lr0,
         count=jnp.zeros([], jnp.int32),
         losses=jnp.zeros((every,), jnp.float32),
-        obs=jnp.zeros((spec.observation_size,), jnp.float32))
-
-  def observe(params, features, lr, train_loss, val_loss, predictions,
-              decisions_taken):
-    if "layers" not in resolved:
-      resolved["layers"] = layers(params)
-    if xu:
-      first, last = resolved["layers"]
-      obs, features = dynamics.dynamics_update(
-          features, params=params, predictions=predictions,
-          train_loss=train_loss, lr=lr, val_loss=val_loss, first_dense=first,
-          last_dense=last, decay=spec.ema_decay)
-      if spec.log_lr_observation:
-        obs = obs.at[8].set(jnp.log10(lr))
-      if spec.uses_progress:
-        obs = jnp.append(obs, observation_lib.progress_feature(decisions_taken,
-                                                      num_decisions))
-      return obs.astype(jnp.float32), features
-    kernel = params_lib.get_kernel(params, resolved["layers"])
-    if kernel.ndim == 2:   # a dense kernel viewed as a 1x1 conv, as LREnv.
-      kernel = kernel[None, None]
-    return (weight_stats.weight_stats_features(kernel, lr).astype(
-        jnp.float32), features)
+        obs=jnp.zeros((spec.observation_size,), jnp.float32),
+        skipped_decisions=jnp.zeros([], jnp.int32))
 
   def update_fn(updates, state, params=None, *, loss=None, val_loss=None,
                 predictions=None, **extra_args):
@@ -235,20 +245,26 @@ def controlled(
       chex.assert_rank(val_loss, 0)
     slot = state.count % every
 
+    old = (state.features, state.carry, state.lr, state.obs)
+
     def decide(_):
       train_loss = jnp.where(state.count == 0, loss, jnp.mean(state.losses))
-      obs, features = observe(params, state.features, state.lr, train_loss,
-                              val_loss, predictions, state.count // every)
+      obs, features = observation_lib.observe(
+          config(params), params=params, lr=state.lr, train_loss=train_loss,
+          val_loss=val_loss, predictions=predictions,
+          dynamics_state=state.features, decisions_taken=state.count // every)
       action, carry = controller.act(controller.params, obs, state.carry)
       lr = controller.next_lr(state.lr, state.lr0, action)
-      # A non-finite observation (a diverged run) must not poison the LR.
-      lr = jnp.where(jnp.isfinite(lr), lr, state.lr)
-      return features, carry, lr, obs
+      finite = jnp.all(jnp.isfinite(obs)) & jnp.isfinite(lr)
+      new = jax.tree.map(lambda o, n: jnp.where(finite, n, o), old,
+                         (features, carry, lr, obs))
+      return new, state.skipped_decisions + (~finite).astype(jnp.int32)
 
     def keep(_):
-      return state.features, state.carry, state.lr, state.obs
+      return old, state.skipped_decisions
 
-    features, carry, lr, obs = jax.lax.cond(slot == 0, decide, keep, None)
+    (features, carry, lr, obs), skipped = jax.lax.cond(slot == 0, decide,
+                                                       keep, None)
     # No reset at a decision: slots 0..every-1 are all rewritten before the
     # next decision reads them, and an O(every) clear per step would cost.
     losses = state.losses.at[slot].set(loss)
@@ -257,6 +273,7 @@ def controlled(
                                       **extra_args)
     return updates, ControlledState(
         base_state=base_state, features=features, carry=carry, lr=lr,
-        lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs)
+        lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs,
+        skipped_decisions=skipped)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
