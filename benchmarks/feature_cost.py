@@ -38,6 +38,7 @@ Usage:
 """
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -53,6 +54,19 @@ import optax
 from lr_meta import features  # pylint: disable=g-import-not-at-top
 from lr_meta.features import per_example as pe
 from lr_meta.tasks import models
+
+
+def _load_reference():
+  """``tests/per_example_reference.py``: the forms the library does not ship."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))), "tests", "per_example_reference.py")
+  spec = importlib.util.spec_from_file_location("per_example_reference", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+reference = _load_reference()
 
 
 def _make_step(model, has_bn, lr=0.05, extra=None):
@@ -201,7 +215,7 @@ def per_example_part(args):
 
   @jax.jit
   def linearize_form(p, opt_state, phi_state, xs, ys):
-    losses, grads, jvp_fn = pe.linearize_losses(
+    losses, grads, jvp_fn = reference.linearize_losses(
         lambda q: loss_vector(q, xs, ys), p)
     updates, opt_state = opt.update(grads, opt_state, p)
     phi = pe.per_example_features(losses, jvp_fn(updates))
@@ -210,11 +224,11 @@ def per_example_part(args):
 
   @jax.jit
   def vmap_grad_form(p, opt_state, phi_state, xs, ys):
-    grads_i = pe.per_example_grads(example_loss, p, xs, ys)
+    grads_i = reference.per_example_grads(example_loss, p, xs, ys)
     grads = jax.tree.map(lambda g: g.mean(0), grads_i)
     losses = jax.vmap(example_loss, (None, 0, 0))(p, xs, ys)
     updates, opt_state = opt.update(grads, opt_state, p)
-    derivs = pe.directional_derivatives_from_grads(grads_i, updates)
+    derivs = reference.directional_derivatives_from_grads(grads_i, updates)
     phi = pe.per_example_features(losses, derivs)
     phi_state = features.running_stats_update(phi_state, phi, gamma)
     return optax.apply_updates(p, updates), opt_state, phi_state, losses.mean()
@@ -226,7 +240,7 @@ def per_example_part(args):
     def update_fn(grads):
       updates, box["opt_state"] = opt.update(grads, opt_state, p)
       return updates
-    losses, _, updates, derivs = pe.delta_losses_grad_and_derivatives(
+    losses, _, updates, derivs = reference.delta_losses_grad_and_derivatives(
         model, p, xs, ys, update_fn)
     phi = pe.per_example_features(losses, derivs)
     phi_state = features.running_stats_update(phi_state, phi, gamma)

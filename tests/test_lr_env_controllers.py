@@ -17,6 +17,7 @@ from lr_meta.features import observation as observation_lib
 from lr_meta import tasks
 from lr_meta.envs import lr_env
 from lr_meta.features import per_example
+import per_example_reference as reference  # tests/per_example_reference.py
 
 os.environ.setdefault("LR_META_DATA_DIR", "/work/shared/datasets")
 
@@ -53,11 +54,11 @@ def _reference_step(task, opt, lr, subset=None):
   def example_loss(p, xi, yi):
     logits, _ = task.apply(p, opt.batch_stats, xi[None])
     return tasks.cross_entropy(logits, yi[None])[0]
-  grads = per_example.per_example_grads(example_loss, opt.params, x, y)
+  grads = reference.per_example_grads(example_loss, opt.params, x, y)
   losses = jax.vmap(example_loss, (None, 0, 0))(opt.params, x, y)
   new, m = task.train_step(opt, lr)
   dw = jax.tree.map(lambda a, b: a - b, new.params, opt.params)
-  derivs = per_example.directional_derivatives_from_grads(grads, dw)
+  derivs = reference.directional_derivatives_from_grads(grads, dw)
   phi = jnp.stack([jnp.log(jnp.var(derivs[:subset])),
                    jnp.log(jnp.var(losses))])
   return new, m.loss, phi

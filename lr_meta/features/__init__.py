@@ -4,10 +4,13 @@
 * Training-dynamics observation (Xu, Dai, Kemp & Metz 2019):
   ``dynamics_init`` / ``dynamics_update``.
 * Per-example-loss features (Daniel, Taylor & Nowozin 2016):
-  ``predicted_change_features`` / ``linearize_losses`` /
-  ``delta_losses_grad_and_derivatives``, smoothed with
-  ``running_stats_update``.
+  ``predicted_change_features`` / ``losses_and_directional_derivatives``,
+  smoothed with ``running_stats_update``.
 * Finding layers in a params tree: ``last_conv_layer``, ``get_kernel``, ...
+* How each controller's action changes the LR (``lr_actions``:
+  ``ACTION_RULES``) and the one observation builder shared by the
+  environment and ``lr_meta.optax.controlled`` (``observation``:
+  ``observe``, ``resolve_layers``).
 """
 
 # pylint: disable=g-importing-member
@@ -31,13 +34,20 @@ from lr_meta.features.params import layer_name
 from lr_meta.features.params import LayerPath
 from lr_meta.features.params import LayerSpec
 from lr_meta.features.params import unwrap_params
-from lr_meta.features.per_example import delta_losses_grad_and_derivatives
-from lr_meta.features.per_example import directional_derivatives_from_grads
+from lr_meta.features.lr_actions import ACTION_RULES
+from lr_meta.features.lr_actions import ACTION_TYPES
+from lr_meta.features.lr_actions import action_rule
+from lr_meta.features.lr_actions import ActionRule
+from lr_meta.features.observation import OBSERVATION_KINDS
+from lr_meta.features.observation import observation_size
+from lr_meta.features.observation import ObservationConfig
+from lr_meta.features.observation import observe
+from lr_meta.features.observation import ObservedLayers
+from lr_meta.features.observation import progress_feature
+from lr_meta.features.observation import resolve_layers
 from lr_meta.features.per_example import FEATURE_NAMES as PER_EXAMPLE_FEATURE_NAMES
-from lr_meta.features.per_example import linearize_losses
 from lr_meta.features.per_example import losses_and_directional_derivatives
 from lr_meta.features.per_example import per_example_features
-from lr_meta.features.per_example import per_example_grads
 from lr_meta.features.per_example import predicted_change_features
 from lr_meta.features.smoothing import bias_correction
 from lr_meta.features.smoothing import ema
@@ -58,3 +68,22 @@ from lr_meta.features.weight_stats import PREV_LR_INDEX
 from lr_meta.features.weight_stats import STAT_NAMES
 from lr_meta.features.weight_stats import summary_statistics
 from lr_meta.features.weight_stats import weight_stats_features
+
+__all__ = [
+    "ACTION_RULES", "ACTION_TYPES", "AGGREGATION_NAMES", "DYNAMICS_DECAY",
+    "NUM_OBSERVATIONS", "NUM_WEIGHT_FEATURES", "OBSERVATION_KINDS",
+    "OBSERVATION_NAMES", "PER_EXAMPLE_FEATURE_NAMES", "PREV_LR_INDEX",
+    "STAT_NAMES", "WEIGHT_FEATURE_NAMES", "action_rule", "ActionRule",
+    "aggregate", "bias_correction", "conv_layers", "dense_layers",
+    "dynamics_init", "dynamics_update", "DynamicsState", "ema",
+    "ema_first_value", "first_dense_layer", "get_kernel", "kernel_layers",
+    "kernel_moments", "kernel_statistics", "last_conv_layer",
+    "last_dense_layer", "layer_name", "layer_weight_stats", "LayerPath",
+    "LayerSpec", "log_variance", "losses_and_directional_derivatives",
+    "observation_size", "ObservationConfig", "observe", "ObservedLayers",
+    "per_example_features", "predicted_change_features", "progress_feature",
+    "resolve_layers", "running_stats_debiased", "running_stats_features",
+    "running_stats_init", "running_stats_update", "RunningStats",
+    "summary_statistics", "unwrap_params", "weight_feature_index",
+    "weight_stats_features",
+]
