@@ -130,18 +130,47 @@ def test_inject_hyperparams(factory, kwargs):
   np.testing.assert_allclose(u2, 0.0)
 
 
-@pytest.mark.parametrize("name", ["power_sign", "add_sign", "dsl_adam",
-                                  "interpreter_power_sign"])
+# The first update of each optimizer at lr 0.1 by hand. At step 1 the
+# gradient average m (or m_hat) has the sign of g, so sign(g) sign(m) = 1:
+# PowerSign scales g by e, AddSign by 1 + 1; every sign decay is 1 at t = 0,
+# the linear cosine schedule is lr0 * ((0 + 1) * 1 + beta), beta = 0.001;
+# m_hat / sqrt(v_hat) = g / |g| (to 7e-6: the bias corrections divide by
+# 1 - beta in float32). The noisy schedule's draw at t = 0 is read from the
+# schedule itself.
+_NOISY_LR0 = lmo.noisy_linear_cosine_decay_schedule(
+    0.1, STEPS, key=jax.random.PRNGKey(0), initial_variance=0.1)(0)
+FIRST_UPDATE = {
+    "power_sign": lambda g: -0.1 * np.e * g,
+    "power_sign_ld": lambda g: -0.1 * np.e * g,
+    "add_sign": lambda g: -0.2 * g,
+    "add_sign_cd": lambda g: -0.2 * g,
+    "power_sign_linear_cosine": lambda g: -0.1 * 1.001 * np.e * g,
+    "add_sign_noisy_linear_cosine": lambda g: -2.0 * float(_NOISY_LR0) * g,
+    "dsl_adam": lambda g: -0.1 * np.sign(g),
+    "dsl_power_sign": lambda g: -0.1 * np.e * g,
+    "dsl_add_sign_ld": lambda g: -0.2 * g,
+    "interpreter_power_sign": lambda g: -0.1 * np.e * g,
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_accepts_extra_args(name):
+  """Extra args (value=, unknown ones) are accepted and change nothing."""
+  assert set(FIRST_UPDATE) == set(OPTIMIZERS)
   opt = OPTIMIZERS[name][0](0.1)
   assert isinstance(opt, optax.GradientTransformationExtraArgs)
-  params = jnp.ones(3)
-  updates, _ = opt.update(params, opt.init(params), params, value=1.0,
+  params = jnp.array([1.0, -2.0, 0.5])
+  grads = params
+  updates, _ = opt.update(grads, opt.init(params), params, value=1.0,
                           unexpected=jnp.zeros(2))
+  np.testing.assert_allclose(updates, FIRST_UPDATE[name](np.asarray(grads)),
+                             rtol=1e-5)
   chained = optax.chain(optax.clip_by_global_norm(1.0), opt)
-  updates2, _ = chained.update(params, chained.init(params), params,
+  updates2, _ = chained.update(grads, chained.init(params), params,
                                value=1.0)
-  assert updates.shape == updates2.shape == (3,)
+  clipped = np.asarray(grads) / np.linalg.norm(np.asarray(grads))
+  np.testing.assert_allclose(updates2, FIRST_UPDATE[name](clipped),
+                             rtol=1e-5)
 
 
 # A small Flax model on a real Fashion-MNIST slice.
