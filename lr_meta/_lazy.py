@@ -11,8 +11,10 @@ flashbax) declares them instead of importing them::
 
 ``lr_meta.nos.parse`` then imports ``lr_meta.nos.dsl`` on first access, and
 ``import lr_meta.nos.dsl`` no longer runs the search module. A name can be
-exported under another name with ``"alias=attr"`` (``"make_ppo_train=make_train"``).
-Submodules are reachable as attributes too (``lr_meta.nos.search``).
+exported under another name with ``"alias=attr"``
+(``"make_ppo_train=make_train"``). Submodules are reachable as attributes
+too (``lr_meta.nos.search``); a dotted key names a module outside the
+package (``"lr_meta.policies.networks": ("MLP",)``).
 """
 
 import importlib
@@ -30,8 +32,8 @@ def attach(package: str, exports: Mapping[str, Iterable[str]]
 
   Args:
     package: the package's ``__name__``.
-    exports: ``{submodule: names}``; each name is ``"name"`` or
-      ``"alias=name"`` (exported as ``alias``).
+    exports: ``{submodule: names}`` (a dotted key: an absolute module name);
+      each name is ``"name"`` or ``"alias=name"`` (exported as ``alias``).
 
   Returns:
     The module-level ``__getattr__`` and ``__dir__`` hooks and the sorted
@@ -48,15 +50,19 @@ def attach(package: str, exports: Mapping[str, Iterable[str]]
         raise ValueError(f"{package}: {alias!r} exported from both "
                          f"{where[alias][0]!r} and {submodule!r}.")
       where[alias] = (submodule, attr)
-  submodules = frozenset(exports)
+  submodules = frozenset(m for m in exports if "." not in m)
   names = sorted(where)
+
+  def module(name: str):
+    return importlib.import_module(name if "." in name else
+                                   f"{package}.{name}")
 
   def __getattr__(name: str) -> Any:  # pylint: disable=invalid-name
     if name in where:
       submodule, attr = where[name]
-      value = getattr(importlib.import_module(f"{package}.{submodule}"), attr)
+      value = getattr(module(submodule), attr)
     elif name in submodules:
-      value = importlib.import_module(f"{package}.{name}")
+      value = module(name)
     else:
       raise AttributeError(f"module {package!r} has no attribute {name!r}")
     # Cache it: later lookups are plain module attributes.

@@ -6,36 +6,20 @@ lr_meta.envs contract and its params, and returns pure functions
 deterministic ``policy_fn``; the state is one checkpointable pytree.
 """
 
-from lr_meta.agents._common import evaluate_episodes
-from lr_meta.agents._common import gaussian
-from lr_meta.agents.actor_critic import actor_critic_loss
-from lr_meta.agents.actor_critic import ActorCritic
-from lr_meta.agents.actor_critic import ActorCriticConfig
-from lr_meta.agents.actor_critic import ActorCriticState
-from lr_meta.agents.actor_critic import make_actor_critic
-from lr_meta.agents.dqn import DQN
-from lr_meta.agents.dqn import dqn_loss
-from lr_meta.agents.dqn import DQNConfig
-from lr_meta.agents.dqn import DQNState
-from lr_meta.agents.dqn import make_dqn
-from lr_meta.agents.dqn import Transition
-from lr_meta.policies.networks import Critic
-from lr_meta.policies.networks import GaussianActor
-from lr_meta.policies.networks import LSTMActor
-from lr_meta.policies.networks import MLP
-from lr_meta.policies.networks import QNetwork
-from lr_meta.agents.ppo import gae_advantages
-from lr_meta.agents.ppo import make_ppo
-from lr_meta.agents.ppo import make_train as make_ppo_train
-from lr_meta.agents.ppo import PPO
-from lr_meta.agents.ppo import PPOConfig
-from lr_meta.agents.ppo import ppo_loss
-from lr_meta.agents.ppo import PPOState
-from lr_meta.agents.reps import linear_controller
-from lr_meta.agents.reps import make_reps
-from lr_meta.agents.reps import REPS
-from lr_meta.agents.reps import REPSConfig
-from lr_meta.agents.reps import reps_update
-from lr_meta.agents.reps import REPSState
-from lr_meta.agents.reps import SearchDistribution
-from lr_meta.agents.reps import solve_dual
+from lr_meta import _lazy
+
+# Lazy: importing one agent (or lr_meta.agents._common) must not load the
+# others' dependencies (flashbax for DQN, distrax for the Gaussian agents).
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, {
+    "_common": ("evaluate_episodes", "gaussian"),
+    "actor_critic": ("actor_critic_loss", "ActorCritic", "ActorCriticConfig",
+                     "ActorCriticState", "make_actor_critic"),
+    "dqn": ("DQN", "dqn_loss", "DQNConfig", "DQNState", "make_dqn",
+            "Transition"),
+    "ppo": ("gae_advantages", "make_ppo", "make_ppo_train=make_train", "PPO",
+            "PPOConfig", "ppo_loss", "PPOState"),
+    "reps": ("linear_controller", "make_reps", "REPS", "REPSConfig",
+             "reps_update", "REPSState", "SearchDistribution", "solve_dual"),
+    "lr_meta.policies.networks": ("Critic", "GaussianActor", "LSTMActor",
+                                  "MLP", "QNetwork"),
+})
