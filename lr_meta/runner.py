@@ -23,6 +23,11 @@ from typing import Any, Callable, Tuple
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+    "STRATEGIES", "Body", "Carry", "check_strategy", "default_batch_mode",
+    "default_strategy", "inner_loop", "repeat",
+]
+
 STRATEGIES = ("scan", "chunk", "loop")
 
 Carry = Any

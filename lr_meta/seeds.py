@@ -14,6 +14,11 @@ from typing import Tuple
 
 import numpy as np
 
+__all__ = [
+    "KNOWN_SEED_RANGES", "RANGE_SIZE", "SEED_RANGES", "seed_offset",
+    "seed_range",
+]
+
 RANGE_SIZE = 10_000
 
 SEED_RANGES = {

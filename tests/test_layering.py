@@ -8,6 +8,7 @@ rank; siblings of equal rank (tasks and features) stay independent.
 """
 
 import ast
+import importlib
 import json
 import os
 import pathlib
@@ -165,3 +166,18 @@ def test_light_imports_load_no_training_stack(module):
            if m.split(".")[0] in TRAINING_STACK
            or any(m == h or m.startswith(h + ".") for h in HEAVY_LR_META)]
   assert heavy == [], f"import {module} loaded {heavy}"
+
+
+@pytest.mark.parametrize("module", [
+    "lr_meta", "lr_meta.runner", "lr_meta.seeds", "lr_meta.tasks",
+    "lr_meta.features", "lr_meta.features.observation",
+    "lr_meta.features.lr_actions", "lr_meta.policies", "lr_meta.optax",
+    "lr_meta.nos", "lr_meta.envs", "lr_meta.envs.lr_env", "lr_meta.agents",
+    "lr_meta.baselines"])
+def test_public_modules_declare_what_they_export(module):
+  """``__all__`` exists and every name in it resolves (lazy ones included)."""
+  mod = importlib.import_module(module)
+  assert mod.__all__ and len(set(mod.__all__)) == len(mod.__all__)
+  missing = [name for name in mod.__all__ if not hasattr(mod, name)]
+  assert missing == [], f"{module}.__all__ names missing attributes"
+  assert set(mod.__all__) <= set(dir(mod))

@@ -24,3 +24,12 @@ from lr_meta.baselines.sweep import SeedResults
 from lr_meta.baselines.sweep import sweep
 from lr_meta.baselines.sweep import SweepResult
 from lr_meta.baselines.sweep import tune_and_evaluate
+
+__all__ = [
+    "ADAPTIVE_GRID_LRS", "EVAL_SEED_OFFSET", "KNOWN_GRIDS", "KNOWN_SCHEDULES",
+    "XU2019_STEP_DECAY_GRID", "BaselineEntry", "constant", "cosine",
+    "evaluate_on_seeds", "grid", "linear", "make_schedule", "mean_std",
+    "named_grid", "parse_baseline", "parse_spec", "ScheduleSpec",
+    "SeedResults", "sgdr", "step_decay", "sweep", "SweepResult",
+    "tune_and_evaluate", "xu2019_step_decay_grid",
+]

@@ -11,6 +11,13 @@ from typing import Callable, Dict, Iterable, NamedTuple
 
 import numpy as np
 
+__all__ = [
+    "DEFAULT_GRID_LRS", "KNOWN_GRIDS", "KNOWN_SCHEDULES", "NAMED_GRIDS",
+    "SCHEDULES", "XU2019_STEP_DECAY_GRID", "constant", "cosine", "grid",
+    "linear", "make_schedule", "named_grid", "parse_spec", "ScheduleSpec",
+    "sgdr", "step_decay", "xu2019_step_decay_grid",
+]
+
 
 def constant(num_steps: int, init_lr: float) -> np.ndarray:
   return np.full((num_steps,), init_lr, np.float32)

@@ -18,6 +18,12 @@ from lr_meta.tasks import episode
 from lr_meta.tasks.task import evaluate_batch
 from lr_meta.tasks.task import Task
 
+__all__ = [
+    "ADAPTIVE_GRID_LRS", "EVAL_SEED_OFFSET", "BaselineEntry",
+    "evaluate_on_seeds", "mean_std", "parse_baseline", "SeedResults", "sweep",
+    "SweepResult", "tune_and_evaluate",
+]
+
 EVAL_SEED_OFFSET = 10_000   # evaluation seeds never overlap tuning seeds
 
 

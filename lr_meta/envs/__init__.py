@@ -8,3 +8,8 @@ from lr_meta.envs.lr_env import OBSERVATIONS
 from lr_meta.envs.lr_env import REWARDS
 from lr_meta.envs.lr_env import run_episode
 from lr_meta.envs.lr_env import run_episodes
+
+__all__ = [
+    "ACTION_TYPES", "OBSERVATIONS", "REWARDS", "LREnv", "LREnvParams",
+    "LREnvState", "run_episode", "run_episodes",
+]

@@ -36,6 +36,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+__all__ = [
+    "ChainEnv", "ChainParams", "ChainState", "Info", "QuadraticLREnv",
+    "QuadraticLRParams", "QuadraticLRState", "TargetEnv", "TargetParams",
+    "TargetState",
+]
+
 Info = Dict[str, Any]
 
 

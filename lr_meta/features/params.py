@@ -23,6 +23,12 @@ from typing import Any, Optional, Union
 
 import jax
 
+__all__ = [
+    "as_path", "conv_layers", "dense_layers", "first_dense_layer",
+    "get_kernel", "kernel_layers", "last_conv_layer", "last_dense_layer",
+    "layer_name", "LayerPath", "LayerSpec", "unwrap_params",
+]
+
 LayerPath = tuple[str, ...]
 LayerSpec = Union[str, LayerPath]
 

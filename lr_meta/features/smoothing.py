@@ -27,6 +27,12 @@ from typing import NamedTuple
 import chex
 import jax.numpy as jnp
 
+__all__ = [
+    "bias_correction", "check_decay", "ema", "ema_first_value",
+    "running_stats_debiased", "running_stats_features", "running_stats_init",
+    "running_stats_update", "RunningStats",
+]
+
 
 def check_decay(decay) -> None:
   """Eager check of a Python decay; traced values pass unchecked."""

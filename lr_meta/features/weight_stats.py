@@ -46,6 +46,14 @@ import jax.numpy as jnp
 
 from lr_meta.features import params as params_lib
 
+__all__ = [
+    "AGGREGATION_NAMES", "COLUMNS_SLICE", "FEATURE_NAMES", "FILTERS_SLICE",
+    "GROUP_NAMES", "NUM_AGGREGATIONS", "NUM_STATS", "NUM_WEIGHT_FEATURES",
+    "PREV_LR_INDEX", "ROWS_SLICE", "STAT_NAMES", "WHOLE_SLICE", "aggregate",
+    "feature_index", "kernel_statistics", "layer_weight_stats",
+    "sort_last_axis", "summary_statistics", "weight_stats_features",
+]
+
 STAT_NAMES = (
     "mean", "q25", "median", "q75", "std", "skewness", "kurtosis",
     "moment1", "moment2", "moment3", "moment4", "moment5",

@@ -30,3 +30,14 @@ from lr_meta.optax._src.sign import restart_sign_decay
 from lr_meta.optax._src.sign import scale_by_add_sign
 from lr_meta.optax._src.sign import scale_by_power_sign
 from lr_meta.optax._src.sign import ScaleBySignState
+
+__all__ = [
+    "add_sign", "controlled", "ControlledState", "Controller",
+    "ControllerSpec", "cosine_sign_decay", "decision_due", "DSLError",
+    "from_dsl", "linear_cosine_decay", "linear_cosine_decay_schedule",
+    "linear_sign_decay", "load_controller", "noisy_linear_cosine_decay",
+    "noisy_linear_cosine_decay_schedule", "power_sign",
+    "pretrained_controller", "pretrained_names", "restart_sign_decay",
+    "save_controller", "scale_by_add_sign", "scale_by_power_sign",
+    "scale_by_rule", "ScaleBySignState",
+]

@@ -14,3 +14,8 @@ from lr_meta.policies.controller import make_controller
 from lr_meta.policies.controller import pretrained_controller
 from lr_meta.policies.controller import pretrained_names
 from lr_meta.policies.controller import save_controller
+
+__all__ = [
+    "Controller", "ControllerSpec", "load_controller", "make_controller",
+    "pretrained_controller", "pretrained_names", "save_controller",
+]

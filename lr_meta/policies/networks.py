@@ -21,6 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+    "ACTOR_KINDS", "MLP", "Critic", "GaussianActor", "initial_carry",
+    "LSTMActor", "make_actor", "QNetwork",
+]
+
 ACTOR_KINDS = ("mlp", "lstm")
 
 

@@ -31,6 +31,11 @@ import numpy as np
 from lr_meta.tasks import datasets as datasets_lib
 from lr_meta.tasks import task as task_lib
 
+__all__ = [
+    "FAMILY_MODEL", "MEMBER_FIELDS", "describe", "make_family_tasks",
+    "make_member_task", "Member", "sample_family", "TaskFamilyConfig",
+]
+
 FAMILY_MODEL = "small_cnn"
 # make_task arguments the family sets itself (members differ in them).
 MEMBER_FIELDS = ("dataset", "model", "model_kwargs", "num_train_examples")

@@ -15,6 +15,12 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+__all__ = [
+    "KNOWN_MODELS", "MLP", "MODELS", "get_model", "LeNet5", "ModuleDef",
+    "NOSConvNet", "ResNet18", "SmallCNN", "uses_batch_norm", "uses_dropout",
+    "WideResNet",
+]
+
 ModuleDef = Any
 
 

@@ -28,6 +28,13 @@ import optax
 from lr_meta.tasks import datasets as datasets_lib
 from lr_meta.tasks import models as models_lib
 
+__all__ = [
+    "DEFAULT_DIVERGENCE_LOSS", "KNOWN_OPTIMIZERS", "OPTIMIZERS",
+    "cross_entropy", "DeviceData", "EvalMetrics", "evaluate_batch",
+    "make_optimizer", "make_task", "OptimizeeState", "set_learning_rate",
+    "StepMetrics", "Task",
+]
+
 DEFAULT_DIVERGENCE_LOSS = 1e3
 
 

@@ -15,6 +15,10 @@ import optax
 
 from lr_meta.nos import decays
 
+__all__ = [
+    "linear_cosine_decay_schedule", "noisy_linear_cosine_decay_schedule",
+]
+
 
 def linear_cosine_decay_schedule(init_value, decay_steps, num_periods=0.5,
                                  alpha=0.0, beta=0.001) -> optax.Schedule:

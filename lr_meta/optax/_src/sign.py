@@ -22,6 +22,12 @@ import optax
 
 from lr_meta.nos import decays
 
+__all__ = [
+    "add_sign", "cosine_sign_decay", "linear_sign_decay", "power_sign",
+    "restart_sign_decay", "scale_by_add_sign", "scale_by_power_sign",
+    "ScaleBySignState", "SignDecayFn",
+]
+
 SignDecayFn = Callable[[chex.Numeric], chex.Numeric]
 
 
