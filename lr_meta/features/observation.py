@@ -174,8 +174,8 @@ def progress_feature(decisions_taken: chex.Numeric,
   """``min(t / T, 1)``: the fraction of the run's decisions already taken.
 
   Not in Xu et al. 2019's observation: without it a Markov policy cannot
-  tell the start of a run from its end, so it cannot anneal (BUILD_NOTES,
-  the Xu 2019 reproduction, attempt A5).
+  tell the start of a run from its end, so it cannot anneal (see the Xu 2019
+  reproduction in BUILD_NOTES).
   """
   # A multiplication by a host constant, not a division: XLA may turn x / T
   # into x * (1 / T) in one program and not in another, and the env and
