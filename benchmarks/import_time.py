@@ -89,8 +89,9 @@ def main(argv=None):
   print(f"ratio {TARGET} / ({BASELINE}): median {median_ratio:.3f}, "
         f"min {min_ratio:.3f} (bound: median <= 1.3)")
   stack = last[TARGET]["stack"]
+  packages = sorted({m.split(".")[0] for m in stack})
   print(f"training-stack modules loaded by {TARGET}: "
-        f"{', '.join(stack) if stack else 'none'}")
+        + (f"{len(stack)} of {', '.join(packages)}" if stack else "none"))
 
 
 if __name__ == "__main__":
