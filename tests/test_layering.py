@@ -181,3 +181,12 @@ def test_public_modules_declare_what_they_export(module):
   missing = [name for name in mod.__all__ if not hasattr(mod, name)]
   assert missing == [], f"{module}.__all__ names missing attributes"
   assert set(mod.__all__) <= set(dir(mod))
+  # A package __init__ re-exports every public name it imports.
+  path = pathlib.Path(mod.__file__)
+  if path.name == "__init__.py":
+    imported = {a.asname or a.name
+                for node in ast.parse(path.read_text()).body
+                if isinstance(node, ast.ImportFrom) for a in node.names}
+    unlisted = sorted(n for n in imported - set(mod.__all__)
+                      if not n.startswith("_"))
+    assert unlisted == [], f"{module} imports but does not export {unlisted}"
