@@ -35,9 +35,8 @@ __all__ = [
     "BATCH_MODES", "DATA_DIR_ENV", "KNOWN_DATASETS", "KNOWN_MODELS",
     "KNOWN_OPTIMIZERS", "STRATEGIES", "cross_entropy", "DataFormatError",
     "DataNotFoundError", "Dataset", "default_batch_mode", "default_strategy",
-    "DeviceData",
-    "EvalMetrics", "evaluate_batch", "get_model", "load_dataset",
-    "make_optimizer", "make_task", "OptimizeeState", "repeat", "run_mesh",
-    "run_training", "run_training_batch", "RunMetrics", "set_learning_rate",
-    "shard_runs", "StepMetrics", "Task",
+    "DeviceData", "EvalMetrics", "evaluate_batch", "get_model",
+    "load_dataset", "make_optimizer", "make_task", "OptimizeeState", "repeat",
+    "run_mesh", "run_training", "run_training_batch", "RunMetrics",
+    "set_learning_rate", "shard_runs", "StepMetrics", "Task",
 ]
