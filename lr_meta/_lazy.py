@@ -6,11 +6,12 @@ flashbax) declares them instead of importing them::
 
   __getattr__, __dir__, __all__ = _lazy.attach(__name__, {
       "search": ("Search", "train_rules"),
-      "dsl": ("parse", "from_dsl"),
+      "compiler": ("from_dsl",),
   })
 
-``lr_meta.nos.parse`` then imports ``lr_meta.nos.dsl`` on first access, and
-``import lr_meta.nos.dsl`` no longer runs the search module. A name can be
+``lr_meta.nos.from_dsl`` then imports ``lr_meta.nos.compiler`` on first
+access, and ``import lr_meta.nos.compiler`` no longer runs the search
+module. A name can be
 exported under another name with ``"alias=attr"``
 (``"make_ppo_train=make_train"``). Submodules are reachable as attributes
 too (``lr_meta.nos.search``); a dotted key names a module outside the

@@ -111,7 +111,7 @@ def test_layer_table_sees_the_package():
   assert {"lr_meta.optax", "lr_meta.features.observation",
           "lr_meta.nos.search", "lr_meta.runner"} <= names
   assert layer_of("lr_meta.nos.search") == ("NOS search", 5)
-  assert layer_of("lr_meta.nos.dsl") == ("NOS rule language", 2)
+  assert layer_of("lr_meta.nos.compiler") == ("NOS rule language", 2)
   assert layer_of("lr_meta.features.observation") == ("features", 1)
   assert layer_of("lr_meta") == ("package root", 0)
   assert layer_of("lr_meta.experiment") == APPLICATION
@@ -144,7 +144,7 @@ def test_bottom_utilities_import_nothing_from_lr_meta(module):
 def test_relative_imports_resolve():
   node = ast.parse("from ..features import params").body[0]
   assert _resolve("lr_meta.envs.lr_env", False, node) == "lr_meta.features"
-  node = ast.parse("from . import dsl").body[0]
+  node = ast.parse("from . import compiler").body[0]
   assert _resolve("lr_meta.nos", True, node) == "lr_meta.nos"
 
 
@@ -153,7 +153,8 @@ _CHILD = ("import json, sys; import {module}; "
 
 
 @pytest.mark.parametrize("module", ["lr_meta.optax", "lr_meta.policies",
-                                    "lr_meta.features", "lr_meta.nos.dsl"])
+                                    "lr_meta.features",
+                                    "lr_meta.nos.compiler"])
 def test_light_imports_load_no_training_stack(module):
   """``import lr_meta.optax`` (and what it stands on) in a fresh interpreter."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(

@@ -37,6 +37,6 @@ __all__ = [
     "DataNotFoundError", "Dataset", "default_batch_mode", "default_strategy",
     "DeviceData", "EvalMetrics", "evaluate_batch", "get_model",
     "load_dataset", "make_optimizer", "make_task", "OptimizeeState", "repeat",
-    "run_mesh", "run_training", "run_training_batch", "RunMetrics",
-    "set_learning_rate", "shard_runs", "StepMetrics", "Task",
+    "run_batch", "run_mesh", "run_training", "run_training_batch",
+    "RunMetrics", "set_learning_rate", "shard_runs", "StepMetrics", "Task",
 ]
