@@ -167,8 +167,8 @@ def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
   lr0s = tuple(float(x) for x in eval_config.eval.initial_lrs)
 
   def controller_runs(params, seeds, lr0):
-    return experiment.run_controller(agent_config, env, env_params, agent,
-                                     params, seeds, lr0, strategy)
+    return experiment.run_controller(env, env_params, agent, params, seeds,
+                                     lr0, strategy)
 
   # 1. Checkpoint selection by validation loss (seeds never used for testing).
   t0 = time.time()

@@ -20,10 +20,9 @@ Config layout (``configs/xu2019_ppo.py`` is the reference)::
     (``configs/daniel2016_reps_random_cnns.py``).
 """
 
-import functools
 import json
 import os
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,58 +34,33 @@ from lr_meta.agents import dqn as dqn_lib
 from lr_meta.agents import ppo as ppo_lib
 from lr_meta.agents import reps as reps_lib
 from lr_meta.envs import lr_env
+from lr_meta.envs import rollout
 from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import family as family_lib
 from lr_meta import runner
 
 
 class AgentKind(NamedTuple):
-  """How one agent kind is built from a config and run deterministically."""
+  """How one agent kind is built from a config."""
   action_type: str                  # the LREnv action type it needs
-  make: Callable[..., Any]          # (sub_config dict, env, env_params) -> agent
+  config_class: type                # the agent's config dataclass
+  make: Callable[..., Any]          # (agent config, env, env_params) -> agent
   policy_params: Callable[[Any], Any]   # learner state -> policy params
-  # (agent, params, batch_size) -> (act_fn(obs, carry) -> (action, carry), carry0)
-  act_fn: Callable[..., Tuple[Callable, Any]]
-
-
-def _make_ppo(sub, env, env_params):
-  return ppo_lib.make_ppo(ppo_lib.PPOConfig(**sub), env, env_params)
-
-
-def _ppo_act(agent, params, batch_size):
-  return (lambda obs, c: agent.policy_fn(params, obs, c),
-          agent.initial_carry((batch_size,)))
-
-
-def _make_dqn(sub, env, env_params):
-  sub["hidden_sizes"] = tuple(sub["hidden_sizes"])
-  return dqn_lib.make_dqn(dqn_lib.DQNConfig(**sub), env, env_params)
-
-
-def _stateless_act(agent, params, batch_size):
-  del batch_size
-  return (lambda obs, c: (agent.policy_fn(params, obs), c)), ()
-
-
-def _make_reps(sub, env, env_params):
-  return reps_lib.make_reps(reps_lib.REPSConfig(**sub), env, env_params)
-
-
-def _make_actor_critic(sub, env, env_params):
-  return actor_critic_lib.make_actor_critic(
-      actor_critic_lib.ActorCriticConfig(**sub), env, env_params)
 
 
 AGENTS = {
-    "ppo": AgentKind("xu2019", _make_ppo, lambda s: s.params, _ppo_act),
-    "dqn": AgentKind("fu2016", _make_dqn, lambda s: s.params, _stateless_act),
+    "ppo": AgentKind("xu2019", ppo_lib.PPOConfig, ppo_lib.make_ppo,
+                     lambda s: s.params),
+    "dqn": AgentKind("fu2016", dqn_lib.DQNConfig, dqn_lib.make_dqn,
+                     lambda s: s.params),
     # Daniel et al. 2016: the deterministic controller is the search
     # distribution's mean theta (linear in [phi_hat, u, 1]).
-    "reps": AgentKind("daniel2016", _make_reps, lambda s: s.dist.mean,
-                      _stateless_act),
+    "reps": AgentKind("daniel2016", reps_lib.REPSConfig, reps_lib.make_reps,
+                      reps_lib.policy_params),
     # Xu, Qin, Wang, Liu 2017: the actor's mean log10 LR.
-    "actor_critic": AgentKind("xu2017", _make_actor_critic,
-                              lambda s: s.params, _stateless_act),
+    "actor_critic": AgentKind("xu2017", actor_critic_lib.ActorCriticConfig,
+                              actor_critic_lib.make_actor_critic,
+                              lambda s: s.params),
 }
 KNOWN_AGENTS = tuple(AGENTS)
 
@@ -196,10 +170,10 @@ def make_agent(config, env, env_params, strategy,
     envs, member_params, sub["strategy"] = build_family_envs(
         config, env_params, data_dir)
   try:
+    agent_config = AGENTS[kind].config_class(**sub)
     if uses_task_family(config):
-      return reps_lib.make_reps_over_tasks(reps_lib.REPSConfig(**sub), envs,
-                                           member_params)
-    return AGENTS[kind].make(sub, env, env_params)
+      return reps_lib.make_reps_over_tasks(agent_config, envs, member_params)
+    return AGENTS[kind].make(agent_config, env, env_params)
   except (ValueError, TypeError) as e:
     raise ValueError(f"config.{kind}: {e}") from e
 
@@ -232,13 +206,17 @@ class ControllerRuns(NamedTuple):
   diverged: np.ndarray        # [N]
 
 
-def run_controller(config, env, env_params, agent, params,
-                   seeds: Sequence[int], lr0: float, strategy: str,
+def run_controller(env, env_params, agent, params, seeds: Sequence[int],
+                   lr0: float, strategy: str,
                    batch_mode: Optional[str] = None) -> ControllerRuns:
   """Runs the deterministic controller from ``lr0`` on the given seeds.
 
+  Every call goes through ``lr_meta.envs.rollout.run_episodes`` with the
+  params and ``lr0`` as arrays: evaluating many checkpoints, seed groups of
+  one size and initial LRs of one agent on one ``env`` compiles once.
+
   Args:
-    config, env, env_params, agent: as built by ``build``/``make_agent``.
+    env, env_params, agent: as built by ``build``/``make_agent``.
     params: the controller params (``policy_params`` of a learner state).
     seeds: the optimizee of seed s starts from ``jax.random.PRNGKey(s)``.
     lr0: the initial learning rate of every run.
@@ -252,36 +230,14 @@ def run_controller(config, env, env_params, agent, params,
   if batch_mode not in ("vmap", "sequential"):
     raise ValueError(f"batch_mode={batch_mode!r}; allowed: 'vmap', "
                      "'sequential'.")
-  kind = AGENTS[config.agent]
-  p = env_params.replace(initial_lrs=(float(lr0),))
-  reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)), static_argnums=1)
-  step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-
-  # Controller params are an argument (not a closure) so that every group of
-  # seeds reuses one compiled program.
-  def decision(ctrl_params, keys, c, _):
-    state, obs, act_carry = c
-    act, _ = kind.act_fn(agent, ctrl_params, keys.shape[0])
-    action, act_carry = act(obs, act_carry)
-    obs, state, _, _, _, info = step(keys, state, action, p)
-    return (state, obs, act_carry), info
-
-  jitted_decision = jax.jit(decision)
-  jitted_scan = jax.jit(lambda cp, keys, c: jax.lax.scan(
-      functools.partial(decision, cp, keys), c, jnp.arange(p.num_decisions)))
   groups = [list(seeds)] if batch_mode == "vmap" else [[s] for s in seeds]
   states, infos = [], []
   for group in groups:
     keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in group])
-    obs, state = reset(keys, p)
-    carry0 = kind.act_fn(agent, params, len(group))[1]
-    if strategy == "scan":
-      (state, _, _), info = jitted_scan(params, keys, (state, obs, carry0))
-    else:
-      (state, _, _), info = runner.repeat(
-          lambda c, t: decision(params, keys, c, t), (state, obs, carry0),
-          p.num_decisions, strategy,
-          jitted_body=lambda c, t: jitted_decision(params, keys, c, t))
+    state, info = rollout.run_episodes(
+        env, env_params, agent.policy_fn, params, keys,
+        carry=agent.initial_carry((len(group),)),
+        lr0s=np.full((len(group),), lr0, np.float32), strategy=strategy)
     states.append(state)
     infos.append(info)
   # Episode infos are [T, N] (seeds on axis 1); states have seeds on axis 0.

@@ -18,14 +18,16 @@ are the same thing; ``inner_loop`` is where they differ. Every strategy gives
 the same numbers for the same inputs.
 """
 
-from typing import Any, Callable, Tuple
+import collections
+import contextlib
+from typing import Any, Callable, Iterator, Tuple
 
 import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "STRATEGIES", "Body", "Carry", "check_strategy", "default_batch_mode",
-    "default_strategy", "inner_loop", "repeat",
+    "STRATEGIES", "Body", "Carry", "check_strategy", "count_compiles",
+    "default_batch_mode", "default_strategy", "inner_loop", "repeat",
 ]
 
 STRATEGIES = ("scan", "chunk", "loop")
@@ -127,3 +129,36 @@ def inner_loop(step: Body, carry: Carry, xs: Any, unroll: bool):
     carry, out = step(carry, jax.tree.map(lambda x, i=i: x[i], xs))
     outs.append(out)
   return carry, jax.tree.map(lambda *o: jnp.stack(o), *outs)
+
+
+# The event JAX records around every XLA compilation (jax._src.dispatch
+# BACKEND_COMPILE_EVENT); its ``fun_name`` names the jitted function.
+_BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def count_compiles() -> Iterator[collections.Counter]:
+  """Counts the XLA compilations inside the block, by function name.
+
+  Usage::
+
+    with runner.count_compiles() as compiles:
+      ...
+    compiles["jit(_episodes_scan)"]   # programs compiled for that function
+
+  A ``jax.monitoring`` listener on the backend-compile event: a cache hit
+  (same function, static arguments and shapes) does not count; eager
+  operations count under their primitive's name.
+  """
+  counts = collections.Counter()
+
+  def listener(event: str, duration: float, **kwargs) -> None:
+    del duration
+    if event == _BACKEND_COMPILE_EVENT:
+      counts[str(kwargs.get("fun_name", "?"))] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    yield counts
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)

@@ -225,8 +225,8 @@ def make_figures(workdir, eval_dir=None, data_dir=None, eval_every=25,
   k = env_params.steps_per_decision
   num_steps = env_params.num_decisions * k
 
-  runs = experiment.run_controller(config, env, env_params, agent, params,
-                                   seeds, lr0, strategy)
+  runs = experiment.run_controller(env, env_params, agent, params, seeds,
+                                   lr0, strategy)
   ctrl_lrs = runs.learning_rates                        # (T, N)
   curves, sched = {}, {}
   c = accuracy_curves(task, env_optimizee_keys(seeds),

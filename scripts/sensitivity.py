@@ -50,7 +50,7 @@ import numpy as np
 
 from lr_meta import baselines
 from lr_meta import experiment
-from lr_meta.envs import lr_env
+from lr_meta.envs import rollout
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/daniel2016_reps.py", "REPS controller config.")
@@ -161,12 +161,13 @@ def final_train_loss(task, env, env_params, agent, theta, eta0s, seeds,
   keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds] * e)
   controlled = jnp.repeat(jnp.array([False, True]), e * n)     # [2 E S]
 
-  def act(obs, c):
-    a = agent.policy_fn(theta, obs)
+  def act(params, obs, c):
+    theta, controlled = params
+    a, c = agent.policy_fn(theta, obs, c)
     return jnp.where(controlled[:, None], a, 0.0), c
-  states, infos = lr_env.run_episodes(
-      env, env_params, act, jnp.concatenate([keys, keys]), strategy,
-      lr0s=np.concatenate([grid, grid]))
+  states, infos = rollout.run_episodes(
+      env, env_params, act, (theta, controlled), jnp.concatenate([keys, keys]),
+      lr0s=np.concatenate([grid, grid]), strategy=strategy)
   loss, _ = experiment.test_metrics(task, states, split="train")
   diverged = np.asarray(states.opt.diverged)
   loss = np.where(diverged, np.log(task.num_classes), loss)

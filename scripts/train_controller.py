@@ -147,7 +147,7 @@ def controller_test_results(config, task, env, env_params, agent, state,
   """Test loss/accuracy of the deterministic controller on fresh seeds."""
   seeds = EVAL_SEED_OFFSET + np.arange(config.eval.num_seeds)
   runs = experiment.run_controller(
-      config, env, env_params, agent, experiment.policy_params(config, state),
+      env, env_params, agent, experiment.policy_params(config, state),
       seeds, lr0, strategy)
   loss, acc = experiment.test_metrics(task, runs.final_state)
   return loss, acc, runs.learning_rates

@@ -52,8 +52,7 @@ def test_config_validation_names_the_field(field, value):
 
 def _greedy_return(agent, state, env, params):
   returns, actions = _common.evaluate_episodes(
-      env, params, lambda o, c: (agent.policy_fn(state.params, o), c),
-      jax.random.PRNGKey(7), 16)
+      env, params, agent.policy_fn, state.params, jax.random.PRNGKey(7), 16)
   return float(jnp.mean(returns)), float(jnp.mean(actions))
 
 

@@ -16,6 +16,7 @@ from lr_meta import experiment
 from lr_meta import tasks
 from lr_meta.policies import controller as controller_lib
 from lr_meta.envs import lr_env
+from lr_meta.envs import rollout
 import lr_meta.optax as lmo
 from script_loader import load_script  # tests/script_loader.py
 
@@ -88,7 +89,7 @@ def test_controlled_reproduces_env_lr_trajectory(task, observation):
   p = lr_env.LREnvParams(num_decisions=T, steps_per_decision=K,
                          initial_lrs=(0.1,), num_val_examples=NV)
   key = jax.random.PRNGKey(3)
-  env_state, infos = lr_env.run_episode(env, p, ctrl.policy, key, "scan")
+  env_state, infos = rollout.run_episode(env, p, ctrl.act, ctrl.params, key)
   env_lrs = np.asarray(infos["lr"])
 
   # The same optimizee: LREnv.reset's key split (init, lr, features, -).
@@ -274,7 +275,7 @@ def test_dqn_controller_in_optax_matches_env(task):
                          initial_lrs=(0.1,), num_val_examples=NV,
                          reward="log_train_loss_change")
   key = jax.random.PRNGKey(4)
-  env_state, infos = lr_env.run_episode(env, p, ctrl.policy, key, "scan")
+  env_state, infos = rollout.run_episode(env, p, ctrl.act, ctrl.params, key)
   k_init, _, _, _ = jax.random.split(key, 4)
   opt = task.init(k_init, 0.1)
   tx = lmo.controlled(tasks.make_optimizer("momentum", learning_rate=0.1),

@@ -100,8 +100,7 @@ def test_dqn_learns_to_walk_the_chain(double_q, target_update):
   q = agent.network.apply(state.params, jnp.eye(5))
   assert bool(jnp.all(q[:4, 1] > q[:4, 0])), q
   returns, _ = _common.evaluate_episodes(
-      env, params, lambda o, c: (agent.policy_fn(state.params, o), c),
-      jax.random.PRNGKey(1), 4)
+      env, params, agent.policy_fn, state.params, jax.random.PRNGKey(1), 4)
   np.testing.assert_allclose(returns, 1.0)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from lr_meta import tasks
 from lr_meta.envs import lr_env
+from lr_meta.envs import rollout
 from script_loader import load_script  # tests/script_loader.py
 
 ff = load_script("fu2016_figures")
@@ -67,8 +68,10 @@ def test_replay_of_env_episode_is_the_closed_loop_run(task):
   seeds = [3, 4]
   keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
   # A fixed controller: decrease unless the LR is already below 0.095.
-  act = lambda obs, c: ((obs[:, -1] < 0.095).astype(jnp.int32), c)
-  states, infos = lr_env.run_episodes(env, p, act, keys, "chunk")
+  act = lambda threshold, obs, c: ((obs[:, -1] < threshold).astype(jnp.int32),
+                                   c)
+  states, infos = rollout.run_episodes(env, p, act, 0.095, keys,
+                                       strategy="chunk")
   lrs = np.asarray(infos["lr"])                        # (T, N)
   np.testing.assert_allclose(lrs[:, 0], [0.097, 0.09409, 0.1, 0.097],
                              rtol=1e-5)

@@ -10,6 +10,7 @@ import pytest
 from lr_meta.features import lr_actions
 from lr_meta import tasks
 from lr_meta.envs import lr_env
+from lr_meta.envs import rollout
 
 os.environ.setdefault("LR_META_DATA_DIR", "/work/shared/datasets")
 
@@ -141,10 +142,10 @@ def test_bad_values(task):
 def test_run_episodes_unrolled_matches_single_scan(task):
   env = lr_env.LREnv(task)
   p = _params()
-  act = lambda obs, c: (jnp.full(obs.shape[:-1] + (1,), 0.3), c)
+  act = lambda a, obs, c: (jnp.full(obs.shape[:-1] + (1,), a), c)
   keys = jax.random.split(jax.random.PRNGKey(1), 2)
-  s1, i1 = lr_env.run_episode(env, p, act, keys[1], "scan")
-  s2, i2 = lr_env.run_episodes(env, p.replace(unroll=True), act, keys,
-                               "chunk")
+  s1, i1 = rollout.run_episode(env, p, act, 0.3, keys[1], strategy="scan")
+  s2, i2 = rollout.run_episodes(env, p.replace(unroll=True), act, 0.3, keys,
+                                strategy="chunk")
   assert i2["lr"].shape == (3, 2) and i1["lr"].shape == (3,)
   np.testing.assert_allclose(i1["val_loss"], i2["val_loss"][:, 1], rtol=1e-5)

@@ -16,6 +16,7 @@ from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
 from lr_meta import tasks
 from lr_meta.envs import lr_env
+from lr_meta.envs import rollout
 from lr_meta.features import per_example
 import per_example_reference as reference  # tests/per_example_reference.py
 
@@ -143,12 +144,13 @@ def test_daniel_obs_reward_against_oracle(optimizer, subset):
 def test_daniel_deterministic_and_episode_return(task):
   env = lr_env.LREnv(task, "daniel2016")
   p = _params(env).replace(num_decisions=3)
-  act = lambda obs, c: (jnp.full((obs.shape[0], 1), 0.1), c)
+  act = lambda a, obs, c: (jnp.full((obs.shape[0], 1), a), c)
   keys = jnp.stack([jax.random.PRNGKey(i) for i in range(2)])
-  s1, i1 = lr_env.run_episodes(env, p, act, keys)
+  s1, i1 = rollout.run_episodes(env, p, act, 0.1, keys)
   # Unrolled ('chunk') == scan; lr0s equal to the drawn lr0 change nothing.
-  s3, i3 = lr_env.run_episodes(env, p.replace(unroll=True), act, keys,
-                               strategy="chunk", lr0s=jnp.array([0.05, 0.05]))
+  s3, i3 = rollout.run_episodes(env, p.replace(unroll=True), act, 0.1, keys,
+                                strategy="chunk",
+                                lr0s=jnp.array([0.05, 0.05]))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-6), i1, i3)
   # The return telescopes to -(log E_T - log E_0) / T.
@@ -212,10 +214,6 @@ def test_divergence_keeps_observation_finite(task):
 
 
 def test_bad_values(task):
-  with pytest.raises(ValueError, match="lr0s with observation 'dynamics'"):
-    lr_env.run_episodes(lr_env.LREnv(task, "xu2017"), _params(
-        lr_env.LREnv(task, "xu2017")), None, jnp.zeros((1, 2), jnp.uint32),
-                        lr0s=jnp.ones(1))
   with pytest.raises(ValueError, match="observation='weight_stats'.*xu2017"):
     lr_env.LREnv(task, "xu2017", observation="weight_stats")
   with pytest.raises(ValueError, match="observation='dynamics'.*daniel2016"):

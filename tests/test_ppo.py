@@ -57,9 +57,8 @@ def test_config_validation_names_the_field(field, value):
 
 
 def _eval_return(agent, state, env, params):
-  def act(obs, carry):
-    return agent.policy_fn(state.params, obs, carry)
-  returns, _ = _common.evaluate_episodes(env, params, act,
+  returns, _ = _common.evaluate_episodes(env, params, agent.policy_fn,
+                                         state.params,
                                          jax.random.PRNGKey(123), 64,
                                          agent.initial_carry((64,)))
   return float(jnp.mean(returns))
@@ -111,8 +110,15 @@ def test_lstm_scan_loop_agree_and_resume_is_exact():
 
 def test_make_train_is_one_jittable_function():
   env = toy.TargetEnv()
-  train = jax.jit(ppo.make_train(ppo.PPOConfig(num_envs=4, num_epochs=2),
-                                 env, env.default_params, 3))
+  config = ppo.PPOConfig(num_envs=4, num_epochs=2)
+  train = jax.jit(ppo.make_train(config, env, env.default_params, 3))
   state, metrics = train(jax.random.PRNGKey(0))
   assert metrics["episode_return"].shape == (3,)
   assert int(state.iteration) == 3
+  # The same numbers as init + three update_iteration calls.
+  agent = ppo.make_ppo(config, env, env.default_params)
+  expected = agent.init(jax.random.PRNGKey(0))
+  for i in range(3):
+    expected, m = agent.update_iteration(expected)
+    _tree_allclose(jax.tree.map(lambda x, i=i: x[i], metrics), m)
+  _tree_allclose(state, expected)

@@ -4,6 +4,8 @@ resume (2 + 2 iterations == 4 straight), deterministic controller runs."""
 
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -47,15 +49,49 @@ def test_resume_equals_uninterrupted_and_controller_runs(agent, resume_check):
   a, resumed, _, _ = resume_check(train)
   assert os.path.exists(os.path.join(a, "controller_params.msgpack"))
 
+  # The script adds nothing to the agent's own loop: init from config.seed
+  # and 4 update_iteration calls give the resumed state bit for bit.
   config = tiny_config(agent)
+  direct = agent_obj.init(jax.random.PRNGKey(config.seed))
+  for _ in range(4):
+    direct, _ = agent_obj.update_iteration(direct)
+  for x, y in zip(jax.tree.leaves(direct), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(x, y)
+
   params = experiment.policy_params(config, resumed)
-  runs = experiment.run_controller(config, env, env_params, agent_obj,
-                                   params, seeds=(1, 2), lr0=0.1,
-                                   strategy=strategy)
+  runs = experiment.run_controller(env, env_params, agent_obj, params,
+                                   seeds=(1, 2), lr0=0.1, strategy=strategy)
   assert runs.learning_rates.shape == (3, 2)
   assert np.all(np.isfinite(runs.train_loss))
   loss, _ = experiment.test_metrics(task, runs.final_state)
   assert np.all(np.isfinite(loss))
+
+  # A controller whose action is the constant b gives a hand-computed LR
+  # schedule: REPS (daniel2016) lr_t = lr_{t-1} * exp(b); the actor-critic
+  # (xu2017) lr_t = lr0 * 10**b.
+  b = 0.2 if agent == "reps" else -0.5
+  const = _constant_action_params(agent, params, b)
+  runs = experiment.run_controller(env, env_params, agent_obj, const,
+                                   seeds=(1, 2), lr0=0.1, strategy=strategy)
+  if agent == "reps":
+    expected = 0.1 * np.exp(b * np.arange(1, 4))
+  else:
+    expected = np.full(3, 0.1 * 10**b)
+  np.testing.assert_allclose(runs.learning_rates,
+                             np.stack([expected, expected], 1), rtol=1e-5)
+
+
+def _constant_action_params(agent, params, b):
+  """Params of the agent's controller whose action is ``b`` everywhere."""
+  if agent == "reps":       # theta . [phi1, phi2, u1, u2, 1]
+    return jnp.zeros_like(params).at[-1].set(b)
+  # The actor MLP with zero weights: tanh(0) = 0 hidden units, mean = the
+  # output bias.
+  const = jax.tree.map(jnp.zeros_like, params)
+  mlp = const["actor"]["params"]["MLP_0"]
+  head = sorted(mlp)[-1]
+  mlp[head]["bias"] = jnp.full_like(mlp[head]["bias"], b)
+  return const
 
 
 @pytest.mark.parametrize("agent,action_type", [("reps", "xu2019"),

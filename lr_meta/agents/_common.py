@@ -1,4 +1,5 @@
-"""Pieces shared by the agents: config checks and population stepping.
+"""Pieces shared by the agents: config checks, population stepping, the
+iteration's execution strategy and purejaxrl-style ``make_train``.
 
 A population of N episodes runs in lockstep: ``population_reset`` and
 ``population_step`` ``vmap`` the environment over N keys. Bookkeeping
@@ -10,17 +11,22 @@ so bootstrapping stops there (``discount = 0``).
 """
 
 import math
-from typing import Any, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import chex
-import distrax
 import jax
 import jax.numpy as jnp
 
 from lr_meta import runner
+from lr_meta.envs import rollout
 
 STRATEGIES = runner.STRATEGIES
-repeat = runner.repeat
+
+
+def no_carry(batch_shape: Tuple[int, ...] = ()) -> Tuple[()]:
+  """``initial_carry`` of a feed-forward policy: the empty carry ``()``."""
+  del batch_shape
+  return ()
 
 
 # ----------------------------------------------------------------------------
@@ -125,39 +131,79 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def evaluate_episodes(env, env_params, act_fn, key: chex.PRNGKey, n: int,
+def evaluate_episodes(env, env_params, policy_fn, policy_params,
+                      key: chex.PRNGKey, n: int,
                       carry: Any = ()) -> Tuple[jax.Array, jax.Array]:
-  """Runs N episodes with a deterministic ``act_fn`` (one ``lax.scan``).
+  """Returns of N episodes of a deterministic policy (``lr_meta.envs.rollout``).
 
   Args:
     env, env_params: the environment.
-    act_fn: ``(obs [N, obs_size], carry) -> (action [N, ...], carry)``.
+    policy_fn: ``(policy_params, obs [N, obs_size], carry) -> (action [N,
+      ...], carry)``, an agent's ``policy_fn``.
+    policy_params: its params.
     key: PRNG key (resets and environment noise).
     n: number of episodes.
-    carry: initial ``act_fn`` carry (e.g. an LSTM state), batched over N.
+    carry: initial policy carry (e.g. an LSTM state), batched over N.
 
   Returns:
-    ``(returns [N], actions [T, N, ...])`` with actions as applied.
+    ``(returns [N], actions [T, N, ...])`` with actions as the policy gave
+    them. Environments are absorbing with reward 0 after termination, so the
+    return is the sum of the T rewards.
   """
-  horizon = num_decisions(env_params)
   k_reset, k_run = jax.random.split(key)
-  obs, env_state = population_reset(env, env_params, k_reset, n)
-
-  def body(c, time):
-    env_state, obs, done, carry, rng = c
-    rng, k = jax.random.split(rng)
-    action, carry = act_fn(obs, carry)
-    ps = population_step(env, env_params, k, env_state, action, done, time,
-                         horizon)
-    return (ps.env_state, ps.next_obs, ps.done, carry, rng), (ps.reward,
-                                                              action)
-
-  _, (rewards, actions) = jax.lax.scan(
-      body, (env_state, obs.astype(jnp.float32), jnp.zeros((n,), bool),
-             carry, k_run), jnp.arange(horizon))
-  return jnp.sum(rewards, axis=0), actions
+  _, infos = rollout.run_episodes(env, env_params, policy_fn, policy_params,
+                                  jax.random.split(k_reset, n), carry=carry,
+                                  step_key=k_run)
+  return jnp.sum(infos["reward"], axis=0), infos["action"]
 
 
-def gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Distribution:
-  """The diagonal Gaussian policy (the last axis is the action event)."""
-  return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+# ----------------------------------------------------------------------------
+# The iteration: one execution strategy for every agent.
+
+
+def make_update_iteration(iteration: Callable[..., Any], strategy: str,
+                          body: runner.Body, length: int,
+                          *pieces: Callable[..., Any]):
+  """``update_iteration(state)`` from an agent's iteration and its pieces.
+
+  Every agent's iteration is ``iteration(state, run, *pieces)``: ``pieces``
+  are pure functions (reset, learner update, ...) and ``run(carry)`` runs
+  ``body`` ``length`` times with ``lr_meta.runner.repeat``, returning
+  ``(carry, stacked outputs)``.
+
+  ``'scan'``: the whole iteration is one ``jax.jit`` (the body inside one
+  ``lax.scan``). ``'chunk'``/``'loop'`` (conv-net optimizees on CPU): a
+  Python function that calls each piece jitted on its own and the body
+  jitted once per decision. Both give the same numbers.
+  """
+  runner.check_strategy(strategy)
+  jitted_body = jax.jit(body)
+
+  def run(carry):
+    return runner.repeat(body, carry, length, strategy,
+                         jitted_body=jitted_body)
+
+  if strategy == "scan":
+    return jax.jit(lambda state: iteration(state, run, *pieces))
+  jitted = tuple(jax.jit(p) for p in pieces)
+  return lambda state: iteration(state, run, *jitted)
+
+
+def make_train(agent, num_iterations: int):
+  """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function.
+
+  ``agent.init`` then ``num_iterations`` ``agent.update_iteration`` calls in
+  one ``lax.scan``; metrics are stacked over iterations. The agent must be
+  built with ``strategy='scan'`` (the other strategies loop in Python).
+  """
+  if agent.config.strategy != "scan":
+    raise ValueError(
+        f"make_train needs strategy='scan', got {agent.config.strategy!r}; "
+        "call update_iteration in a Python loop for 'chunk' or 'loop'.")
+  check_positive_int("num_iterations", num_iterations)
+
+  def train(rng):
+    state = agent.init(rng)
+    return jax.lax.scan(lambda s, _: agent.update_iteration(s), state, None,
+                        length=num_iterations)
+  return train

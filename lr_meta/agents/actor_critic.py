@@ -15,7 +15,9 @@ section 13.5):
 Both are averaged over the population's valid transitions and applied with
 Adam after EVERY decision. One *iteration* is one episode of T decisions for
 a population of N runs; the decision body (act + ``env.step`` + update) is a
-single jitted function strung together by ``lr_meta.runner.repeat``.
+single jitted function strung together by ``lr_meta.runner.repeat``. The
+actor, critic, optimizer, state and sampling are the Gaussian actor-critic of
+``lr_meta.agents.gaussian_ac``, shared with PPO.
 """
 
 import dataclasses
@@ -28,10 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import rlax
-from flax import struct
 
 from lr_meta.agents import _common
-from lr_meta.policies import networks
+from lr_meta.agents import gaussian_ac
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,20 +70,18 @@ class ActorCriticConfig:
     _common.check_choice("strategy", self.strategy, _common.STRATEGIES)
 
 
-@struct.dataclass
-class ActorCriticState:
-  """The whole learner state; checkpoint it between iterations to resume."""
-  params: Dict[str, Any]      # {'actor': ..., 'critic': ...}
-  opt_state: optax.OptState
-  rng: chex.PRNGKey
-  iteration: jax.Array
+# The learner state of every Gaussian actor-critic agent.
+ActorCriticState = gaussian_ac.LearnerState
 
 
 class ActorCritic(NamedTuple):
+  """The agent's functions; ``policy_fn(params, obs, carry)`` is the clipped
+  mean (carry ``()``, from ``initial_carry``)."""
   init: Callable[[chex.PRNGKey], ActorCriticState]
   update_iteration: Callable[[ActorCriticState],
                              Tuple[ActorCriticState, Dict[str, Any]]]
-  policy_fn: Callable[..., jax.Array]
+  policy_fn: Callable[..., Tuple[jax.Array, Any]]
+  initial_carry: Callable[..., Any]
   config: ActorCriticConfig
   actor: nn.Module
   critic: nn.Module
@@ -109,7 +108,7 @@ def actor_critic_loss(mean: jax.Array, log_std: jax.Array, a_tm1: jax.Array,
   chex.assert_rank([v_tm1, r_t, discount_t, v_t, valid], 1)
   td = jax.vmap(rlax.td_learning)(v_tm1, r_t, discount_t, v_t)
   critic_loss = 0.5 * _common.masked_mean(td**2, valid)
-  log_prob = _common.gaussian(mean, log_std).log_prob(a_tm1)
+  log_prob = gaussian_ac.gaussian(mean, log_std).log_prob(a_tm1)
   actor_loss = -_common.masked_mean(log_prob * jax.lax.stop_gradient(td),
                                     valid)
   return actor_loss + critic_loss, dict(actor_loss=actor_loss,
@@ -122,33 +121,13 @@ def make_actor_critic(config: ActorCriticConfig, env,
                       env_params) -> ActorCritic:
   """Builds the online actor-critic for a continuous-action ``env``."""
   horizon = _common.num_decisions(env_params)
-  action_shape, low, high = _common.action_bounds(env)
-  action_dim = int(np.prod(action_shape))
   n = config.num_envs
-  actor = networks.GaussianActor(action_dim, (config.hidden_size,),
-                                 float(np.log(config.action_std)),
-                                 config.learn_log_std)
-  critic = networks.Critic((config.hidden_size,))
-
-  def adam(lr):
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adam(lr))
-  optimizer = optax.multi_transform(
-      {"actor": adam(config.actor_lr), "critic": adam(config.critic_lr)},
-      {"actor": "actor", "critic": "critic"})
-
-  def init(key: chex.PRNGKey) -> ActorCriticState:
-    k_actor, k_critic, k_rng = jax.random.split(key, 3)
-    obs = jnp.zeros((env.observation_size,), jnp.float32)
-    params = {"actor": actor.init(k_actor, obs),
-              "critic": critic.init(k_critic, obs)}
-    return ActorCriticState(params=params, opt_state=optimizer.init(params),
-                            rng=k_rng, iteration=jnp.int32(0))
-
-  def policy_fn(params, obs):
-    """Deterministic action: the actor's mean, clipped to the bounds."""
-    mean, _, _ = actor.apply(params["actor"], obs)
-    return jnp.clip(mean.reshape(mean.shape[:-1] + action_shape), low, high)
+  ac = gaussian_ac.make_gaussian_actor_critic(
+      env, actor="mlp", hidden_size=config.hidden_size,
+      action_std=config.action_std, learn_log_std=config.learn_log_std,
+      actor_lr=config.actor_lr, critic_lr=config.critic_lr,
+      max_grad_norm=config.max_grad_norm)
+  actor, critic, optimizer = ac.actor, ac.critic, ac.optimizer
 
   def loss_fn(params, obs, action, reward, end, next_obs, valid):
     mean, log_std, _ = actor.apply(params["actor"], obs)
@@ -161,21 +140,17 @@ def make_actor_critic(config: ActorCriticConfig, env,
   def decision_body(carry, time):
     params, opt_state, env_state, obs, done, rng = carry
     rng, k_act, k_step = jax.random.split(rng, 3)
-    mean, log_std, _ = actor.apply(params["actor"], obs)
-    action = _common.gaussian(mean, log_std).sample(seed=k_act)
-    applied = jnp.clip(action.reshape((n,) + action_shape), low, high)
-    ps = _common.population_step(env, env_params, k_step, env_state, applied,
-                                 done, time, horizon)
+    sample = ac.sample(params, obs, (), k_act)
+    ps = _common.population_step(env, env_params, k_step, env_state,
+                                 sample.applied, done, time, horizon)
     grads, aux = jax.grad(loss_fn, has_aux=True)(
-        params, obs, action, ps.reward, ps.end, ps.next_obs, ps.valid)
+        params, obs, sample.action, ps.reward, ps.end, ps.next_obs, ps.valid)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     aux.update(reward=ps.reward,
-               action=_common.masked_mean(applied.reshape(n, -1).mean(-1),
-                                          ps.valid))
+               action=_common.masked_mean(
+                   sample.applied.reshape(n, -1).mean(-1), ps.valid))
     return (params, opt_state, ps.env_state, ps.next_obs, ps.done, rng), aux
-
-  jitted_body = jax.jit(decision_body)
 
   def reset(state: ActorCriticState):
     rng, k_reset, k_roll = jax.random.split(state.rng, 3)
@@ -183,23 +158,26 @@ def make_actor_critic(config: ActorCriticConfig, env,
     return rng, (state.params, state.opt_state, env_state, obs,
                  jnp.zeros((n,), bool), k_roll)
 
-  def update_iteration_impl(state, reset_fn):
+  def iteration(state, run, reset_fn):
     rng, carry = reset_fn(state)
-    (params, opt_state, *_), aux = _common.repeat(
-        decision_body, carry, horizon, config.strategy,
-        jitted_body=jitted_body)
+    (params, opt_state, *_), aux = run(carry)
     metrics = dict(episode_return=jnp.mean(jnp.sum(aux.pop("reward"), 0)),
                    mean_action=jnp.mean(aux.pop("action")))
     metrics.update({k: jnp.mean(v) for k, v in aux.items()})
     return ActorCriticState(params=params, opt_state=opt_state, rng=rng,
                             iteration=state.iteration + 1), metrics
 
-  if config.strategy == "scan":
-    update_iteration = jax.jit(lambda s: update_iteration_impl(s, reset))
-  else:
-    jit_reset = jax.jit(reset)
-    update_iteration = lambda s: update_iteration_impl(s, jit_reset)
+  return ActorCritic(init=ac.init,
+                     update_iteration=_common.make_update_iteration(
+                         iteration, config.strategy, decision_body, horizon,
+                         reset),
+                     policy_fn=ac.policy_fn, initial_carry=ac.initial_carry,
+                     config=config, actor=actor, critic=critic)
 
-  return ActorCritic(init=init, update_iteration=update_iteration,
-                     policy_fn=policy_fn, config=config, actor=actor,
-                     critic=critic)
+
+def make_train(config: ActorCriticConfig, env, env_params,
+               num_iterations: int):
+  """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function
+  (``_common.make_train``; needs ``strategy='scan'``)."""
+  return _common.make_train(make_actor_critic(config, env, env_params),
+                            num_iterations)

@@ -22,7 +22,7 @@ Usage::
   state = agent.init(jax.random.PRNGKey(0))
   for _ in range(100):                          # checkpoint `state` any time
     state, metrics = agent.update_iteration(state)
-  action = agent.policy_fn(state.params, obs)   # greedy
+  action, _ = agent.policy_fn(state.params, obs, ())   # greedy
 """
 
 import dataclasses
@@ -95,6 +95,12 @@ class DQNConfig:
   strategy: str = "scan"
 
   def __post_init__(self):
+    # A list (from a JSON or ml_collections config) becomes the tuple a
+    # frozen, hashable config needs.
+    if not isinstance(self.hidden_sizes, (list, tuple)):
+      raise ValueError(f"hidden_sizes={self.hidden_sizes!r}; allowed: a "
+                       "sequence of integers >= 1.")
+    object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
     for name in ("num_envs", "target_update_period",
                  "epsilon_decay_transitions", "buffer_size", "batch_size",
                  "updates_per_decision", "decisions_per_iteration"):
@@ -153,9 +159,12 @@ class DQNState:
 
 
 class DQN(NamedTuple):
+  """The agent's functions; ``policy_fn(params, obs, carry)`` is greedy
+  (carry ``()``, from ``initial_carry``)."""
   init: Callable[[chex.PRNGKey], DQNState]
   update_iteration: Callable[[DQNState], Tuple[DQNState, Dict[str, Any]]]
-  policy_fn: Callable[..., jax.Array]
+  policy_fn: Callable[..., Tuple[jax.Array, Any]]
+  initial_carry: Callable[..., Any]
   config: DQNConfig
   network: nn.Module
   buffer: Any
@@ -238,9 +247,12 @@ def make_dqn(config: DQNConfig, env, env_params) -> DQN:
   epsilon_fn = optax.linear_schedule(config.epsilon_start, config.epsilon_end,
                                      config.epsilon_decay_transitions)
 
-  def policy_fn(params, obs):
-    """Greedy action ``argmax_a Q(obs, a)`` (obs batched or not)."""
+  def greedy(params, obs):
     return jnp.argmax(network.apply(params, obs), axis=-1).astype(jnp.int32)
+
+  def policy_fn(params, obs, carry=()):
+    """Greedy action ``argmax_a Q(obs, a)`` (obs batched or not)."""
+    return greedy(params, obs), carry
 
   def init(key: chex.PRNGKey) -> DQNState:
     k_net, k_reset, k_rng = jax.random.split(key, 3)
@@ -306,10 +318,9 @@ def make_dqn(config: DQNConfig, env, env_params) -> DQN:
     s = jax.lax.cond(s.time == 0, reset, lambda s: s, s)
 
     epsilon = epsilon_fn(s.num_transitions)
-    greedy = policy_fn(s.params, s.obs)
     random_a = jax.random.randint(k_random, (n,), 0, num_actions, jnp.int32)
     explore = jax.random.uniform(k_explore, (n,)) < epsilon
-    action = jnp.where(explore, random_a, greedy)
+    action = jnp.where(explore, random_a, greedy(s.params, s.obs))
     ps = _common.population_step(env, env_params, k_step, s.env_state,
                                  action, s.done, s.time, horizon)
     transitions = Transition(
@@ -333,23 +344,23 @@ def make_dqn(config: DQNConfig, env, env_params) -> DQN:
                    q_mean=jnp.mean(network.apply(s.params, s.obs)))
     return s, metrics
 
-  jitted_body = jax.jit(decision_body)
-
-  def update_iteration_impl(s: DQNState):
-    s, metrics = _common.repeat(decision_body, s,
-                                config.decisions_per_iteration,
-                                config.strategy, jitted_body=jitted_body)
+  def iteration(s: DQNState, run):
+    s, metrics = run(s)
     metrics = {k: jnp.nanmean(v) for k, v in metrics.items()}
     metrics.update(last_episode_return=s.last_episode_return,
                    num_transitions=s.num_transitions,
                    num_updates=s.num_updates)
     return s.replace(iteration=s.iteration + 1), metrics
 
-  if config.strategy == "scan":
-    update_iteration = jax.jit(update_iteration_impl)
-  else:
-    update_iteration = update_iteration_impl
+  return DQN(init=init,
+             update_iteration=_common.make_update_iteration(
+                 iteration, config.strategy, decision_body,
+                 config.decisions_per_iteration),
+             policy_fn=policy_fn, initial_carry=_common.no_carry,
+             config=config, network=network, buffer=buffer)
 
-  return DQN(init=init, update_iteration=update_iteration,
-             policy_fn=policy_fn, config=config, network=network,
-             buffer=buffer)
+
+def make_train(config: DQNConfig, env, env_params, num_iterations: int):
+  """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function
+  (``_common.make_train``; needs ``strategy='scan'``)."""
+  return _common.make_train(make_dqn(config, env, env_params), num_iterations)

@@ -15,6 +15,10 @@ is re-run from its initial carry over each trajectory; the MLP actor uses the
 same path. Transitions after an episode's first end are masked out of every
 loss.
 
+The actor, critic, optimizer, state and sampling are the Gaussian
+actor-critic of ``lr_meta.agents.gaussian_ac``, shared with the online
+actor-critic.
+
 Usage::
 
   agent = make_ppo(PPOConfig(num_envs=8), env, env_params)
@@ -22,6 +26,9 @@ Usage::
   for _ in range(100):                       # checkpoint `state` any time
     state, metrics = agent.update_iteration(state)
   action, carry = agent.policy_fn(state.params, obs, agent.initial_carry())
+
+  # or, purejaxrl style, the whole training as one jittable function:
+  state, metrics = jax.jit(make_train(config, env, env_params, 100))(key)
 """
 
 import dataclasses
@@ -37,6 +44,7 @@ import rlax
 from flax import struct
 
 from lr_meta.agents import _common
+from lr_meta.agents import gaussian_ac
 from lr_meta.policies import networks
 
 
@@ -103,13 +111,8 @@ class PPOConfig:
     _common.check_choice("strategy", self.strategy, _common.STRATEGIES)
 
 
-@struct.dataclass
-class PPOState:
-  """The whole learner state; checkpoint it between iterations to resume."""
-  params: Dict[str, Any]      # {'actor': ..., 'critic': ...}
-  opt_state: optax.OptState
-  rng: chex.PRNGKey
-  iteration: jax.Array
+# The learner state of every Gaussian actor-critic agent.
+PPOState = gaussian_ac.LearnerState
 
 
 class Trajectory(NamedTuple):
@@ -184,7 +187,7 @@ def ppo_loss(mean: jax.Array, log_std: jax.Array, value: jax.Array,
   Returns:
     (loss, aux metrics).
   """
-  dist = _common.gaussian(mean, log_std)
+  dist = gaussian_ac.gaussian(mean, log_std)
   log_prob = dist.log_prob(batch.action)
   mask = batch.valid.astype(jnp.float32).reshape(-1)
   ratio = jnp.exp(log_prob - batch.log_prob).reshape(-1)
@@ -203,16 +206,6 @@ def ppo_loss(mean: jax.Array, log_std: jax.Array, value: jax.Array,
   return loss, aux
 
 
-def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
-  """Adam per network with its own LR, each clipped to ``max_grad_norm``."""
-  def adam(lr):
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adam(lr))
-  return optax.multi_transform(
-      {"actor": adam(config.actor_lr), "critic": adam(config.critic_lr)},
-      {"actor": "actor", "critic": "critic"})
-
-
 def make_ppo(config: PPOConfig, env, env_params) -> PPO:
   """Builds the PPO agent for ``env`` (continuous actions).
 
@@ -228,51 +221,29 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
     under ``strategy='loop'``.
   """
   horizon = _common.num_decisions(env_params)
-  action_shape, low, high = _common.action_bounds(env)
-  action_dim = int(np.prod(action_shape))
   n = config.num_envs
-  actor = networks.make_actor(config.actor, action_dim, config.hidden_size,
-                              float(np.log(config.action_std)),
-                              config.learn_log_std)
-  critic = networks.Critic((config.hidden_size,))
-  optimizer = make_optimizer(config)
-
-  def initial_carry(batch_shape: Tuple[int, ...] = ()):
-    return networks.initial_carry(actor, batch_shape)
-
-  def init(key: chex.PRNGKey) -> PPOState:
-    k_actor, k_critic, k_rng = jax.random.split(key, 3)
-    obs = jnp.zeros((env.observation_size,), jnp.float32)
-    params = {"actor": actor.init(k_actor, obs, initial_carry()),
-              "critic": critic.init(k_critic, obs)}
-    return PPOState(params=params, opt_state=optimizer.init(params),
-                    rng=k_rng, iteration=jnp.int32(0))
-
-  def policy_fn(params, obs, carry=()):
-    """Deterministic action (the clipped mean): ``(action, new_carry)``."""
-    mean, _, carry = actor.apply(params["actor"], obs, carry)
-    mean = mean.reshape(mean.shape[:-1] + action_shape)
-    return jnp.clip(mean, low, high), carry
+  ac = gaussian_ac.make_gaussian_actor_critic(
+      env, actor=config.actor, hidden_size=config.hidden_size,
+      action_std=config.action_std, learn_log_std=config.learn_log_std,
+      actor_lr=config.actor_lr, critic_lr=config.critic_lr,
+      max_grad_norm=config.max_grad_norm)
+  actor, critic, optimizer = ac.actor, ac.critic, ac.optimizer
+  initial_carry = ac.initial_carry
+  action_dim = int(np.prod(ac.action_shape))
 
   def rollout_body(carry, time):
     params, env_state, obs, done, actor_carry, rng = carry
     rng, k_act, k_step = jax.random.split(rng, 3)
-    mean, log_std, actor_carry = actor.apply(params["actor"], obs,
-                                             actor_carry)
     value = critic.apply(params["critic"], obs)
-    dist = _common.gaussian(mean, log_std)
-    action = dist.sample(seed=k_act)
-    log_prob = dist.log_prob(action)
-    applied = jnp.clip(action.reshape((n,) + action_shape), low, high)
-    ps = _common.population_step(env, env_params, k_step, env_state, applied,
-                                 done, time, horizon)
-    out = Trajectory(obs=obs, action=action, log_prob=log_prob, value=value,
-                     reward=ps.reward, end=ps.end, valid=ps.valid)
-    carry = (params, ps.env_state, ps.next_obs, ps.done, actor_carry, rng)
-    return carry, (out, jnp.where(ps.valid[:, None], applied.reshape(n, -1),
-                                  0.0))
-
-  jitted_rollout_body = jax.jit(rollout_body)
+    sample = ac.sample(params, obs, actor_carry, k_act)
+    ps = _common.population_step(env, env_params, k_step, env_state,
+                                 sample.applied, done, time, horizon)
+    out = Trajectory(obs=obs, action=sample.action, log_prob=sample.log_prob,
+                     value=value, reward=ps.reward, end=ps.end,
+                     valid=ps.valid)
+    carry = (params, ps.env_state, ps.next_obs, ps.done, sample.carry, rng)
+    return carry, (out, jnp.where(ps.valid[:, None],
+                                  sample.applied.reshape(n, -1), 0.0))
 
   def actor_sequence(actor_params, obs_seq):
     """Runs the actor over [T, B, obs] from the initial carry."""
@@ -331,44 +302,27 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
   def reset(key):
     return _common.population_reset(env, env_params, key, n)
 
-  def update_iteration_impl(state: PPOState, reset_fn, learn_fn):
+  def iteration(state: PPOState, run, reset_fn, learn_fn):
     rng, k_reset, k_roll, k_learn = jax.random.split(state.rng, 4)
     obs, env_state = reset_fn(k_reset)
-    carry = (state.params, env_state, obs, jnp.zeros((n,), bool),
-             initial_carry((n,)), k_roll)
-    _, (traj, applied) = _common.repeat(rollout_body, carry, horizon,
-                                        config.strategy,
-                                        jitted_body=jitted_rollout_body)
+    _, (traj, applied) = run((state.params, env_state, obs,
+                              jnp.zeros((n,), bool), initial_carry((n,)),
+                              k_roll))
     return learn_fn(state.replace(rng=rng), traj, applied, k_learn)
 
-  if config.strategy == "scan":
-    update_iteration = jax.jit(
-        lambda state: update_iteration_impl(state, reset, learn))
-  else:
-    jit_reset, jit_learn = jax.jit(reset), jax.jit(learn)
-    def update_iteration(state):
-      return update_iteration_impl(state, jit_reset, jit_learn)
-
-  return PPO(init=init, update_iteration=update_iteration,
-             policy_fn=policy_fn, initial_carry=initial_carry, config=config,
-             actor=actor, critic=critic)
+  return PPO(init=ac.init,
+             update_iteration=_common.make_update_iteration(
+                 iteration, config.strategy, rollout_body, horizon, reset,
+                 learn),
+             policy_fn=ac.policy_fn, initial_carry=initial_carry,
+             config=config, actor=actor, critic=critic)
 
 
 def make_train(config: PPOConfig, env, env_params, num_iterations: int):
   """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function.
 
-  All ``num_iterations`` iterations run in one ``lax.scan``; needs
-  ``strategy='scan'``. Metrics are stacked over iterations.
+  All ``num_iterations`` iterations run in one ``lax.scan``
+  (``_common.make_train``); needs ``strategy='scan'``. Metrics are stacked
+  over iterations.
   """
-  if config.strategy != "scan":
-    raise ValueError(f"make_train needs strategy='scan', got "
-                     f"{config.strategy!r}; use make_ppo(...).update_iteration"
-                     " in a Python loop for 'loop'.")
-  _common.check_positive_int("num_iterations", num_iterations)
-  agent = make_ppo(config, env, env_params)
-
-  def train(rng):
-    state = agent.init(rng)
-    return jax.lax.scan(lambda s, _: agent.update_iteration(s), state, None,
-                        length=num_iterations)
-  return train
+  return _common.make_train(make_ppo(config, env, env_params), num_iterations)

@@ -103,11 +103,21 @@ class REPSState:
 
 
 class REPS(NamedTuple):
+  """The agent's functions; ``policy_fn(theta, obs, carry)`` is the clipped
+  controller action (carry ``()``, from ``initial_carry``); evaluate it with
+  ``policy_params(state)``, the search distribution's mean."""
   init: Callable[[chex.PRNGKey], REPSState]
   update_iteration: Callable[[REPSState], Tuple[REPSState, Dict[str, Any]]]
-  policy_fn: Callable[..., jax.Array]
+  policy_fn: Callable[..., Tuple[jax.Array, Any]]
+  initial_carry: Callable[..., Any]
   config: REPSConfig
   num_params: int
+
+
+def policy_params(state) -> jax.Array:
+  """The deterministic controller's theta: the search distribution's mean
+  (Daniel et al. 2016)."""
+  return state.dist.mean
 
 
 def _normalised_weights(returns: jax.Array, eta: jax.Array) -> jax.Array:
@@ -238,8 +248,8 @@ def make_reps(config: REPSConfig, env, env_params,
     num_params: D; required with a custom ``controller_fn``.
 
   Returns:
-    A ``REPS`` of functions; ``policy_fn(theta, obs)`` is the clipped
-    controller action (evaluate with ``state.dist.mean``).
+    A ``REPS`` of functions; ``policy_fn(theta, obs, carry)`` is the clipped
+    controller action (evaluate with ``policy_params(state)``).
   """
   horizon = _common.num_decisions(env_params)
   action_shape, low, high = _common.action_bounds(env)
@@ -254,8 +264,11 @@ def make_reps(config: REPSConfig, env, env_params,
   _common.check_positive_int("num_params", num_params)
   k = config.num_samples
 
-  def policy_fn(theta, obs):
+  def act(theta, obs):
     return jnp.clip(controller_fn(theta, obs), low, high)
+
+  def policy_fn(theta, obs, carry=()):
+    return act(theta, obs), carry
 
   def init(key: chex.PRNGKey) -> REPSState:
     dist = SearchDistribution(
@@ -266,12 +279,10 @@ def make_reps(config: REPSConfig, env, env_params,
   def rollout_body(carry, time):
     thetas, env_state, obs, done, rng = carry
     rng, k_step = jax.random.split(rng)
-    action = jax.vmap(policy_fn)(thetas, obs)
+    action = jax.vmap(act)(thetas, obs)
     ps = _common.population_step(env, env_params, k_step, env_state, action,
                                  done, time, horizon)
     return (thetas, ps.env_state, ps.next_obs, ps.done, rng), ps.reward
-
-  jitted_body = jax.jit(rollout_body)
 
   def sample_and_reset(state: REPSState):
     rng, k_theta, k_reset, k_roll = jax.random.split(state.rng, 4)
@@ -289,22 +300,28 @@ def make_reps(config: REPSConfig, env, env_params,
                    effective_sample_size=info.effective_sample_size)
     return REPSState(dist=dist, rng=rng, iteration=state.iteration + 1), metrics
 
-  def update_iteration_impl(state, sample_fn, update_fn):
+  def iteration(state, run, sample_fn, update_fn):
     rng, carry = sample_fn(state)
-    _, rewards = _common.repeat(rollout_body, carry, horizon,
-                                config.strategy, jitted_body=jitted_body)
+    _, rewards = run(carry)
     return update_fn(state, rng, carry[0], rewards)
 
-  if config.strategy == "scan":
-    update_iteration = jax.jit(
-        lambda s: update_iteration_impl(s, sample_and_reset, update))
-  else:
-    jit_sample, jit_update = jax.jit(sample_and_reset), jax.jit(update)
-    update_iteration = lambda s: update_iteration_impl(s, jit_sample,
-                                                       jit_update)
+  return REPS(init=init,
+              update_iteration=_common.make_update_iteration(
+                  iteration, config.strategy, rollout_body, horizon,
+                  sample_and_reset, update),
+              policy_fn=policy_fn, initial_carry=_common.no_carry,
+              config=config, num_params=num_params)
 
-  return REPS(init=init, update_iteration=update_iteration,
-              policy_fn=policy_fn, config=config, num_params=num_params)
+
+def make_train(config: REPSConfig, env, env_params, num_iterations: int,
+               controller_fn: Optional[Callable[[jax.Array, jax.Array],
+                                                jax.Array]] = None,
+               num_params: Optional[int] = None):
+  """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function
+  (``_common.make_train``; needs ``strategy='scan'``)."""
+  return _common.make_train(
+      make_reps(config, env, env_params, controller_fn, num_params),
+      num_iterations)
 
 
 @struct.dataclass
@@ -322,17 +339,26 @@ class TaskFamilyREPSState:
     return self.reps.iteration
 
 
+def draw_member_index(member_rng: chex.PRNGKey, num_members: int
+                      ) -> Tuple[chex.PRNGKey, jax.Array]:
+  """``(next member_rng, member index)``: one uniform draw in [0, M), as an
+  int32 array (jittable)."""
+  member_rng, key = jax.random.split(member_rng)
+  return member_rng, jax.random.randint(key, (), 0, num_members)
+
+
 def draw_member(member_rng: chex.PRNGKey, num_members: int
                 ) -> Tuple[chex.PRNGKey, int]:
-  """``(next member_rng, member index)``: one uniform draw in [0, M)."""
-  member_rng, key = jax.random.split(member_rng)
-  return member_rng, int(jax.random.randint(key, (), 0, num_members))
+  """``draw_member_index`` with the index as a Python int."""
+  member_rng, index = draw_member_index(member_rng, num_members)
+  return member_rng, int(index)
 
 
 def make_reps_over_tasks(config: REPSConfig, envs, env_params,
                          controller_fn: Optional[Callable[[jax.Array, jax.Array],
                                                           jax.Array]] = None,
-                         num_params: Optional[int] = None) -> REPS:
+                         num_params: Optional[int] = None, *,
+                         jittable: bool = False) -> REPS:
   """Episodic REPS whose training runs come from a family of environments.
 
   Daniel, Taylor & Nowozin (2016) train one controller over randomly drawn
@@ -353,14 +379,19 @@ def make_reps_over_tasks(config: REPSConfig, envs, env_params,
 
   Every member must have the same observation and action (true for
   'daniel2016': the features do not depend on the network), so one theta
-  drives them all. Each member's iteration compiles separately (on the
-  first iteration that draws it).
+  drives them all. By default each member's iteration compiles separately
+  (on the first iteration that draws it) and ``update_iteration`` dispatches
+  in Python. ``jittable=True`` makes ``update_iteration`` one traceable
+  function instead (``lax.switch`` on the drawn index, every member's
+  iteration compiled into it; needs ``strategy='scan'``), as
+  ``make_train_over_tasks`` needs; same draws, same numbers.
 
   Args:
     config: a ``REPSConfig``.
     envs: the members' environments (a non-empty sequence).
     env_params: their shared ``LREnvParams``.
     controller_fn, num_params: as in ``make_reps``.
+    jittable: see above.
 
   Returns:
     A ``REPS`` whose state is a ``TaskFamilyREPSState`` (``state.dist`` is
@@ -383,12 +414,38 @@ def make_reps_over_tasks(config: REPSConfig, envs, env_params,
     return TaskFamilyREPSState(reps=members[0].init(k_reps),
                                member_rng=k_member)
 
+  if jittable and config.strategy != "scan":
+    raise ValueError(f"jittable=True needs strategy='scan', got "
+                     f"{config.strategy!r}; allowed for 'chunk'/'loop': "
+                     "jittable=False (Python dispatch).")
+
   def update_iteration(state: TaskFamilyREPSState):
-    member_rng, member = draw_member(state.member_rng, len(members))
-    reps_state, metrics = members[member].update_iteration(state.reps)
+    if jittable:
+      member_rng, member = draw_member_index(state.member_rng, len(members))
+      reps_state, metrics = jax.lax.switch(
+          member, [m.update_iteration for m in members], state.reps)
+    else:
+      member_rng, member = draw_member(state.member_rng, len(members))
+      reps_state, metrics = members[member].update_iteration(state.reps)
     return (TaskFamilyREPSState(reps=reps_state, member_rng=member_rng),
             dict(metrics, member=jnp.int32(member)))
 
   return REPS(init=init, update_iteration=update_iteration,
-              policy_fn=members[0].policy_fn, config=config,
-              num_params=members[0].num_params)
+              policy_fn=members[0].policy_fn, initial_carry=_common.no_carry,
+              config=config, num_params=members[0].num_params)
+
+
+def make_train_over_tasks(config: REPSConfig, envs, env_params,
+                          num_iterations: int,
+                          controller_fn: Optional[Callable[
+                              [jax.Array, jax.Array], jax.Array]] = None,
+                          num_params: Optional[int] = None):
+  """purejaxrl-style ``train(rng)`` of REPS over a family of environments.
+
+  ``make_reps_over_tasks(..., jittable=True)`` in ``_common.make_train``:
+  one program holds every member's iteration (compile time grows with the
+  number of members); needs ``strategy='scan'``.
+  """
+  return _common.make_train(
+      make_reps_over_tasks(config, envs, env_params, controller_fn,
+                           num_params, jittable=True), num_iterations)

@@ -6,8 +6,8 @@ from lr_meta.envs.lr_env import LREnvParams
 from lr_meta.envs.lr_env import LREnvState
 from lr_meta.envs.lr_env import OBSERVATIONS
 from lr_meta.envs.lr_env import REWARDS
-from lr_meta.envs.lr_env import run_episode
-from lr_meta.envs.lr_env import run_episodes
+from lr_meta.envs.rollout import run_episode
+from lr_meta.envs.rollout import run_episodes
 
 __all__ = [
     "ACTION_TYPES", "OBSERVATIONS", "REWARDS", "LREnv", "LREnvParams",

@@ -94,7 +94,7 @@ examples (a fixed subset). The initial LR is drawn uniformly per episode from
 absorbing (same obs, reward 0, ``terminated=True``).
 """
 
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import chex
 import jax
@@ -112,7 +112,7 @@ from lr_meta.tasks.task import OptimizeeState, Task
 
 __all__ = [
     "ACTION_TYPES", "LREnv", "LREnvParams", "LREnvState", "OBSERVATIONS",
-    "REWARDS", "run_episode", "run_episodes",
+    "REWARDS",
 ]
 
 ACTION_TYPES = lr_actions.ACTION_TYPES
@@ -293,9 +293,23 @@ class LREnv:
 
   def reset(self, key: chex.PRNGKey, params: LREnvParams):
     """A fresh optimizee at an initial LR drawn from ``initial_lrs``."""
-    k_init, k_lr, k_feat, _ = jax.random.split(key, 4)
+    _, k_lr, _, _ = jax.random.split(key, 4)
     lrs = jnp.asarray(params.initial_lrs, jnp.float32)
-    lr0 = lrs[jax.random.randint(k_lr, (), 0, lrs.shape[0])]
+    return self.reset_with_lr0(
+        key, params, lrs[jax.random.randint(k_lr, (), 0, lrs.shape[0])])
+
+  def reset_with_lr0(self, key: chex.PRNGKey, params: LREnvParams,
+                     lr0: jax.Array):
+    """``reset`` from the given initial LR instead of a draw.
+
+    ``lr0`` is a float32 scalar and may be traced, so one compiled program
+    serves every initial LR (``params.initial_lrs`` is static: a new tuple
+    would compile again). ``reset(key, params)`` is this at the LR drawn
+    from ``initial_lrs`` with the same key, so both give identical episodes
+    for the same LR.
+    """
+    k_init, _, k_feat, _ = jax.random.split(key, 4)
+    lr0 = jnp.asarray(lr0, jnp.float32)
     opt = self.task.init(k_init, lr0)
     val_loss, probs = self._val(opt, params)
     # The train loss at reset is the one the first inner step reports (same
@@ -355,76 +369,3 @@ class LREnv:
     info = {"lr": new.lr, "val_loss": new.val_loss,
             "train_loss": new.train_loss}
     return new.obs, new, reward, new.terminated, truncated, info
-
-
-def run_episode(env: LREnv, params: LREnvParams, act_fn, key: chex.PRNGKey,
-                strategy: str = "scan", carry: Any = ()):
-  """One episode with a deterministic ``act_fn(obs, carry) -> (a, carry)``.
-
-  Args:
-    env, params: the environment.
-    act_fn: the controller.
-    key: PRNG key of the episode.
-    strategy: ``'scan'`` (one jit) or ``'chunk'``/``'loop'`` (a Python loop
-      over a jitted decision; conv nets on CPU).
-    carry: the initial ``act_fn`` carry (e.g. an LSTM state).
-
-  Returns:
-    ``(final LREnvState, infos)`` with infos stacked over decisions
-    (``lr``, ``val_loss``, ``train_loss``, ``reward``).
-  """
-  obs, state = jax.jit(env.reset, static_argnums=1)(key, params)
-
-  def body(carry, _):
-    state, obs, act_carry = carry
-    action, act_carry = act_fn(obs, act_carry)
-    obs, state, reward, _, _, info = env.step(key, state, action, params)
-    info = dict(info, reward=reward)
-    return (state, obs, act_carry), info
-
-  (state, _, _), infos = runner.repeat(body, (state, obs, carry),
-                                       params.num_decisions, strategy)
-  return state, infos
-
-
-def run_episodes(env: LREnv, params: LREnvParams, act_fn,
-                 keys: chex.PRNGKey, strategy: str = "scan", carry: Any = (),
-                 lr0s: Optional[jax.Array] = None):
-  """N episodes in lockstep (``vmap`` over ``keys``), compiled once.
-
-  Args:
-    env, params: the environment.
-    act_fn: the controller on batched observations,
-      ``(obs [N, obs_size], carry) -> (actions [N, ...], carry)``.
-    keys: ``[N]`` PRNG keys, one per episode.
-    strategy: as in ``run_episode``.
-    carry: the initial batched ``act_fn`` carry.
-    lr0s: optional ``[N]`` initial LRs replacing the draw from
-      ``params.initial_lrs``, so a whole eta0 grid runs in one compiled call.
-      Only for observations that do not contain the LR at reset
-      ('daniel2016', 'xu2017' with 'per_example').
-
-  Returns:
-    ``(final batched LREnvState, infos)`` with infos of shape ``[T, N]``.
-  """
-  if lr0s is not None and (env.uses_dynamics or env.action_type == "fu2016"):
-    raise ValueError(
-        f"lr0s with observation {env.observation!r}; allowed only with "
-        "'per_example' (the reset observation would hold the drawn LR).")
-  reset = jax.vmap(env.reset, in_axes=(0, None))
-  step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-  obs, state = jax.jit(reset, static_argnums=1)(keys, params)
-  if lr0s is not None:
-    lr0s = jnp.asarray(lr0s, jnp.float32)
-    chex.assert_shape(lr0s, state.lr.shape)
-    state = state.replace(lr=lr0s, lr0=lr0s)
-
-  def body(c, _):
-    state, obs, act_carry = c
-    action, act_carry = act_fn(obs, act_carry)
-    obs, state, reward, _, _, info = step(keys, state, action, params)
-    return (state, obs, act_carry), dict(info, reward=reward)
-
-  (state, _, _), infos = runner.repeat(body, (state, obs, carry),
-                                       params.num_decisions, strategy)
-  return state, infos
