@@ -129,6 +129,11 @@ def test_bound_method_policy_of_an_unhashable_object_is_cached():
       rollout.run_episodes(env, env.default_params, holder.act,
                            jnp.array([b, 0.0]), keys)
   assert compiles["jit(_episodes_scan)"] == 1, compiles
+  rollout.clear_cache()
+  with runner.count_compiles() as compiles:
+    rollout.run_episodes(env, env.default_params, holder.act,
+                         jnp.array([0.1, 0.0]), keys)
+  assert compiles["jit(_episodes_scan)"] == 1, compiles
 
 
 def test_bad_inputs_are_named(task):

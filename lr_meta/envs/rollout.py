@@ -17,7 +17,7 @@ keys, the initial learning rates and the policy carry are array arguments.
 Evaluating many checkpoints, seeds or initial LRs of one controller on one
 environment therefore compiles once per (environment, policy architecture,
 number of episodes per call). The compiled programs (and the environment's
-data, embedded in them as constants) stay cached for the life of the process.
+data, embedded in them as constants) stay cached until ``clear_cache()``.
 
 Execution strategies (``lr_meta.runner``): ``'scan'`` runs reset and all
 decisions in one program; ``'chunk'``/``'loop'`` (conv nets on CPU) run a
@@ -195,3 +195,9 @@ def run_episode(env, env_params, policy_fn: PolicyFn, policy_params,
   """
   return _rollout(env, env_params, policy_fn, policy_params, key, carry,
                   lr0, strategy, step_key, batched=False)
+
+
+def clear_cache() -> None:
+  """Drops the compiled rollouts (and the environments they hold)."""
+  for fn in (_reset, _jit_decision, _episodes_scan):
+    fn.clear_cache()
