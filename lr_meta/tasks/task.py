@@ -16,7 +16,7 @@ replacement, one fresh key per step), so no host round-trip happens per step.
 
 import functools
 import numbers
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import chex
 import flax
@@ -112,6 +112,11 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+# ``update(grads, loss) -> (updates, new_opt_state, learning_rate)``: how one
+# step turns the batch gradient into a parameter update (``Task.update_step``).
+UpdateFn = Callable[[Any, jax.Array], Tuple[Any, Any, jax.Array]]
+
+
 @flax.struct.dataclass
 class Task:
   """A supervised classification optimizee (see module docstring)."""
@@ -130,15 +135,24 @@ class Task:
 
   def init(self, key: jax.Array, learning_rate: float = 0.0) -> OptimizeeState:
     """Initial parameters (Flax default init), optimizer state and key."""
+    return self.init_with(
+        key, lambda params: set_learning_rate(self.optimizer.init(params),
+                                              learning_rate))
+
+  def init_with(self, key: jax.Array,
+                init_opt_state: Callable[[Any], Any]) -> OptimizeeState:
+    """``init`` with the optimizer state built by ``init_opt_state(params)``.
+
+    The parameters and the run key depend on ``key`` only, so every optimizer
+    started from one key trains the same initial network on the same batches.
+    """
     init_key, run_key = jax.random.split(key)
     variables = self.model.init(init_key, self.data.x_train[:1], train=False)
     params = variables["params"]
-    opt_state = self.optimizer.init(params)
-    opt_state = set_learning_rate(opt_state, learning_rate)
     return OptimizeeState(
         params=params,
         batch_stats=variables.get("batch_stats", {}),
-        opt_state=opt_state,
+        opt_state=init_opt_state(params),
         key=run_key,
         step=jnp.zeros((), jnp.int32),
         diverged=jnp.zeros((), bool))
@@ -184,8 +198,35 @@ class Task:
     Returns:
       ``(new_state, StepMetrics)``.
     """
-    new_state, metrics, _ = self._step(state, learning_rate, None)
+    new_state, metrics, _ = self._step(
+        state, self._update_at(state, learning_rate), None)
     return new_state, metrics
+
+  def update_step(self, state: OptimizeeState, update: "UpdateFn"):
+    """``train_step`` with the update computed by ``update(grads, loss)``.
+
+    ``update`` returns ``(updates, new_opt_state, learning_rate)``: any optax
+    transformation can train the model this way (``lr_meta.tasks.
+    optax_training``), e.g. one that needs the loss as an extra argument
+    (``optax.contrib.reduce_on_plateau``). Batch, loss, divergence freezing
+    and metrics are those of ``train_step``; ``learning_rate`` is only
+    reported.
+
+    Returns:
+      ``(new_state, StepMetrics)``.
+    """
+    new_state, metrics, _ = self._step(state, update, None)
+    return new_state, metrics
+
+  def _update_at(self, state: OptimizeeState, learning_rate: jax.Array):
+    """The ``UpdateFn`` of ``self.optimizer`` at a given learning rate."""
+    def update(grads, loss):
+      del loss
+      opt_state = set_learning_rate(state.opt_state, learning_rate)
+      updates, opt_state = self.optimizer.update(grads, opt_state,
+                                                 state.params)
+      return updates, opt_state, learning_rate
+    return update
 
   def train_step_with_probe(self, state: OptimizeeState,
                             learning_rate: jax.Array, probe,
@@ -222,18 +263,18 @@ class Task:
       raise ValueError(
           f"probe_examples={probe_examples!r}; allowed: None (the whole "
           f"batch) or an integer in [2, batch_size={self.batch_size}].")
-    return self._step(state, learning_rate, probe, probe_examples)
+    return self._step(state, self._update_at(state, learning_rate), probe,
+                      probe_examples)
 
-  def _step(self, state, learning_rate, probe, probe_examples=None):
-    """The shared body of ``train_step`` / ``train_step_with_probe``."""
+  def _step(self, state, update, probe, probe_examples=None):
+    """The shared body of every step method; ``update`` is an ``UpdateFn``."""
     key, batch_key, dropout_key = jax.random.split(state.key, 3)
     x, y = self.sample_batch(batch_key)
     grad_fn = jax.value_and_grad(self.loss_and_logits, has_aux=True)
     (loss, (logits, new_stats)), grads = grad_fn(
         state.params, state.batch_stats, x, y, train=True,
         dropout_key=dropout_key)
-    opt_state = set_learning_rate(state.opt_state, learning_rate)
-    updates, opt_state = self.optimizer.update(grads, opt_state, state.params)
+    updates, opt_state, learning_rate = update(grads, loss)
     aux = None
     if probe is not None:
       xp, yp = x[:probe_examples], y[:probe_examples]
