@@ -128,6 +128,10 @@ def test_schedules_by_hand():
   np.testing.assert_allclose(baselines.sgdr(6, 1.0, first_period=2, period_mult=2.0),
                              np.concatenate([baselines.cosine(2, 1.0), baselines.cosine(4, 1.0)]))
   np.testing.assert_allclose(baselines.linear(4, 1.0), [1, 0.75, 0.5, 0.25])
+  # 2 warm-up steps (0.25 * 8), then the 6-step cosine from the peak 2.0.
+  np.testing.assert_allclose(
+      baselines.warmup_cosine(8, 2.0, warmup_fraction=0.25),
+      [1.0, 2.0] + [1 + np.cos(np.pi * t / 6) for t in range(6)], rtol=1e-6)
   assert len(baselines.xu2019_step_decay_grid()) == 48
   with pytest.raises(ValueError, match="Unknown schedule 'exp'"):
     baselines.make_schedule("exp", 10, 0.1)

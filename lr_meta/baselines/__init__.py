@@ -12,6 +12,7 @@ from lr_meta.baselines.schedules import parse_spec
 from lr_meta.baselines.schedules import ScheduleSpec
 from lr_meta.baselines.schedules import sgdr
 from lr_meta.baselines.schedules import step_decay
+from lr_meta.baselines.schedules import warmup_cosine
 from lr_meta.baselines.schedules import XU2019_STEP_DECAY_GRID
 from lr_meta.baselines.schedules import xu2019_step_decay_grid
 from lr_meta.baselines.sweep import ADAPTIVE_GRID_LRS

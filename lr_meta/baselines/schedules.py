@@ -38,6 +38,23 @@ def cosine(num_steps: int, init_lr: float, final_fraction: float = 0.0) -> np.nd
   return (init_lr * frac).astype(np.float32)
 
 
+def warmup_cosine(num_steps: int, init_lr: float, warmup_fraction: float = 0.05,
+                  final_fraction: float = 0.0) -> np.ndarray:
+  """Linear warm-up from 0 over ``warmup_fraction`` of the steps, then cosine.
+
+  Step ``t < W = round(warmup_fraction * num_steps)`` uses
+  ``init_lr * (t + 1) / W``; the remaining ``num_steps - W`` steps are
+  ``cosine(num_steps - W, init_lr, final_fraction)`` (Goyal et al. 2017's
+  warm-up before Loshchilov & Hutter 2017's decay). ``init_lr`` is the peak.
+  """
+  if not 0.0 <= warmup_fraction < 1.0:
+    raise ValueError(f"warmup_fraction={warmup_fraction!r}; allowed: [0, 1).")
+  warmup = int(round(warmup_fraction * num_steps))
+  ramp = init_lr * np.arange(1, warmup + 1) / max(warmup, 1)
+  return np.concatenate([ramp, cosine(num_steps - warmup, init_lr,
+                                      final_fraction)]).astype(np.float32)
+
+
 def sgdr(num_steps: int, init_lr: float, first_period: int, period_mult: float = 2.0,
          final_fraction: float = 0.0) -> np.ndarray:
   """Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017)."""
@@ -64,6 +81,7 @@ SCHEDULES: Dict[str, Callable[..., np.ndarray]] = {
     "cosine": cosine,
     "sgdr": sgdr,
     "linear": linear,
+    "warmup_cosine": warmup_cosine,
 }
 KNOWN_SCHEDULES = tuple(SCHEDULES)
 
@@ -119,6 +137,7 @@ NAMED_GRIDS: Dict[str, Callable[[Iterable[float]], list]] = {
     "cosine": lambda init_lrs: grid("cosine", init_lrs),
     "constant": lambda init_lrs: grid("constant", init_lrs),
     "linear": lambda init_lrs: grid("linear", init_lrs),
+    "warmup_cosine": lambda init_lrs: grid("warmup_cosine", init_lrs),
     # SGDR (Loshchilov & Hutter 2017): first period 50 steps, doubling (Fu
     # 2016 compares against SGDR; its periods are not stated).
     "sgdr": lambda init_lrs: grid("sgdr", init_lrs, first_period=(50,),
