@@ -1,0 +1,35 @@
+"""lr_meta.benchmark: learned LR controllers next to self-tuning optimizers.
+
+``run_suite('cpu', ['all'], num_seeds=5, outdir='runs/bench')`` (or
+``scripts/benchmark.py``) tunes the references, runs every self-tuning
+method with its one setting on every workload of a suite, and writes
+``leaderboard.md``, ``results.json``, ``profile.png`` and ``curves/``.
+Workloads: ``workloads``; methods and how to add one: ``methods``; scores:
+``scoring``; execution, cache and cost: ``harness``; report: ``report``.
+"""
+
+from lr_meta.benchmark.harness import CompileCounter
+from lr_meta.benchmark.harness import compile_counter
+from lr_meta.benchmark.harness import run_benchmark
+from lr_meta.benchmark.methods import BEST_CONSTANT
+from lr_meta.benchmark.methods import CONTROLLER_PREFIX
+from lr_meta.benchmark.methods import get_method
+from lr_meta.benchmark.methods import known_methods
+from lr_meta.benchmark.methods import Method
+from lr_meta.benchmark.methods import METHODS
+from lr_meta.benchmark.methods import REFERENCE
+from lr_meta.benchmark.methods import resolve as resolve_methods
+from lr_meta.benchmark.methods import SELF_TUNING
+from lr_meta.benchmark.methods import Setting
+from lr_meta.benchmark.methods import TUNED
+from lr_meta.benchmark.run import run_suite
+from lr_meta.benchmark.workloads import check_heldout_rules
+from lr_meta.benchmark.workloads import get_suite
+from lr_meta.benchmark.workloads import get_workload
+from lr_meta.benchmark.workloads import HELDOUT
+from lr_meta.benchmark.workloads import KNOWN_SUITES
+from lr_meta.benchmark.workloads import KNOWN_WORKLOADS
+from lr_meta.benchmark.workloads import suite_workloads
+from lr_meta.benchmark.workloads import TRAIN
+from lr_meta.benchmark.workloads import training_task
+from lr_meta.benchmark.workloads import Workload

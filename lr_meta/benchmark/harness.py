@@ -1,0 +1,434 @@
+"""Running the benchmark: tuning, evaluation, the run cache, progress, cost.
+
+Protocol per workload:
+
+1. Tuning: every setting of every tuned reference trains on the
+   ``'benchmark_tuning'`` seeds (``lr_meta.seeds``); the setting with the
+   lowest mean final validation loss (whole validation split; a diverged run
+   scores the capped loss) wins.
+2. Evaluation: the winners and every self-tuning method's one setting train
+   on the ``'benchmark_evaluation'`` seeds; their test loss and accuracy
+   are the cells of the results.
+
+Every run is keyed by (workload, program, setting, seed) and cached as one
+JSON file in ``<outdir>/runs`` the moment it finishes (atomic rename), so a
+killed benchmark resumes where it stopped and an equal run (the untuned
+base optimizer is also a point of the constant-LR grid) is done once.
+The runs of one program on one workload use one compiled program: the
+settings are traced (``lr_meta.tasks.optax_training``), and in the
+``'sequential'`` batch mode (CPU) the same executable is called per run, in
+``'vmap'`` (accelerators) up to ``max_batch`` runs share one call.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lr_meta import runner
+from lr_meta import seeds as seeds_lib
+from lr_meta.benchmark import methods as methods_lib
+from lr_meta.benchmark import workloads as workloads_lib
+from lr_meta.tasks import optax_training
+
+NUM_TUNING_SEEDS = 2
+TUNING = "tuning"
+EVALUATION = "evaluation"
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+
+
+# -- compile counting ---------------------------------------------------------
+
+
+class CompileCounter:
+  """Counts XLA compiles and their time through ``jax.monitoring``.
+
+  ``programs`` counts the backend compiles of the training programs of
+  ``optax_training`` (``PROGRAM_NAMES``); ``compiles`` counts every backend
+  compile (also small helpers such as ``jnp.stack``); ``seconds`` sums
+  tracing, lowering and compiling.
+  """
+
+  def __init__(self):
+    self.compiles = 0
+    self.programs = 0
+    self.seconds = 0.0
+
+  def __call__(self, event, duration, **kwargs):
+    if event not in _COMPILE_EVENTS:
+      return
+    self.seconds += duration
+    if event == _COMPILE_EVENTS[-1]:
+      self.compiles += 1
+      name = str(kwargs.get("fun_name", ""))
+      if name.startswith("jit(") and name[4:-1] in optax_training.PROGRAM_NAMES:
+        self.programs += 1
+
+  def snapshot(self):
+    return (self.compiles, self.programs, self.seconds)
+
+
+_COUNTER: Optional[CompileCounter] = None
+
+
+def compile_counter() -> CompileCounter:
+  """The process-wide counter (registered with ``jax.monitoring`` once)."""
+  global _COUNTER
+  if _COUNTER is None:
+    _COUNTER = CompileCounter()
+    jax.monitoring.register_event_duration_secs_listener(_COUNTER)
+  return _COUNTER
+
+
+# -- run keys and the cache ---------------------------------------------------
+
+
+def fingerprint(obj) -> Any:
+  """A JSON-able, process-independent description of a program or workload
+  (functions by qualified name, dataclasses field by field)."""
+  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    return {type(obj).__name__: {f.name: fingerprint(getattr(obj, f.name))
+                                 for f in dataclasses.fields(obj)}}
+  if callable(obj):
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}"
+  if isinstance(obj, dict):
+    return {str(k): fingerprint(v) for k, v in sorted(obj.items())}
+  if isinstance(obj, (list, tuple)):
+    return [fingerprint(v) for v in obj]
+  if isinstance(obj, (str, int, float, bool)) or obj is None:
+    return obj
+  return repr(obj)
+
+
+def run_key(workload, program, label: str, seed: int) -> str:
+  text = json.dumps([fingerprint(workload), fingerprint(program), label,
+                     int(seed)], sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class RunStore:
+  """One JSON file per finished run under ``<outdir>/runs``."""
+
+  def __init__(self, outdir: str):
+    self.root = os.path.join(outdir, "runs")
+
+  def _path(self, key):
+    return os.path.join(self.root, key[:2], key + ".json")
+
+  def get(self, key) -> Optional[dict]:
+    try:
+      with open(self._path(key)) as f:
+        record = json.load(f)
+    except FileNotFoundError:
+      return None
+    return record if record.get("key") == key else None
+
+  def put(self, key, record):
+    path = self._path(key)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json_atomic(path, record)
+
+
+def write_json_atomic(path: str, obj):
+  """Writes JSON to ``path`` through a temporary file and a rename."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+  with os.fdopen(fd, "w") as f:
+    json.dump(obj, f, indent=1, sort_keys=True, allow_nan=True)
+  os.replace(tmp, path)
+
+
+# -- progress -----------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class Progress:
+  """Cells done / total with an ETA: a tqdm bar on a terminal, else one
+  plain line every ``interval`` seconds (and at the end).
+
+  The ETA weighs each run by its steps, measured on runs actually executed
+  (cached runs count as done and cost nothing).
+  """
+
+  def __init__(self, total_runs: int, total_steps: int, stream=None,
+               interval: float = 30.0):
+    self.total_runs, self.total_steps = total_runs, max(total_steps, 1)
+    self.runs = self.steps = self.executed_steps = 0
+    self.executed_seconds = 0.0
+    self.start = time.time()
+    self.last_line = 0.0
+    self.interval = interval
+    self.stream = stream or sys.stdout
+    self.bar = None
+    if getattr(self.stream, "isatty", lambda: False)():
+      import tqdm  # pylint: disable=g-import-not-at-top
+      self.bar = tqdm.tqdm(total=total_runs, unit="run", file=self.stream,
+                           dynamic_ncols=True)
+
+  def eta(self) -> float:
+    rate = self.executed_steps / max(self.executed_seconds, 1e-9)
+    left = self.total_steps - self.steps
+    return left / rate if self.executed_steps else float("nan")
+
+  def update(self, runs: int, steps: int, seconds: Optional[float] = None,
+             label: str = ""):
+    """``runs`` runs of ``steps`` steps in all finished; ``seconds`` is their
+    wall time if executed (None: cached)."""
+    self.runs += runs
+    self.steps += steps
+    if seconds is not None:
+      self.executed_steps += steps
+      self.executed_seconds += seconds
+    if self.bar is not None:
+      self.bar.set_postfix_str(f"{label} ETA {_duration(self.eta())}"
+                               if self.executed_steps else label)
+      self.bar.update(runs)
+      return
+    now = time.time()
+    if now - self.last_line >= self.interval or self.runs >= self.total_runs:
+      self.last_line = now
+      eta = (_duration(self.eta()) if self.executed_steps else "?")
+      print(f"[benchmark] {self.runs}/{self.total_runs} runs "
+            f"({100 * self.runs / max(self.total_runs, 1):.0f}%), elapsed "
+            f"{_duration(now - self.start)}, ETA {eta} {label}",
+            file=self.stream, flush=True)
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()
+
+
+# -- executing runs -----------------------------------------------------------
+
+
+class Run(NamedTuple):
+  """One run to do: a setting of a program on one seed."""
+  key: str
+  label: str
+  seed: int
+  hp: Any
+
+
+def _first_true(x) -> Optional[int]:
+  idx = np.flatnonzero(np.asarray(x))
+  return int(idx[0]) if idx.size else None
+
+
+def _record(workload, family, run: Run, state, result, cost) -> dict:
+  """The JSON record of one finished run (numpy leaves of one run)."""
+  train_loss = np.asarray(result.train.loss, np.float64)
+  lrs = np.asarray(result.train.learning_rate, np.float64)
+  every = workload.eval_every
+  as_list = lambda x: [float(v) for v in np.asarray(x, np.float64)]
+  return {
+      "key": run.key, "workload": workload.name, "family": family,
+      "label": run.label, "seed": int(run.seed),
+      "final_val_loss": float(result.final_val.loss),
+      "final_val_accuracy": float(result.final_val.accuracy),
+      "test_loss": float(result.test.loss),
+      "test_accuracy": float(result.test.accuracy),
+      "diverged": bool(state.diverged),
+      "diverged_at_step": _first_true(result.train.diverged),
+      "steps": [every * (i + 1) for i in range(workload.num_evals)],
+      "val_loss": as_list(result.val.loss),
+      "train_loss": as_list(train_loss.reshape(-1, every).mean(axis=1)),
+      "learning_rate": as_list(lrs[every - 1::every]),
+      "cost": cost,
+  }
+
+
+def execute(task, workload, program, family: str, runs: Sequence[Run],
+            store: RunStore, progress: Optional[Progress] = None, *,
+            strategy: Optional[str] = None, batch_mode: Optional[str] = None,
+            max_batch: int = 64) -> Dict[str, dict]:
+  """Records of ``runs`` (one program on one workload), from the cache or run.
+
+  Returns:
+    ``{run key: record}``; every record is in the store when this returns.
+  """
+  counter = compile_counter()
+  unique = list({r.key: r for r in runs}.values())
+  records, missing = {}, []
+  for r in unique:
+    record = store.get(r.key)
+    if record is None:
+      missing.append(r)
+    else:
+      records[r.key] = record
+      if progress:
+        progress.update(1, workload.num_steps, None, workload.name)
+  batch_mode = batch_mode or runner.default_batch_mode(task.model_name)
+  size = 1 if batch_mode == "sequential" else max_batch
+  for start in range(0, len(missing), size):
+    group = missing[start:start + size]
+    before = counter.snapshot()
+    t0 = time.time()
+    keys = jnp.stack([jax.random.key(r.seed) for r in group])
+    hps = jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]),
+                       *[r.hp for r in group])
+    states, results = optax_training.run_batch(
+        task, program, hps, keys, workload.num_steps,
+        eval_every=workload.eval_every, strategy=strategy,
+        batch_mode=batch_mode, num_val_examples=None)
+    states, results = jax.device_get((states, results))
+    wall = time.time() - t0
+    after = counter.snapshot()
+    cost = {"wall_s": wall / len(group), "batch_runs": len(group),
+            "compiles": after[0] - before[0],
+            "program_compiles": after[1] - before[1],
+            "compile_s": after[2] - before[2]}
+    for i, r in enumerate(group):
+      pick = lambda x, i=i: x[i]
+      record = _record(workload, family, r, jax.tree.map(pick, states),
+                       jax.tree.map(pick, results),
+                       cost if i == 0 else dict(cost, compiles=0,
+                                                program_compiles=0,
+                                                compile_s=0.0))
+      store.put(r.key, record)
+      records[r.key] = record
+    if progress:
+      progress.update(len(group), len(group) * workload.num_steps, wall,
+                      workload.name)
+  return records
+
+
+# -- the benchmark ------------------------------------------------------------
+
+
+class Cell(NamedTuple):
+  """One (workload, method, seed) evaluation result: the run's record."""
+  workload: str
+  method: str
+  record: dict
+
+
+class BenchmarkRuns(NamedTuple):
+  """What ``run_benchmark`` returns.
+
+  Attributes:
+    cells: the evaluation ``Cell``s in (workload, method, seed) order.
+    tuning: ``{workload: {tuned method: grid, winner, cost}}``.
+    run_costs: ``{(workload, family): [cost of each distinct run]}``.
+  """
+  cells: List[Cell]
+  tuning: Dict[str, Dict[str, dict]]
+  run_costs: Dict[tuple, List[dict]]
+
+
+def _grid_runs(workload, program, settings, seeds):
+  return [Run(run_key(workload, program, s.label, seed), s.label, seed, s.hp)
+          for s in settings for seed in seeds]
+
+
+def _at_grid_edge(settings, best: int) -> bool:
+  """The winner's peak LR is the largest or smallest of the grid's."""
+  peaks = [float(np.max(s.hp["learning_rates"])) for s in settings
+           if "learning_rates" in s.hp]
+  if len(peaks) != len(settings) or len(set(peaks)) < 2:
+    return False
+  return peaks[best] in (min(peaks), max(peaks))
+
+
+def run_benchmark(suite: Sequence[workloads_lib.Workload],
+                  methods: Sequence[methods_lib.Method], *, num_seeds: int,
+                  outdir: str, data_dir: Optional[str] = None,
+                  strategy: Optional[str] = None,
+                  batch_mode: Optional[str] = None, max_batch: int = 64,
+                  progress_stream=None, progress_interval: float = 30.0):
+  """Tunes and evaluates every method on every workload (module docstring).
+
+  Returns:
+    ``BenchmarkRuns``.
+  """
+  if not isinstance(num_seeds, int) or num_seeds < 2:
+    raise ValueError(f"num_seeds={num_seeds!r}; allowed: an integer >= 2 "
+                     "(a t-test needs two seeds).")
+  store = RunStore(outdir)
+  tuning_seeds = seeds_lib.seed_range("benchmark_tuning", NUM_TUNING_SEEDS)
+  eval_seeds = seeds_lib.seed_range("benchmark_evaluation", num_seeds)
+  total_runs = total_steps = 0
+  cells, tuning = [], {}
+  run_costs = {}
+  built_per_workload = {}
+  # Size the progress bar: building a method is cheap (no training).
+  tasks_ = {}
+  for workload in suite:
+    tasks_[workload.name] = workload.make_task(data_dir)
+    built = {m.name: m.build(workload, tasks_[workload.name]) for m in methods}
+    built_per_workload[workload.name] = built
+    for m in methods:
+      _, settings = built[m.name]
+      if m.kind == methods_lib.SELF_TUNING and len(settings) != 1:
+        raise ValueError(f"self-tuning method {m.name!r} must have exactly "
+                         f"one setting; it has {len(settings)}.")
+      n = (len(settings) * NUM_TUNING_SEEDS + num_seeds
+           if m.kind == methods_lib.TUNED else num_seeds)
+      total_runs += n
+      total_steps += n * workload.num_steps
+  progress = Progress(total_runs, total_steps, progress_stream,
+                      progress_interval)
+  run_kw = dict(strategy=strategy, batch_mode=batch_mode, max_batch=max_batch)
+  try:
+    for workload in suite:
+      task = tasks_[workload.name]
+      built = built_per_workload[workload.name]
+      tuning[workload.name] = {}
+      chosen = {}
+      for m in methods:
+        program, settings = built[m.name]
+        if m.kind == methods_lib.SELF_TUNING:
+          chosen[m.name] = settings[0]
+          continue
+        t0 = time.time()
+        runs = _grid_runs(workload, program, settings, tuning_seeds)
+        records = execute(task, workload, program, m.family, runs, store,
+                          progress, **run_kw)
+        run_costs.setdefault((workload.name, m.family), {}).update(
+            {k: r["cost"] for k, r in records.items()})
+        val = np.array([[records[run_key(workload, program, s.label, seed)]
+                         ["final_val_loss"] for seed in tuning_seeds]
+                        for s in settings])
+        mean = val.mean(axis=1)
+        best = int(np.argmin(mean))
+        chosen[m.name] = settings[best]
+        run_cost = [records[r.key]["cost"] for r in runs]
+        tuning[workload.name][m.name] = {
+            "grid": [{"label": s.label, "val_loss": float(mean[i]),
+                      "val_loss_per_seed": [float(v) for v in val[i]]}
+                     for i, s in enumerate(settings)],
+            "best": settings[best].label,
+            "best_at_grid_edge": _at_grid_edge(settings, best),
+            "tuning_seeds": list(tuning_seeds),
+            "cost": {"runs": len(runs),
+                     "steps": len(runs) * workload.num_steps,
+                     "wall_s": float(sum(c["wall_s"] for c in run_cost)),
+                     "session_wall_s": time.time() - t0},
+        }
+      for m in methods:
+        program, _ = built[m.name]
+        setting = chosen[m.name]
+        runs = _grid_runs(workload, program, [setting], eval_seeds)
+        records = execute(task, workload, program, m.family, runs, store,
+                          progress, **run_kw)
+        run_costs.setdefault((workload.name, m.family), {}).update(
+            {k: r["cost"] for k, r in records.items()})
+        cells += [Cell(workload.name, m.name, records[r.key]) for r in runs]
+  finally:
+    progress.close()
+  return BenchmarkRuns(cells, tuning, {k: list(v.values())
+                                       for k, v in run_costs.items()})

@@ -1,0 +1,494 @@
+"""Benchmark methods: tuned references and self-tuning optimizers.
+
+Every method has one shape (``Method``): a name, a kind, a compile family
+and ``build(workload, task) -> (Program, settings)``. The ``Program``
+(``lr_meta.tasks.optax_training``) says how to build the optax transform,
+what extra arguments it needs per step, where to evaluate and what its step
+size is; the settings are its hyperparameters, traced, so that every
+setting of one family on one workload runs in ONE compiled program.
+
+Two kinds, kept apart in every table:
+
+* ``'tuned'`` references: a grid of settings per workload, tuned on the
+  validation loss of the ``'benchmark_tuning'`` seeds (``lr_meta.seeds``);
+  the best is re-run on the evaluation seeds.
+* ``'self_tuning'``: exactly ONE setting, the same on every workload (it may
+  depend on what the workload states: its base optimizer, default initial
+  LR and horizon, never on its results).
+
+Adding a self-tuning method: write a ``Program`` (or reuse one) and register
+``Method(name, SELF_TUNING, family, build)`` in ``METHODS`` with a ``build``
+that returns ``(program, [Setting(label, hp)])``. Learned controllers need
+nothing: ``'controller:<name>'`` runs any shipped controller
+(``lr_meta.optax.pretrained_names()``) and ``'controller:<path>'`` any
+controller file, through ``lr_meta.optax.controlled`` as a user would.
+"""
+
+import dataclasses
+import hashlib
+import os
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lr_meta import baselines
+from lr_meta import optax as lmo
+from lr_meta import tasks
+from lr_meta.benchmark import workloads as workloads_lib
+from lr_meta.tasks import optax_training
+
+TUNED = "tuned"
+SELF_TUNING = "self_tuning"
+KINDS = (TUNED, SELF_TUNING)
+
+# The references every score is relative to (always run; see ``resolve``).
+REFERENCE = "cosine"
+BEST_CONSTANT = "best_constant"
+
+# Initial LRs of the tuned grids, half decades around the usual ranges
+# (baselines.DEFAULT_GRID_LRS / ADAPTIVE_GRID_LRS, one point wider).
+GRID_LRS = {
+    "sgd": (1.0, 0.3, 0.1, 0.03, 0.01, 0.003),
+    "momentum": (0.3, 0.1, 0.03, 0.01, 0.003, 0.001),
+    "adam": (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4),
+    "rmsprop": (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4),
+}
+WARMUP_FRACTION = 0.05
+
+
+class Setting(NamedTuple):
+  """One hyperparameter point: ``label`` names it in tables and caches."""
+  label: str
+  hp: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A benchmark method (see the module docstring).
+
+  Attributes:
+    name: the name in tables and on the command line.
+    kind: ``'tuned'`` or ``'self_tuning'``.
+    family: methods of one family share a compiled program per workload
+      (all LR schedules: ``'schedule'``).
+    build: ``(workload, task) -> (Program, [Setting, ...])``; one setting
+      for a self-tuning method.
+    description: what it is and its fixed setting, for the report.
+  """
+  name: str
+  kind: str
+  family: str
+  build: Callable[[workloads_lib.Workload, tasks.Task],
+                  Tuple[optax_training.Program, List[Setting]]]
+  description: str
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"Method {self.name!r}: kind={self.kind!r}; allowed: "
+                       f"{KINDS}.")
+
+
+def _find(state, cls):
+  """The one sub-state of type ``cls`` inside an optax state."""
+  found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(
+      x, cls)) if isinstance(s, cls)]
+  if len(found) != 1:
+    raise ValueError(f"expected one {cls.__name__} in the optimizer state, "
+                     f"found {len(found)}.")
+  return found[0]
+
+
+# -- tuned references: schedules through the task's own optimizer ----------
+
+
+def _schedule_program(workload):
+  return optax_training.ScheduledOptimizer(workload.optimizer,
+                                           workload.optimizer_kwargs)
+
+
+def _schedule_settings(workload, specs):
+  return [Setting(s.label(), {"learning_rates": s.sequence(workload.num_steps)})
+          for s in specs]
+
+
+def _grid_lrs(workload):
+  return GRID_LRS[workload.optimizer]
+
+
+def _tuned_schedule(name, specs_fn, description):
+  def build(workload, task):
+    del task
+    return (_schedule_program(workload),
+            _schedule_settings(workload, specs_fn(workload)))
+  return Method(name, TUNED, "schedule", build, description)
+
+
+def _default_lr_build(workload, task):
+  del task
+  spec = baselines.ScheduleSpec("constant", float(workload.initial_lr))
+  return _schedule_program(workload), _schedule_settings(workload, [spec])
+
+
+# -- self-tuning: optax.contrib ---------------------------------------------
+
+
+def _schedule_free_lr(hp, state):
+  del hp
+  return _find(state, optax.contrib.ScheduleFreeState).max_lr
+
+
+def _prodigy_lr(hp, state):
+  del hp
+  return _find(state, optax.contrib.ProdigyState).estim_lr
+
+
+def _dadapt_lr(hp, state):
+  del hp
+  return _find(state, optax.contrib.DAdaptAdamWState).estim_lr
+
+
+def _dog_lr(hp, state):
+  del hp
+  s = _find(state, optax.contrib.DoGState)
+  return s.max_dist / jnp.sqrt(s.sum_sq_norm_grads + 1e-8)   # dog's eps
+
+
+def _dowg_lr(hp, state):
+  del hp
+  s = _find(state, optax.contrib.DoWGState)
+  return s.estim_sq_dist / (jnp.sqrt(s.weighted_sq_norm_grads) + 1e-4)
+
+
+def _schedule_free_eval(hp, state, params):
+  del hp
+  return optax.contrib.schedule_free_eval_params(
+      _find(state, optax.contrib.ScheduleFreeState), params)
+
+
+def _no_lr(hp, state):
+  del hp, state
+  return jnp.asarray(jnp.nan, jnp.float32)
+
+
+def _same_params(hp, state, params):
+  del hp, state
+  return params
+
+
+@dataclasses.dataclass(frozen=True)
+class Contrib(optax_training.Program):
+  """An ``optax.contrib`` optimizer at fixed keyword arguments.
+
+  Attributes:
+    factory: the name in ``optax.contrib`` (``'prodigy'``, ...).
+    kwargs: sorted ``(name, value)`` pairs.
+    lr_fn: ``(hp, opt_state) -> step size`` (its meaning is the method's).
+    eval_fn: ``(hp, opt_state, params) -> params`` to evaluate.
+  """
+  factory: str
+  kwargs: tuple = ()
+  lr_fn: Callable = _no_lr
+  eval_fn: Callable = _same_params
+
+  def optimizer(self, hp):
+    del hp
+    return getattr(optax.contrib, self.factory)(**dict(self.kwargs))
+
+  def learning_rate(self, hp, opt_state):
+    return jnp.asarray(self.lr_fn(hp, opt_state), jnp.float32)
+
+  def eval_params(self, hp, opt_state, params):
+    return self.eval_fn(hp, opt_state, params)
+
+
+def _warmup_steps(workload):
+  return max(1, int(round(WARMUP_FRACTION * workload.num_steps)))
+
+
+def _contrib_method(name, kwargs_fn, description, lr_fn=_no_lr,
+                    eval_fn=_same_params):
+  def build(workload, task):
+    del task
+    kwargs = tuple(sorted(kwargs_fn(workload).items()))
+    label = name + "(" + ", ".join(f"{k}={v}" for k, v in kwargs) + ")"
+    return Contrib(name, kwargs, lr_fn, eval_fn), [Setting(label, {})]
+  return Method(name, SELF_TUNING, name, build, description)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mechanized(optax_training.Program):
+  """``optax.contrib.mechanize`` around the workload's base optimizer at LR 1
+  (Cutkosky et al. 2023: Mechanic learns the scale of the base updates)."""
+  optimizer_name: str
+  optimizer_kwargs: tuple = ()
+
+  def optimizer(self, hp):
+    del hp
+    base = tasks.make_optimizer(self.optimizer_name, learning_rate=1.0,
+                                **dict(self.optimizer_kwargs))
+    return optax.contrib.mechanize(base)
+
+  def learning_rate(self, hp, opt_state):
+    del hp
+    return jnp.sum(_find(opt_state, optax.contrib.MechanicState).s)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plateau(optax_training.Program):
+  """The base optimizer at its default LR, then
+  ``optax.contrib.reduce_on_plateau`` fed each step's training loss."""
+  optimizer_name: str
+  initial_lr: float
+  plateau_kwargs: tuple
+  optimizer_kwargs: tuple = ()
+
+  def optimizer(self, hp):
+    del hp
+    return optax.chain(
+        tasks.make_optimizer(self.optimizer_name,
+                             learning_rate=self.initial_lr,
+                             **dict(self.optimizer_kwargs)),
+        optax.contrib.reduce_on_plateau(**dict(self.plateau_kwargs)))
+
+  def extra_args(self, task, hp, state, loss):
+    del task, hp, state
+    return {"value": loss}
+
+  def learning_rate(self, hp, opt_state):
+    del hp
+    scale = _find(opt_state, optax.contrib.ReduceLROnPlateauState).scale
+    return self.initial_lr * scale
+
+
+# One fixed setting: the batch loss averaged over 10 steps is the plateau
+# signal (optax recommends accumulating noisy minibatch losses); 5 such
+# windows (50 steps) without a 1e-4 relative improvement halve the LR.
+PLATEAU_KWARGS = dict(factor=0.5, patience=5, accumulation_size=10, rtol=1e-4,
+                      cooldown=0)
+
+
+def _plateau_build(workload, task):
+  del task
+  kwargs = tuple(sorted(PLATEAU_KWARGS.items()))
+  program = Plateau(workload.optimizer, float(workload.initial_lr), kwargs,
+                    workload.optimizer_kwargs)
+  label = "reduce_on_plateau(" + ", ".join(f"{k}={v}" for k, v in kwargs)
+  return program, [Setting(f"{label}, lr0={workload.initial_lr:g})", {})]
+
+
+def _mechanize_build(workload, task):
+  del task
+  return (Mechanized(workload.optimizer, workload.optimizer_kwargs),
+          [Setting(f"mechanize({workload.optimizer}(lr=1))", {})])
+
+
+# -- self-tuning: learned controllers ---------------------------------------
+
+CONTROLLER_PREFIX = "controller:"
+
+
+@dataclasses.dataclass(frozen=True)
+class Controlled(optax_training.Program):
+  """A learned controller through ``lr_meta.optax.controlled``, as a user runs it.
+
+  The base optimizer is the workload's at its default initial LR
+  (``optax.inject_hyperparams``); the controller decides every
+  ``spec.steps_per_decision`` steps; 'xu2019' controllers get the softmax
+  predictions and the loss of a fixed probe, the first
+  ``min(spec.num_val_examples, validation size)`` validation examples,
+  computed only when a decision is due (``lax.cond`` on
+  ``lmo.decision_due``). Progress controllers see ``num_steps //
+  steps_per_decision`` decisions as the run's horizon. ``hp`` holds the
+  controller's network params (traced).
+  """
+  spec: Any
+  optimizer_name: str
+  initial_lr: float
+  num_steps: int
+  probe_size: int
+  num_classes: int
+  optimizer_kwargs: tuple = ()
+
+  @property
+  def _observes_predictions(self):
+    return self.spec.action_type == "xu2019"
+
+  def optimizer(self, hp):
+    base = tasks.make_optimizer(self.optimizer_name,
+                                learning_rate=self.initial_lr,
+                                **dict(self.optimizer_kwargs))
+    controller = lmo.Controller(self.spec, hp["controller"])
+    every = self.spec.steps_per_decision
+    return lmo.controlled(
+        base, controller,
+        predictions_shape=((self.probe_size, self.num_classes)
+                           if self._observes_predictions else None),
+        num_decisions=(self.num_steps // every
+                       if self.spec.uses_progress else None))
+
+  def extra_args(self, task, hp, state, loss):
+    del hp
+    if not self._observes_predictions:
+      return {"loss": loss}
+    x = task.data.x_val[:self.probe_size]
+    y = task.data.y_val[:self.probe_size]
+
+    def probe(_):
+      logits, _ = task.apply(state.params, state.batch_stats, x)
+      return (jax.nn.softmax(logits),
+              jnp.mean(tasks.cross_entropy(logits, y)))
+
+    def skip(_):
+      return (jnp.zeros((self.probe_size, self.num_classes), jnp.float32),
+              jnp.zeros((), jnp.float32))
+
+    predictions, val_loss = jax.lax.cond(lmo.decision_due(state.opt_state),
+                                         probe, skip, None)
+    return {"loss": loss, "val_loss": val_loss, "predictions": predictions}
+
+  def learning_rate(self, hp, opt_state):
+    del hp
+    return _find(opt_state, lmo.ControlledState).lr
+
+
+def load_named_controller(name: str):
+  """The controller of ``'controller:<name or path>'``."""
+  if name.endswith(".msgpack") or os.sep in name:
+    if not os.path.isfile(name):
+      raise ValueError(f"No controller file {name!r}.")
+    return lmo.load_controller(name)
+  return lmo.pretrained_controller(name)
+
+
+def _params_digest(params) -> str:
+  data = flax.serialization.to_bytes(jax.device_get(params))
+  return hashlib.sha256(data).hexdigest()[:12]
+
+
+def controller_method(name: str) -> Method:
+  """The self-tuning method ``'controller:<name or path>'``."""
+  controller = load_named_controller(name)
+  spec = controller.spec
+  params = jax.tree.map(np.asarray, jax.device_get(controller.params))
+  setting_label = f"{spec.name}@{_params_digest(params)}"
+
+  def build(workload, task):
+    val = task.data.x_val.shape[0]
+    probe = min(spec.num_val_examples or val, val)
+    program = Controlled(spec, workload.optimizer, float(workload.initial_lr),
+                         workload.num_steps, probe, task.num_classes,
+                         workload.optimizer_kwargs)
+    return program, [Setting(setting_label, {"controller": params})]
+
+  return Method(CONTROLLER_PREFIX + name, SELF_TUNING,
+                CONTROLLER_PREFIX + spec.name, build,
+                f"learned controller {spec.name!r} ({spec.agent or 'agent?'}"
+                f", {spec.observation_kind}) from lr0 = the workload's "
+                "default LR; trained on: " + spec.description.split(". ")[0])
+
+
+# -- the registry -------------------------------------------------------------
+
+METHODS = {m.name: m for m in [
+    _tuned_schedule(
+        BEST_CONSTANT, lambda w: baselines.grid("constant", _grid_lrs(w)),
+        "constant LR, tuned over a 6-point half-decade grid"),
+    _tuned_schedule(
+        REFERENCE, lambda w: baselines.grid("cosine", _grid_lrs(w)),
+        "cosine decay to 0 (Loshchilov & Hutter 2017), peak LR tuned over "
+        "the same grid"),
+    _tuned_schedule(
+        "warmup_cosine",
+        lambda w: baselines.grid("warmup_cosine", _grid_lrs(w),
+                                 warmup_fraction=(WARMUP_FRACTION,)),
+        f"linear warm-up over {WARMUP_FRACTION:.0%} of the steps, then "
+        "cosine; peak LR tuned over the same grid"),
+    _tuned_schedule(
+        "xu2019_step_decay", lambda w: baselines.xu2019_step_decay_grid(),
+        "step decay, Xu et al. 2019's 48-point grid (LR x every x factor)"),
+    Method("default_lr", SELF_TUNING, "schedule", _default_lr_build,
+           "the base optimizer at the workload's default constant LR"),
+    _contrib_method(
+        "schedule_free_sgd",
+        lambda w: dict(learning_rate=1.0, warmup_steps=_warmup_steps(w)),
+        "schedule-free SGD (Defazio et al. 2024), optax defaults (lr 1.0, "
+        f"b1 0.9), warm-up {WARMUP_FRACTION:.0%}; evaluated at "
+        "schedule_free_eval_params", _schedule_free_lr, _schedule_free_eval),
+    _contrib_method(
+        "schedule_free_adamw",
+        lambda w: dict(learning_rate=0.0025, warmup_steps=_warmup_steps(w)),
+        "schedule-free AdamW, optax defaults (lr 0.0025, b1 0.9, b2 0.999, "
+        f"no weight decay), warm-up {WARMUP_FRACTION:.0%}; evaluated at "
+        "schedule_free_eval_params", _schedule_free_lr, _schedule_free_eval),
+    _contrib_method("prodigy", lambda w: {},
+                    "Prodigy (Mishchenko & Defazio 2023), optax defaults",
+                    _prodigy_lr),
+    _contrib_method("dog", lambda w: {},
+                    "DoG (Ivgi et al. 2023), optax defaults, no averaging",
+                    _dog_lr),
+    _contrib_method("dowg", lambda w: {},
+                    "DoWG (Khaled et al. 2023), optax defaults", _dowg_lr),
+    Method("mechanize", SELF_TUNING, "mechanize", _mechanize_build,
+           "Mechanic (Cutkosky et al. 2023) around the base optimizer at LR "
+           "1, optax defaults"),
+    _contrib_method("dadapt_adamw", lambda w: {},
+                    "D-Adaptation AdamW (Defazio & Mishchenko 2023), optax "
+                    "defaults", _dadapt_lr),
+    _contrib_method("cocob", lambda w: {},
+                    "COCOB-Backprop (Orabona & Tommasi 2017), optax defaults "
+                    "(no step size: LR curve empty)"),
+    Method("reduce_on_plateau", SELF_TUNING, "reduce_on_plateau",
+           _plateau_build,
+           "base optimizer at the default LR with reduce_on_plateau on the "
+           "training loss (factor 0.5, patience 5 x 10-step windows)"),
+]}
+STATIC_METHODS = tuple(METHODS)
+GROUPS = ("all", TUNED, SELF_TUNING)
+
+
+def known_methods() -> Tuple[str, ...]:
+  """Every method name: the registry and one per shipped controller."""
+  return STATIC_METHODS + tuple(CONTROLLER_PREFIX + n
+                                for n in lmo.pretrained_names())
+
+
+def get_method(name: str) -> Method:
+  """The method ``name``; unknown names list the known ones."""
+  if name in METHODS:
+    return METHODS[name]
+  if name.startswith(CONTROLLER_PREFIX):
+    target = name[len(CONTROLLER_PREFIX):]
+    try:
+      return controller_method(target)
+    except ValueError as e:
+      raise ValueError(f"Unknown method {name!r}: {e} Known methods: "
+                       f"{', '.join(known_methods())}; or "
+                       "'controller:<path to a .msgpack file>'.") from e
+  raise ValueError(f"Unknown method {name!r}; known methods: "
+                   f"{', '.join(known_methods())}, the groups "
+                   f"{', '.join(GROUPS)}, or 'controller:<path to a "
+                   ".msgpack file>'.")
+
+
+def resolve(names: Sequence[str]) -> Tuple[Method, ...]:
+  """Methods for a command line list (names and the groups 'all', 'tuned',
+  'self_tuning'), references first; the references ``best_constant`` and
+  ``cosine`` are always included (every score is relative to them)."""
+  wanted = []
+  for name in names:
+    name = name.strip()
+    if not name:
+      continue
+    if name == "all":
+      wanted += known_methods()
+    elif name in KINDS:
+      wanted += [n for n in known_methods() if get_method(n).kind == name]
+    else:
+      wanted.append(name)
+  methods = [get_method(n) for n in dict.fromkeys(
+      [BEST_CONSTANT, REFERENCE] + wanted)]
+  return tuple(sorted(methods, key=lambda m: KINDS.index(m.kind)))

@@ -1,0 +1,331 @@
+"""The benchmark's report: ``results.json``, ``leaderboard.md``, figures.
+
+``results.json`` holds every cell (per-seed metrics, validation-loss and LR
+curves, wall and compile time), the tuning of every reference, the scores
+and summaries; everything under a ``"cost"`` key is a measurement of time
+(differs between runs), everything else is a function of the runs alone.
+``leaderboard.md`` puts the summary over the held-out workloads first, the
+self-tuning methods and the tuned references in separate tables, then one
+table per workload. ``profile.png`` is the performance profile over the
+held-out workloads; ``curves/<workload>.png`` the mean validation loss and
+LR against steps.
+"""
+
+import collections
+import dataclasses
+import datetime
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from lr_meta.benchmark import harness
+from lr_meta.benchmark import methods as methods_lib
+from lr_meta.benchmark import scoring
+from lr_meta.benchmark import workloads as workloads_lib
+
+RESULTS = "results.json"
+LEADERBOARD = "leaderboard.md"
+PROFILE = "profile.png"
+CURVES_DIR = "curves"
+_KIND_TITLES = {methods_lib.SELF_TUNING: "Self-tuning (one setting for every "
+                                         "workload)",
+                methods_lib.TUNED: "Tuned references (tuned per workload on "
+                                   "the validation loss)"}
+
+
+def _cell_json(cell: harness.Cell, method: methods_lib.Method) -> dict:
+  r = cell.record
+  return dict(
+      workload=cell.workload, method=cell.method, kind=method.kind,
+      family=method.family, setting=r["label"], seed=r["seed"],
+      test_loss=r["test_loss"], test_accuracy=r["test_accuracy"],
+      final_val_loss=r["final_val_loss"],
+      final_val_accuracy=r["final_val_accuracy"], diverged=r["diverged"],
+      diverged_at_step=r["diverged_at_step"], steps=r["steps"],
+      val_loss=r["val_loss"], train_loss=r["train_loss"],
+      learning_rate=r["learning_rate"], cost=r["cost"])
+
+
+def _family_cost(run_costs) -> dict:
+  out = collections.defaultdict(dict)
+  for (workload, family), costs in run_costs.items():
+    out[workload][family] = {
+        "runs": len(costs),
+        "wall_s": float(sum(c["wall_s"] for c in costs)),
+        "compiles": int(sum(c["compiles"] for c in costs)),
+        "program_compiles": int(sum(c["program_compiles"] for c in costs)),
+        "compile_s": float(sum(c["compile_s"] for c in costs))}
+  return dict(out)
+
+
+def build_results(suite_name: str,
+                  suite: Sequence[workloads_lib.Workload],
+                  methods: Sequence[methods_lib.Method],
+                  cells: Sequence[harness.Cell], tuning: dict, *,
+                  num_seeds: int, command: str = "",
+                  session: Optional[dict] = None,
+                  run_costs: Optional[dict] = None) -> dict:
+  """Everything of one benchmark as a JSON-able dict (see module docstring).
+
+  Args:
+    run_costs: ``{(workload, family): [cost of every distinct run]}``
+      (tuning and evaluation), for the compile and wall-time table.
+    session: this invocation's measurements (date, wall time).
+  """
+  by_name = {m.name: m for m in methods}
+  cells_json = [_cell_json(c, by_name[c.method]) for c in cells]
+  per = collections.defaultdict(lambda: collections.defaultdict(list))
+  for c in cells_json:
+    per[c["workload"]][c["method"]].append(c)
+  scores = {}
+  for w in suite:
+    seed_scores = {
+        name: scoring.apply_divergence(
+            [c["test_loss"] for c in cs], [c["test_accuracy"] for c in cs],
+            [c["diverged"] for c in cs], w.divergence_loss)
+        for name, cs in per[w.name].items()}
+    scores[w.name] = {name: s._asdict() for name, s in scoring.score_workload(
+        seed_scores, methods_lib.REFERENCE, methods_lib.BEST_CONSTANT).items()}
+  summary, profile = {}, {}
+  for split in workloads_lib.SPLITS:
+    side = workloads_lib.select(suite, split)
+    summary[split] = {
+        m.name: scoring.summarize(
+            [scoring.WorkloadScore(**scores[w.name][m.name]) for w in side]
+        )._asdict() for m in methods}
+  heldout = workloads_lib.select(suite, workloads_lib.HELDOUT)
+  norms = {m.name: [scores[w.name][m.name]["normalized"] for w in heldout]
+           for m in methods}
+  finite = [v for vs in norms.values() for v in vs if np.isfinite(v)]
+  taus = np.geomspace(min([0.9] + finite), min(max([2.0] + finite), 10.0),
+                      120)
+  profile = {"taus": taus.tolist(),
+             "heldout": {name: scoring.performance_profile(v, taus).tolist()
+                         for name, v in norms.items()}}
+  return {
+      "suite": suite_name, "command": command, "num_seeds": num_seeds,
+      "tuning_seeds": list(harness.seeds_lib.seed_range(
+          "benchmark_tuning", harness.NUM_TUNING_SEEDS)),
+      "evaluation_seeds": list(harness.seeds_lib.seed_range(
+          "benchmark_evaluation", num_seeds)),
+      "workloads": {w.name: dataclasses.asdict(w) for w in suite},
+      "methods": {m.name: {"kind": m.kind, "family": m.family,
+                           "description": m.description} for m in methods},
+      "tuning": tuning, "cells": cells_json, "scores": scores,
+      "summary": summary, "profile": profile,
+      "cost": {"session": session or {},
+               "per_family": _family_cost(run_costs or {})},
+  }
+
+
+# -- leaderboard.md -----------------------------------------------------------
+
+
+def _f(x, digits=4) -> str:
+  if x is None or (isinstance(x, float) and not np.isfinite(x)):
+    return "n/a"
+  return f"{x:.{digits}f}"
+
+
+def _p(x) -> str:
+  if x is None or not np.isfinite(x):
+    return "n/a"
+  return f"{x:.2g}"
+
+
+def _summary_tables(results, split) -> List[str]:
+  side = [n for n, w in results["workloads"].items() if w["split"] == split]
+  lines = [f"## Summary over the {len(side)} {split} workloads",
+           "", f"Workloads: {', '.join(f'`{n}`' for n in side)}. "
+           "Normalized loss = mean test loss / tuned cosine's (< 1: "
+           "better); W/T/L against tuned cosine (Welch p < 0.05); a diverged "
+           "seed counts as the worst loss.", ""]
+  for kind in (methods_lib.SELF_TUNING, methods_lib.TUNED):
+    names = [n for n, m in results["methods"].items() if m["kind"] == kind]
+    rows = sorted(names, key=lambda n: (
+        results["summary"][split][n]["geometric_mean"]))
+    lines += [f"### {_KIND_TITLES[kind]}", "",
+              "| method | median norm. loss | geo. mean norm. loss | W / T / L "
+              "| diverged seeds |", "|---|---|---|---|---|"]
+    for n in rows:
+      s = results["summary"][split][n]
+      div = sum(results["scores"][w][n]["diverged"] for w in side)
+      seeds = sum(results["scores"][w][n]["num_seeds"] for w in side)
+      lines.append(f"| `{n}` | {_f(s['median'], 3)} | "
+                   f"{_f(s['geometric_mean'], 3)} | {s['wins']} / {s['ties']} "
+                   f"/ {s['losses']} | {div} / {seeds} |")
+    lines.append("")
+  return lines
+
+
+def _workload_table(results, name) -> List[str]:
+  w = results["workloads"][name]
+  scores = results["scores"][name]
+  settings = {}
+  for c in results["cells"]:
+    if c["workload"] == name:
+      settings[c["method"]] = c["setting"]
+  lines = [f"## `{name}` ({w['split']})", "",
+           f"{w['description']}: {w['dataset']} {w['model']} "
+           f"{dict(w['model_kwargs']) or ''}, {w['optimizer']} (default LR "
+           f"{w['initial_lr']:g}), batch {w['batch_size']}, {w['num_steps']} "
+           "steps.", "",
+           "| method | kind | setting | test loss | test accuracy | diverged "
+           "| norm. loss | p vs cosine | p vs best const. |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  order = sorted(scores, key=lambda n: (
+      results["methods"][n]["kind"] != methods_lib.TUNED,
+      scores[n]["loss_mean"]))
+  for n in order:
+    s = scores[n]
+    lines.append(
+        f"| `{n}` | {results['methods'][n]['kind']} | {settings.get(n, '')} "
+        f"| {_f(s['loss_mean'])} ({_f(s['loss_std'])}) "
+        f"| {_f(s['accuracy_mean'])} ({_f(s['accuracy_std'])}) "
+        f"| {s['diverged']}/{s['num_seeds']} | {_f(s['normalized'], 3)} "
+        f"| {_p(s['p_reference'])} | {_p(s['p_best_constant'])} |")
+  edge = [m for m, t in results["tuning"].get(name, {}).items()
+          if t["best_at_grid_edge"]]
+  tuning = results["tuning"].get(name, {})
+  if tuning:
+    lines += ["", "Tuning: " + "; ".join(
+        f"`{m}` {len(t['grid'])} settings x {len(t['tuning_seeds'])} seeds "
+        f"({t['cost']['wall_s']:.0f} s)" for m, t in tuning.items()) + "."]
+  if edge:
+    lines.append(f"Best setting at the edge of its LR grid: "
+                 f"{', '.join(f'`{m}`' for m in edge)} (the grid may be too "
+                 "narrow here).")
+  lines.append("")
+  return lines
+
+
+def _cost_table(results) -> List[str]:
+  per = results["cost"]["per_family"]
+  lines = ["## Cost", "",
+           "Per (workload, method family): distinct runs, their wall time, "
+           "XLA compiles of training programs (all compiles, including "
+           "small helpers) and compile time. Measured when each run was "
+           "executed (a resumed benchmark keeps the first measurement).", "",
+           "| workload | family | runs | wall s | program compiles (all) | "
+           "compile s |", "|---|---|---|---|---|---|"]
+  total_wall = total_compile = 0.0
+  for workload, families in per.items():
+    for family, c in families.items():
+      total_wall += c["wall_s"]
+      total_compile += c["compile_s"]
+      lines.append(f"| `{workload}` | {family} | {c['runs']} | "
+                   f"{c['wall_s']:.1f} | {c['program_compiles']} "
+                   f"({c['compiles']}) | {c['compile_s']:.1f} |")
+  session = results["cost"]["session"]
+  lines += ["", f"Sum of run wall times {total_wall:.0f} s, of which "
+                f"compiling {total_compile:.0f} s."]
+  if session:
+    lines.append(f"This invocation: {session.get('wall_s', 0):.0f} s wall "
+                 f"({session.get('date', '')}).")
+  return lines + [""]
+
+
+def leaderboard(results) -> str:
+  """The Markdown leaderboard (summary first, then per-workload tables)."""
+  session = results["cost"]["session"]
+  lines = [f"# lr_meta self-tuning benchmark: suite `{results['suite']}`", "",
+           f"{results['num_seeds']} evaluation seeds "
+           f"{results['evaluation_seeds'][0]}..{results['evaluation_seeds'][-1]}"
+           f", tuning seeds {results['tuning_seeds']}. Command: "
+           f"`{results['command']}`"
+           + (f", {session.get('date', '')}" if session else "") + ".", ""]
+  lines += _summary_tables(results, workloads_lib.HELDOUT)
+  lines += _summary_tables(results, workloads_lib.TRAIN)
+  lines += ["## Methods", ""] + [
+      f"- `{n}` ({m['kind']}): {m['description']}"
+      for n, m in results["methods"].items()] + [""]
+  for name in results["workloads"]:
+    lines += _workload_table(results, name)
+  lines += _cost_table(results)
+  return "\n".join(lines)
+
+
+# -- figures ------------------------------------------------------------------
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _style(results, name, i):
+  plt = _pyplot()
+  colors = plt.get_cmap("tab20").colors
+  tuned = results["methods"][name]["kind"] == methods_lib.TUNED
+  return dict(color=colors[i % len(colors)], linestyle="--" if tuned else "-",
+              linewidth=1.2)
+
+
+def plot_profile(results, path):
+  """Performance profile over the held-out workloads."""
+  plt = _pyplot()
+  taus = results["profile"]["taus"]
+  n = sum(w["split"] == workloads_lib.HELDOUT
+          for w in results["workloads"].values())
+  fig, ax = plt.subplots(figsize=(8, 5))
+  for i, (name, frac) in enumerate(results["profile"]["heldout"].items()):
+    ax.plot(taus, frac, label=name, drawstyle="steps-post",
+            **_style(results, name, i))
+  ax.set(xscale="log", xlabel="tau (normalized test loss = method / tuned "
+                              "cosine)",
+         ylabel="fraction of held-out workloads with normalized loss <= tau",
+         ylim=(-0.02, 1.02),
+         title=f"Performance profile, suite {results['suite']!r}, {n} "
+               "held-out workloads (dashed: tuned)")
+  ax.axvline(1.0, color="grey", linewidth=0.8)
+  ax.legend(fontsize=6, loc="lower right", ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_curves(results, workload, path):
+  """Mean validation loss and LR against steps on one workload."""
+  plt = _pyplot()
+  curves = collections.defaultdict(list)
+  for c in results["cells"]:
+    if c["workload"] == workload:
+      curves[c["method"]].append(c)
+  fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(12, 4.5))
+  for i, (name, cs) in enumerate(curves.items()):
+    steps = cs[0]["steps"]
+    style = _style(results, name, i)
+    ax_loss.plot(steps, np.mean([c["val_loss"] for c in cs], axis=0),
+                 label=name, **style)
+    lr = np.mean([c["learning_rate"] for c in cs], axis=0)
+    if np.any(np.isfinite(lr) & (lr > 0)):
+      ax_lr.plot(steps, lr, label=name, **style)
+  ax_loss.set(xlabel="step", ylabel="validation loss (mean over seeds)",
+              yscale="log", title=f"{workload}: validation loss")
+  ax_lr.set(xlabel="step", ylabel="learning rate / step size (mean over "
+                                  "seeds)", yscale="log",
+            title=f"{workload}: learning rate")
+  ax_loss.legend(fontsize=6, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write_report(results: dict, outdir: str):
+  """Writes results.json, leaderboard.md, profile.png and curves/."""
+  os.makedirs(os.path.join(outdir, CURVES_DIR), exist_ok=True)
+  harness.write_json_atomic(os.path.join(outdir, RESULTS), results)
+  with open(os.path.join(outdir, LEADERBOARD), "w") as f:
+    f.write(leaderboard(results))
+  plot_profile(results, os.path.join(outdir, PROFILE))
+  for name in results["workloads"]:
+    plot_curves(results, name, os.path.join(outdir, CURVES_DIR,
+                                            f"{name}.png"))
+
+
+def session_info(wall_s: float) -> dict:
+  return {"date": datetime.datetime.now(datetime.timezone.utc).strftime(
+      "%Y-%m-%d %H:%M UTC"), "wall_s": float(wall_s)}

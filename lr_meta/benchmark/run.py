@@ -1,0 +1,50 @@
+"""One call from names to a finished report: ``run_suite``."""
+
+import time
+from typing import Optional, Sequence
+
+from lr_meta.benchmark import harness
+from lr_meta.benchmark import methods as methods_lib
+from lr_meta.benchmark import report
+from lr_meta.benchmark import workloads as workloads_lib
+
+
+def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
+              num_seeds: int = 5, outdir: str,
+              workloads: Optional[Sequence[str]] = None,
+              data_dir: Optional[str] = None, strategy: Optional[str] = None,
+              batch_mode: Optional[str] = None, max_batch: int = 64,
+              command: str = "", progress_stream=None,
+              progress_interval: float = 30.0) -> dict:
+  """Runs (or resumes) a benchmark and writes its report into ``outdir``.
+
+  Args:
+    suite: a suite name (``workloads.KNOWN_SUITES``).
+    methods: method names and groups (``methods.resolve``); the references
+      ``best_constant`` and ``cosine`` are always run.
+    num_seeds: evaluation seeds per (workload, method).
+    outdir: where the run cache and the report go; rerunning with the same
+      outdir resumes.
+    workloads: only these workloads of the suite (None: all of them).
+    data_dir: data sets directory (default ``LR_META_DATA_DIR``).
+    strategy, batch_mode, max_batch: execution (``lr_meta.runner``); the
+      defaults are the measured choices for the backend.
+    command: the command line, recorded in the report.
+
+  Returns:
+    The ``results.json`` dict.
+  """
+  start = time.time()
+  chosen = workloads_lib.suite_workloads(suite, workloads)
+  resolved = methods_lib.resolve(methods)
+  runs = harness.run_benchmark(
+      chosen, resolved, num_seeds=num_seeds, outdir=outdir,
+      data_dir=data_dir, strategy=strategy, batch_mode=batch_mode,
+      max_batch=max_batch, progress_stream=progress_stream,
+      progress_interval=progress_interval)
+  results = report.build_results(
+      suite, chosen, resolved, runs.cells, runs.tuning, num_seeds=num_seeds,
+      command=command, session=report.session_info(time.time() - start),
+      run_costs=runs.run_costs)
+  report.write_report(results, outdir)
+  return results

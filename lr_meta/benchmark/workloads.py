@@ -1,0 +1,299 @@
+"""Benchmark workloads: small frozen descriptions of one training problem.
+
+A ``Workload`` fixes everything a method may not choose: data set and the
+slices of it, model, base optimizer, batch size, number of steps and the
+default initial learning rate (what the base optimizer runs at untuned and
+where learned controllers start). Its ``split`` says whether controllers may
+be trained on it (``'train'``) or only evaluated (``'heldout'``).
+
+Suites group workloads: ``'tiny'`` (tests, seconds), ``'cpu'`` (the
+benchmark on 2 CPU cores) and ``'gpu'`` (the same questions at accelerator
+scale). ``check_heldout_rules`` states what makes a held-out side honest and
+is tested on every suite.
+"""
+
+import dataclasses
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+from lr_meta import tasks
+from lr_meta.tasks.task import DEFAULT_DIVERGENCE_LOSS
+
+TRAIN = "train"
+HELDOUT = "heldout"
+SPLITS = (TRAIN, HELDOUT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  """One training problem of the benchmark.
+
+  Attributes:
+    name: registry key.
+    split: ``'train'`` (controllers may train on it) or ``'heldout'``.
+    dataset, model, optimizer: names known to ``lr_meta.tasks``.
+    batch_size: training batch size.
+    num_steps: T, inner steps of every run.
+    initial_lr: the default initial learning rate: the untuned base
+      optimizer's LR and a learned controller's starting LR.
+    model_kwargs, optimizer_kwargs: sorted ``(name, value)`` pairs.
+    num_evals: validation points per run (curves; must divide ``num_steps``).
+    num_train_examples, num_val_examples, num_test_examples: keep the first
+      examples of each split (None: all of it).
+    divergence_loss: a run whose loss exceeds it is diverged; it is the
+      worst test loss of the scores.
+    description: one line for the report.
+  """
+  name: str
+  split: str
+  dataset: str
+  model: str
+  optimizer: str
+  batch_size: int
+  num_steps: int
+  initial_lr: float
+  model_kwargs: Tuple[Tuple[str, object], ...] = ()
+  optimizer_kwargs: Tuple[Tuple[str, object], ...] = ()
+  num_evals: int = 10
+  num_train_examples: Optional[int] = None
+  num_val_examples: Optional[int] = None
+  num_test_examples: Optional[int] = None
+  divergence_loss: float = DEFAULT_DIVERGENCE_LOSS
+  description: str = ""
+
+  def __post_init__(self):
+    if self.split not in SPLITS:
+      raise ValueError(f"Workload {self.name!r}: split={self.split!r}; "
+                       f"allowed: {SPLITS}.")
+    for field in ("dataset", "model", "optimizer"):
+      known = {"dataset": tasks.KNOWN_DATASETS, "model": tasks.KNOWN_MODELS,
+               "optimizer": tasks.KNOWN_OPTIMIZERS}[field]
+      if getattr(self, field) not in known:
+        raise ValueError(f"Workload {self.name!r}: {field}="
+                         f"{getattr(self, field)!r}; known: {known}.")
+    if self.num_evals < 1 or self.num_steps % self.num_evals:
+      raise ValueError(f"Workload {self.name!r}: num_evals={self.num_evals} "
+                       f"must divide num_steps={self.num_steps}.")
+    if not self.initial_lr > 0:
+      raise ValueError(f"Workload {self.name!r}: initial_lr="
+                       f"{self.initial_lr!r}; allowed: > 0.")
+
+  @property
+  def eval_every(self) -> int:
+    return self.num_steps // self.num_evals
+
+  @property
+  def pairing(self) -> Tuple[str, str]:
+    return (self.dataset, self.model)
+
+  def make_task(self, data_dir: Optional[str] = None) -> tasks.Task:
+    """The ``lr_meta.tasks.Task`` of this workload (data put on device)."""
+    return tasks.make_task(
+        self.dataset, self.model, dict(self.model_kwargs), self.optimizer,
+        dict(self.optimizer_kwargs), batch_size=self.batch_size,
+        num_train_examples=self.num_train_examples,
+        num_val_examples=self.num_val_examples,
+        num_test_examples=self.num_test_examples, data_dir=data_dir,
+        divergence_loss=self.divergence_loss)
+
+  def summary(self) -> str:
+    kwargs = ", ".join(f"{k}={v}" for k, v in self.model_kwargs)
+    model = f"{self.model}({kwargs})" if kwargs else self.model
+    return (f"{self.dataset} {model}, {self.optimizer} lr0 {self.initial_lr:g}, "
+            f"batch {self.batch_size}, {self.num_steps} steps")
+
+
+def _w(**kw) -> Workload:
+  for key in ("model_kwargs", "optimizer_kwargs"):
+    kw[key] = tuple(sorted(kw.get(key, {}).items()))
+  return Workload(**kw)
+
+
+# Default initial LRs: SGD 0.1, Adam 1e-3 (the usual defaults), momentum 0.01
+# (SGD's 0.1 in effective step), except where a workload is a shipped
+# controller's training task (its lr0). Conv nets on 2 CPU cores cost
+# 15-40 ms a step at batch 32 (BUILD_NOTES, benchmark sizing): they get batch
+# 32, 5 validation points on 1,000 examples and 2,000 test examples, so that
+# a whole conv workload (~230 runs) stays near a quarter of an hour.
+_CONV = dict(batch_size=32, num_evals=5, num_val_examples=1000,
+             num_test_examples=2000)
+
+WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
+    # -- tiny: tests (mnist1d is generated offline) ---------------------
+    _w(name="tiny_mnist1d_mlp_sgd", split=TRAIN, dataset="mnist1d",
+       model="mlp", model_kwargs={"hidden_sizes": (32,)}, optimizer="sgd",
+       batch_size=32, num_steps=40, initial_lr=0.1, num_evals=4,
+       num_train_examples=512, num_val_examples=200, num_test_examples=200,
+       description="test-sized: mnist1d slice, MLP(32), SGD"),
+    _w(name="tiny_mnist1d_mlp_adam", split=HELDOUT, dataset="mnist1d",
+       model="mlp", model_kwargs={"hidden_sizes": (32,)}, optimizer="adam",
+       batch_size=32, num_steps=80, initial_lr=1e-3, num_evals=4,
+       num_train_examples=512, num_val_examples=200, num_test_examples=200,
+       description="test-sized: mnist1d slice, MLP(32), Adam, 2x horizon"),
+    # -- cpu: train side (SGD / momentum, <= 500 steps) ----------------
+    _w(name="mnist1d_mlp_momentum", split=TRAIN, dataset="mnist1d",
+       model="mlp", optimizer="momentum", batch_size=128, num_steps=300,
+       initial_lr=0.1,
+       description="the quickstart controller's training task"),
+    _w(name="fmnist_mlp_sgd", split=TRAIN, dataset="fashion_mnist",
+       model="mlp", optimizer="sgd", batch_size=128, num_steps=500,
+       initial_lr=0.1, num_val_examples=2000,
+       description="the progress controller's training task"),
+    _w(name="fmnist_lenet5_sgd", split=TRAIN, dataset="fashion_mnist",
+       model="lenet5", optimizer="sgd", num_steps=300, initial_lr=0.1,
+       description="Xu 2019's Fashion-MNIST LeNet-5, CPU-sized", **_CONV),
+    _w(name="cifar10_mlp_sgd", split=TRAIN, dataset="cifar10", model="mlp",
+       optimizer="sgd", batch_size=64, num_steps=400, initial_lr=0.1,
+       num_val_examples=2000, num_test_examples=5000,
+       description="CIFAR-10 on the train side, as an MLP"),
+    # -- cpu: held-out side (Adam, a new pairing, 2-4x the horizon) ----
+    _w(name="mnist1d_mlp2_adam_long", split=HELDOUT, dataset="mnist1d",
+       model="mlp", model_kwargs={"hidden_sizes": (128, 128)},
+       optimizer="adam", batch_size=128, num_steps=2000, initial_lr=1e-3,
+       num_evals=20,
+       description="Adam, deeper MLP, 4x the longest training horizon"),
+    _w(name="cifar10_mlp_adam", split=HELDOUT, dataset="cifar10",
+       model="mlp", optimizer="adam", batch_size=64, num_steps=1000,
+       initial_lr=1e-3, num_val_examples=2000, num_test_examples=5000,
+       description="Adam, 2.5x the CIFAR-10 MLP's training horizon"),
+    _w(name="cifar10_small_cnn_momentum", split=HELDOUT, dataset="cifar10",
+       model="small_cnn", model_kwargs={"filters": (8, 16, 64)},
+       optimizer="momentum", num_steps=300, initial_lr=0.01,
+       description="new pairing: Daniel 2016's small CNN, never trained on",
+       **_CONV),
+    _w(name="fmnist_mlp2_momentum_long", split=HELDOUT,
+       dataset="fashion_mnist", model="mlp",
+       model_kwargs={"hidden_sizes": (256, 128)}, optimizer="momentum",
+       batch_size=128, num_steps=1000, initial_lr=0.01,
+       num_val_examples=2000,
+       description="deeper MLP, momentum, 2x the longest training horizon"),
+    # -- gpu: the same questions at accelerator scale ------------------
+    _w(name="gpu_fmnist_lenet5_sgd", split=TRAIN, dataset="fashion_mnist",
+       model="lenet5", optimizer="sgd", batch_size=128, num_steps=500,
+       initial_lr=0.1, description="Xu 2019's Fashion-MNIST LeNet-5"),
+    _w(name="gpu_cifar10_lenet5_sgd", split=TRAIN, dataset="cifar10",
+       model="lenet5", optimizer="sgd", batch_size=128, num_steps=500,
+       initial_lr=0.03, description="Xu 2019's CIFAR-10 LeNet-5"),
+    _w(name="gpu_fmnist_mlp_sgd", split=TRAIN, dataset="fashion_mnist",
+       model="mlp", optimizer="sgd", batch_size=128, num_steps=500,
+       initial_lr=0.1, description="the progress controller's task"),
+    _w(name="gpu_mnist1d_mlp_momentum", split=TRAIN, dataset="mnist1d",
+       model="mlp", optimizer="momentum", batch_size=128, num_steps=500,
+       initial_lr=0.1, description="the quickstart controller's task"),
+    _w(name="gpu_cifar10_resnet18_adam", split=HELDOUT, dataset="cifar10",
+       model="resnet18", optimizer="adam", batch_size=128, num_steps=4000,
+       initial_lr=1e-3, num_evals=20,
+       description="new pairing (ResNet-18), Adam, 8x horizon"),
+    _w(name="gpu_cifar10_small_cnn_momentum", split=HELDOUT,
+       dataset="cifar10", model="small_cnn", optimizer="momentum",
+       batch_size=128, num_steps=2000, initial_lr=0.01, num_evals=20,
+       description="Daniel 2016's small CNN (20, 50, 500), momentum"),
+    _w(name="gpu_fmnist_small_cnn_adam", split=HELDOUT,
+       dataset="fashion_mnist", model="small_cnn", optimizer="adam",
+       batch_size=128, num_steps=2000, initial_lr=1e-3, num_evals=20,
+       description="new pairing (Fashion-MNIST small CNN), Adam"),
+    _w(name="gpu_cifar10_lenet5_momentum_long", split=HELDOUT,
+       dataset="cifar10", model="lenet5", optimizer="momentum",
+       batch_size=128, num_steps=3000, initial_lr=0.01, num_evals=20,
+       description="LeNet-5 at 6x the training horizon, momentum"),
+]}
+KNOWN_WORKLOADS = tuple(WORKLOADS)
+
+SUITES: Dict[str, Tuple[str, ...]] = {
+    "tiny": ("tiny_mnist1d_mlp_sgd", "tiny_mnist1d_mlp_adam"),
+    "cpu": ("mnist1d_mlp_momentum", "fmnist_mlp_sgd", "fmnist_lenet5_sgd",
+            "cifar10_mlp_sgd", "mnist1d_mlp2_adam_long", "cifar10_mlp_adam",
+            "cifar10_small_cnn_momentum", "fmnist_mlp2_momentum_long"),
+    "gpu": tuple(name for name in WORKLOADS if name.startswith("gpu_")),
+}
+KNOWN_SUITES = tuple(SUITES)
+
+
+def get_workload(name: str) -> Workload:
+  """The registered workload ``name``; unknown names list the known ones."""
+  if name not in WORKLOADS:
+    raise ValueError(f"Unknown workload {name!r}; known workloads: "
+                     f"{', '.join(KNOWN_WORKLOADS)}.")
+  return WORKLOADS[name]
+
+
+def get_suite(name: str) -> Tuple[Workload, ...]:
+  """The workloads of suite ``name``, in order."""
+  if name not in SUITES:
+    raise ValueError(f"Unknown suite {name!r}; known suites: "
+                     f"{', '.join(KNOWN_SUITES)}.")
+  return tuple(WORKLOADS[n] for n in SUITES[name])
+
+
+def suite_workloads(suite: str,
+                    names: Optional[Sequence[str]] = None
+                    ) -> Tuple[Workload, ...]:
+  """The workloads of ``suite``, or only ``names`` of them (in suite order)."""
+  chosen = get_suite(suite)
+  if not names:
+    return chosen
+  known = [w.name for w in chosen]
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    raise ValueError(f"Workloads {unknown} are not in suite {suite!r}; its "
+                     f"workloads: {', '.join(known)}.")
+  return tuple(w for w in chosen if w.name in set(names))
+
+
+def select(workloads: Iterable[Workload], split: str) -> Tuple[Workload, ...]:
+  """The workloads of one side (``'train'`` or ``'heldout'``)."""
+  if split not in SPLITS:
+    raise ValueError(f"Unknown split {split!r}; allowed: {SPLITS}.")
+  return tuple(w for w in workloads if w.split == split)
+
+
+class TrainingTask(NamedTuple):
+  """What a controller was trained on, for the held-out rules."""
+  dataset: str
+  model: str
+  optimizer: str
+  num_steps: int
+
+
+def training_task(spec) -> TrainingTask:
+  """The training task recorded in a controller's ``ControllerSpec``."""
+  task = spec.config.get("task", {})
+  env = spec.config.get("env", {})
+  missing = [k for k, d in (("dataset", task), ("model", task),
+                            ("optimizer", task), ("num_decisions", env))
+             if k not in d]
+  if missing:
+    raise ValueError(f"controller {spec.name!r}: its spec.config lacks "
+                     f"{missing}; cannot tell what it was trained on.")
+  return TrainingTask(task["dataset"], task["model"], task["optimizer"],
+                      int(env["num_decisions"]) * spec.steps_per_decision)
+
+
+def check_heldout_rules(workloads: Iterable[Workload],
+                        trained_on: Iterable[TrainingTask] = ()) -> List[str]:
+  """What keeps the held-out side of a suite honest; returns the violations.
+
+  Against every training task (the train side of the suite and
+  ``trained_on``, e.g. the shipped controllers' ``training_task``), the
+  held-out side must hold at least one (data set, model) pairing, and a base
+  optimizer (Adam), never trained on, and a horizon at least twice the
+  longest training horizon.
+  """
+  workloads = tuple(workloads)
+  train = [TrainingTask(w.dataset, w.model, w.optimizer, w.num_steps)
+           for w in select(workloads, TRAIN)] + list(trained_on)
+  heldout = select(workloads, HELDOUT)
+  if not heldout:
+    return ["no held-out workload"]
+  problems = []
+  seen_pairings = {(t.dataset, t.model) for t in train}
+  if all(w.pairing in seen_pairings for w in heldout):
+    problems.append("every held-out (dataset, model) pairing was trained on")
+  seen_optimizers = {t.optimizer for t in train}
+  if "adam" in seen_optimizers or not any(w.optimizer == "adam"
+                                          for w in heldout):
+    problems.append("Adam must be a held-out-only base optimizer")
+  longest = max((t.num_steps for t in train), default=0)
+  if max(w.num_steps for w in heldout) < 2 * longest:
+    problems.append(f"no held-out horizon >= 2 x {longest} steps (the "
+                    f"longest training horizon)")
+  return problems

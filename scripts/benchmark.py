@@ -1,0 +1,73 @@
+"""The self-tuning learning-rate benchmark (lr_meta.benchmark).
+
+  python scripts/benchmark.py --suite=cpu --methods=all --num_seeds=5 \
+      --outdir=runs/bench
+
+Tunes the references (constant, cosine, warm-up + cosine, Xu et al.'s step
+decay) per workload, runs every self-tuning method (optax.contrib's
+schedule-free, Prodigy, DoG, DoWG, Mechanic, D-Adaptation, COCOB,
+reduce_on_plateau, the untuned base optimizer, every shipped learned
+controller) with its one setting, and writes leaderboard.md, results.json,
+profile.png and curves/ to --outdir. Every run is cached there: rerunning
+the same command after a kill continues where it stopped.
+
+--methods takes names and the groups all, tuned, self_tuning, plus
+controller:<pretrained name or .msgpack path>; --workloads restricts the
+suite. Unknown names are errors that list the known ones.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from lr_meta import benchmark
+
+_SUITE = flags.DEFINE_string(
+    "suite", "tiny", f"Suite: one of {', '.join(benchmark.KNOWN_SUITES)}.")
+_METHODS = flags.DEFINE_list(
+    "methods", ["all"], "Methods and groups (all, tuned, self_tuning); the "
+    "references best_constant and cosine always run.")
+_WORKLOADS = flags.DEFINE_list(
+    "workloads", None, "Only these workloads of the suite (default: all).")
+_NUM_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Evaluation seeds.")
+_OUTDIR = flags.DEFINE_string("outdir", "runs/bench", "Output directory "
+                              "(run cache and report; reuse it to resume).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", None, ["scan", "chunk", "loop"],
+    "Execution strategy (default: the measured one per model and backend).")
+_BATCH_MODE = flags.DEFINE_enum(
+    "batch_mode", None, ["vmap", "sequential"],
+    "Runs one after another or vmapped (default: sequential on CPU).")
+_PROGRESS_INTERVAL = flags.DEFINE_float(
+    "progress_interval", 30.0, "Seconds between progress lines when stdout "
+    "is not a terminal.")
+
+
+def main(argv):
+  del argv
+  try:   # bad names fail here, before any data is loaded
+    benchmark.suite_workloads(_SUITE.value, _WORKLOADS.value)
+    benchmark.resolve_methods(_METHODS.value)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  command = " ".join(["python", "scripts/benchmark.py"] + [
+      a for a in sys.argv[1:] if not a.startswith("--data_dir")])
+  results = benchmark.run_suite(
+      _SUITE.value, _METHODS.value, num_seeds=_NUM_SEEDS.value,
+      outdir=_OUTDIR.value, workloads=_WORKLOADS.value,
+      data_dir=_DATA_DIR.value, strategy=_STRATEGY.value,
+      batch_mode=_BATCH_MODE.value, command=command,
+      progress_interval=_PROGRESS_INTERVAL.value)
+  session = results["cost"]["session"]
+  print(f"Wrote {_OUTDIR.value}/leaderboard.md, results.json, profile.png, "
+        f"curves/ ({session['wall_s']:.0f} s).")
+
+
+if __name__ == "__main__":
+  app.run(main)
