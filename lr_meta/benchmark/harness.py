@@ -21,6 +21,7 @@ settings are traced (``lr_meta.tasks.optax_training``), and in the
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -310,6 +311,15 @@ def execute(task, workload, program, family: str, runs: Sequence[Run],
 # -- the benchmark ------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def workload_task(workload: workloads_lib.Workload,
+                  data_dir: Optional[str] = None):
+  """The workload's ``Task``, built once per process: its optimizer is a
+  static part of every compiled program, so a rebuilt task would compile
+  every program again."""
+  return workload.make_task(data_dir)
+
+
 class Cell(NamedTuple):
   """One (workload, method, seed) evaluation result: the run's record."""
   workload: str
@@ -368,7 +378,7 @@ def run_benchmark(suite: Sequence[workloads_lib.Workload],
   # Size the progress bar: building a method is cheap (no training).
   tasks_ = {}
   for workload in suite:
-    tasks_[workload.name] = workload.make_task(data_dir)
+    tasks_[workload.name] = workload_task(workload, data_dir)
     built = {m.name: m.build(workload, tasks_[workload.name]) for m in methods}
     built_per_workload[workload.name] = built
     for m in methods:

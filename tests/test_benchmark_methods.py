@@ -1,0 +1,232 @@
+"""lr_meta.benchmark methods and workloads: wiring, grids, names, rules."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from lr_meta import benchmark
+from lr_meta import optax as lmo
+from lr_meta import tasks
+from lr_meta.benchmark import methods as methods_lib
+from lr_meta.tasks import optax_training as ot
+
+STEPS = 5
+
+
+@pytest.fixture(scope="module")
+def workload():
+  return benchmark.get_workload("tiny_mnist1d_mlp_sgd")
+
+
+@pytest.fixture(scope="module")
+def task(workload):
+  return workload.make_task()
+
+
+# What each self-tuning method must be, written with optax alone: the
+# workload is SGD at lr0 0.1 over 40 steps (warm-up 5% = 2 steps).
+def _plateau():
+  return optax.chain(optax.sgd(0.1), optax.contrib.reduce_on_plateau(
+      factor=0.5, patience=5, accumulation_size=10, rtol=1e-4, cooldown=0))
+
+
+DIRECT = {
+    "schedule_free_sgd": lambda: optax.contrib.schedule_free_sgd(
+        learning_rate=1.0, warmup_steps=2),
+    "schedule_free_adamw": lambda: optax.contrib.schedule_free_adamw(
+        learning_rate=0.0025, warmup_steps=2),
+    "prodigy": optax.contrib.prodigy,
+    "dog": optax.contrib.dog,
+    "dowg": optax.contrib.dowg,
+    "mechanize": lambda: optax.contrib.mechanize(optax.sgd(1.0)),
+    "dadapt_adamw": optax.contrib.dadapt_adamw,
+    "cocob": optax.contrib.cocob,
+    "reduce_on_plateau": _plateau,
+}
+
+
+def _direct_run(task, optimizer, key, steps, needs_value):
+  """The benchmark's batches, stepped with optax by hand."""
+  state = task.init_with(key, lambda p: ())
+  params, run_key = state.params, state.key
+  opt_state = optimizer.init(params)
+  for _ in range(steps):
+    run_key, batch_key, _ = jax.random.split(run_key, 3)
+    x, y = task.sample_batch(batch_key)
+    loss, grads = jax.value_and_grad(
+        lambda p: task.loss_and_logits(p, {}, x, y, train=True)[0])(params)
+    extra = {"value": loss} if needs_value else {}
+    updates, opt_state = optimizer.update(grads, opt_state, params, **extra)
+    params = optax.apply_updates(params, updates)
+  return params, opt_state
+
+
+def test_every_self_tuning_contrib_method_is_covered():
+  contrib = {m.name for m in benchmark.METHODS.values()
+             if m.kind == benchmark.SELF_TUNING and m.family != "schedule"}
+  assert contrib == set(DIRECT)
+
+
+@pytest.mark.parametrize("name", sorted(DIRECT))
+def test_contrib_methods_equal_optax_called_directly(name, workload, task):
+  program, settings = benchmark.get_method(name).build(workload, task)
+  (setting,) = settings
+  key = jax.random.key(3)
+  state = ot.init(task, program, setting.hp, key)
+  step = jax.jit(ot.train_step, static_argnums=1)
+  lrs = []
+  for _ in range(STEPS):
+    state, metrics = step(task, program, setting.hp, state)
+    lrs.append(float(metrics.learning_rate))
+  params, opt_state = _direct_run(task, DIRECT[name](), key, STEPS,
+                                  name == "reduce_on_plateau")
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5,
+                                                       atol=1e-7),
+               state.params, params)
+  if name == "reduce_on_plateau":
+    ours = methods_lib._find(state.opt_state,
+                             optax.contrib.ReduceLROnPlateauState)
+    theirs = methods_lib._find(opt_state, optax.contrib.ReduceLROnPlateauState)
+    assert int(ours.count) == int(theirs.count) == STEPS
+    np.testing.assert_allclose(ours.avg_value, theirs.avg_value, rtol=1e-5)
+  if name.startswith("schedule_free"):
+    # The warm-up over 2 steps, then the peak: the step size it reports.
+    peak = 1.0 if name.endswith("sgd") else 0.0025
+    np.testing.assert_allclose(lrs, [peak / 2] + [peak] * (STEPS - 1),
+                               rtol=1e-6)
+  if name == "cocob":
+    assert all(np.isnan(lrs))
+
+
+def test_schedule_free_is_evaluated_at_its_eval_params(workload, task):
+  program, (setting,) = benchmark.get_method("schedule_free_sgd").build(
+      workload, task)
+  state = ot.init(task, program, setting.hp, jax.random.key(0))
+  for _ in range(STEPS):
+    state, _ = ot.train_step(task, program, setting.hp, state)
+  x = optax.contrib.schedule_free_eval_params(state.opt_state, state.params)
+  want = task.evaluate(state.replace(params=x), "val")
+  got = ot.evaluate(task, program, setting.hp, state, "val")
+  assert float(got.loss) == pytest.approx(float(want.loss), rel=1e-6)
+  # The averaged iterate x is not the gradient point y the run trains.
+  gap = max(float(np.max(np.abs(a - b))) for a, b in zip(
+      jax.tree.leaves(x), jax.tree.leaves(state.params)))
+  assert gap > 1e-3
+
+
+def test_controller_runs_as_a_user_would(workload, task):
+  """The benchmark's controller program equals lmo.controlled fed by hand
+  (probe predictions and loss at every step; only decisions read them)."""
+  name = "mnist1d_mlp_quickstart"
+  method = benchmark.get_method(f"controller:{name}")
+  program, (setting,) = method.build(workload, task)
+  controller = lmo.pretrained_controller(name)
+  probe = min(controller.spec.num_val_examples, task.data.x_val.shape[0])
+  assert program.probe_size == probe == 200
+  steps = 2 * controller.spec.steps_per_decision + 1
+  key = jax.random.key(5)
+  state = ot.init(task, program, setting.hp, key)
+  step = jax.jit(ot.train_step, static_argnums=1)
+  lrs = []
+  for _ in range(steps):
+    state, metrics = step(task, program, setting.hp, state)
+    lrs.append(float(metrics.learning_rate))
+
+  optimizer = lmo.controlled(
+      optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), controller,
+      predictions_shape=(probe, 10))
+  ref = task.init_with(key, lambda p: ())
+  params, run_key, opt_state = ref.params, ref.key, optimizer.init(ref.params)
+  xv, yv = task.data.x_val[:probe], task.data.y_val[:probe]
+  ref_lrs = []
+  for _ in range(steps):
+    run_key, batch_key, _ = jax.random.split(run_key, 3)
+    x, y = task.sample_batch(batch_key)
+    loss, grads = jax.value_and_grad(
+        lambda p: task.loss_and_logits(p, {}, x, y, train=True)[0])(params)
+    logits = task.apply(params, {}, xv)[0]
+    updates, opt_state = optimizer.update(
+        grads, opt_state, params, loss=loss,
+        val_loss=tasks.cross_entropy(logits, yv).mean(),
+        predictions=jax.nn.softmax(logits))
+    params = optax.apply_updates(params, updates)
+    ref_lrs.append(float(opt_state.lr))
+  np.testing.assert_allclose(lrs, ref_lrs, rtol=1e-5)
+  assert len(set(np.round(lrs, 6))) == 3      # lr0, then two decisions
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-6),
+               state.params, params)
+
+
+def test_tuned_grids_and_the_untuned_default(workload, task):
+  sizes = {}
+  for name in ("best_constant", "cosine", "warmup_cosine",
+               "xu2019_step_decay"):
+    method = benchmark.get_method(name)
+    assert method.kind == benchmark.TUNED and method.family == "schedule"
+    program, settings = method.build(workload, task)
+    assert program == ot.ScheduledOptimizer("sgd")   # one compiled family
+    assert all(s.hp["learning_rates"].shape == (workload.num_steps,)
+               for s in settings)
+    sizes[name] = len(settings)
+  assert sizes == {"best_constant": 6, "cosine": 6, "warmup_cosine": 6,
+                   "xu2019_step_decay": 48}
+  _, (default,) = benchmark.get_method("default_lr").build(workload, task)
+  _, grid = benchmark.get_method("best_constant").build(workload, task)
+  # The untuned base optimizer is a point of the constant grid: one run.
+  assert default.label in [s.label for s in grid]
+
+
+def test_unknown_names_list_the_known_ones():
+  with pytest.raises(ValueError, match="Unknown method 'adamax'.*prodigy.*"
+                     "controller:mnist1d_mlp_quickstart"):
+    benchmark.get_method("adamax")
+  with pytest.raises(ValueError, match="Unknown method 'controller:nope'.*"
+                     "mnist1d_mlp_quickstart"):
+    benchmark.get_method("controller:nope")
+  with pytest.raises(ValueError, match="Unknown suite 'huge'.*tiny, cpu, gpu"):
+    benchmark.get_suite("huge")
+  with pytest.raises(ValueError, match="Unknown workload 'x'.*fmnist_mlp_sgd"):
+    benchmark.get_workload("x")
+  with pytest.raises(ValueError, match=r"\['x'\] are not in suite 'tiny'.*"
+                     "tiny_mnist1d_mlp_sgd"):
+    benchmark.suite_workloads("tiny", ["x"])
+
+
+def test_method_groups_always_hold_the_references():
+  names = [m.name for m in benchmark.resolve_methods(["prodigy"])]
+  assert names == ["best_constant", "cosine", "prodigy"]
+  self_tuning = benchmark.resolve_methods(["self_tuning"])
+  assert {m.name for m in self_tuning} >= {
+      f"controller:{n}" for n in lmo.pretrained_names()}
+  everything = benchmark.resolve_methods(["all"])
+  assert len(everything) == len(benchmark.known_methods())
+  kinds = [m.kind for m in everything]
+  assert kinds == sorted(kinds, key=[benchmark.TUNED,
+                                     benchmark.SELF_TUNING].index)
+
+
+@pytest.mark.parametrize("suite", ["cpu", "gpu"])
+def test_heldout_side_is_honest(suite):
+  shipped = [benchmark.training_task(lmo.pretrained_controller(n).spec)
+             for n in lmo.pretrained_names()]
+  workloads = benchmark.get_suite(suite)
+  assert benchmark.check_heldout_rules(workloads, shipped) == []
+  assert len(workloads) >= 8 if suite == "cpu" else True
+  train_only = benchmark.get_suite(suite)[:4]
+  assert benchmark.check_heldout_rules(train_only) == ["no held-out workload"]
+
+
+def test_cpu_suite_mixes_data_models_optimizers_and_horizons():
+  ws = benchmark.get_suite("cpu")
+  assert {w.dataset for w in ws} == {"mnist1d", "fashion_mnist", "cifar10"}
+  assert {w.model for w in ws} >= {"mlp", "lenet5", "small_cnn"}
+  assert {w.optimizer for w in ws} == {"sgd", "momentum", "adam"}
+  assert min(w.num_steps for w in ws) == 300
+  assert max(w.num_steps for w in ws) >= 2000
+  # A violating held-out side is named.
+  bad = [w for w in ws if w.optimizer != "adam"]
+  assert "Adam must be a held-out-only base optimizer" in (
+      benchmark.check_heldout_rules(bad))
+  assert all(w.num_steps <= 100 for w in benchmark.get_suite("tiny"))
