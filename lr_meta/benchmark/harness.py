@@ -253,6 +253,21 @@ def _record(workload, family, run: Run, state, result, cost) -> dict:
   }
 
 
+def benchmark_strategy(model_name: str, strategy: Optional[str] = None) -> str:
+  """The execution strategy of benchmark runs (``strategy`` if given).
+
+  The measured default (``runner.default_strategy``), except that conv nets
+  on CPU run ``'loop'`` rather than ``'chunk'``: a benchmark compiles some
+  17 programs per workload and an unrolled chunk compiles in time linear in
+  its steps, while a jitted single step ran LeNet-5 as fast (28.0 against
+  26.2 steps/s, BUILD_NOTES "Execution strategies").
+  """
+  if strategy is not None:
+    return runner.check_strategy(strategy)
+  default = runner.default_strategy(model_name)
+  return "loop" if default == "chunk" else default
+
+
 def execute(task, workload, program, family: str, runs: Sequence[Run],
             store: RunStore, progress: Optional[Progress] = None, *,
             strategy: Optional[str] = None, batch_mode: Optional[str] = None,
@@ -274,6 +289,7 @@ def execute(task, workload, program, family: str, runs: Sequence[Run],
       if progress:
         progress.update(1, workload.num_steps, None, workload.name)
   batch_mode = batch_mode or runner.default_batch_mode(task.model_name)
+  strategy = benchmark_strategy(task.model_name, strategy)
   size = 1 if batch_mode == "sequential" else max_batch
   for start in range(0, len(missing), size):
     group = missing[start:start + size]

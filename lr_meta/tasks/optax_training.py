@@ -152,9 +152,11 @@ def _steps(task, program, hp, state, num_steps, unroll):
   return runner.inner_loop(step, state, jnp.zeros((num_steps,)), unroll)
 
 
-def _final(task, program, hp, state):
-  return (evaluate(task, program, hp, state, "val"),
-          evaluate(task, program, hp, state, "test"))
+def _final(task, program, hp, state, whole_val_done):
+  """Whole validation and test splits; the validation evaluation is skipped
+  when the last validation point already covered the whole split."""
+  val = None if whole_val_done else evaluate(task, program, hp, state, "val")
+  return val, evaluate(task, program, hp, state, "test")
 
 
 def _flatten(train: StepMetrics) -> StepMetrics:
@@ -172,7 +174,10 @@ def _scan_run(task, program, hp, key, num_steps, eval_every,
 
   state, (train, val) = jax.lax.scan(segment, state, None,
                                      length=num_steps // eval_every)
-  final_val, test = _final(task, program, hp, state)
+  whole = num_val_examples is None
+  final_val, test = _final(task, program, hp, state, whole)
+  if whole:
+    final_val = jax.tree.map(lambda x: x[-1], val)
   return state, RunResult(_flatten(train), val, final_val, test)
 
 
@@ -207,7 +212,7 @@ def _python_jits(batched: bool):
   return (jax.jit(_vmapped(init, batched), static_argnums=1),
           jax.jit(_vmapped(_steps, batched), static_argnums=(1, 4, 5)),
           jax.jit(_vmapped(_evaluate_split, batched), static_argnums=(1, 4, 5)),
-          jax.jit(_vmapped(_final, batched), static_argnums=1))
+          jax.jit(_vmapped(_final, batched), static_argnums=(1, 4)))
 
 
 # Module-level, so that every run of an equal program reuses the compiled code.
@@ -233,7 +238,10 @@ def _python_run(task, program, hp, key, num_steps, eval_every,
   axis = 1 if batched else 0
   cat = lambda *x: jnp.concatenate(x, axis)
   stack = lambda *x: jnp.stack(x, axis)
-  final_val, test = final_(task, program, hp, state)
+  whole = num_val_examples is None
+  final_val, test = final_(task, program, hp, state, whole)
+  if whole:
+    final_val = vals[-1]
   return state, RunResult(jax.tree.map(cat, *trains),
                           jax.tree.map(stack, *vals), final_val, test)
 
