@@ -106,6 +106,24 @@ def test_killed_and_resumed_run_gives_the_same_results(full_run, tmp_path,
   assert len(calls) + len(resumed_calls) == total
 
 
+def test_vmap_batches_compile_once_per_family_and_agree(full_run, tmp_path):
+  _, sequential = full_run
+  results = benchmark.run_suite(
+      "tiny", ["default_lr"], num_seeds=NUM_SEEDS, outdir=str(tmp_path),
+      workloads=["tiny_mnist1d_mlp_adam"], batch_mode="vmap",
+      progress_stream=io.StringIO())
+  per = results["cost"]["per_family"]["tiny_mnist1d_mlp_adam"]
+  # 24 tuning runs in one call, then 6 evaluation runs padded to 24.
+  assert per["schedule"]["program_compiles"] == 1
+  assert per["schedule"]["runs"] == 30
+  want = {(c["method"], c["seed"]): c["test_loss"]
+          for c in sequential["cells"]
+          if c["workload"] == "tiny_mnist1d_mlp_adam"}
+  for c in results["cells"]:
+    assert c["test_loss"] == pytest.approx(want[(c["method"], c["seed"])],
+                                           rel=1e-5)
+
+
 def test_script_rejects_unknown_names(repo_root):
   out = subprocess.run(
       [sys.executable, str(repo_root / "scripts" / "benchmark.py"),

@@ -271,8 +271,13 @@ def benchmark_strategy(model_name: str, strategy: Optional[str] = None) -> str:
 def execute(task, workload, program, family: str, runs: Sequence[Run],
             store: RunStore, progress: Optional[Progress] = None, *,
             strategy: Optional[str] = None, batch_mode: Optional[str] = None,
-            max_batch: int = 64) -> Dict[str, dict]:
+            batch_size: int = 64) -> Dict[str, dict]:
   """Records of ``runs`` (one program on one workload), from the cache or run.
+
+  ``'sequential'``: one run per call of the compiled program. ``'vmap'``:
+  ``batch_size`` runs per call, the last call padded with copies of its
+  last run (results dropped), so that every call has one shape and the
+  program compiles once, also when a resumed benchmark has fewer runs left.
 
   Returns:
     ``{run key: record}``; every record is in the store when this returns.
@@ -290,14 +295,15 @@ def execute(task, workload, program, family: str, runs: Sequence[Run],
         progress.update(1, workload.num_steps, None, workload.name)
   batch_mode = batch_mode or runner.default_batch_mode(task.model_name)
   strategy = benchmark_strategy(task.model_name, strategy)
-  size = 1 if batch_mode == "sequential" else max_batch
+  size = 1 if batch_mode == "sequential" else batch_size
   for start in range(0, len(missing), size):
     group = missing[start:start + size]
+    padded = group + [group[-1]] * (size - len(group))
     before = counter.snapshot()
     t0 = time.time()
-    keys = jnp.stack([jax.random.key(r.seed) for r in group])
+    keys = jnp.stack([jax.random.key(r.seed) for r in padded])
     hps = jax.tree.map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]),
-                       *[r.hp for r in group])
+                       *[r.hp for r in padded])
     states, results = optax_training.run_batch(
         task, program, hps, keys, workload.num_steps,
         eval_every=workload.eval_every, strategy=strategy,
@@ -305,7 +311,7 @@ def execute(task, workload, program, family: str, runs: Sequence[Run],
     states, results = jax.device_get((states, results))
     wall = time.time() - t0
     after = counter.snapshot()
-    cost = {"wall_s": wall / len(group), "batch_runs": len(group),
+    cost = {"wall_s": wall / len(group), "batch_runs": len(padded),
             "compiles": after[0] - before[0],
             "program_compiles": after[1] - before[1],
             "compile_s": after[2] - before[2]}
@@ -370,6 +376,56 @@ def _at_grid_edge(settings, best: int) -> bool:
   return peaks[best] in (min(peaks), max(peaks))
 
 
+def _by_family(methods, built):
+  """``{family: (program, [method, ...])}``; a family has one program."""
+  out = {}
+  for m in methods:
+    program = built[m.name][0]
+    if m.family in out and out[m.family][0] != program:
+      raise ValueError(f"methods {out[m.family][1][0].name!r} and {m.name!r} "
+                       f"of family {m.family!r} build different programs.")
+    out.setdefault(m.family, (program, []))[1].append(m)
+  return out
+
+
+def _plan(suite, methods, data_dir, num_seeds):
+  """Tasks, built methods and the progress totals (building is cheap)."""
+  tasks_, built, total_runs, total_steps = {}, {}, 0, 0
+  for workload in suite:
+    task = tasks_[workload.name] = workload_task(workload, data_dir)
+    built[workload.name] = {m.name: m.build(workload, task) for m in methods}
+    for m in methods:
+      settings = built[workload.name][m.name][1]
+      if m.kind == methods_lib.SELF_TUNING and len(settings) != 1:
+        raise ValueError(f"self-tuning method {m.name!r} must have exactly "
+                         f"one setting; it has {len(settings)}.")
+      n = num_seeds + (len(settings) * NUM_TUNING_SEEDS
+                       if m.kind == methods_lib.TUNED else 0)
+      total_runs += n
+      total_steps += n * workload.num_steps
+  return tasks_, built, total_runs, total_steps
+
+
+def _tuning_summary(workload, settings, seeds, records, program, wall):
+  val = np.array([[records[run_key(workload, program, s.label, seed)]
+                   ["final_val_loss"] for seed in seeds] for s in settings])
+  mean = val.mean(axis=1)
+  best = int(np.argmin(mean))
+  costs = [records[run_key(workload, program, s.label, seed)]["cost"]
+           for s in settings for seed in seeds]
+  return best, {
+      "grid": [{"label": s.label, "val_loss": float(mean[i]),
+                "val_loss_per_seed": [float(v) for v in val[i]]}
+               for i, s in enumerate(settings)],
+      "best": settings[best].label,
+      "best_at_grid_edge": _at_grid_edge(settings, best),
+      "tuning_seeds": list(seeds),
+      "cost": {"runs": len(costs), "steps": len(costs) * workload.num_steps,
+               "wall_s": float(sum(c["wall_s"] for c in costs)),
+               "family_session_wall_s": wall},
+  }
+
+
 def run_benchmark(suite: Sequence[workloads_lib.Workload],
                   methods: Sequence[methods_lib.Method], *, num_seeds: int,
                   outdir: str, data_dir: Optional[str] = None,
@@ -377,6 +433,9 @@ def run_benchmark(suite: Sequence[workloads_lib.Workload],
                   batch_mode: Optional[str] = None, max_batch: int = 64,
                   progress_stream=None, progress_interval: float = 30.0):
   """Tunes and evaluates every method on every workload (module docstring).
+
+  The runs of one family on one workload go through ``execute`` together
+  (in ``'vmap'`` mode in batches of one width: one compile per family).
 
   Returns:
     ``BenchmarkRuns``.
@@ -387,74 +446,58 @@ def run_benchmark(suite: Sequence[workloads_lib.Workload],
   store = RunStore(outdir)
   tuning_seeds = seeds_lib.seed_range("benchmark_tuning", NUM_TUNING_SEEDS)
   eval_seeds = seeds_lib.seed_range("benchmark_evaluation", num_seeds)
-  total_runs = total_steps = 0
-  cells, tuning = [], {}
-  run_costs = {}
-  built_per_workload = {}
-  # Size the progress bar: building a method is cheap (no training).
-  tasks_ = {}
-  for workload in suite:
-    tasks_[workload.name] = workload_task(workload, data_dir)
-    built = {m.name: m.build(workload, tasks_[workload.name]) for m in methods}
-    built_per_workload[workload.name] = built
-    for m in methods:
-      _, settings = built[m.name]
-      if m.kind == methods_lib.SELF_TUNING and len(settings) != 1:
-        raise ValueError(f"self-tuning method {m.name!r} must have exactly "
-                         f"one setting; it has {len(settings)}.")
-      n = (len(settings) * NUM_TUNING_SEEDS + num_seeds
-           if m.kind == methods_lib.TUNED else num_seeds)
-      total_runs += n
-      total_steps += n * workload.num_steps
+  tasks_, built, total_runs, total_steps = _plan(suite, methods, data_dir,
+                                                 num_seeds)
   progress = Progress(total_runs, total_steps, progress_stream,
                       progress_interval)
-  run_kw = dict(strategy=strategy, batch_mode=batch_mode, max_batch=max_batch)
+  cells, tuning, run_costs = [], {}, {}
   try:
     for workload in suite:
-      task = tasks_[workload.name]
-      built = built_per_workload[workload.name]
+      task, made = tasks_[workload.name], built[workload.name]
+      families = _by_family(methods, made)
       tuning[workload.name] = {}
-      chosen = {}
-      for m in methods:
-        program, settings = built[m.name]
-        if m.kind == methods_lib.SELF_TUNING:
-          chosen[m.name] = settings[0]
+
+      # vmap batch width per family: its largest phase, at most max_batch.
+      batch = {}
+
+      def go(family, runs, workload=workload, task=task):
+        records = execute(task, workload, families[family][0], family, runs,
+                          store, progress, strategy=strategy,
+                          batch_mode=batch_mode, batch_size=batch[family])
+        run_costs.setdefault((workload.name, family), {}).update(
+            {k: r["cost"] for k, r in records.items()})
+        return records
+
+      grids = {m.name: _grid_runs(workload, made[m.name][0], made[m.name][1],
+                                  tuning_seeds)
+               for m in methods if m.kind == methods_lib.TUNED}
+      chosen = {m.name: made[m.name][1][0] for m in methods}
+      for family, (program, members) in families.items():
+        tuned = [m for m in members if m.kind == methods_lib.TUNED]
+        runs = [r for m in tuned for r in grids[m.name]]
+        batch[family] = min(max_batch, max(len(runs),
+                                           len(members) * num_seeds))
+        if not runs:
           continue
         t0 = time.time()
-        runs = _grid_runs(workload, program, settings, tuning_seeds)
-        records = execute(task, workload, program, m.family, runs, store,
-                          progress, **run_kw)
-        run_costs.setdefault((workload.name, m.family), {}).update(
-            {k: r["cost"] for k, r in records.items()})
-        val = np.array([[records[run_key(workload, program, s.label, seed)]
-                         ["final_val_loss"] for seed in tuning_seeds]
-                        for s in settings])
-        mean = val.mean(axis=1)
-        best = int(np.argmin(mean))
-        chosen[m.name] = settings[best]
-        run_cost = [records[r.key]["cost"] for r in runs]
-        tuning[workload.name][m.name] = {
-            "grid": [{"label": s.label, "val_loss": float(mean[i]),
-                      "val_loss_per_seed": [float(v) for v in val[i]]}
-                     for i, s in enumerate(settings)],
-            "best": settings[best].label,
-            "best_at_grid_edge": _at_grid_edge(settings, best),
-            "tuning_seeds": list(tuning_seeds),
-            "cost": {"runs": len(runs),
-                     "steps": len(runs) * workload.num_steps,
-                     "wall_s": float(sum(c["wall_s"] for c in run_cost)),
-                     "session_wall_s": time.time() - t0},
-        }
-      for m in methods:
-        program, _ = built[m.name]
-        setting = chosen[m.name]
-        runs = _grid_runs(workload, program, [setting], eval_seeds)
-        records = execute(task, workload, program, m.family, runs, store,
-                          progress, **run_kw)
-        run_costs.setdefault((workload.name, m.family), {}).update(
-            {k: r["cost"] for k, r in records.items()})
-        cells += [Cell(workload.name, m.name, records[r.key]) for r in runs]
+        records = go(family, runs)
+        for m in tuned:
+          best, summary = _tuning_summary(
+              workload, made[m.name][1], tuning_seeds, records, program,
+              time.time() - t0)
+          chosen[m.name] = made[m.name][1][best]
+          tuning[workload.name][m.name] = summary
+      for family, (program, members) in families.items():
+        runs = {m.name: _grid_runs(workload, program, [chosen[m.name]],
+                                   eval_seeds) for m in members}
+        records = go(family, [r for rs in runs.values() for r in rs])
+        for m in members:
+          cells += [Cell(workload.name, m.name, records[r.key])
+                    for r in runs[m.name]]
   finally:
     progress.close()
+  order = {m.name: i for i, m in enumerate(methods)}
+  names = [w.name for w in suite]
+  cells.sort(key=lambda c: (names.index(c.workload), order[c.method]))
   return BenchmarkRuns(cells, tuning, {k: list(v.values())
                                        for k, v in run_costs.items()})
