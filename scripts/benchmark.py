@@ -44,6 +44,9 @@ _STRATEGY = flags.DEFINE_enum(
 _BATCH_MODE = flags.DEFINE_enum(
     "batch_mode", None, ["vmap", "sequential"],
     "Runs one after another or vmapped (default: sequential on CPU).")
+_MAX_BATCH = flags.DEFINE_integer(
+    "max_batch", 64, "vmap mode: runs per compiled call (lower it for big "
+    "models, e.g. ResNet-18, to fit the accelerator's memory).")
 _PROGRESS_INTERVAL = flags.DEFINE_float(
     "progress_interval", 30.0, "Seconds between progress lines when stdout "
     "is not a terminal.")
@@ -62,7 +65,8 @@ def main(argv):
       _SUITE.value, _METHODS.value, num_seeds=_NUM_SEEDS.value,
       outdir=_OUTDIR.value, workloads=_WORKLOADS.value,
       data_dir=_DATA_DIR.value, strategy=_STRATEGY.value,
-      batch_mode=_BATCH_MODE.value, command=command,
+      batch_mode=_BATCH_MODE.value, max_batch=_MAX_BATCH.value,
+      command=command,
       progress_interval=_PROGRESS_INTERVAL.value)
   session = results["cost"]["session"]
   print(f"Wrote {_OUTDIR.value}/leaderboard.md, results.json, profile.png, "

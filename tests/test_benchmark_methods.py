@@ -159,6 +159,25 @@ def test_controller_runs_as_a_user_would(workload, task):
                state.params, params)
 
 
+def test_controllers_observe_conv_layers_of_an_all_conv_model(task,
+                                                              data_dir):
+  """SmallCNN has no dense layer: its first conv and 1x1 classifier conv
+  stand in for the first and last dense layers of Xu's observation."""
+  cnn = tasks.make_task("fashion_mnist", "small_cnn",
+                        {"filters": (2, 2, 4)}, "sgd", batch_size=4,
+                        num_train_examples=16, num_val_examples=16,
+                        num_test_examples=16, data_dir=data_dir)
+  assert methods_lib.observed_layers(cnn) == (("conv0",), ("conv3",))
+  assert methods_lib.observed_layers(task) is None     # the MLP's dense
+  wl = benchmark.get_workload("cifar10_small_cnn_momentum")
+  program, (setting,) = benchmark.get_method(
+      "controller:fmnist_lenet_xu2019_cpu").build(wl, cnn)
+  assert program.observed_layers == (("conv0",), ("conv3",))
+  state = ot.init(cnn, program, setting.hp, jax.random.key(0))
+  state, m = ot.train_step(cnn, program, setting.hp, state)
+  assert np.isfinite(float(m.learning_rate))
+
+
 def test_tuned_grids_and_the_untuned_default(workload, task):
   sizes = {}
   for name in ("best_constant", "cosine", "warmup_cosine",

@@ -39,6 +39,7 @@ from lr_meta import baselines
 from lr_meta import optax as lmo
 from lr_meta import tasks
 from lr_meta.benchmark import workloads as workloads_lib
+from lr_meta.features import params as params_lib
 from lr_meta.tasks import optax_training
 
 TUNED = "tuned"
@@ -304,6 +305,12 @@ class Controlled(optax_training.Program):
   ``lmo.decision_due``). Progress controllers see ``num_steps //
   steps_per_decision`` decisions as the run's horizon. ``hp`` holds the
   controller's network params (traced).
+
+  ``observed_layers``: the (first, last) layers whose kernel moments an
+  'xu2019' observation reads; None keeps ``controlled``'s default, the
+  first and last dense layers. A model without dense layers (the all-conv
+  SmallCNN) gets its first and last kernel layers instead (see
+  ``observed_layers``).
   """
   spec: Any
   optimizer_name: str
@@ -312,6 +319,7 @@ class Controlled(optax_training.Program):
   probe_size: int
   num_classes: int
   optimizer_kwargs: tuple = ()
+  observed_layers: Optional[Tuple[Tuple[str, ...], Tuple[str, ...]]] = None
 
   @property
   def _observes_predictions(self):
@@ -323,10 +331,12 @@ class Controlled(optax_training.Program):
                                 **dict(self.optimizer_kwargs))
     controller = lmo.Controller(self.spec, hp["controller"])
     every = self.spec.steps_per_decision
+    first, last = self.observed_layers or (None, None)
     return lmo.controlled(
         base, controller,
         predictions_shape=((self.probe_size, self.num_classes)
                            if self._observes_predictions else None),
+        first_dense=first, last_dense=last,
         num_decisions=(self.num_steps // every
                        if self.spec.uses_progress else None))
 
@@ -355,6 +365,23 @@ class Controlled(optax_training.Program):
     return _find(opt_state, lmo.ControlledState).lr
 
 
+def observed_layers(task: tasks.Task):
+  """What an 'xu2019' controller observes on ``task``'s model.
+
+  None (the first and last dense layers, ``controlled``'s default) when the
+  model has dense layers; otherwise the first and the last layer with a
+  kernel: for the all-conv SmallCNN its first conv and its 1x1 classifier
+  conv, which plays the last dense layer's part. The same rule for every
+  workload, fixed before any result.
+  """
+  variables = task.model.init(jax.random.PRNGKey(0), task.data.x_train[:1],
+                              train=False)   # eager: creation order kept
+  if params_lib.dense_layers(variables):
+    return None
+  layers = params_lib.kernel_layers(variables)
+  return layers[0], layers[-1]
+
+
 def load_named_controller(name: str):
   """The controller of ``'controller:<name or path>'``."""
   if name.endswith(".msgpack") or os.sep in name:
@@ -381,14 +408,22 @@ def controller_method(name: str) -> Method:
     probe = min(spec.num_val_examples or val, val)
     program = Controlled(spec, workload.optimizer, float(workload.initial_lr),
                          workload.num_steps, probe, task.num_classes,
-                         workload.optimizer_kwargs)
+                         workload.optimizer_kwargs,
+                         observed_layers(task)
+                         if spec.action_type == "xu2019" else None)
     return program, [Setting(setting_label, {"controller": params})]
 
+  try:
+    t = workloads_lib.training_task(spec)
+    trained = (f"trained on {t.dataset} {t.model} {t.optimizer}, "
+               f"{t.num_steps} steps")
+  except ValueError:
+    trained = "training task not recorded"
   return Method(CONTROLLER_PREFIX + name, SELF_TUNING,
                 CONTROLLER_PREFIX + spec.name, build,
-                f"learned controller {spec.name!r} ({spec.agent or 'agent?'}"
-                f", {spec.observation_kind}) from lr0 = the workload's "
-                "default LR; trained on: " + spec.description.split(". ")[0])
+                f"learned controller {spec.name!r} ({spec.agent or 'agent'}, "
+                f"observation {spec.observation_kind}, {trained}), through "
+                "lr_meta.optax.controlled from the workload's default LR")
 
 
 # -- the registry -------------------------------------------------------------

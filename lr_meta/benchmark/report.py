@@ -136,6 +136,9 @@ def _p(x) -> str:
 
 def _summary_tables(results, split) -> List[str]:
   side = [n for n, w in results["workloads"].items() if w["split"] == split]
+  if not side:
+    return [f"## Summary over the {split} workloads", "",
+            f"No {split} workload in this run.", ""]
   lines = [f"## Summary over the {len(side)} {split} workloads",
            "", f"Workloads: {', '.join(f'`{n}`' for n in side)}. "
            "Normalized loss = mean test loss / tuned cosine's (< 1: "
