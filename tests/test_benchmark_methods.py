@@ -46,20 +46,42 @@ DIRECT = {
 }
 
 
-def _direct_run(task, optimizer, key, steps, needs_value):
-  """The benchmark's batches, stepped with optax by hand."""
+def _no_extra_args(params, loss):
+  del params, loss
+  return {}
+
+
+def _direct_run(task, optimizer, key, steps, extra_args=_no_extra_args):
+  """The benchmark's batches, stepped with optax by hand.
+
+  Returns:
+    The final params and the optimizer state after every step.
+  """
   state = task.init_with(key, lambda p: ())
   params, run_key = state.params, state.key
   opt_state = optimizer.init(params)
+  opt_states = []
   for _ in range(steps):
     run_key, batch_key, _ = jax.random.split(run_key, 3)
     x, y = task.sample_batch(batch_key)
     loss, grads = jax.value_and_grad(
         lambda p: task.loss_and_logits(p, {}, x, y, train=True)[0])(params)
-    extra = {"value": loss} if needs_value else {}
-    updates, opt_state = optimizer.update(grads, opt_state, params, **extra)
+    updates, opt_state = optimizer.update(grads, opt_state, params,
+                                          **extra_args(params, loss))
     params = optax.apply_updates(params, updates)
-  return params, opt_state
+    opt_states.append(opt_state)
+  return params, opt_states
+
+
+def _program_run(task, program, hp, key, steps):
+  """``steps`` jitted benchmark steps: the final state and the step sizes."""
+  state = ot.init(task, program, hp, key)
+  step = jax.jit(ot.train_step, static_argnums=1)
+  lrs = []
+  for _ in range(steps):
+    state, metrics = step(task, program, hp, state)
+    lrs.append(float(metrics.learning_rate))
+  return state, lrs
 
 
 def test_every_self_tuning_contrib_method_is_covered():
@@ -73,14 +95,11 @@ def test_contrib_methods_equal_optax_called_directly(name, workload, task):
   program, settings = benchmark.get_method(name).build(workload, task)
   (setting,) = settings
   key = jax.random.key(3)
-  state = ot.init(task, program, setting.hp, key)
-  step = jax.jit(ot.train_step, static_argnums=1)
-  lrs = []
-  for _ in range(STEPS):
-    state, metrics = step(task, program, setting.hp, state)
-    lrs.append(float(metrics.learning_rate))
-  params, opt_state = _direct_run(task, DIRECT[name](), key, STEPS,
-                                  name == "reduce_on_plateau")
+  state, lrs = _program_run(task, program, setting.hp, key, STEPS)
+  extra = ((lambda params, loss: {"value": loss})
+           if name == "reduce_on_plateau" else _no_extra_args)
+  params, opt_states = _direct_run(task, DIRECT[name](), key, STEPS, extra)
+  opt_state = opt_states[-1]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5,
                                                        atol=1e-7),
                state.params, params)
@@ -126,33 +145,21 @@ def test_controller_runs_as_a_user_would(workload, task):
   assert program.probe_size == probe == 200
   steps = 2 * controller.spec.steps_per_decision + 1
   key = jax.random.key(5)
-  state = ot.init(task, program, setting.hp, key)
-  step = jax.jit(ot.train_step, static_argnums=1)
-  lrs = []
-  for _ in range(steps):
-    state, metrics = step(task, program, setting.hp, state)
-    lrs.append(float(metrics.learning_rate))
+  state, lrs = _program_run(task, program, setting.hp, key, steps)
 
   optimizer = lmo.controlled(
       optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), controller,
       predictions_shape=(probe, 10))
-  ref = task.init_with(key, lambda p: ())
-  params, run_key, opt_state = ref.params, ref.key, optimizer.init(ref.params)
   xv, yv = task.data.x_val[:probe], task.data.y_val[:probe]
-  ref_lrs = []
-  for _ in range(steps):
-    run_key, batch_key, _ = jax.random.split(run_key, 3)
-    x, y = task.sample_batch(batch_key)
-    loss, grads = jax.value_and_grad(
-        lambda p: task.loss_and_logits(p, {}, x, y, train=True)[0])(params)
+
+  def probe_args(params, loss):
     logits = task.apply(params, {}, xv)[0]
-    updates, opt_state = optimizer.update(
-        grads, opt_state, params, loss=loss,
-        val_loss=tasks.cross_entropy(logits, yv).mean(),
-        predictions=jax.nn.softmax(logits))
-    params = optax.apply_updates(params, updates)
-    ref_lrs.append(float(opt_state.lr))
-  np.testing.assert_allclose(lrs, ref_lrs, rtol=1e-5)
+    return {"loss": loss, "val_loss": tasks.cross_entropy(logits, yv).mean(),
+            "predictions": jax.nn.softmax(logits)}
+
+  params, opt_states = _direct_run(task, optimizer, key, steps, probe_args)
+  np.testing.assert_allclose(lrs, [float(s.lr) for s in opt_states],
+                             rtol=1e-5)
   assert len(set(np.round(lrs, 6))) == 3      # lr0, then two decisions
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-6),

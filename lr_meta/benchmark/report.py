@@ -273,7 +273,7 @@ def plot_profile(results, path):
   taus = results["profile"]["taus"]
   n = sum(w["split"] == workloads_lib.HELDOUT
           for w in results["workloads"].values())
-  fig, ax = plt.subplots(figsize=(8, 5))
+  fig, ax = plt.subplots(figsize=(10, 5))
   for i, (name, frac) in enumerate(results["profile"]["heldout"].items()):
     ax.plot(taus, frac, label=name, drawstyle="steps-post",
             **_style(results, name, i))
@@ -284,7 +284,7 @@ def plot_profile(results, path):
          title=f"Performance profile, suite {results['suite']!r}, {n} "
                "held-out workloads (dashed: tuned)")
   ax.axvline(1.0, color="grey", linewidth=0.8)
-  ax.legend(fontsize=6, loc="lower right", ncol=2)
+  ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -297,21 +297,30 @@ def plot_curves(results, workload, path):
   for c in results["cells"]:
     if c["workload"] == workload:
       curves[c["method"]].append(c)
-  fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(12, 4.5))
+  fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(14, 4.5))
+  lowest, reference_start = np.inf, None
   for i, (name, cs) in enumerate(curves.items()):
     steps = cs[0]["steps"]
     style = _style(results, name, i)
-    ax_loss.plot(steps, np.mean([c["val_loss"] for c in cs], axis=0),
-                 label=name, **style)
+    val = np.mean([c["val_loss"] for c in cs], axis=0)
+    lowest = min(lowest, float(np.min(val)))
+    if name == methods_lib.REFERENCE:
+      reference_start = float(val[0])
+    ax_loss.plot(steps, val, label=name, **style)
     lr = np.mean([c["learning_rate"] for c in cs], axis=0)
     if np.any(np.isfinite(lr) & (lr > 0)):
       ax_lr.plot(steps, lr, label=name, **style)
+  # Diverged runs (capped losses) would flatten the rest: they leave the
+  # plot above twice the reference's first validation loss.
+  if reference_start is not None and np.isfinite(lowest):
+    ax_loss.set_ylim(0.9 * lowest, 2.0 * max(reference_start, lowest))
   ax_loss.set(xlabel="step", ylabel="validation loss (mean over seeds)",
               yscale="log", title=f"{workload}: validation loss")
   ax_lr.set(xlabel="step", ylabel="learning rate / step size (mean over "
                                   "seeds)", yscale="log",
             title=f"{workload}: learning rate")
-  ax_loss.legend(fontsize=6, ncol=2)
+  ax_lr.legend(*ax_loss.get_legend_handles_labels(), fontsize=6,
+               loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
