@@ -41,8 +41,6 @@ from lr_meta.benchmark import workloads as workloads_lib
 from lr_meta.tasks import optax_training
 
 NUM_TUNING_SEEDS = 2
-TUNING = "tuning"
-EVALUATION = "evaluation"
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                    "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
@@ -140,11 +138,25 @@ class RunStore:
     write_json_atomic(path, record)
 
 
+def json_safe(obj):
+  """``obj`` with every non-finite float as None (standard JSON, and equal
+  to itself after a round trip through a file)."""
+  if isinstance(obj, dict):
+    return {k: json_safe(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [json_safe(v) for v in obj]
+  if isinstance(obj, (float, np.floating)):
+    return float(obj) if np.isfinite(obj) else None
+  if isinstance(obj, np.integer):
+    return int(obj)
+  return obj
+
+
 def write_json_atomic(path: str, obj):
   """Writes JSON to ``path`` through a temporary file and a rename."""
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
   with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True, allow_nan=True)
+    json.dump(json_safe(obj), f, indent=1, sort_keys=True, allow_nan=False)
   os.replace(tmp, path)
 
 
@@ -169,7 +181,7 @@ class Progress:
   def __init__(self, total_runs: int, total_steps: int, stream=None,
                interval: float = 30.0):
     self.total_runs, self.total_steps = total_runs, max(total_steps, 1)
-    self.runs = self.steps = self.executed_steps = 0
+    self.runs = self.steps = self.executed_steps = self.executed_runs = 0
     self.executed_seconds = 0.0
     self.start = time.time()
     self.last_line = 0.0
@@ -193,6 +205,7 @@ class Progress:
     self.runs += runs
     self.steps += steps
     if seconds is not None:
+      self.executed_runs += runs
       self.executed_steps += steps
       self.executed_seconds += seconds
     if self.bar is not None:
@@ -210,8 +223,15 @@ class Progress:
             file=self.stream, flush=True)
 
   def close(self):
+    """Ends the bar, or prints the last line (runs shared by two methods
+    are done once, so the count may end below the planned total)."""
     if self.bar is not None:
       self.bar.close()
+    else:
+      print(f"[benchmark] done: {self.runs} distinct runs, "
+            f"{self.executed_runs} trained now, the rest from the cache; "
+            f"{_duration(time.time() - self.start)}", file=self.stream,
+            flush=True)
 
 
 # -- executing runs -----------------------------------------------------------
@@ -236,7 +256,7 @@ def _record(workload, family, run: Run, state, result, cost) -> dict:
   lrs = np.asarray(result.train.learning_rate, np.float64)
   every = workload.eval_every
   as_list = lambda x: [float(v) for v in np.asarray(x, np.float64)]
-  return {
+  return json_safe({
       "key": run.key, "workload": workload.name, "family": family,
       "label": run.label, "seed": int(run.seed),
       "final_val_loss": float(result.final_val.loss),
@@ -250,7 +270,7 @@ def _record(workload, family, run: Run, state, result, cost) -> dict:
       "train_loss": as_list(train_loss.reshape(-1, every).mean(axis=1)),
       "learning_rate": as_list(lrs[every - 1::every]),
       "cost": cost,
-  }
+  })
 
 
 def benchmark_strategy(model_name: str, strategy: Optional[str] = None) -> str:

@@ -103,7 +103,7 @@ def build_results(suite_name: str,
   profile = {"taus": taus.tolist(),
              "heldout": {name: scoring.performance_profile(v, taus).tolist()
                          for name, v in norms.items()}}
-  return {
+  return harness.json_safe({
       "suite": suite_name, "command": command, "num_seeds": num_seeds,
       "tuning_seeds": list(harness.seeds_lib.seed_range(
           "benchmark_tuning", harness.NUM_TUNING_SEEDS)),
@@ -116,10 +116,14 @@ def build_results(suite_name: str,
       "summary": summary, "profile": profile,
       "cost": {"session": session or {},
                "per_family": _family_cost(run_costs or {})},
-  }
+  })
 
 
 # -- leaderboard.md -----------------------------------------------------------
+
+
+def _or_inf(x) -> float:
+  return float("inf") if x is None else x
 
 
 def _f(x, digits=4) -> str:
@@ -146,7 +150,7 @@ def _summary_tables(results, split) -> List[str]:
            "seed counts as the worst loss.", ""]
   for kind in (methods_lib.SELF_TUNING, methods_lib.TUNED):
     names = [n for n, m in results["methods"].items() if m["kind"] == kind]
-    rows = sorted(names, key=lambda n: (
+    rows = sorted(names, key=lambda n: _or_inf(
         results["summary"][split][n]["geometric_mean"]))
     lines += [f"### {_KIND_TITLES[kind]}", "",
               "| method | median norm. loss | geo. mean norm. loss | W / T / L "
@@ -179,7 +183,7 @@ def _workload_table(results, name) -> List[str]:
            "|---|---|---|---|---|---|---|---|---|"]
   order = sorted(scores, key=lambda n: (
       results["methods"][n]["kind"] != methods_lib.TUNED,
-      scores[n]["loss_mean"]))
+      _or_inf(scores[n]["loss_mean"])))
   for n in order:
     s = scores[n]
     lines.append(
@@ -302,12 +306,13 @@ def plot_curves(results, workload, path):
   for i, (name, cs) in enumerate(curves.items()):
     steps = cs[0]["steps"]
     style = _style(results, name, i)
-    val = np.mean([c["val_loss"] for c in cs], axis=0)
+    val = np.mean(np.array([c["val_loss"] for c in cs], float), axis=0)
     lowest = min(lowest, float(np.min(val)))
     if name == methods_lib.REFERENCE:
       reference_start = float(val[0])
     ax_loss.plot(steps, val, label=name, **style)
-    lr = np.mean([c["learning_rate"] for c in cs], axis=0)
+    # None (a method without a step size) reads as NaN.
+    lr = np.mean(np.array([c["learning_rate"] for c in cs], float), axis=0)
     if np.any(np.isfinite(lr) & (lr > 0)):
       ax_lr.plot(steps, lr, label=name, **style)
   # Diverged runs (capped losses) would flatten the rest: they leave the
