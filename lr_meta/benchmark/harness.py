@@ -155,6 +155,7 @@ def json_safe(obj):
 def write_json_atomic(path: str, obj):
   """Writes JSON to ``path`` through a temporary file and a rename."""
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+  os.fchmod(fd, 0o644)   # mkstemp's 0600 would hide results from others
   with os.fdopen(fd, "w") as f:
     json.dump(json_safe(obj), f, indent=1, sort_keys=True, allow_nan=False)
   os.replace(tmp, path)

@@ -344,8 +344,7 @@ class Controlled(optax_training.Program):
     del hp
     if not self._observes_predictions:
       return {"loss": loss}
-    x = task.data.x_val[:self.probe_size]
-    y = task.data.y_val[:self.probe_size]
+    x, y = task.first_examples("val", self.probe_size, "probe_size")
 
     def probe(_):
       logits, _ = task.apply(state.params, state.batch_stats, x)
