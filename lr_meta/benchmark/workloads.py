@@ -146,11 +146,14 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
        num_val_examples=2000, num_test_examples=5000,
        description="CIFAR-10 on the train side, as an MLP"),
     # -- cpu: held-out side (Adam, a new pairing, 2-4x the horizon) ----
-    _w(name="mnist1d_mlp2_adam_long", split=HELDOUT, dataset="mnist1d",
-       model="mlp", model_kwargs={"hidden_sizes": (128, 128)},
-       optimizer="adam", batch_size=128, num_steps=2000, initial_lr=1e-3,
-       num_evals=20,
-       description="Adam, deeper MLP, 4x the longest training horizon"),
+    # Not mnist1d at 2,000 steps: 3,200 training examples are 80 epochs
+    # there, test losses then rise while accuracies still improve (measured:
+    # Prodigy's test loss 2.5x the cosine's at the best accuracy), so the
+    # workload would score overfitting rather than optimisation.
+    _w(name="fmnist_mlp_adam_long", split=HELDOUT, dataset="fashion_mnist",
+       model="mlp", optimizer="adam", batch_size=128, num_steps=2000,
+       initial_lr=1e-3, num_evals=20, num_val_examples=2000,
+       description="Adam, 4x the longest training horizon"),
     _w(name="cifar10_mlp_adam", split=HELDOUT, dataset="cifar10",
        model="mlp", optimizer="adam", batch_size=64, num_steps=1000,
        initial_lr=1e-3, num_val_examples=2000, num_test_examples=5000,
@@ -201,7 +204,7 @@ KNOWN_WORKLOADS = tuple(WORKLOADS)
 SUITES: Dict[str, Tuple[str, ...]] = {
     "tiny": ("tiny_mnist1d_mlp_sgd", "tiny_mnist1d_mlp_adam"),
     "cpu": ("mnist1d_mlp_momentum", "fmnist_mlp_sgd", "fmnist_lenet5_sgd",
-            "cifar10_mlp_sgd", "mnist1d_mlp2_adam_long", "cifar10_mlp_adam",
+            "cifar10_mlp_sgd", "fmnist_mlp_adam_long", "cifar10_mlp_adam",
             "cifar10_small_cnn_momentum", "fmnist_mlp2_momentum_long"),
     "gpu": tuple(name for name in WORKLOADS if name.startswith("gpu_")),
 }
