@@ -67,7 +67,7 @@ def test_tiny_suite_writes_every_report_file(full_run):
   assert results["scores"]["tiny_mnist1d_mlp_adam"]["cosine"][
       "normalized"] == 1.0
   board = (outdir / report.LEADERBOARD).read_text()
-  assert board.index("heldout workloads") < board.index("train workloads")
+  assert board.index("held-out workloads") < board.index("train workloads")
   assert board.index("## Summary") < board.index("## `tiny_mnist1d_mlp_sgd`")
   assert "### Self-tuning" in board and "### Tuned references" in board
 

@@ -15,7 +15,7 @@ import collections
 import dataclasses
 import datetime
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -140,10 +140,11 @@ def _p(x) -> str:
 
 def _summary_tables(results, split) -> List[str]:
   side = [n for n, w in results["workloads"].items() if w["split"] == split]
+  words = {workloads_lib.HELDOUT: "held-out", workloads_lib.TRAIN: "train"}
   if not side:
-    return [f"## Summary over the {split} workloads", "",
-            f"No {split} workload in this run.", ""]
-  lines = [f"## Summary over the {len(side)} {split} workloads",
+    return [f"## Summary over the {words[split]} workloads", "",
+            f"No {words[split]} workload in this run.", ""]
+  lines = [f"## Summary over the {len(side)} {words[split]} workloads",
            "", f"Workloads: {', '.join(f'`{n}`' for n in side)}. "
            "Normalized loss = mean test loss / tuned cosine's (< 1: "
            "better); W/T/L against tuned cosine (Welch p < 0.05); a diverged "

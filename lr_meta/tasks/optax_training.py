@@ -24,7 +24,7 @@ every step, every validation point, the final evaluations) in one ``jit``;
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -342,9 +342,3 @@ def run_batch(task: Task, program: Program, hps, keys: jax.Array,
   return _python_run(task, program, hps, keys, num_steps, eval_every,
                      num_val_examples, chunk_steps, batched=True)
 
-
-def tile_hp(hp, num_runs: int):
-  """``hp`` repeated on a new leading run axis (one setting, many seeds)."""
-  return jax.tree.map(
-      lambda x: jnp.broadcast_to(jnp.asarray(x), (num_runs,) + np.shape(x)),
-      hp)
