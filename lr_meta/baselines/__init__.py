@@ -32,5 +32,5 @@ __all__ = [
     "evaluate_on_seeds", "grid", "linear", "make_schedule", "mean_std",
     "named_grid", "parse_baseline", "parse_spec", "ScheduleSpec",
     "SeedResults", "sgdr", "step_decay", "sweep", "SweepResult",
-    "tune_and_evaluate", "xu2019_step_decay_grid",
+    "tune_and_evaluate", "warmup_cosine", "xu2019_step_decay_grid",
 ]

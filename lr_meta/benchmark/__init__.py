@@ -29,7 +29,17 @@ from lr_meta.benchmark.workloads import get_workload
 from lr_meta.benchmark.workloads import HELDOUT
 from lr_meta.benchmark.workloads import KNOWN_SUITES
 from lr_meta.benchmark.workloads import KNOWN_WORKLOADS
+from lr_meta.benchmark.workloads import select
 from lr_meta.benchmark.workloads import suite_workloads
 from lr_meta.benchmark.workloads import TRAIN
 from lr_meta.benchmark.workloads import training_task
 from lr_meta.benchmark.workloads import Workload
+
+__all__ = [
+    "CompileCounter", "compile_counter", "run_benchmark", "BEST_CONSTANT",
+    "CONTROLLER_PREFIX", "get_method", "known_methods", "Method", "METHODS",
+    "REFERENCE", "resolve_methods", "SELF_TUNING", "Setting", "TUNED",
+    "run_suite", "check_heldout_rules", "get_suite", "get_workload",
+    "HELDOUT", "KNOWN_SUITES", "KNOWN_WORKLOADS", "select", "suite_workloads", "TRAIN",
+    "training_task", "Workload",
+]
