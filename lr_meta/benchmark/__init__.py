@@ -40,6 +40,7 @@ __all__ = [
     "CONTROLLER_PREFIX", "get_method", "known_methods", "Method", "METHODS",
     "REFERENCE", "resolve_methods", "SELF_TUNING", "Setting", "TUNED",
     "run_suite", "check_heldout_rules", "get_suite", "get_workload",
-    "HELDOUT", "KNOWN_SUITES", "KNOWN_WORKLOADS", "select", "suite_workloads", "TRAIN",
+    "HELDOUT", "KNOWN_SUITES", "KNOWN_WORKLOADS", "select", "suite_workloads",
+    "TRAIN",
     "training_task", "Workload",
 ]
