@@ -51,7 +51,8 @@ def test_batch_modes_agree_and_a_diverged_run_is_isolated(task):
   hps = {"learning_rates": np.stack([_lrs(), _lrs(1e4)])}
   keys = jnp.stack([jax.random.key(1), jax.random.key(2)])
   outs = {mode: ot.run_batch(task, program, hps, keys, T, eval_every=E,
-                             batch_mode=mode) for mode in ("sequential", "vmap")}
+                             batch_mode=mode)
+          for mode in ("sequential", "vmap")}
   states, r = outs["sequential"]
   np.testing.assert_allclose(outs["vmap"][1].train.loss, r.train.loss,
                              rtol=1e-5)

@@ -99,7 +99,8 @@ def fingerprint(obj) -> Any:
     return {type(obj).__name__: {f.name: fingerprint(getattr(obj, f.name))
                                  for f in dataclasses.fields(obj)}}
   if callable(obj):
-    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}"
+    module = getattr(obj, "__module__", "")
+    return f"{module}.{getattr(obj, '__qualname__', obj)}"
   if isinstance(obj, dict):
     return {str(k): fingerprint(v) for k, v in sorted(obj.items())}
   if isinstance(obj, (list, tuple)):

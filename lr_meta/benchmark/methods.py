@@ -294,7 +294,7 @@ CONTROLLER_PREFIX = "controller:"
 
 @dataclasses.dataclass(frozen=True)
 class Controlled(optax_training.Program):
-  """A learned controller through ``lr_meta.optax.controlled``, as a user runs it.
+  """A learned controller through ``lr_meta.optax.controlled``, as users run it.
 
   The base optimizer is the workload's at its default initial LR
   (``optax.inject_hyperparams``); the controller decides every

@@ -109,7 +109,8 @@ def build_results(suite_name: str,
           "benchmark_tuning", harness.NUM_TUNING_SEEDS)),
       "evaluation_seeds": list(harness.seeds_lib.seed_range(
           "benchmark_evaluation", num_seeds)),
-      "workloads": {w.name: dataclasses.asdict(w) for w in suite},
+      "workloads": {w.name: dict(dataclasses.asdict(w), summary=w.summary())
+                    for w in suite},
       "methods": {m.name: {"kind": m.kind, "family": m.family,
                            "description": m.description} for m in methods},
       "tuning": tuning, "cells": cells_json, "scores": scores,
@@ -175,10 +176,7 @@ def _workload_table(results, name) -> List[str]:
     if c["workload"] == name:
       settings[c["method"]] = c["setting"]
   lines = [f"## `{name}` ({w['split']})", "",
-           f"{w['description']}: {w['dataset']} {w['model']} "
-           f"{dict(w['model_kwargs']) or ''}, {w['optimizer']} (default LR "
-           f"{w['initial_lr']:g}), batch {w['batch_size']}, {w['num_steps']} "
-           "steps.", "",
+           f"{w['description']}: {w['summary']}.", "",
            "| method | kind | setting | test loss | test accuracy | diverged "
            "| norm. loss | p vs cosine | p vs best const. |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -239,7 +237,8 @@ def leaderboard(results) -> str:
   session = results["cost"]["session"]
   lines = [f"# lr_meta self-tuning benchmark: suite `{results['suite']}`", "",
            f"{results['num_seeds']} evaluation seeds "
-           f"{results['evaluation_seeds'][0]}..{results['evaluation_seeds'][-1]}"
+           f"{results['evaluation_seeds'][0]}.."
+           f"{results['evaluation_seeds'][-1]}"
            f", tuning seeds {results['tuning_seeds']}. Command: "
            f"`{results['command']}`"
            + (f", {session.get('date', '')}" if session else "") + ".", ""]

@@ -98,7 +98,8 @@ class Workload:
   def summary(self) -> str:
     kwargs = ", ".join(f"{k}={v}" for k, v in self.model_kwargs)
     model = f"{self.model}({kwargs})" if kwargs else self.model
-    return (f"{self.dataset} {model}, {self.optimizer} lr0 {self.initial_lr:g}, "
+    return (f"{self.dataset} {model}, {self.optimizer} lr0 "
+            f"{self.initial_lr:g}, "
             f"batch {self.batch_size}, {self.num_steps} steps")
 
 

@@ -304,7 +304,7 @@ def run_batch(task: Task, program: Program, hps, keys: jax.Array,
               num_val_examples: Optional[int] = None,
               chunk_steps: Optional[int] = None,
               batch_mode: Optional[str] = None):
-  """R runs of one program: run ``r`` has ``hps[r]`` (leading axis) and ``keys[r]``.
+  """R runs of one program: run ``r`` has ``hps[r]`` and ``keys[r]``.
 
   Run ``r`` gives the numbers of ``run(task, program, hps[r], keys[r],
   ...)``; a diverged run is frozen and never touches the others.
