@@ -8,12 +8,9 @@ runs (median). Prints a Markdown table; results go into BUILD_NOTES.md.
 """
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp

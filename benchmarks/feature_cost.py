@@ -41,17 +41,14 @@ import argparse
 import importlib.util
 import os
 import statistics
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lr_meta import features  # pylint: disable=g-import-not-at-top
+from lr_meta import features
 from lr_meta.features import per_example as pe
 from lr_meta.tasks import models
 

@@ -26,18 +26,20 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from configs import nos as nos_config
+from lr_meta import config as config_lib
 from lr_meta import nos
 from lr_meta import tasks
 from lr_meta.nos import controller as controller_lib
 from lr_meta.nos import search as search_lib
+
+nos_config = config_lib.load_module(os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+    "nos.py"))
 
 
 def scoring_config(**overrides):
@@ -110,9 +112,11 @@ def score_one_compiled(config, rule, key):
 def scaling(devices, num_rules, repeats):
   """Interpreter throughput on meshes of `devices` forced host devices."""
   code = f"""
-import json, sys
-sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
-from benchmarks import nos_throughput as b
+import importlib.util, json
+spec = importlib.util.spec_from_file_location("nos_throughput",
+                                              {os.path.abspath(__file__)!r})
+b = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(b)
 from lr_meta import tasks
 rules = b.sampled_rules({num_rules})
 out = {{}}

@@ -1,6 +1,8 @@
 """A tiny baseline sweep on mnist1d (offline) for tests and smoke runs."""
 
-from configs import baselines_fmnist_lenet
+from lr_meta import config as config_lib
+
+baselines_fmnist_lenet = config_lib.sibling(__file__, "baselines_fmnist_lenet")
 
 
 def get_config():

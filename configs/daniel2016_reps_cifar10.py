@@ -14,7 +14,9 @@ on a 5000-example CIFAR-10 training subset, 200 steps. Use it as the evaluation 
 
 import ml_collections
 
-from configs import daniel2016_reps
+from lr_meta import config as config_lib
+
+daniel2016_reps = config_lib.sibling(__file__, "daniel2016_reps")
 
 
 def get_config():

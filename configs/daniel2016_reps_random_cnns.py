@@ -20,7 +20,9 @@ CPU sizing below: each member compiles separately (once per member), so
 
 import ml_collections
 
-from configs import daniel2016_reps
+from lr_meta import config as config_lib
+
+daniel2016_reps = config_lib.sibling(__file__, "daniel2016_reps")
 
 
 def get_config():

@@ -19,7 +19,9 @@ one episode on 4 envs (3200 transitions). Paper values are in the comments.
 
 import ml_collections
 
-from configs import xu2019_ppo
+from lr_meta import config as config_lib
+
+xu2019_ppo = config_lib.sibling(__file__, "xu2019_ppo")
 
 
 def get_config():

@@ -14,7 +14,9 @@ CPU box (see BUILD_NOTES); meant for a GPU::
       --eval_every 391 --num_examples 10000
 """
 
-from configs import fu2016_dqn
+from lr_meta import config as config_lib
+
+fu2016_dqn = config_lib.sibling(__file__, "fu2016_dqn")
 
 
 def get_config():

@@ -10,7 +10,9 @@ the LR changes by at most x1.035 per decision (x2.8 over 30 decisions), so
 from 1e-3 it could never reach the LRs that train this MLP in 300 steps.
 """
 
-from configs import xu2019_ppo
+from lr_meta import config as config_lib
+
+xu2019_ppo = config_lib.sibling(__file__, "xu2019_ppo")
 
 
 def get_config():

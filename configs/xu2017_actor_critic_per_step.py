@@ -25,7 +25,9 @@ baselines (BUILD_NOTES, issue 7). What changes with K = 1, and why:
   evaluation protocol picks the snapshot by validation loss (iteration 15).
 """
 
-from configs import xu2017_actor_critic
+from lr_meta import config as config_lib
+
+xu2017_actor_critic = config_lib.sibling(__file__, "xu2017_actor_critic")
 
 
 def get_config():

@@ -8,7 +8,9 @@ decisions), 4 episodes per PPO iteration. Transfer evaluation::
       --config configs/xu2019_ppo.py
 """
 
-from configs import xu2019_ppo
+from lr_meta import config as config_lib
+
+xu2019_ppo = config_lib.sibling(__file__, "xu2019_ppo")
 
 
 def get_config():

@@ -9,7 +9,9 @@ minute than on Fashion-MNIST LeNet-5. Evaluate the transfer with::
       --config configs/xu2019_ppo.py
 """
 
-from configs import xu2019_ppo
+from lr_meta import config as config_lib
+
+xu2019_ppo = config_lib.sibling(__file__, "xu2019_ppo")
 
 
 def get_config():

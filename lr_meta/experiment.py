@@ -4,15 +4,19 @@ The single place where an ``ml_collections`` controller config (see
 ``configs/``) becomes objects. ``scripts/train_controller.py`` trains the agent
 it builds; ``scripts/evaluate_controller.py`` re-builds the same objects to run
 saved controllers against baselines; every agent (``config.agent``) is
-dispatched here, so adding an agent means adding one case to ``AGENTS``.
+dispatched here, so adding an agent means adding one case to ``AGENTS``. The files of a training run are
+``lr_meta.rundir``'s.
 
-Config layout (``configs/xu2019_ppo.py`` is the reference)::
+Config layout (``configs/xu2019_ppo.py`` is the reference; ``check_config``
+rejects a field name not listed here, naming the valid ones)::
 
   seed, agent, strategy, num_iterations, checkpoint_every,
   task: kwargs of ``lr_meta.tasks.make_task``,
-  env:  ``action_type`` + fields of ``lr_meta.envs.LREnvParams``,
-  <agent>: fields of that agent's config dataclass,
-  eval: num_seeds, initial_lrs, constant_lrs (+ evaluation-script fields),
+  env:  ``action_type``, ``observation`` + fields of
+    ``lr_meta.envs.LREnvParams``,
+  <agent>: fields of that agent's config dataclass (any agent's sub-config
+    may be present; ``agent`` picks the one used),
+  eval: num_seeds, initial_lrs, constant_lrs, baselines (the evaluation's),
   task_family (optional, agent 'reps' only): fields of
     ``lr_meta.tasks.family.TaskFamilyConfig``; the agent then trains over
     the family's members (``make_agent``) and ``task`` is the held-out task
@@ -20,9 +24,9 @@ Config layout (``configs/xu2019_ppo.py`` is the reference)::
     (``configs/daniel2016_reps_random_cnns.py``).
 """
 
-import json
-import os
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+import dataclasses
+import inspect
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +39,6 @@ from lr_meta.agents import ppo as ppo_lib
 from lr_meta.agents import reps as reps_lib
 from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
-from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import family as family_lib
 from lr_meta import runner
 
@@ -70,8 +73,47 @@ def _check_int(name, value, low):
     raise ValueError(f"config.{name}={value!r}; allowed: an integer >= {low}.")
 
 
+# The config schema: field names each part of a controller config may hold.
+TOP_FIELDS = ("seed", "agent", "strategy", "num_iterations",
+              "checkpoint_every", "task", "env", "eval", "task_family")
+EVAL_FIELDS = ("num_seeds", "initial_lrs", "constant_lrs", "baselines")
+def _field_names(cls, exclude=()) -> Tuple[str, ...]:
+  return tuple(f.name for f in dataclasses.fields(cls)
+               if f.name not in exclude)
+
+
+def config_fields() -> dict:
+  """``{part: valid field names}``: '' is the top level, 'task', 'env',
+  'eval', 'task_family' and each agent name its sub-config."""
+  task_args = tuple(p for p in inspect.signature(tasks.make_task).parameters
+                    if p != "data_dir")
+  # ``unroll`` follows the strategy and ``strategy`` the config's top level.
+  env = ("action_type", "observation") + _field_names(
+      lr_env.LREnvParams, exclude=("unroll",))
+  fields = {"": TOP_FIELDS + KNOWN_AGENTS, "task": task_args,
+            "env": env, "eval": EVAL_FIELDS,
+            "task_family": _field_names(family_lib.TaskFamilyConfig)}
+  for kind, agent in AGENTS.items():
+    fields[kind] = _field_names(agent.config_class, exclude=("strategy",))
+  return fields
+
+
+def check_field_names(config):
+  """Raises ValueError naming unknown fields and listing the valid ones."""
+  for part, valid in config_fields().items():
+    node = config if not part else config.get(part)
+    if not node:
+      continue
+    unknown = sorted(set(node.keys()) - set(valid))
+    if unknown:
+      where = "config" + (f".{part}" if part else "")
+      raise ValueError(f"{where} has unknown fields {unknown}; valid: "
+                       f"{', '.join(sorted(valid))}.")
+
+
 def check_config(config):
   """Raises ValueError naming the bad field and its allowed values."""
+  check_field_names(config)
   if config.agent not in AGENTS:
     raise ValueError(f"config.agent={config.agent!r}; allowed: {KNOWN_AGENTS}.")
   _check_int("num_iterations", config.num_iterations, 1)
@@ -252,95 +294,3 @@ def test_metrics(task, final_states, split: str = "test"):
   """Loss and accuracy of each final optimizee on ``split`` (vmapped)."""
   res = tasks.evaluate_batch(task, final_states.opt, split)
   return np.asarray(res.loss), np.asarray(res.accuracy)
-
-
-# ----------------------------------------------------------------------------
-# The portable controller of a training run (lr_meta.policies).
-
-
-def _config_dict(config) -> dict:
-  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  return json.loads(json.dumps(d, default=controller_lib.json_default))
-
-
-def controller_from_training(config, env, env_params, agent_params, *,
-                             name: str, description: str = "") -> controller_lib.Controller:
-  """The controller of an agent trained by ``scripts/train_controller.py``.
-
-  Args:
-    config: the training config (``ml_collections.ConfigDict`` or dict) with
-      ``agent`` and the agent's sub-config.
-    env: the ``LREnv`` it trained on (layer paths, action type).
-    env_params: its ``LREnvParams`` (K, EMA decay, observation settings).
-    agent_params: the learner's ``state.params`` (PPO: ``{'actor',
-      'critic'}``; DQN: the online Q-network params).
-    name: the controller's name.
-    description: free text stored with it.
-
-  Returns:
-    A checked ``Controller``.
-  """
-  agent = config["agent"]
-  action_type = env.action_type
-  observation = getattr(env, "observation", "dynamics")
-  if observation not in controller_lib.OBSERVATION_SIZE:
-    raise ValueError(f"env.observation={observation!r}; controllers "
-                     f"support the observations {tuple(controller_lib.OBSERVATION_SIZE)}.")
-  common = dict(
-      name=name, action_type=action_type,
-      steps_per_decision=int(env_params.steps_per_decision),
-      ema_decay=float(env_params.ema_decay),
-      log_lr_observation=bool(env_params.log_lr_observation),
-      num_val_examples=env_params.num_val_examples,
-      initial_lrs=tuple(float(x) for x in env_params.initial_lrs),
-      observation=observation,
-      num_decisions=int(env_params.num_decisions),
-      agent=agent, description=description, config=_config_dict(config))
-  if agent == "ppo" and action_type == "xu2019":
-    sub = config["ppo"]
-    network = {"mlp": "gaussian_mlp", "lstm": "gaussian_lstm"}[sub["actor"]]
-    spec = controller_lib.ControllerSpec(
-        network=network, hidden_sizes=(int(sub["hidden_size"]),),
-        action_std=float(sub["action_std"]),
-        learn_log_std=bool(sub["learn_log_std"]),
-        first_dense=tuple(env.first_dense), last_dense=tuple(env.last_dense),
-        **common)
-    params = agent_params["actor"]
-  elif agent == "dqn" and action_type == "fu2016":
-    sub = config["dqn"]
-    spec = controller_lib.ControllerSpec(
-        network="q_mlp",
-        hidden_sizes=tuple(int(h) for h in sub["hidden_sizes"]),
-        num_actions=int(env.num_actions),
-        monitored_layer=tuple(env.monitored_layer), **common)
-    params = agent_params
-  else:
-    raise ValueError(
-        f"config.agent={agent!r} with action_type {action_type!r}; "
-        "controllers can be exported for ('ppo', 'xu2019') and "
-        "('dqn', 'fu2016').")
-  return controller_lib.make_controller(spec, jax.device_get(params))
-
-
-ARTIFACT_NAME = "controller.msgpack"
-
-
-def write_training_artifact(workdir: str, config, env, env_params,
-                            agent_params, name: Optional[str] = None) -> str:
-  """Saves the trained controller as ``workdir/controller.msgpack``.
-
-  Called once at the end of ``scripts/train_controller.py``; export it into
-  the package with ``scripts/export_controller.py``. Agents that cannot be
-  exported (REPS, actor-critic) are skipped with a message.
-
-  Returns:
-    The path written, or '' when the agent is not exportable.
-  """
-  name = name or os.path.basename(os.path.normpath(workdir))
-  try:
-    controller = controller_from_training(config, env, env_params,
-                                          agent_params, name=name)
-  except ValueError as e:
-    print(f"No controller artifact written: {e}")
-    return ""
-  return controller_lib.save_controller(os.path.join(workdir, ARTIFACT_NAME), controller)

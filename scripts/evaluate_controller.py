@@ -15,7 +15,8 @@ t-test (unequal variances) of each baseline against the controller.
   transfer (Xu's Table 2: a controller trained on CIFAR-10 applied to
   Fashion-MNIST).
 * Checkpoint selection (``--num_candidates``, ``--selection_seeds``), the
-  baselines and the t-test are described in ``lr_meta.evaluation``.
+  baselines and the t-test are described in ``lr_meta.evaluation``, which
+  measures; this script writes the files.
 * Baselines: ``config.eval.baselines``, strings parsed by
   ``lr_meta.baselines.parse_baseline``: a named grid is tuned here by final
   validation loss on tuning seed 0 (``'xu2019_step_decay'``: Xu's 48-point
@@ -29,20 +30,23 @@ schedule.png (learned LR per decision vs the baselines' schedules),
 val_loss.png (validation loss against steps, mean and std over seeds).
 """
 
+import functools
+import hashlib
+import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
-from ml_collections import config_flags
+import numpy as np
 
+from lr_meta import baselines
+from lr_meta import config as config_lib
 from lr_meta import evaluation
+from lr_meta import rundir
 
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Directory written by train_controller.py.")
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = config_lib.DEFINE_config_file(
     "config", None, "Evaluation config (default: the workdir's config.json).")
 _OUTDIR = flags.DEFINE_string("outdir", None, "Output directory "
                               "(default: <workdir>/eval).")
@@ -60,20 +64,99 @@ _BASELINE_CACHE = flags.DEFINE_string(
     "evaluations of controllers on the same task.")
 
 
+def cached_baseline(cache_dir, key: dict, compute):
+  """``compute()`` -> ``(sweep or None, SeedResults)``, memoised on disk.
+
+  Each outcome is stored under a hash of ``key`` (everything that determines
+  it: ``evaluation.baseline_key``), so evaluating several controllers on the
+  same task re-runs no baseline.
+  """
+  if cache_dir is None:
+    return compute()
+  digest = hashlib.sha1(json.dumps(key, sort_keys=True,
+                                   default=str).encode()).hexdigest()[:16]
+  path = os.path.join(cache_dir, f"baseline_{digest}.npz")
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as z:
+      spec = baselines.parse_spec(str(z["spec"]))
+      res = baselines.SeedResults(
+          spec, z["test_loss"], z["test_accuracy"], z["val_curve"],
+          z["train_loss"], z["learning_rates"], z["diverged"])
+      swept = None
+      if int(z["grid_size"]) > 1:
+        specs = [baselines.parse_spec(str(x)) for x in z["grid"]]
+        swept = baselines.SweepResult(specs, z["grid_val_loss"],
+                                      specs.index(spec))
+    return swept, res
+  swept, res = compute()
+  os.makedirs(cache_dir, exist_ok=True)
+  grid = [sp.label() for sp in swept.specs] if swept else [res.spec.label()]
+  np.savez(path, spec=res.spec.label(), test_loss=res.test_loss,
+           test_accuracy=res.test_accuracy, val_curve=res.val_curve,
+           train_loss=res.train_loss, learning_rates=res.learning_rates,
+           diverged=res.diverged, grid_size=len(grid), grid=np.asarray(grid),
+           grid_val_loss=(swept.val_loss if swept else np.zeros(1)),
+           key=json.dumps(key, sort_keys=True, default=str))
+  return swept, res
+
+
+def plot(ev: evaluation.Evaluation, outdir: str):
+  """schedule.png (LR per step) and val_loss.png (mean and std over seeds)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for m in ev.methods:
+    ax.plot(m.lr_steps, m.learning_rates, label=m.label,
+            drawstyle="steps-post")
+  ax.set(xlabel="step", ylabel="learning rate", yscale="log",
+         title="learning-rate schedule (controller: mean over seeds)")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, "schedule.png"), dpi=100)
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for m in ev.methods:
+    ax.plot(m.val_steps, m.val_mean, label=m.label)
+    ax.fill_between(m.val_steps, m.val_mean - m.val_std,
+                    m.val_mean + m.val_std, alpha=0.2)
+  ax.set(xlabel="step", ylabel="validation loss", yscale="log",
+         title="validation loss (mean ± std over seeds)")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, "val_loss.png"), dpi=100)
+  plt.close("all")
+
+
+def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
+             num_candidates=3, selection_seeds=2, baseline_cache=None,
+             log=print) -> str:
+  """Evaluates the run in ``workdir``, writes ``outdir``; returns the table."""
+  outdir = outdir or os.path.join(workdir, rundir.EVAL_DIR)
+  ev = evaluation.evaluate(
+      workdir, eval_config, data_dir, num_candidates, selection_seeds,
+      cached=functools.partial(cached_baseline, baseline_cache), log=log)
+  table = evaluation.markdown(ev)
+  os.makedirs(outdir, exist_ok=True)
+  with open(os.path.join(outdir, "results.md"), "w") as f:
+    f.write(table)
+  with open(os.path.join(outdir, "results.json"), "w") as f:
+    json.dump(evaluation.results_json(ev), f, indent=1)
+  plot(ev, outdir)
+  return table
+
+
 def main(argv):
   del argv
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required.")
   config = _CONFIG.value
   if _BASELINES.value is not None:
-    config = config or evaluation.load_train_config(_WORKDIR.value)
+    config = config or rundir.read_config(_WORKDIR.value)
     config.eval.baselines = tuple(b for b in _BASELINES.value if b != "none")
-  table = evaluation.evaluate(_WORKDIR.value, config, _OUTDIR.value,
-                              _DATA_DIR.value, _NUM_CANDIDATES.value,
-                              _SELECTION_SEEDS.value,
-                              baseline_cache=_BASELINE_CACHE.value)
-  print(table)
+  print(evaluate(_WORKDIR.value, config, _OUTDIR.value, _DATA_DIR.value,
+                 _NUM_CANDIDATES.value, _SELECTION_SEEDS.value,
+                 baseline_cache=_BASELINE_CACHE.value))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)

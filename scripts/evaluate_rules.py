@@ -20,11 +20,8 @@ search's child (default: WRN-10-1 on a CIFAR-10 subset, affordable on CPU;
 
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
@@ -32,6 +29,7 @@ import numpy as np
 import optax
 
 from lr_meta import baselines
+from lr_meta import seeds as seeds_lib
 from lr_meta import tasks
 import lr_meta.optax as lmo
 
@@ -80,7 +78,7 @@ def optimizer_for(name, num_steps):
 
 
 def final_metrics(task, lr, seeds):
-  """Validation and test accuracy of `seeds` runs at constant `lr`."""
+  """Validation and test accuracy and divergence of `seeds` runs at `lr`."""
   keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
   lrs = jnp.full((len(seeds), _STEPS.value), lr, jnp.float32)
   # The segment length: 'chunk' (conv nets on CPU) unrolls a segment's
@@ -92,7 +90,8 @@ def final_metrics(task, lr, seeds):
   state, _ = tasks.run_training_batch(task, keys, lrs, eval_every=segment,
                                       num_val_examples=1)
   return (np.asarray(tasks.evaluate_batch(task, state, "val").accuracy),
-          np.asarray(tasks.evaluate_batch(task, state, "test").accuracy))
+          np.asarray(tasks.evaluate_batch(task, state, "test").accuracy),
+          np.asarray(state.diverged))
 
 
 def main(argv):
@@ -111,20 +110,25 @@ def main(argv):
                          num_test_examples=_NUM_EVAL.value)
   os.makedirs(_OUTDIR.value, exist_ok=True)
   grid = [float(x) for x in _LR_GRID.value]
-  seeds = list(range(1, _SEEDS.value + 1))
-  rows, best_rows = [], []
+  # The coarse grid runs on the first tuning seed; the fine grid picks its
+  # best LR by validation accuracy on the next ones.
+  tuning = seeds_lib.seed_range("tuning", _SEEDS.value + 1)
+  coarse_seeds, seeds = list(tuning[:1]), list(tuning[1:])
+  rows, best_rows, all_results = [], [], []
   for name in list(BASELINES) + rules:
     task = base.replace(optimizer=optimizer_for(name, _STEPS.value))
-    coarse = [final_metrics(task, lr, [0])[0][0] for lr in grid]
+    coarse = [final_metrics(task, lr, coarse_seeds)[0][0] for lr in grid]
     center = grid[int(np.argmax(coarse))]
     results = {lr: final_metrics(task, lr, seeds)
                for lr in (center / 3, center, center * 3)}
+    all_results.append(results)
     best = max(results, key=lambda lr: results[lr][0].mean())
     label = NAMES.get(name, f"`{name}`")
-    for lr, (val, test) in results.items():
-      cell = baselines.mean_std(test)
+    for lr, (val, test, diverged) in results.items():
+      cell = baselines.mean_std(test, diverged)
       rows.append(f"| {label} | {lr:.3g} | {val.mean():.4f} | "
-                  + (f"**{cell}**" if lr == best else cell) + " |")
+                  + (f"**{cell}**" if lr == best else cell)
+                  + f" | {int(diverged.sum())} |")
     best_rows.append((label, results[best][1]))
     print(rows[-3:], flush=True)
   model = (f"WRN-{_DEPTH.value}-{_WIDTH.value}" if _MODEL.value == "wide_resnet"
@@ -132,10 +136,13 @@ def main(argv):
   header = (f"# Rules vs baselines: {model} on {_DATASET.value} "
             f"({_NUM_TRAIN.value} train examples, {_STEPS.value} steps, batch "
             f"{_BATCH.value}, {len(seeds)} seeds)\n\n"
-            "| optimizer | LR | val acc (mean) | test acc mean (std) |\n"
-            "|---|---:|---:|---:|\n")
+            "| optimizer | LR | val acc (mean) | test acc mean (std) | "
+            "diverged |\n|---|---:|---:|---:|---:|\n")
+  note = ("\n" + baselines.DIVERGED_NOTE + "\n"
+          if any(r[2].any() for res in all_results for r in res.values())
+          else "")
   with open(os.path.join(_OUTDIR.value, "results.md"), "w") as f:
-    f.write(header + "\n".join(rows) + "\n")
+    f.write(header + "\n".join(rows) + "\n" + note)
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

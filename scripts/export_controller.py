@@ -7,65 +7,53 @@ Reads ``WORKDIR/controller.msgpack`` (written at the end of
 ``scripts/train_controller.py``), renames it NAME, checks it (format, checksum,
 params vs network) and writes ``OUT_DIR/NAME.msgpack``; prints its spec.
 
-To export another set of params of the same run (e.g. a best-validation snapshot
-picked by ``scripts/evaluate_controller.py``), or from a workdir trained before
-``controller.msgpack`` existed, name the params file; the controller is then
-rebuilt from the run's ``config.json`` (or ``--config`` with the same
-overrides)::
+To export another snapshot of the same run (e.g. the best-validation one
+picked by ``scripts/evaluate_controller.py``), or from a run that stopped
+before writing ``controller.msgpack``, name the snapshot's iteration (default
+without the file: the latest); the controller is then rebuilt
+from that snapshot and the run's ``config.json`` (or ``--config`` with the
+same overrides)::
 
   python scripts/export_controller.py --workdir runs/fmnist --name NAME \
-      --params runs/fmnist/snapshots/iter_000150.msgpack
+      --iteration 150
 """
 
 import dataclasses
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
-import flax
-import ml_collections
-from ml_collections import config_flags
 
+from lr_meta import config as config_lib
 from lr_meta import experiment
+from lr_meta import rundir
 from lr_meta.policies import controller as controller_lib
 
-def from_params_file(config, params_path, name, data_dir=None):
-  """Rebuilds the controller from an agent-params file and the config."""
+
+def from_snapshot(config, workdir, iteration, name, data_dir=None):
+  """Rebuilds the controller from a snapshot of the run and its config."""
   _, env, env_params, _ = experiment.build(config, data_dir)
-  with open(params_path, "rb") as f:
-    agent_params = flax.serialization.msgpack_restore(f.read())
-  return experiment.controller_from_training(
-      config, env, env_params, agent_params, name=name)
-
-
-def _read_config(workdir, config):
-  if config is not None:
-    return config
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ValueError(f"{path} does not exist; pass --config (the training "
-                     "config with the same overrides).")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return rundir.controller_from_training(
+      config, env, env_params, rundir.load_snapshot(workdir, iteration),
+      name=name)
 
 
 def export(workdir, name, out_dir=controller_lib.PRETRAINED_DIR,
-           description="", config=None, data_dir=None, params_path=None):
-  """Checks and writes ``out_dir/name.msgpack``; returns (path, controller)."""
+           description="", config=None, data_dir=None, iteration=None):
+  """Checks and writes ``out_dir/name.msgpack``; returns (path, controller).
+
+  ``iteration``: export that snapshot instead of ``controller.msgpack``;
+  without the file the latest snapshot is exported.
+  """
   if not name or not all(c.isalnum() or c in "_-" for c in name):
     raise ValueError(f"--name={name!r}; allowed: letters, digits, '_', '-'.")
-  artifact = os.path.join(workdir, experiment.ARTIFACT_NAME)
-  if params_path is None and os.path.exists(artifact):
+  artifact = os.path.join(workdir, rundir.CONTROLLER_FILE)
+  if iteration is None and os.path.exists(artifact):
     controller = controller_lib.load_controller(artifact)
   else:
-    params_path = params_path or os.path.join(workdir,
-                                              "controller_params.msgpack")
-    controller = from_params_file(_read_config(workdir, config), params_path,
-                                  name, data_dir)
+    controller = from_snapshot(config or rundir.read_config(workdir),
+                               workdir, iteration, name, data_dir)
   spec = dataclasses.replace(controller.spec, name=name,
                              description=description or
                              controller.spec.description)
@@ -86,24 +74,24 @@ def _define_flags():
   out_dir = flags.DEFINE_string("out_dir", controller_lib.PRETRAINED_DIR,
                                  "Where NAME.msgpack goes.")
   data_dir = flags.DEFINE_string("data_dir", None, "Data directory (when "
-                                  "rebuilding from a params file).")
-  params = flags.DEFINE_string(
-      "params", None, "Agent params file (flax msgpack) to export instead of "
-      "WORKDIR/controller.msgpack, e.g. a snapshot.")
-  config = config_flags.DEFINE_config_file(
+                                  "rebuilding from a snapshot).")
+  iteration = flags.DEFINE_integer(
+      "iteration", None, "Snapshot iteration to export instead of "
+      "WORKDIR/controller.msgpack.")
+  config = config_lib.DEFINE_config_file(
       "config", None, "Training config; default WORKDIR/config.json.")
-  return (workdir, name, description, out_dir, data_dir, params,
+  return (workdir, name, description, out_dir, data_dir, iteration,
           config)
 
 
 def main(argv, defined):
   del argv
-  workdir, name, description, out_dir, data_dir, params, config = (
+  workdir, name, description, out_dir, data_dir, iteration, config = (
       f.value for f in defined)
   if not workdir or not name:
     raise app.UsageError("--workdir and --name are required.")
   path, controller = export(workdir, name, out_dir, description, config,
-                            data_dir, params)
+                            data_dir, iteration)
   spec = dataclasses.asdict(controller.spec)
   spec.pop("config")
   print(json.dumps(spec, indent=1, default=str))
@@ -112,4 +100,5 @@ def main(argv, defined):
 
 if __name__ == "__main__":
   _defined = _define_flags()
-  app.run(lambda argv: main(argv, _defined))
+  app.run(lambda argv: main(argv, _defined),
+          flags_parser=config_lib.parse_flags)

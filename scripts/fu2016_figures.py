@@ -29,22 +29,20 @@ and fu2016_summary.md (accuracy at quarters of training, action pattern).
 import functools
 import json
 import os
-import sys
 from typing import NamedTuple, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from lr_meta import baselines
-from lr_meta import evaluation
 from lr_meta import experiment
-from lr_meta import tasks
+from lr_meta import rundir
 from lr_meta import runner
+from lr_meta import seeds as seeds_lib
+from lr_meta import tasks
 
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Training workdir with eval/results.json.")
@@ -209,18 +207,17 @@ def _plot_lr_trace(path, lrs, k, baseline_lrs):
 def make_figures(workdir, eval_dir=None, data_dir=None, eval_every=25,
                  num_examples=1000, log=print):
   """Everything of the module docstring; returns the summary (Markdown)."""
-  eval_dir = eval_dir or os.path.join(workdir, "eval")
+  eval_dir = eval_dir or os.path.join(workdir, rundir.EVAL_DIR)
   with open(os.path.join(eval_dir, "results.json")) as f:
     results = json.load(f)
-  config = evaluation.load_train_config(workdir)
+  config = rundir.read_config(workdir)
   task, env, env_params, strategy = experiment.build(config, data_dir)
   agent = experiment.make_agent(config, env, env_params, strategy)
   template = experiment.policy_params(config, agent.init(jax.random.PRNGKey(0)))
   it = int(results["selected_iteration"])
-  params = evaluation.load_params(
-      evaluation.list_snapshots(workdir)[it], template)
+  params = rundir.load_snapshot(workdir, it, template)
   n = int(config.eval.num_seeds)
-  seeds = evaluation.TEST_SEED_OFFSET + np.arange(n)
+  seeds = np.asarray(seeds_lib.seed_range("evaluation", n))
   lr0 = float(config.eval.initial_lrs[0])
   k = env_params.steps_per_decision
   num_steps = env_params.num_decisions * k

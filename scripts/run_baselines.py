@@ -9,20 +9,18 @@ writes results.md, curves.csv and curves.png to --outdir.
 
 import csv
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
-from ml_collections import config_flags
 import numpy as np
 
 from lr_meta import baselines
+from lr_meta import config as config_lib
 from lr_meta import tasks
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Baseline config file.")
+_CONFIG = config_lib.DEFINE_config_file("config", None,
+                                        "Baseline config file.")
 _OUTDIR = flags.DEFINE_string("outdir", "runs/baselines", "Output directory.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
@@ -48,9 +46,10 @@ def main(argv):
     wall = time.time() - t0
     results.append(res)
     label = f"{task_kwargs['optimizer']} {res.spec.label()}"
-    rows.append(f"| {text} | {label} | {baselines.mean_std(res.test_loss)} | "
-                f"{baselines.mean_std(res.test_accuracy)} | "
-                f"{int(res.diverged.sum())} | "
+    div = int(res.diverged.sum())
+    rows.append(f"| {text} | {label} | "
+                f"{baselines.mean_std(res.test_loss, div)} | "
+                f"{baselines.mean_std(res.test_accuracy, div)} | {div} | "
                 f"{len(entry.specs)} | {wall:.0f} |")
     val = "" if swept is None else f" (val {swept.val_loss[swept.best_index]:.4f})"
     print(f"{text}: best {label}{val}; {wall:.0f}s", flush=True)
@@ -61,6 +60,8 @@ def main(argv):
             "test accuracy mean (std) | diverged | grid size | wall s |\n"
             "|---|---|---|---|---|---|---|")
   table = header + "\n" + "\n".join(rows)
+  if any(r.diverged.any() for r in results):
+    table += "\n\n" + baselines.DIVERGED_NOTE
   print(table)
   with open(os.path.join(_OUTDIR.value, "results.md"), "w") as f:
     f.write(table + "\n")
@@ -95,4 +96,4 @@ def _write_curves(results, config, outdir):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)

@@ -23,28 +23,29 @@ SLURM / TPU pods) so the mesh spans all hosts.
 
 import csv
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import jax
 import numpy as np
-from ml_collections import config_flags
 import tqdm
 
+from lr_meta import config as config_lib
+from lr_meta import rundir
+from lr_meta import seeds
 from lr_meta.nos import controller as controller_lib
 from lr_meta.nos import programs as programs_lib
 from lr_meta.nos import search as search_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "NOS config file.")
+_CONFIG = config_lib.DEFINE_config_file("config", None, "NOS config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
+_ALLOW_CHANGE = flags.DEFINE_list(
+    "allow_change", [], "Config fields a resume may change, of "
+    f"{rundir.SAFE_CHANGES} (e.g. num_iterations to search longer).")
 
 CHECKPOINT = "checkpoint.msgpack"
-COMPARE_SEED_OFFSET = 10_000   # re-scoring seeds, never used by the search
 
 
 def _plain(value):
@@ -72,13 +73,19 @@ def build_search(config, data_dir=None) -> search_lib.Search:
   return search_lib.Search(space, ppo, scorer, seed=config.seed)
 
 
-def run_search(config, workdir, data_dir=None, log=print):
-  """Runs (or resumes) the search; returns (search, state)."""
+def run_search(config, workdir, data_dir=None, log=print, allow_changes=()):
+  """Runs (or resumes) the search; returns (search, state).
+
+  The workdir is held by one process and a resume needs the same config
+  (``lr_meta.rundir.Run``); the search state itself is NOS's own checkpoint.
+  """
   if config.distributed:
     jax.distributed.initialize()
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  with rundir.Run(workdir, config, allow_changes=allow_changes, log=log):
+    return _search(config, workdir, data_dir, log)
+
+
+def _search(config, workdir, data_dir, log):
   search = build_search(config, data_dir)
   log(f"search space: {controller_lib.search_space_size(search.space):.3g} "
       f"rules of {search.space.num_groups} groups; devices: "
@@ -173,7 +180,9 @@ def compare(config, search, workdir, data_dir=None, log=print):
                              data_dir=data_dir, mesh=search.scorer.mesh)
   rewards = []
   for seed in range(config.compare.num_seeds):
-    key = jax.random.PRNGKey(COMPARE_SEED_OFFSET + config.seed + seed)
+    # Re-scoring seeds, never used by the search.
+    key = jax.random.PRNGKey(seeds.seed_offset("evaluation") + config.seed
+                             + seed)
     rewards.append(scorer.score(programs, key).reward)
   rewards = np.stack(rewards, 1)
   lines = ["| optimizer | rule | reward mean | std | seeds |",
@@ -194,7 +203,11 @@ def main(argv):
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required")
   config = _CONFIG.value
-  search, _ = run_search(config, _WORKDIR.value, _DATA_DIR.value)
+  try:
+    search, _ = run_search(config, _WORKDIR.value, _DATA_DIR.value,
+                           allow_changes=tuple(_ALLOW_CHANGE.value))
+  except rundir.RunError as e:
+    raise SystemExit(f"search_optimizer: {e}") from None
   print(open(os.path.join(_WORKDIR.value, "leaderboard.md")).read())
   if config.compare.num_seeds > 0:
     compare(config, search, _WORKDIR.value, _DATA_DIR.value)
@@ -202,4 +215,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("config")
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)

@@ -26,35 +26,33 @@ to the optimizer's eta0 grid (one eta0 drawn per training run); a config
 with ``task_family`` (``configs/daniel2016_reps_random_cnns.py``) trains over
 the family's random small CNNs and evaluates on its held-out ``task``.
 ``--controller_workdirs=sgd=DIR,rmsprop=DIR`` skips training and evaluates
-the thetas that ``scripts/train_controller.py`` wrote to
-``DIR/controller_params.msgpack`` (its ``DIR/config.json`` must be a REPS
-config for that optimizer); ``--config`` is then the evaluation config.
-Evaluation uses fresh seeds (``EVAL_SEED_OFFSET + i``), never trained on.
+the thetas that ``scripts/train_controller.py`` trained in the run directory
+DIR (its latest snapshot; its config must be a REPS config for that
+optimizer); ``--config`` is then the evaluation config.
+Evaluation uses fresh seeds of the 'training_report' range
+(``lr_meta.seeds``), never trained on.
 """
 
 import csv
-import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
-import flax
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
 from lr_meta import baselines
+from lr_meta import config as config_lib
 from lr_meta import experiment
+from lr_meta import rundir
+from lr_meta import seeds as seeds_lib
 from lr_meta.envs import rollout
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = config_lib.DEFINE_config_file(
     "config", "configs/daniel2016_reps.py", "REPS controller config.")
-_EVAL_CONFIG = config_flags.DEFINE_config_file(
+_EVAL_CONFIG = config_lib.DEFINE_config_file(
     "eval_config", None, "Optional config whose task/env the trained "
     "controller is EVALUATED on (transfer, e.g. another architecture); "
     "default: the training config.")
@@ -72,8 +70,6 @@ _CONTROLLER_WORKDIRS = flags.DEFINE_list(
     "controller_workdirs", [], "optimizer=DIR entries: evaluate the REPS "
     "thetas trained by scripts/train_controller.py into DIR instead of "
     "training here.")
-
-EVAL_SEED_OFFSET = 20_000
 
 
 def spread(means):
@@ -116,8 +112,7 @@ def parse_workdirs(entries):
 
 def load_trained_theta(workdir, opt_name):
   """``(theta, training config dict)`` from a train_controller workdir."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    train_config = json.load(f)
+  train_config = rundir.read_config(workdir).to_dict()
   if train_config.get("agent") != "reps":
     raise ValueError(f"{workdir}/config.json has agent="
                      f"{train_config.get('agent')!r}; allowed: 'reps'.")
@@ -126,9 +121,7 @@ def load_trained_theta(workdir, opt_name):
     raise ValueError(f"{workdir} was trained with optimizer {trained_opt!r}"
                      f"; allowed for --optimizers entry {opt_name!r}: "
                      f"{opt_name!r}.")
-  with open(os.path.join(workdir, "controller_params.msgpack"), "rb") as f:
-    theta = flax.serialization.msgpack_restore(f.read())
-  return jnp.asarray(theta), train_config
+  return jnp.asarray(rundir.load_snapshot(workdir)), train_config
 
 
 def training_description(train_config):
@@ -213,8 +206,9 @@ def markdown(results, header):
     for r in rows:
       st, co = r["static"], r["controller"]
       lines.append(
-          f"| {r['eta0']:g} | {baselines.mean_std(st['loss'])} | "
-          f"{st['diverged']} | {baselines.mean_std(co['loss'])} | "
+          f"| {r['eta0']:g} | {baselines.mean_std(st['loss'], st['diverged'])}"
+          f" | {st['diverged']} | "
+          f"{baselines.mean_std(co['loss'], co['diverged'])} | "
           f"{co['diverged']} | {co['final_lr']:.3g} |")
     sm = [np.mean(r["static"]["loss"]) for r in rows]
     cm = [np.mean(r["controller"]["loss"]) for r in rows]
@@ -224,6 +218,9 @@ def markdown(results, header):
               f"range {rs:.4f} static vs {rc:.4f} REPS (removed "
               f"{100 * fr:.1f}%); std {ss:.4f} vs {sc:.4f} (removed "
               f"{100 * fs:.1f}%).", ""]
+  if any(r[m]["diverged"] for rows in results.values() for r in rows
+         for m in ("static", "controller")):
+    lines += [baselines.DIVERGED_NOTE, ""]
   return "\n".join(lines)
 
 
@@ -233,7 +230,7 @@ def main(argv):
   os.makedirs(_OUTDIR.value, exist_ok=True)
   grids = {"sgd": _SGD_ETA0S.value, "rmsprop": _RMSPROP_ETA0S.value}
   trained_dirs = parse_workdirs(_CONTROLLER_WORKDIRS.value)
-  seeds = [EVAL_SEED_OFFSET + i for i in range(_NUM_SEEDS.value)]
+  seeds = list(seeds_lib.seed_range("training_report", _NUM_SEEDS.value))
   results, csv_rows = {}, []
   for opt_name in _OPTIMIZERS.value:
     if opt_name not in grids:
@@ -328,4 +325,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)

@@ -5,50 +5,48 @@ Agents and their configs are dispatched in ``lr_meta.experiment``.
   python scripts/train_controller.py --config configs/quickstart.py \
       --workdir runs/quickstart
 
-Writes to --workdir: metrics.csv (one row per iteration; TensorBoard events
-too), checkpoints/ (the whole learner state every ``checkpoint_every``
-iterations and at the end, with orbax; a rerun with the same workdir resumes
-from the latest one), config.json (the config as run), snapshots/ (the
-controller params at every checkpoint, for checkpoint selection by
-``scripts/evaluate_controller.py``), controller_params.msgpack (the final
-controller params) and results.md: the trained controller run deterministically on fresh seeds vs
-the best constant LR of a small grid (picked by validation loss), test loss /
-accuracy mean (std) over seeds.
+The run directory (its layout and guarantees: ``lr_meta.rundir``) gets
+config.json, metrics.csv (one row per iteration; TensorBoard events in tb/),
+checkpoints/ (the whole learner state every ``checkpoint_every`` iterations
+and at the end), snapshots/ (the controller params at every checkpoint, for
+checkpoint selection by ``scripts/evaluate_controller.py``),
+controller.msgpack (the final controller, for PPO and DQN) and results.md:
+the trained controller run deterministically on fresh seeds vs the best
+constant LR of a small grid (picked by validation loss), test loss / accuracy
+mean (std) over seeds and how many diverged.
+
+Rerunning with the same --workdir resumes from the newest intact checkpoint,
+with the same config; ``--allow_change=num_iterations`` lets a resume run
+longer (the fields that may change: ``lr_meta.rundir.SAFE_CHANGES``). A
+second process on a busy workdir, a changed config, a workdir whose
+checkpoints vanished or are all corrupted, and a training iteration that
+makes the controller non-finite stop the script with one line naming why.
 """
 
-import csv
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
-import flax
 import jax
-from ml_collections import config_flags
 import numpy as np
-import orbax.checkpoint as ocp
 import tqdm
 
 from lr_meta import baselines
+from lr_meta import config as config_lib
 from lr_meta import experiment
-from lr_meta.policies import controller as controller_lib
+from lr_meta import rundir
+from lr_meta import seeds
 
-_CONFIG = config_flags.DEFINE_config_file("config", None,
-                                          "Controller config file.")
+_CONFIG = config_lib.DEFINE_config_file("config", None,
+                                        "Controller config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
-
-EVAL_SEED_OFFSET = 20_000   # controller evaluation seeds, never trained on
-
-# Kept importable from the script for users of the old names.
-check_config = experiment.check_config
-build = experiment.build
-make_agent = experiment.make_agent
+_ALLOW_CHANGE = flags.DEFINE_list(
+    "allow_change", [], "Config fields a resume may change, of "
+    f"{rundir.SAFE_CHANGES} (e.g. num_iterations to train longer).")
 
 
 def _scalar_metrics(metrics):
@@ -56,101 +54,47 @@ def _scalar_metrics(metrics):
           if np.asarray(v).size == 1}
 
 
-def train(config, workdir, agent, log=print):
-  """Runs the iterations with checkpoint/resume; returns the final state."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  manager = ocp.CheckpointManager(
-      ckpt_dir, options=ocp.CheckpointManagerOptions(max_to_keep=2,
-                                                     create=True))
-  state = agent.init(jax.random.PRNGKey(config.seed))
-  start = 0
-  latest = manager.latest_step()
-  if latest is not None:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = manager.restore(latest, args=ocp.args.StandardRestore(abstract))
-    start = int(latest)
-    log(f"Resumed from checkpoint at iteration {start}.")
-  metrics_path = os.path.join(workdir, "metrics.csv")
-  rows = []
-  if start and os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= start]
+def _tensorboard(workdir):
   try:
     import tensorboardX  # pylint: disable=g-import-not-at-top
-    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
   except ImportError:
-    writer = None
-  t0 = time.time()
-  bar = tqdm.trange(start, config.num_iterations, desc="iterations",
-                    initial=start, total=config.num_iterations)
-  for it in bar:
-    state, metrics = agent.update_iteration(state)
-    scalars = _scalar_metrics(metrics)
-    row = dict(iteration=it + 1, **scalars, time_s=time.time() - t0)
-    rows.append(row)
-    ret = scalars.get("episode_return", scalars.get("last_episode_return"))
-    bar.set_postfix(ret=f"{ret:.4f}" if ret is not None else "-")
-    if writer is not None:
-      for k, v in scalars.items():
-        writer.add_scalar(k, v, it + 1)
-    if (it + 1) % config.checkpoint_every == 0 or it + 1 == config.num_iterations:
-      manager.save(it + 1, args=ocp.args.StandardSave(state))
-      save_snapshot(workdir, it + 1, experiment.policy_params(config, state))
-      _write_csv(metrics_path, rows)
-  manager.wait_until_finished()
-  manager.close()
-  if writer is not None:
-    writer.close()
-  _write_csv(metrics_path, rows)
-  with open(os.path.join(workdir, "controller_params.msgpack"), "wb") as f:
-    f.write(flax.serialization.to_bytes(
-        jax.device_get(experiment.policy_params(config, state))))
-  return state
+    return None
+  return tensorboardX.SummaryWriter(os.path.join(workdir,
+                                                 rundir.TENSORBOARD_DIR))
 
 
-SNAPSHOT_DIR = "snapshots"
+def train(config, workdir, agent, log=print, allow_changes=()):
+  """Runs the iterations with checkpoint/resume; returns the final state.
 
-
-def snapshot_path(workdir, iteration):
-  return os.path.join(workdir, SNAPSHOT_DIR, f"iter_{iteration:06d}.msgpack")
-
-
-def save_snapshot(workdir, iteration, params):
-  """Controller params at a checkpoint, kept forever (a few KB each).
-
-  Orbax keeps only the latest learner states (for resume); these snapshots are
-  what ``scripts/evaluate_controller.py`` selects from by validation loss,
-  as Xu et al. 2019 choose their checkpoint.
+  Raises:
+    lr_meta.rundir.RunError: the workdir is busy, holds another run, has no
+      intact checkpoint, or an iteration made the controller non-finite.
   """
-  os.makedirs(os.path.join(workdir, SNAPSHOT_DIR), exist_ok=True)
-  with open(snapshot_path(workdir, iteration), "wb") as f:
-    f.write(flax.serialization.to_bytes(jax.device_get(params)))
-
-
-def _write_csv(path, rows):
-  if not rows:
-    return
-  fields = list(rows[0])
-  for r in rows:
-    fields += [k for k in r if k not in fields]
-  with open(path, "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-
-
-def controller_test_results(config, task, env, env_params, agent, state,
-                            strategy, lr0):
-  """Test loss/accuracy of the deterministic controller on fresh seeds."""
-  seeds = EVAL_SEED_OFFSET + np.arange(config.eval.num_seeds)
-  runs = experiment.run_controller(
-      env, env_params, agent, experiment.policy_params(config, state),
-      seeds, lr0, strategy)
-  loss, acc = experiment.test_metrics(task, runs.final_state)
-  return loss, acc, runs.learning_rates
+  policy_params = lambda s: experiment.policy_params(config, s)
+  with rundir.Run(workdir, config, allow_changes=allow_changes,
+                  log=log) as run:
+    state, start = run.restore(agent.init(jax.random.PRNGKey(config.seed)),
+                               policy_params)
+    writer = _tensorboard(workdir)
+    t0 = time.time()
+    bar = tqdm.trange(start, config.num_iterations, desc="iterations",
+                      initial=start, total=config.num_iterations)
+    for it in bar:
+      state, metrics = agent.update_iteration(state)
+      scalars = _scalar_metrics(metrics)
+      run.record(it + 1, dict(scalars, time_s=time.time() - t0),
+                 policy_params(state))
+      ret = scalars.get("episode_return", scalars.get("last_episode_return"))
+      bar.set_postfix(ret=f"{ret:.4f}" if ret is not None else "-")
+      if writer is not None:
+        for k, v in scalars.items():
+          writer.add_scalar(k, v, it + 1)
+      if ((it + 1) % config.checkpoint_every == 0
+          or it + 1 == config.num_iterations):
+        run.save(it + 1, state, policy_params(state))
+    if writer is not None:
+      writer.close()
+  return state
 
 
 def evaluate(config, task, env, env_params, agent, state, strategy):
@@ -159,41 +103,52 @@ def evaluate(config, task, env, env_params, agent, state, strategy):
   num_steps = env_params.num_decisions * env_params.steps_per_decision
   lines = [f"Test loss / accuracy, mean (std) over {n} fresh seeds; "
            f"{num_steps} inner steps on {task.dataset_name} {task.model_name}.",
-           "", "| method | test loss | test accuracy | final LR |",
-           "|---|---|---|---|"]
+           "", "| method | test loss | test accuracy | diverged | final LR |",
+           "|---|---|---|---|---|"]
+  test_seeds = seeds.seed_range("training_report", n)
+  params = experiment.policy_params(config, state)
+  marked = False
   for lr0 in config.eval.initial_lrs:
-    loss, acc, lrs = controller_test_results(config, task, env, env_params,
-                                             agent, state, strategy, lr0)
+    runs = experiment.run_controller(env, env_params, agent, params,
+                                     test_seeds, lr0, strategy)
+    loss, acc = experiment.test_metrics(task, runs.final_state)
+    div = int(runs.diverged.sum())
+    marked |= bool(div)
     lines.append(f"| {config.agent.upper()} controller (lr0={lr0:g}) | "
-                 f"{baselines.mean_std(loss)} | {baselines.mean_std(acc)} | "
-                 f"{np.mean(lrs[-1]):.3g} |")
+                 f"{baselines.mean_std(loss, div)} | "
+                 f"{baselines.mean_std(acc, div)} | {div} | "
+                 f"{np.mean(runs.learning_rates[-1]):.3g} |")
   specs = baselines.grid("constant", config.eval.constant_lrs)
   _, res = baselines.tune_and_evaluate(
-      task, specs, num_steps, num_seeds=n, tuning_seeds=(0,),
+      task, specs, num_steps, num_seeds=n,
+      tuning_seeds=seeds.seed_range("tuning", 1),
       eval_every=env_params.steps_per_decision,
       strategy="scan" if strategy == "scan" else "chunk",
       num_val_examples=env_params.num_val_examples)
-  best = res.spec
+  best, div = res.spec, int(res.diverged.sum())
+  marked |= bool(div)
   lines.append(f"| constant LR {best.init_lr:g} (best of "
                f"{tuple(config.eval.constant_lrs)} by val loss) | "
-               f"{baselines.mean_std(res.test_loss)} | "
-               f"{baselines.mean_std(res.test_accuracy)} | {best.init_lr:g} |")
+               f"{baselines.mean_std(res.test_loss, div)} | "
+               f"{baselines.mean_std(res.test_accuracy, div)} | {div} | "
+               f"{best.init_lr:g} |")
+  if marked:
+    lines += ["", baselines.DIVERGED_NOTE]
   return "\n".join(lines) + "\n"
 
 
-def run(config, workdir, data_dir=None, log=print):
+def run(config, workdir, data_dir=None, log=print, allow_changes=()):
   """Train + evaluate; returns the Markdown results table."""
-  task, env, env_params, strategy = build(config, data_dir)
-  agent = make_agent(config, env, env_params, strategy, data_dir)
+  task, env, env_params, strategy = experiment.build(config, data_dir)
+  agent = experiment.make_agent(config, env, env_params, strategy, data_dir)
   t0 = time.time()
-  state = train(config, workdir, agent, log=log)
+  state = train(config, workdir, agent, log=log, allow_changes=allow_changes)
   log(f"Training took {time.time() - t0:.1f} s.")
-  # The portable controller (spec + params): lr_meta.optax.load_controller,
-  # scripts/export_controller.py. Only this call belongs to issue 4 item 6.
-  experiment.write_training_artifact(
-      workdir, config, env, env_params, experiment.policy_params(config, state))
+  rundir.write_training_artifact(
+      workdir, config, env, env_params, experiment.policy_params(config, state),
+      log=log)
   table = evaluate(config, task, env, env_params, agent, state, strategy)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
+  with open(os.path.join(workdir, rundir.RESULTS_FILE), "w") as f:
     f.write(table)
   return table
 
@@ -204,11 +159,15 @@ def main(argv):
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("--config and --workdir are required.")
   t0 = time.time()
-  table = run(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value)
+  try:
+    table = run(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value,
+                allow_changes=tuple(_ALLOW_CHANGE.value))
+  except rundir.RunError as e:
+    raise SystemExit(f"train_controller: {e}") from None
   print(table)
   print(f"Total wall time {time.time() - t0:.1f} s; results in "
-        f"{os.path.join(_WORKDIR.value, 'results.md')}.")
+        f"{os.path.join(_WORKDIR.value, rundir.RESULTS_FILE)}.")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)

@@ -13,6 +13,7 @@ import pytest
 
 from configs import quickstart
 from lr_meta import experiment
+from lr_meta import rundir
 from lr_meta import tasks
 from lr_meta.policies import controller as controller_lib
 from lr_meta.envs import lr_env
@@ -369,7 +370,7 @@ def test_training_artifact_and_export(tmp_path, repo_root):
   actor = _controller(spec=_spec(hidden_sizes=(32,)), scale=1.0).params
   agent_params = {"actor": actor, "critic": {"unused": jnp.zeros(3)}}
   workdir = tmp_path / "run"
-  path = experiment.write_training_artifact(
+  path = rundir.write_training_artifact(
       str(workdir), config, env, env_params, agent_params)
   ctrl = lmo.load_controller(path)
   assert ctrl.spec.steps_per_decision == 10
@@ -382,13 +383,12 @@ def test_training_artifact_and_export(tmp_path, repo_root):
                          description="d")
   assert exported.spec == dataclasses.replace(ctrl.spec, name="mine",
                                               description="d")
-  # From a params file + config.json (runs trained before the artifact).
-  (workdir / "config.json").write_text(config.to_json_best_effort())
-  (workdir / "p.msgpack").write_bytes(flax.serialization.to_bytes(
-      agent_params))
+  # From a snapshot of the run + its config.json.
+  with rundir.Run(str(workdir), config, log=lambda *a: None) as run:
+    run.restore({"step": jnp.zeros(())}, lambda s: agent_params)
+    run.save(1, {"step": jnp.ones(())}, agent_params)
   out2, rebuilt = export(str(workdir), "mine", out_dir=str(tmp_path / "o2"),
-                         description="d",
-                         params_path=str(workdir / "p.msgpack"))
+                         description="d", iteration=1)
   assert rebuilt.spec.to_json() == exported.spec.to_json()
   assert open(out, "rb").read() == open(out2, "rb").read()
   with pytest.raises(ValueError, match="--name"):

@@ -134,7 +134,8 @@ def test_reps_over_family_resumes_bit_identically(resume_check):
   assert agent.num_params == 5       # theta . [phi1, phi2, u1, u2, 1]
 
   def train(n, workdir):
-    return tc.train(tiny_config(n), workdir, agent, log=lambda *a: None)
+    return tc.train(tiny_config(n), workdir, agent, log=lambda *a: None,
+                    allow_changes=("num_iterations",))
   _, _, b, straight = resume_check(train)
   assert isinstance(straight, reps_lib.TaskFamilyREPSState)
   # The members drawn are the draws from the key in the learner state.

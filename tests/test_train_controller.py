@@ -3,13 +3,18 @@
 import csv
 import os
 
+import jax
 import numpy as np
 import pytest
 
 from configs import quickstart
+from lr_meta import evaluation
+from lr_meta import experiment
+from lr_meta import rundir
 from script_loader import load_script  # tests/script_loader.py
 
 tc = load_script("train_controller")
+ec = load_script("evaluate_controller")
 
 
 def tiny_config(num_iterations=2):
@@ -42,25 +47,41 @@ def trained(tmp_path_factory):
 def test_end_to_end_writes_outputs(trained):
   workdir, table = trained
   assert "PPO controller (lr0=0.1)" in table and "constant LR 0.1" in table
-  for name in ("metrics.csv", "results.md", "controller_params.msgpack",
+  for name in ("metrics.csv", "results.md", "controller.msgpack",
                "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
-  assert os.listdir(os.path.join(workdir, "checkpoints"))
+  # One controller file per run; learner checkpoints: the latest KEEP.
+  assert not os.path.exists(os.path.join(workdir, "controller_params.msgpack"))
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "3"]
+  assert rundir.snapshot_steps(workdir) == [1, 2, 3]
+  # The final controller file holds the last snapshot's actor.
+  final = rundir.load_snapshot(workdir)
+  from lr_meta.policies import controller as controller_lib  # pylint: disable=g-import-not-at-top
+  ctrl = controller_lib.load_controller(os.path.join(workdir,
+                                                     "controller.msgpack"))
+  for a, b in zip(jax.tree.leaves(ctrl.params),
+                  jax.tree.leaves(final["actor"])):
+    np.testing.assert_array_equal(a, b)
+  assert "| diverged |" in table
   rows = _rows(os.path.join(workdir, "metrics.csv"))
   assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
   assert np.isfinite(float(rows[-1]["episode_return"]))
 
 
 def test_resume_equals_uninterrupted(resume_check):
-  _, env, env_params, strategy = tc.build(tiny_config())
-  agent = tc.make_agent(tiny_config(), env, env_params, strategy)
+  _, env, env_params, strategy = experiment.build(tiny_config())
+  agent = experiment.make_agent(tiny_config(), env, env_params, strategy)
   def train(n, workdir):
     config = tiny_config(n)
     config.checkpoint_every = 2
-    return tc.train(config, workdir, agent, log=lambda *a: None)
+    return tc.train(config, workdir, agent, log=lambda *a: None,
+                    allow_changes=("num_iterations",))
   a, _, b, _ = resume_check(train)
   assert _rows(os.path.join(a, "metrics.csv")) == _rows(
       os.path.join(b, "metrics.csv"))
+  untimed = lambda d: {i: {k: v for k, v in m.items() if k != "time_s"}
+                       for i, m in rundir.snapshot_metrics(d).items()}
+  assert untimed(a) == untimed(b)
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -73,23 +94,19 @@ def test_bad_config_values(field, value, match):
   config = tiny_config()
   config[field] = value
   with pytest.raises(ValueError, match=match):
-    tc.check_config(config)
+    experiment.check_config(config)
 
 
 def test_bad_agent_subconfig():
   config = tiny_config()
   config.ppo.num_minibatches = 3
-  task, env, env_params, strategy = tc.build(config)
+  task, env, env_params, strategy = experiment.build(config)
   with pytest.raises(ValueError, match="config.ppo"):
-    tc.make_agent(config, env, env_params, strategy)
-
-
-from lr_meta import evaluation as ec  # pylint: disable=g-import-not-at-top,wrong-import-position
+    experiment.make_agent(config, env, env_params, strategy)
 
 
 def test_evaluate_controller_selects_by_val_and_compares(trained, tmp_path):
   workdir, _ = trained
-  assert sorted(ec.list_snapshots(workdir)) == [1, 2, 3]
   eval_config = tiny_config(3)
   eval_config.eval.baselines = ("constant", "step_decay(lr=0.1, every=2, factor=0.5)")
   eval_config.eval.constant_lrs = (0.3, 0.1)
@@ -119,13 +136,17 @@ def test_evaluate_controller_selects_by_val_and_compares(trained, tmp_path):
   assert f"{p:.3g}" in table
 
 
-def test_evaluate_controller_bad_workdir_and_snapshot(tmp_path):
+def test_evaluate_controller_bad_workdir_and_snapshot(trained, tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
-    ec.load_train_config(str(tmp_path))
-  bad = tmp_path / "bad.msgpack"
-  bad.write_bytes(b"not msgpack at all")
-  with pytest.raises(ValueError, match="corrupted"):
-    ec.load_params(str(bad), {"w": np.zeros(3)})
+    rundir.read_config(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="snapshots"):
+    rundir.snapshot_steps(str(tmp_path))
+  workdir, _ = trained
+  with pytest.raises(ValueError, match="No snapshot at iteration 7.*"
+                     r"available: \[1, 2, 3\]"):
+    rundir.load_snapshot(workdir, 7)
+  with pytest.raises(ValueError, match="another agent/network config"):
+    rundir.load_snapshot(workdir, 3, {"w": np.zeros(3)})
 
 
 def test_baseline_cache_round_trip(tmp_path):
@@ -153,12 +174,15 @@ def test_baseline_cache_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("column", ["episode_return", "last_episode_return"])
-def test_candidates_ranked_by_training_return(tmp_path, column):
-  snapshots = {i: f"iter_{i}" for i in (1, 2, 3, 4)}
-  with open(tmp_path / "metrics.csv", "w") as f:
-    f.write(f"iteration,{column}\n1,0.5\n2,0.9\n3,0.7\n4,0.1\n")
+def test_candidates_ranked_by_training_return(column):
+  metrics = {i: {column: r, "loss": 0.0}
+             for i, r in zip((1, 2, 3, 4), (0.5, 0.9, 0.7, 0.1))}
   # Top 2 by return (2, 3) plus the last snapshot (4).
-  assert ec.candidate_iterations(str(tmp_path), snapshots, 2) == [2, 3, 4]
-  assert ec.candidate_iterations(str(tmp_path), snapshots, 0) == [4]
-  (tmp_path / "metrics.csv").unlink()
-  assert ec.candidate_iterations(str(tmp_path), snapshots, 2) == [3, 4]
+  assert evaluation.candidate_iterations(metrics, 2) == [2, 3, 4]
+  assert evaluation.candidate_iterations(metrics, 0) == [4]
+  # A NaN return (DQN before its first finished episode) is never ranked.
+  metrics[3][column] = float("nan")
+  assert evaluation.candidate_iterations(metrics, 2) == [1, 2, 4]
+  # Without returns (REPS): the latest snapshots.
+  no_return = {i: {"loss": 0.0} for i in (1, 2, 3, 4)}
+  assert evaluation.candidate_iterations(no_return, 2) == [3, 4]

@@ -17,6 +17,8 @@ from lr_meta.baselines.schedules import XU2019_STEP_DECAY_GRID
 from lr_meta.baselines.schedules import xu2019_step_decay_grid
 from lr_meta.baselines.sweep import ADAPTIVE_GRID_LRS
 from lr_meta.baselines.sweep import BaselineEntry
+from lr_meta.baselines.sweep import DIVERGED_MARK
+from lr_meta.baselines.sweep import DIVERGED_NOTE
 from lr_meta.baselines.sweep import EVAL_SEED_OFFSET
 from lr_meta.baselines.sweep import evaluate_on_seeds
 from lr_meta.baselines.sweep import mean_std
@@ -27,7 +29,8 @@ from lr_meta.baselines.sweep import SweepResult
 from lr_meta.baselines.sweep import tune_and_evaluate
 
 __all__ = [
-    "ADAPTIVE_GRID_LRS", "EVAL_SEED_OFFSET", "KNOWN_GRIDS", "KNOWN_SCHEDULES",
+    "ADAPTIVE_GRID_LRS", "DIVERGED_MARK", "DIVERGED_NOTE", "EVAL_SEED_OFFSET",
+    "KNOWN_GRIDS", "KNOWN_SCHEDULES",
     "XU2019_STEP_DECAY_GRID", "BaselineEntry", "constant", "cosine",
     "evaluate_on_seeds", "grid", "linear", "make_schedule", "mean_std",
     "named_grid", "parse_baseline", "parse_spec", "ScheduleSpec",

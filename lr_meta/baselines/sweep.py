@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import seeds as seeds_lib
 from lr_meta.baselines import schedules
 from lr_meta.baselines.schedules import ScheduleSpec
 from lr_meta.tasks import episode
@@ -19,17 +20,32 @@ from lr_meta.tasks.task import evaluate_batch
 from lr_meta.tasks.task import Task
 
 __all__ = [
-    "ADAPTIVE_GRID_LRS", "EVAL_SEED_OFFSET", "BaselineEntry",
-    "evaluate_on_seeds", "mean_std", "parse_baseline", "SeedResults", "sweep",
-    "SweepResult", "tune_and_evaluate",
+    "ADAPTIVE_GRID_LRS", "DIVERGED_MARK", "DIVERGED_NOTE", "EVAL_SEED_OFFSET",
+    "BaselineEntry", "evaluate_on_seeds", "mean_std", "parse_baseline",
+    "SeedResults", "sweep", "SweepResult", "tune_and_evaluate",
 ]
 
-EVAL_SEED_OFFSET = 10_000   # evaluation seeds never overlap tuning seeds
+# Evaluation seeds never overlap tuning seeds.
+EVAL_SEED_OFFSET = seeds_lib.seed_offset("evaluation")
+
+# Marks a mean over seeds of which some diverged; tables holding one end with
+# DIVERGED_NOTE.
+DIVERGED_MARK = "†"
+DIVERGED_NOTE = (f"{DIVERGED_MARK} mean (std) over seeds of which some "
+                 "diverged (count in the diverged column).")
 
 
-def mean_std(x) -> str:
-  """``'mean (std)'`` of per-seed numbers, the format of every results table."""
-  return f"{np.mean(x):.4f} ({np.std(x):.4f})"
+def mean_std(x, diverged=0) -> str:
+  """``'mean (std)'`` of per-seed numbers, the format of every results table.
+
+  Args:
+    x: per-seed numbers.
+    diverged: how many of those seeds diverged (a count, or a boolean per
+      seed); a mean over partly or wholly diverged seeds is marked with
+      ``DIVERGED_MARK``.
+  """
+  mark = f" {DIVERGED_MARK}" if int(np.sum(diverged)) else ""
+  return f"{np.mean(x):.4f} ({np.std(x):.4f}){mark}"
 
 
 class SweepResult(NamedTuple):

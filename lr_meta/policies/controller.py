@@ -330,8 +330,23 @@ def _digest(spec_text: str, params_bytes: bytes) -> str:
   return hashlib.sha256(spec_text.encode("utf-8") + params_bytes).hexdigest()
 
 
+def _check_finite(params: Any, source: str):
+  """A controller with a NaN or inf parameter cannot act: never written or
+  read."""
+  bad = [jax.tree_util.keystr(path) for path, x in
+         jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
+         if not np.all(np.isfinite(np.asarray(x, np.float64)))]
+  if bad:
+    raise ValueError(f"{source}: non-finite controller params at {bad}.")
+
+
 def controller_to_bytes(controller: Controller) -> bytes:
-  """The file contents of ``controller`` (see the module docstring)."""
+  """The file contents of ``controller`` (see the module docstring).
+
+  Raises:
+    ValueError: the params hold a NaN or inf.
+  """
+  _check_finite(controller.params, f"controller {controller.spec.name!r}")
   spec_text = controller.spec.check().to_json()
   params_bytes = flax.serialization.to_bytes(
       jax.device_get(controller.params))
@@ -346,7 +361,8 @@ def controller_from_bytes(data: bytes, source: str = "<bytes>") -> Controller:
 
   Raises:
     ValueError: truncated or corrupted data, another format, another format
-      version, or params that do not fit the spec's network.
+      version, params that do not fit the spec's network, or non-finite
+      params.
   """
   try:
     header = flax.serialization.msgpack_restore(bytes(data))
@@ -379,6 +395,7 @@ def controller_from_bytes(data: bytes, source: str = "<bytes>") -> Controller:
     params = flax.serialization.msgpack_restore(params_bytes)
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"{source}: unreadable params: {e}") from e
+  _check_finite(params, source)
   try:
     return make_controller(spec, params)
   except ValueError as e:

@@ -1,0 +1,157 @@
+"""Config files: loading by path, sibling configs, command-line flags.
+
+A config file is a Python file with ``get_config()`` returning an
+``ml_collections.ConfigDict`` (``configs/`` holds the shipped ones). It is
+loaded by its path, never imported as a package module, so that no config
+needs ``PYTHONPATH`` or a ``sys.path`` entry:
+
+* ``load_config(path)`` runs a file's ``get_config()``;
+* a config built on another one loads it with ``sibling(__file__, name)``
+  (``configs/quickstart.py`` extends ``configs/xu2019_ppo.py`` this way);
+* scripts define their config flags with ``DEFINE_config_file`` and run
+  ``app.run(main, flags_parser=parse_flags)``: a missing file and an override
+  naming no field (``--config.num_iteratons=3``) are one clear line, which
+  lists the valid field names, instead of a traceback.
+"""
+
+import importlib.util
+import os
+import re
+import sys
+import types
+from typing import List, Optional, Sequence
+
+from absl import flags
+import ml_collections
+from ml_collections import config_flags
+
+__all__ = ["load_module", "load_config", "sibling", "DEFINE_config_file",
+           "parse_flags", "field_error"]
+
+_CONFIG_FLAGS = set()   # names of the flags defined by DEFINE_config_file
+
+
+def load_module(path: str) -> types.ModuleType:
+  """The config file at ``path`` as a module (one module object per file).
+
+  Raises:
+    FileNotFoundError: in one line naming the path, when there is no file.
+  """
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"Config file {path!r} not found.")
+  # One module per absolute path: a config loaded twice (by two siblings) is
+  # one object, and two files named alike in two directories do not clash.
+  name = "lr_meta_config_" + re.sub(r"\W", "_", path)
+  if name in sys.modules:
+    return sys.modules[name]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  try:
+    spec.loader.exec_module(module)
+  except BaseException:
+    del sys.modules[name]
+    raise
+  return module
+
+
+def load_config(path: str, *args) -> ml_collections.ConfigDict:
+  """``get_config(*args)`` of the config file at ``path``."""
+  module = load_module(path)
+  if not callable(getattr(module, "get_config", None)):
+    raise ValueError(f"Config file {path!r} defines no get_config().")
+  return module.get_config(*args)
+
+
+def sibling(anchor_file: str, name: str) -> types.ModuleType:
+  """The config file ``name``.py next to ``anchor_file`` (a config's __file__).
+
+  Example (``configs/quickstart.py``)::
+
+    xu2019_ppo = config.sibling(__file__, "xu2019_ppo")
+  """
+  return load_module(os.path.join(os.path.dirname(os.path.abspath(
+      anchor_file)), f"{name}.py"))
+
+
+def field_error(config, dotted: str) -> Optional[str]:
+  """Why ``config.<dotted>`` names no field (None when it does).
+
+  The message names the first missing part and lists the valid names at
+  that level.
+  """
+  node, done = config, []
+  for part in dotted.split("."):
+    keys = list(node.keys()) if isinstance(
+        node, (ml_collections.ConfigDict, dict)) else None
+    if keys is None or part not in keys:
+      where = ".".join(["config"] + done)
+      valid = ", ".join(sorted(keys)) if keys else "none (not a sub-config)"
+      return f"{where} has no field {part!r}; valid: {valid}."
+    node, done = node[part], done + [part]
+  return None
+
+
+def _check_file(name: str, value) -> bool:
+  if value is None:
+    return True
+  path = config_flags.get_config_filename(flags.FLAGS[name]).split(":")[0]
+  if not os.path.isfile(path):
+    raise flags.ValidationError(f"config file {path!r} not found.")
+  return True
+
+
+def DEFINE_config_file(name: str, default: Optional[str] = None,  # pylint: disable=invalid-name
+                       help_string: str = "Config file.") -> flags.FlagHolder:
+  """``ml_collections`` config-file flag whose missing file is one clear line.
+
+  Overrides (``--<name>.field=value``) work as in ``ml_collections``; run the
+  script with ``app.run(main, flags_parser=parse_flags)`` so that an
+  override naming no field is reported with the valid names.
+  """
+  holder = config_flags.DEFINE_config_file(name, default, help_string)
+  flags.register_validator(name, lambda value: _check_file(name, value))
+  _CONFIG_FLAGS.add(name)
+  return holder
+
+
+def _override_errors(argv: Sequence[str]) -> List[str]:
+  """Messages for the ``--<config flag>.a.b=v`` arguments naming no field."""
+  paths, out = {}, []
+  for i, arg in enumerate(argv):
+    for name in _CONFIG_FLAGS:
+      if arg == f"--{name}" and i + 1 < len(argv):
+        paths[name] = argv[i + 1]
+      elif arg.startswith(f"--{name}="):
+        paths[name] = arg.split("=", 1)[1]
+  for arg in argv:
+    head = arg.split("=", 1)[0]
+    name, _, dotted = head[2:].partition(".")
+    if not arg.startswith("--") or name not in paths or not dotted:
+      continue
+    try:
+      config = load_config(*paths[name].split(":", 1))
+    except Exception:  # pylint: disable=broad-except
+      continue   # the file's own error is reported by the flag's parser
+    message = field_error(config, dotted)
+    if message:
+      out.append(f"{head}: {message}")
+  return out
+
+
+def parse_flags(argv: Sequence[str]) -> List[str]:
+  """``app.run``'s flags parser with one-line config errors.
+
+  As absl's default (``FATAL Flags parsing error: ...`` and exit status 1),
+  and the same for a config override naming no field, whose message lists
+  the valid field names.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError) as e:
+    errors = _override_errors(argv) or [str(e).strip().splitlines()[0]]
+    for line in errors:
+      sys.stderr.write(f"FATAL Flags parsing error: {line}\n")
+    sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
+    sys.exit(1)
