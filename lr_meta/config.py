@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import types
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from absl import flags
 import ml_collections
@@ -28,7 +28,7 @@ from ml_collections import config_flags
 __all__ = ["load_module", "load_config", "sibling", "DEFINE_config_file",
            "parse_flags", "field_error"]
 
-_CONFIG_FLAGS = set()   # names of the flags defined by DEFINE_config_file
+_CONFIG_FLAGS = {}   # name -> default path of each DEFINE_config_file flag
 
 
 def load_module(path: str) -> types.ModuleType:
@@ -93,38 +93,39 @@ def field_error(config, dotted: str) -> Optional[str]:
   return None
 
 
-def _check_file(name: str, value) -> bool:
-  if value is None:
-    return True
-  path = config_flags.get_config_filename(flags.FLAGS[name]).split(":")[0]
-  if not os.path.isfile(path):
-    raise flags.ValidationError(f"config file {path!r} not found.")
-  return True
-
-
 def DEFINE_config_file(name: str, default: Optional[str] = None,  # pylint: disable=invalid-name
                        help_string: str = "Config file.") -> flags.FlagHolder:
-  """``ml_collections`` config-file flag whose missing file is one clear line.
+  """An ``ml_collections`` config-file flag, checked by ``parse_flags``.
 
   Overrides (``--<name>.field=value``) work as in ``ml_collections``; run the
-  script with ``app.run(main, flags_parser=parse_flags)`` so that an
-  override naming no field is reported with the valid names.
+  script with ``app.run(main, flags_parser=parse_flags)`` so that a missing
+  file and an override naming no field are one line each.
   """
   holder = config_flags.DEFINE_config_file(name, default, help_string)
-  flags.register_validator(name, lambda value: _check_file(name, value))
-  _CONFIG_FLAGS.add(name)
+  _CONFIG_FLAGS[name] = default
   return holder
 
 
-def _override_errors(argv: Sequence[str]) -> List[str]:
-  """Messages for the ``--<config flag>.a.b=v`` arguments naming no field."""
-  paths, out = {}, []
+def _config_paths(argv: Sequence[str]) -> Dict[str, str]:
+  """``{flag name: config path}`` of the config flags, given or default."""
+  paths = {name: d for name, d in _CONFIG_FLAGS.items() if d}
   for i, arg in enumerate(argv):
     for name in _CONFIG_FLAGS:
       if arg == f"--{name}" and i + 1 < len(argv):
         paths[name] = argv[i + 1]
       elif arg.startswith(f"--{name}="):
         paths[name] = arg.split("=", 1)[1]
+  return paths
+
+
+def _flag_errors(argv: Sequence[str]) -> List[str]:
+  """One message per missing config file or override naming no field."""
+  out = []
+  paths = _config_paths(argv)
+  for name, path in paths.items():
+    if not os.path.isfile(path.split(":", 1)[0]):
+      out.append(f"--{name}: config file {path.split(':', 1)[0]!r} not "
+                 "found.")
   for arg in argv:
     head = arg.split("=", 1)[0]
     name, _, dotted = head[2:].partition(".")
@@ -133,7 +134,7 @@ def _override_errors(argv: Sequence[str]) -> List[str]:
     try:
       config = load_config(*paths[name].split(":", 1))
     except Exception:  # pylint: disable=broad-except
-      continue   # the file's own error is reported by the flag's parser
+      continue   # a missing file is reported above; a broken one by absl
     message = field_error(config, dotted)
     if message:
       out.append(f"{head}: {message}")
@@ -144,14 +145,16 @@ def parse_flags(argv: Sequence[str]) -> List[str]:
   """``app.run``'s flags parser with one-line config errors.
 
   As absl's default (``FATAL Flags parsing error: ...`` and exit status 1),
-  and the same for a config override naming no field, whose message lists
-  the valid field names.
+  and the same for a missing config file and for a config override naming no
+  field, whose message lists the valid field names.
   """
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError) as e:
-    errors = _override_errors(argv) or [str(e).strip().splitlines()[0]]
-    for line in errors:
-      sys.stderr.write(f"FATAL Flags parsing error: {line}\n")
-    sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
-    sys.exit(1)
+  errors = _flag_errors(argv)
+  if not errors:
+    try:
+      return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError) as e:
+      errors = [str(e).strip().splitlines()[0]]
+  for line in errors:
+    sys.stderr.write(f"FATAL Flags parsing error: {line}\n")
+  sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
+  sys.exit(1)

@@ -1,0 +1,109 @@
+"""Config files by path (lr_meta.config): sibling configs without PYTHONPATH,
+one-line errors for a missing file and for unknown field names."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from lr_meta import config as config_lib
+from lr_meta import experiment
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(args, cwd, pythonpath):
+  env = dict(os.environ, PYTHONPATH=str(pythonpath))
+  return subprocess.run([sys.executable] + args, cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=300,
+                        check=False)
+
+
+@pytest.fixture
+def lib_only(tmp_path):
+  """A PYTHONPATH holding this checkout's lr_meta and nothing else."""
+  path = tmp_path / "lib"
+  path.mkdir()
+  (path / "lr_meta").symlink_to(REPO / "lr_meta")
+  return path
+
+
+def test_configs_load_siblings_without_configs_on_the_path(tmp_path,
+                                                           lib_only):
+  # fu2016_dqn_wrn -> fu2016_dqn -> xu2019_ppo: two levels of siblings,
+  # loaded from a directory where ``import configs`` finds nothing.
+  code = ("import importlib.util\n"
+          "from lr_meta import config\n"
+          "assert importlib.util.find_spec('configs') is None\n"
+          f"c = config.load_config({str(REPO / 'configs' / 'fu2016_dqn_wrn.py')!r})\n"
+          "print(c.agent, c.task.model, c.ppo.gamma)\n")
+  proc = _run(["-c", code], tmp_path, lib_only)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.split() == ["dqn", "wide_resnet", "0.9"]
+
+
+def test_loaded_config_equals_the_package_import():
+  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  loaded = config_lib.load_config(REPO / "configs" / "quickstart.py")
+  assert loaded.to_dict() == quickstart.get_config().to_dict()
+  # One module object per file, whoever loads it.
+  assert config_lib.sibling(REPO / "configs" / "quickstart.py",
+                            "xu2019_ppo") is config_lib.load_module(
+                                REPO / "configs" / "xu2019_ppo.py")
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"^Config file '.*nope.py' "
+                     r"not found\.$"):
+    config_lib.load_config(tmp_path / "nope.py")
+  (tmp_path / "empty.py").write_text("X = 1\n")
+  with pytest.raises(ValueError, match="defines no get_config"):
+    config_lib.load_config(tmp_path / "empty.py")
+
+
+def test_cli_missing_config_and_unknown_override_are_one_line(lib_only):
+  script = str(REPO / "scripts" / "run_baselines.py")
+  missing = _run([script, "--config", "configs/nope.py"], REPO, lib_only)
+  assert missing.returncode == 1
+  assert "Traceback" not in missing.stderr
+  assert missing.stderr.splitlines() == [
+      "FATAL Flags parsing error: --config: config file 'configs/nope.py' "
+      "not found.", "Pass --helpshort or --helpfull to see help on flags."]
+  typo = _run([script, "--config", "configs/baselines_tiny.py",
+               "--config.num_step=3", "--config.task.batch_sise=8"], REPO,
+              lib_only)
+  assert typo.returncode == 1
+  assert "Traceback" not in typo.stderr
+  lines = typo.stderr.splitlines()
+  assert lines[0].startswith(
+      "FATAL Flags parsing error: --config.num_step: config has no field "
+      "'num_step'; valid: baselines, batch_mode, cosine_init_lrs, eval_every,"
+      " num_eval_seeds, num_steps,")
+  assert lines[1].startswith(
+      "FATAL Flags parsing error: --config.task.batch_sise: config.task has "
+      "no field 'batch_sise'; valid: batch_size, dataset,")
+
+
+def test_field_error_names_the_level():
+  config = config_lib.load_config(REPO / "configs" / "quickstart.py")
+  assert config_lib.field_error(config, "ppo.num_envs") is None
+  assert config_lib.field_error(config, "seed.x") == (
+      "config.seed has no field 'x'; valid: none (not a sub-config).")
+
+
+@pytest.mark.parametrize("part,field", [
+    ("", "num_iteration"), ("ppo", "num_envz"), ("env", "unroll"),
+    ("task", "data_dir"), ("eval", "seeds")])
+def test_unknown_config_fields_are_named_with_the_valid_ones(part, field):
+  config = config_lib.load_config(REPO / "configs" / "quickstart.py")
+  node = config[part] if part else config
+  node[field] = 1
+  where = "config" + (f".{part}" if part else "")
+  valid = sorted(experiment.config_fields()[part])
+  with pytest.raises(ValueError) as e:
+    experiment.check_config(config)
+  assert str(e.value) == (f"{where} has unknown fields [{field!r}]; valid: "
+                          f"{', '.join(valid)}.")
+  assert field not in valid
