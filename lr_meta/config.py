@@ -32,7 +32,7 @@ _CONFIG_FLAGS = {}   # name -> default path of each DEFINE_config_file flag
 
 
 def load_module(path: str) -> types.ModuleType:
-  """The config file at ``path`` as a module (one module object per file).
+  """The Python file at ``path`` (a config) as a module, once per file.
 
   Raises:
     FileNotFoundError: in one line naming the path, when there is no file.
@@ -42,7 +42,7 @@ def load_module(path: str) -> types.ModuleType:
     raise FileNotFoundError(f"Config file {path!r} not found.")
   # One module per absolute path: a config loaded twice (by two siblings) is
   # one object, and two files named alike in two directories do not clash.
-  name = "lr_meta_config_" + re.sub(r"\W", "_", path)
+  name = "lr_meta_file_" + re.sub(r"\W", "_", path)
   if name in sys.modules:
     return sys.modules[name]
   spec = importlib.util.spec_from_file_location(name, path)

@@ -38,6 +38,7 @@ Guarantees (each has a test reproducing the fault):
 import contextlib
 import csv
 import fcntl
+import gc
 import hashlib
 import io
 import json
@@ -59,8 +60,8 @@ from lr_meta.policies import controller as controller_lib
 __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "CHECKPOINT_DIR", "SNAPSHOT_DIR",
     "CONTROLLER_FILE", "RESULTS_FILE", "EVAL_DIR", "TENSORBOARD_DIR",
-    "SAFE_CHANGES", "KEEP", "RETURN_METRICS", "training_return", "RunError", "WorkdirBusyError",
-    "ConfigMismatchError", "CheckpointError", "NonFiniteError", "Run",
+    "SAFE_CHANGES", "KEEP", "RETURN_METRICS", "training_return", "RunError",
+    "WorkdirBusyError", "ConfigMismatchError", "CheckpointError", "NonFiniteError", "Run",
     "read_config", "config_changes", "tree_digest", "non_finite_leaves",
     "read_metrics", "snapshot_steps", "snapshot_metrics", "load_snapshot",
     "controller_from_training", "write_training_artifact",
@@ -111,11 +112,14 @@ class NonFiniteError(RunError):
 
 
 def tree_digest(tree) -> str:
-  """SHA-256 of a pytree's structure, leaf paths, dtypes, shapes and bytes."""
+  """SHA-256 of a pytree's leaves: their paths, dtypes, shapes and bytes.
+
+  The tree's static data is left out: its text may hold object addresses
+  that differ between the process that saves and the one that restores.
+  """
   h = hashlib.sha256()
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))
-  h.update(str(treedef).encode())
-  for path, leaf in leaves:
+  for path, leaf in jax.tree_util.tree_flatten_with_path(
+      jax.device_get(tree))[0]:
     if jax.dtypes.issubdtype(getattr(leaf, "dtype", None),
                              jax.dtypes.prng_key):
       leaf = jax.random.key_data(leaf)
@@ -169,7 +173,8 @@ def config_changes(stored: Mapping, new: Mapping) -> List[Tuple[str, Any, Any]]:
   a, b = (_flatten(json.loads(_config_text(c))) for c in (stored, new))
   missing = "<absent>"
   return [(k, a.get(k, missing), b.get(k, missing))
-          for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+          for k in sorted(set(a) | set(b))
+          if a.get(k, missing) != b.get(k, missing)]
 
 
 def _uncommitted(tree):
@@ -178,7 +183,12 @@ def _uncommitted(tree):
   Orbax restores arrays committed to a device; a jitted function called with
   them compiles again (a resumed run paid a second full compile).
   """
-  return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), tree)
+  def fresh(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(np.asarray(jax.random.key_data(x)),
+                                      impl=jax.random.key_impl(x))
+    return jnp.asarray(np.asarray(x))
+  return jax.tree.map(fresh, tree)
 
 
 def _rows_digest(rows) -> str:
@@ -292,6 +302,23 @@ def _absl_verbosity(level):
     logging.set_verbosity(old)
 
 
+@contextlib.contextmanager
+def _quiet_async_errors():
+  """Drops the 'exception ignored' reports of orbax's abandoned coroutines.
+
+  A failed orbax restore leaves its other reads un-awaited; collected later,
+  each prints a long TensorStore traceback. The failure itself is raised
+  (and reported in one line by the caller).
+  """
+  hook = sys.unraisablehook
+  sys.unraisablehook = lambda unraisable: None
+  try:
+    yield
+  finally:
+    gc.collect()
+    sys.unraisablehook = hook
+
+
 def snapshot_steps(workdir: str) -> List[int]:
   """Iterations with a controller snapshot, ascending."""
   with contextlib.closing(_snapshot_manager(workdir, read_only=True)) as m:
@@ -348,24 +375,6 @@ def load_snapshot(workdir: str, step: Optional[int] = None, template=None):
   return _uncommitted(params)
 
 
-@contextlib.contextmanager
-def _quiet_async_errors():
-  """Drops the 'exception ignored' reports of orbax's abandoned coroutines.
-
-  A failed orbax restore leaves its other reads un-awaited; collected later,
-  each prints a long TensorStore traceback. The failure itself is raised
-  (and reported in one line by the caller).
-  """
-  hook = sys.unraisablehook
-  sys.unraisablehook = lambda unraisable: None
-  try:
-    yield
-  finally:
-    import gc  # pylint: disable=g-import-not-at-top
-    gc.collect()
-    sys.unraisablehook = hook
-
-
 # ----------------------------------------------------------------------------
 # The training run.
 
@@ -376,12 +385,12 @@ class Run:
   Use as a context manager::
 
     with rundir.Run(workdir, config, allow_changes=("num_iterations",)) as run:
-      state, start = run.restore(agent.init(key))
+      state, start = run.restore(agent.init(key), policy_params)
       for it in range(start, config.num_iterations):
         state, metrics = agent.update_iteration(state)
-        run.record(it + 1, scalars)
+        run.record(it + 1, scalars, policy_params(state))
         if checkpoint_due:
-          run.save(it + 1, state, policy_params)
+          run.save(it + 1, state, policy_params(state))
 
   Opening takes the lock, then checks the stored config (``allow_changes``:
   fields of ``SAFE_CHANGES`` a resume may change) and writes ``config.json``.

@@ -37,6 +37,7 @@ import os
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 
 from lr_meta import baselines
@@ -147,6 +148,7 @@ def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)   # orbax logs every read at INFO
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required.")
   config = _CONFIG.value

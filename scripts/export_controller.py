@@ -24,6 +24,7 @@ import os
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from lr_meta import config as config_lib
 from lr_meta import experiment
@@ -86,6 +87,7 @@ def _define_flags():
 
 def main(argv, defined):
   del argv
+  logging.set_verbosity(logging.WARNING)   # orbax logs every read at INFO
   workdir, name, description, out_dir, data_dir, iteration, config = (
       f.value for f in defined)
   if not workdir or not name:

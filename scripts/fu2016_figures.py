@@ -33,6 +33,7 @@ from typing import NamedTuple, Optional
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -300,6 +301,7 @@ def _replay_error(replayed_params, batched_params) -> float:
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)   # orbax logs every read at INFO
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required.")
   print(make_figures(_WORKDIR.value, _EVAL_DIR.value, _DATA_DIR.value,

@@ -39,6 +39,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -226,6 +227,7 @@ def markdown(results, header):
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)   # orbax logs every read at INFO
   t_start = time.time()
   os.makedirs(_OUTDIR.value, exist_ok=True)
   grids = {"sgd": _SGD_ETA0S.value, "rmsprop": _RMSPROP_ETA0S.value}

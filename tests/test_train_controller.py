@@ -2,12 +2,13 @@
 
 import csv
 import os
+import pathlib
 
 import jax
 import numpy as np
 import pytest
 
-from configs import quickstart
+from lr_meta import config as config_lib
 from lr_meta import evaluation
 from lr_meta import experiment
 from lr_meta import rundir
@@ -18,15 +19,9 @@ ec = load_script("evaluate_controller")
 
 
 def tiny_config(num_iterations=2):
-  config = quickstart.get_config()
-  config.task.update(batch_size=32, num_train_examples=500,
-                     num_val_examples=200, num_test_examples=200)
-  config.env.update(num_decisions=3, steps_per_decision=2,
-                    num_val_examples=100, initial_lrs=(0.1,))
-  config.ppo.update(num_envs=2, num_minibatches=1, num_epochs=2)
+  config = config_lib.load_config(pathlib.Path(__file__).parent /
+                                  "tiny_ppo_config.py")
   config.num_iterations = num_iterations
-  config.checkpoint_every = 1
-  config.eval.update(num_seeds=2, initial_lrs=(0.1,), constant_lrs=(0.1,))
   return config
 
 
