@@ -19,14 +19,14 @@ import os
 import re
 import sys
 import types
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
-__all__ = ["load_module", "load_config", "sibling", "DEFINE_config_file",
-           "parse_flags", "field_error"]
+__all__ = ["load_module", "load_config", "sibling", "field_error",
+           "check_fields", "DEFINE_config_file", "parse_flags"]
 
 _CONFIG_FLAGS = {}   # name -> default path of each DEFINE_config_file flag
 
@@ -91,6 +91,28 @@ def field_error(config, dotted: str) -> Optional[str]:
       return f"{where} has no field {part!r}; valid: {valid}."
     node, done = node[part], done + [part]
   return None
+
+
+def check_fields(config, schema: Mapping[str, Sequence[str]]):
+  """Raises ValueError naming unknown field names and listing the valid ones.
+
+  Args:
+    config: a ConfigDict (or dict).
+    schema: ``{part: valid field names}``; a part is '' (the top level) or a
+      dotted path to a sub-config. Parts absent from ``config`` are skipped.
+  """
+  for part, valid in schema.items():
+    node = config
+    for key in filter(None, part.split(".")):
+      node = node.get(key) if isinstance(
+          node, (ml_collections.ConfigDict, dict)) else None
+    if not isinstance(node, (ml_collections.ConfigDict, dict)):
+      continue
+    unknown = sorted(set(node.keys()) - set(valid))
+    if unknown:
+      where = ".".join(["config"] + list(filter(None, part.split("."))))
+      raise ValueError(f"{where} has unknown fields {unknown}; valid: "
+                       f"{', '.join(sorted(valid))}.")
 
 
 def DEFINE_config_file(name: str, default: Optional[str] = None,  # pylint: disable=invalid-name

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import config as config_lib
 from lr_meta import tasks
 from lr_meta.agents import actor_critic as actor_critic_lib
 from lr_meta.agents import dqn as dqn_lib
@@ -100,15 +101,7 @@ def config_fields() -> dict:
 
 def check_field_names(config):
   """Raises ValueError naming unknown fields and listing the valid ones."""
-  for part, valid in config_fields().items():
-    node = config if not part else config.get(part)
-    if not node:
-      continue
-    unknown = sorted(set(node.keys()) - set(valid))
-    if unknown:
-      where = "config" + (f".{part}" if part else "")
-      raise ValueError(f"{where} has unknown fields {unknown}; valid: "
-                       f"{', '.join(sorted(valid))}.")
+  config_lib.check_fields(config, config_fields())
 
 
 def check_config(config):

@@ -120,6 +120,7 @@ class AccuracyCurves(NamedTuple):
   train: np.ndarray        # (R, S)
   test: np.ndarray         # (R, S)
   final_params: list       # R final parameter pytrees
+  diverged: np.ndarray     # (R,) bool
 
 
 def accuracy_curves(task, keys, learning_rates, eval_every: int,
@@ -136,7 +137,7 @@ def accuracy_curves(task, keys, learning_rates, eval_every: int,
   if eval_every <= 0 or lrs.shape[1] % eval_every:
     raise ValueError(f"eval_every must be a positive divisor of T = "
                      f"{lrs.shape[1]}; got {eval_every!r}.")
-  train, test, finals = [], [], []
+  train, test, finals, diverged = [], [], [], []
   for key, seq in zip(keys, lrs):
     state = _init(task, key, seq[0])
     tr, te = [], []
@@ -147,8 +148,10 @@ def accuracy_curves(task, keys, learning_rates, eval_every: int,
     train.append(tr)
     test.append(te)
     finals.append(state.params)
+    diverged.append(bool(state.diverged))
   steps = eval_every * (np.arange(lrs.shape[1] // eval_every) + 1)
-  return AccuracyCurves(steps, np.asarray(train), np.asarray(test), finals)
+  return AccuracyCurves(steps, np.asarray(train), np.asarray(test), finals,
+                        np.asarray(diverged))
 
 
 def env_optimizee_keys(seeds):
@@ -263,11 +266,15 @@ def make_figures(workdir, eval_dir=None, data_dir=None, eval_every=25,
   lines = [f"Test-seed accuracy curves ({num_examples} test examples, mean "
            f"(std) over {n} seeds {seeds[0]}..{seeds[-1]}); controller replay "
            f"error {diff:.2e}.", "", f"| method | {head} | train acc @ "
-           f"{steps[-1]} |", "|---" * (len(quarters) + 2) + "|"]
+           f"{steps[-1]} | diverged |", "|---" * (len(quarters) + 3) + "|"]
   for label, cv in curves.items():
-    cells = " | ".join(baselines.mean_std(cv.test[:, q]) for q in quarters)
-    lines.append(f"| {label} | {cells} | {cv.train[:, -1].mean():.4f} "
-                 f"({cv.train[:, -1].std():.4f}) |")
+    div = int(cv.diverged.sum())
+    cells = " | ".join(baselines.mean_std(cv.test[:, q], div)
+                       for q in quarters)
+    lines.append(f"| {label} | {cells} | "
+                 f"{baselines.mean_std(cv.train[:, -1], div)} | {div} |")
+  if any(cv.diverged.any() for cv in curves.values()):
+    lines += ["", baselines.DIVERGED_NOTE]
   lines += ["", "Action pattern per test seed (D = lr*0.97, R = restart to "
             f"lr0={lr0:g}):", "",
             "| seed | restarts | decrease runs | mean run | max run | min LR "

@@ -8,6 +8,7 @@ writes results.md, curves.csv and curves.png to --outdir.
 """
 
 import csv
+import inspect
 import os
 import time
 
@@ -25,9 +26,23 @@ _OUTDIR = flags.DEFINE_string("outdir", "runs/baselines", "Output directory.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
 
+# The fields of a baseline config (configs/baselines_fmnist_lenet.py).
+FIELDS = ("task", "num_steps", "eval_every", "num_val_examples", "baselines",
+          "cosine_init_lrs", "tuning_seeds", "num_eval_seeds", "strategy",
+          "batch_mode")
+
+
+def check_config(config):
+  """Raises ValueError naming unknown fields and listing the valid ones."""
+  task_args = [p for p in inspect.signature(tasks.make_task).parameters
+               if p != "data_dir"]
+  config_lib.check_fields(config, {"": FIELDS, "task": task_args})
+
+
 def main(argv):
   del argv
   config = _CONFIG.value
+  check_config(config)
   os.makedirs(_OUTDIR.value, exist_ok=True)
   run_kw = dict(eval_every=config.eval_every, strategy=config.strategy or None,
                 batch_mode=config.batch_mode or None,

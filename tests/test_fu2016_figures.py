@@ -92,3 +92,9 @@ def test_accuracy_curves_bad_eval_every(task):
   with pytest.raises(ValueError, match="divisor"):
     ff.accuracy_curves(task, [jax.random.PRNGKey(0)], np.ones((1, 6)) * 0.1,
                        4, 10)
+
+
+def test_accuracy_curves_count_diverged_runs(task):
+  lrs = np.stack([np.full(4, 0.1), np.full(4, 1e6)])
+  curves = ff.accuracy_curves(task, [jax.random.PRNGKey(0)] * 2, lrs, 4, 10)
+  np.testing.assert_array_equal(curves.diverged, [False, True])

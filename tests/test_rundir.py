@@ -107,11 +107,16 @@ def _no_digest(step_dir):
   shutil.rmtree(os.path.join(step_dir, "run"))
 
 
+def _no_metadata(step_dir):
+  os.remove(os.path.join(step_dir, "run", "metadata"))
+
+
 FAULTS = {
     "flip": (_flip, "corrupted (content digest mismatch)"),
     "truncate": (_truncate, "unreadable (Exception: Encountered error "),
     "manifest": (_garbage_manifest, "unreadable (ValueError: DATA_LOSS: "),
     "no_digest": (_no_digest, "unreadable ("),
+    "no_metadata": (_no_metadata, "unreadable (FileNotFoundError: File "),
 }
 
 
@@ -149,6 +154,26 @@ def test_flipped_bytes_change_the_restored_values(setup, tmp_path):
   changed = [not np.array_equal(a, b) for a, b in
              zip(jax.tree.leaves(raw), jax.tree.leaves(state))]
   assert any(changed)
+
+
+@pytest.mark.parametrize("missing", ["state/_METADATA",
+                                     "_CHECKPOINT_METADATA"])
+def test_checkpoint_without_orbax_metadata_is_verified_not_dropped(
+    tmp_path, missing):
+  """Orbax reads these checkpoints without the file; the digest confirms."""
+  config, logs = tiny_config(), []
+  init = {"w": jnp.zeros(5), "step": jnp.int32(0)}
+  with rundir.Run(str(tmp_path), config, log=quiet) as run:
+    run.restore(init, lambda s: s["w"])
+    for k in (1, 2):
+      state = {"w": jnp.arange(5.0) * k, "step": jnp.int32(k)}
+      run.record(k, {"loss": 1.0 / k}, state["w"])
+      run.save(k, state, state["w"])
+  os.remove(tmp_path / "checkpoints" / "2" / missing)
+  with rundir.Run(str(tmp_path), config, log=logs.append) as run:
+    restored, start = run.restore(init, lambda s: s["w"])
+  assert (start, logs) == (2, ["Resumed from checkpoint at iteration 2."])
+  np.testing.assert_array_equal(restored["w"], np.arange(5.0) * 2)
 
 
 def test_no_intact_checkpoint_is_refused_in_one_line(setup, tmp_path):
