@@ -115,8 +115,9 @@ def check_fields(config, schema: Mapping[str, Sequence[str]]):
                        f"{', '.join(sorted(valid))}.")
 
 
-def DEFINE_config_file(name: str, default: Optional[str] = None,  # pylint: disable=invalid-name
-                       help_string: str = "Config file.") -> flags.FlagHolder:
+def DEFINE_config_file(  # pylint: disable=invalid-name
+    name: str, default: Optional[str] = None,
+    help_string: str = "Config file.") -> flags.FlagHolder:
   """An ``ml_collections`` config-file flag, checked by ``parse_flags``.
 
   Overrides (``--<name>.field=value``) work as in ``ml_collections``; run the

@@ -26,7 +26,8 @@ command line) writes them to files and plots them.
 """
 
 import time
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
+from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
+                    Sequence)
 
 import jax
 import ml_collections
@@ -62,7 +63,7 @@ class MethodResult(NamedTuple):
 
 
 class Evaluation(NamedTuple):
-  """Everything ``evaluate`` measured (``markdown``/``results_json`` print it)."""
+  """Everything ``evaluate`` measured (``markdown``, ``results_json``)."""
   workdir: str
   selected_iteration: int
   last_iteration: int

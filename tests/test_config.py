@@ -37,7 +37,8 @@ def test_configs_load_siblings_without_configs_on_the_path(tmp_path,
   code = ("import importlib.util\n"
           "from lr_meta import config\n"
           "assert importlib.util.find_spec('configs') is None\n"
-          f"c = config.load_config({str(REPO / 'configs' / 'fu2016_dqn_wrn.py')!r})\n"
+          "c = config.load_config("
+          f"{str(REPO / 'configs' / 'fu2016_dqn_wrn.py')!r})\n"
           "print(c.agent, c.task.model, c.ppo.gamma)\n")
   proc = _run(["-c", code], tmp_path, lib_only)
   assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,309 @@
+"""A training run's directory, held exclusively while training."""
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+
+import jax
+import numpy as np
+
+from lr_meta.rundir import layout
+from lr_meta.rundir import store
+from lr_meta.rundir.layout import CHECKPOINT_DIR
+from lr_meta.rundir.layout import CheckpointError
+from lr_meta.rundir.layout import CONFIG_FILE
+from lr_meta.rundir.layout import ConfigMismatchError
+from lr_meta.rundir.layout import CORRUPT_DIR
+from lr_meta.rundir.layout import KEEP
+from lr_meta.rundir.layout import LOCK_FILE
+from lr_meta.rundir.layout import METRICS_FILE
+from lr_meta.rundir.layout import NonFiniteError
+from lr_meta.rundir.layout import SAFE_CHANGES
+from lr_meta.rundir.layout import SNAPSHOT_DIR
+from lr_meta.rundir.layout import WorkdirBusyError
+
+
+class Run:
+  """A training run's directory, held exclusively while open.
+
+  Use as a context manager::
+
+    with rundir.Run(workdir, config, allow_changes=("num_iterations",)) as run:
+      state, start = run.restore(agent.init(key), policy_params)
+      for it in range(start, config.num_iterations):
+        state, metrics = agent.update_iteration(state)
+        run.record(it + 1, scalars, policy_params(state))
+        if checkpoint_due:
+          run.save(it + 1, state, policy_params(state))
+
+  Opening takes the lock, then checks the stored config (``allow_changes``:
+  fields of ``SAFE_CHANGES`` a resume may change) and writes ``config.json``.
+  """
+
+  def __init__(self, workdir: str, config, *,
+               allow_changes: Sequence[str] = (),
+               log: Callable[[str], Any] = print):
+    unsafe = [n for n in allow_changes
+              if not layout.covered(n, SAFE_CHANGES)]
+    if unsafe:
+      raise ValueError(f"allow_changes={tuple(allow_changes)}: {unsafe} "
+                       f"cannot change on resume; allowed: {SAFE_CHANGES} "
+                       "(and their sub-fields).")
+    self.workdir = workdir
+    self.config = config
+    self.allow_changes = tuple(allow_changes)
+    self.log = log
+    self.rows: List[Dict[str, Any]] = []
+    self.last_saved = 0
+    self._lock_file = None
+    self._checkpoints = None
+    self._snapshots = None
+
+  def path(self, name: str) -> str:
+    return os.path.join(self.workdir, name)
+
+  # -- lifetime ---------------------------------------------------------------
+
+  def __enter__(self) -> "Run":
+    os.makedirs(self.workdir, exist_ok=True)
+    self._lock()
+    try:
+      self._check_config()
+    except BaseException:
+      self._unlock()
+      raise
+    return self
+
+  def __exit__(self, *exc):
+    try:
+      for manager in (self._snapshots, self._checkpoints):
+        if manager is not None:
+          manager.wait_until_finished()
+          manager.close()
+    finally:
+      self._unlock()
+
+  def _lock(self):
+    f = open(self.path(LOCK_FILE), "a+")  # pylint: disable=consider-using-with
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      f.seek(0)
+      holder = f.read().strip() or "another process"
+      f.close()
+      raise WorkdirBusyError(
+          f"{self.workdir} is in use by {holder}; one run per workdir (wait "
+          "for it to finish, or pass another --workdir).") from None
+    f.seek(0)
+    previous = f.read().strip()
+    if previous:
+      self.log(f"Lock of {previous} in {self.workdir} is stale (that process "
+               "is gone); taking over.")
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    f.flush()
+    self._lock_file = f
+
+  def _unlock(self):
+    if self._lock_file is not None:
+      self._lock_file.seek(0)
+      self._lock_file.truncate()
+      self._lock_file.flush()
+      fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+      self._lock_file.close()
+      self._lock_file = None
+
+  # -- config -----------------------------------------------------------------
+
+  def _check_config(self):
+    path = self.path(CONFIG_FILE)
+    def holds_steps(name):
+      d = self.path(name)
+      return os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d))
+    # Snapshots and metrics.csv are written after a committed checkpoint, so
+    # finding them without one means the checkpoints were lost.
+    leftovers = [n for n in (METRICS_FILE, SNAPSHOT_DIR)
+                 if holds_steps(n) or os.path.isfile(self.path(n))]
+    has_ckpt = holds_steps(CHECKPOINT_DIR)
+    if leftovers and not has_ckpt:
+      raise ConfigMismatchError(
+          f"{self.workdir} holds {' and '.join(leftovers)} of a run but no "
+          f"checkpoints in {CHECKPOINT_DIR}/; refusing to restart from "
+          "iteration 0 over them (move them away or use another --workdir).")
+    if os.path.exists(path):
+      with open(path) as f:
+        stored = json.load(f)
+      changes = layout.config_changes(stored, self.config)
+      refused = [c for c in changes
+                 if not layout.covered(c[0], self.allow_changes)]
+      if refused:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in refused)
+        raise ConfigMismatchError(
+            f"{self.workdir} holds a run with another config ({listed}). "
+            "Resume with the stored config, or allow safe changes of "
+            f"{SAFE_CHANGES} by name (--allow_change).")
+      for k, a, b in changes:
+        self.log(f"Resuming with {k} changed: {a!r} -> {b!r}.")
+    layout.atomic_write(path, layout.config_text(self.config))
+
+  # -- checkpoints ------------------------------------------------------------
+
+  def _managers(self):
+    if self._checkpoints is None:
+      ocp = store.orbax()
+      self._checkpoints = ocp.CheckpointManager(
+          os.path.abspath(self.path(CHECKPOINT_DIR)),
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=KEEP, create=True, cleanup_tmp_directories=True))
+      self._snapshots = store.snapshot_manager(self.workdir)
+    return self._checkpoints, self._snapshots
+
+  def _restore_step(self, manager, step: int, abstract):
+    """``(state, rows)`` of checkpoint ``step`` verified, or the reason not."""
+    ocp = store.orbax()
+    try:
+      with store.quiet_async_errors():
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract),
+            run=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      return None, f"unreadable ({store.first_line(e)})"
+    run = restored["run"] or {}
+    if "sha256" not in run or "rows" not in run:
+      return None, "without content digest"
+    if (store.tree_digest(restored["state"]) != run["sha256"]
+        or store.rows_digest(run["rows"]) != run.get("rows_sha256")):
+      return None, "corrupted (content digest mismatch)"
+    return (store.uncommitted(restored["state"]), run["rows"]), None
+
+  def restore(self, init_state, controller_params: Callable[[Any], Any]
+             ) -> Tuple[Any, int]:
+    """``(state, iteration)`` of the newest intact checkpoint, or ``(init, 0)``.
+
+    A failed checkpoint is reported in one line (iteration and reason) and
+    moved to ``corrupt/``. Snapshots newer than the restored iteration are
+    discarded; ``metrics.csv`` and the restored iteration's snapshot are
+    rewritten from the checkpoint (a kill may have cut them short).
+
+    Args:
+      init_state: the learner state of iteration 0 (its structure, dtypes and
+        shapes are those of every checkpoint).
+      controller_params: learner state -> controller params.
+
+    Raises:
+      CheckpointError: checkpoints exist but none is intact.
+    """
+    checkpoints, snapshots = self._managers()
+    ocp = store.orbax()
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, init_state)
+    state, start, failures = init_state, 0, []
+    for step in sorted(checkpoints.all_steps(), reverse=True):
+      restored, reason = self._restore_step(checkpoints, step, abstract)
+      if reason is None:
+        (state, self.rows), start = restored, int(step)
+        break
+      failures.append(f"iteration {step}: {reason}")
+      self.log(f"Checkpoint at iteration {step} is {reason}; moved to "
+               f"{self._move_aside(step)}.")
+    checkpoints.reload()
+    if failures and not start:
+      raise CheckpointError(
+          f"No intact checkpoint in {self.path(CHECKPOINT_DIR)} ("
+          f"{'; '.join(failures)}); refusing to restart over the run's "
+          "metrics and snapshots.")
+    if failures:
+      self.log(f"Resuming from the newest intact checkpoint, iteration "
+               f"{start}.")
+    elif start:
+      self.log(f"Resumed from checkpoint at iteration {start}.")
+    for step in snapshots.all_steps():
+      if step > start:
+        snapshots.delete(step)
+    if start:
+      if start not in snapshots.all_steps():
+        self._save_snapshot(start, controller_params(state))
+      self._write_metrics(self.rows)
+    self.last_saved = start
+    return state, start
+
+  def _move_aside(self, step: int) -> str:
+    src = os.path.join(self.path(CHECKPOINT_DIR), str(step))
+    dst = os.path.join(self.path(CORRUPT_DIR),
+                       f"checkpoint_{step}_{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(self.path(CORRUPT_DIR), exist_ok=True)
+    shutil.move(src, dst)
+    return dst
+
+  def record(self, iteration: int, scalars: Mapping[str, float],
+             controller_params=None):
+    """One metrics row, stored with the next checkpoint.
+
+    Raises:
+      NonFiniteError: ``controller_params`` (the controller after this
+        iteration) hold a NaN or inf; the row is not recorded.
+    """
+    bad = [] if controller_params is None else store.non_finite_leaves(
+        controller_params)
+    if bad:
+      odd = sorted(k for k, v in scalars.items() if not np.isfinite(v))
+      raise NonFiniteError(
+          f"Iteration {iteration} made the controller params non-finite at "
+          f"{bad} (non-finite metrics: {odd or 'none'}); stopped before "
+          "saving it. The last good checkpoint and snapshot are iteration "
+          f"{self.last_saved}.")
+    self.rows.append(dict(iteration=int(iteration),
+                          **{k: float(v) for k, v in scalars.items()}))
+
+  def _save_snapshot(self, step: int, params):
+    ocp = store.orbax()
+    row = next((r for r in self.rows if r["iteration"] == step), {})
+    params = jax.device_get(params)
+    self._snapshots.save(
+        step, metrics={k: v for k, v in row.items() if k != "iteration"},
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(params),
+            digest=ocp.args.JsonSave({"sha256": store.tree_digest(params)})))
+    self._snapshots.wait_until_finished()
+
+  def save(self, step: int, state, controller_params):
+    """Checkpoint, snapshot and metrics of iteration ``step``, in that order.
+
+    The checkpoint (learner state, metrics rows, their digests) is committed
+    first; the snapshot and ``metrics.csv`` follow from it and are rewritten
+    from it on resume, so a kill anywhere leaves a resumable directory.
+
+    Raises:
+      NonFiniteError: ``controller_params`` hold a NaN or inf; nothing of
+        this iteration is written.
+    """
+    bad = store.non_finite_leaves(controller_params)
+    if bad:
+      raise NonFiniteError(
+          f"Iteration {step}: non-finite controller params at {bad}; "
+          f"nothing of it is saved. The last good checkpoint and snapshot "
+          f"are iteration {self.last_saved}.")
+    ocp = store.orbax()
+    checkpoints, _ = self._managers()
+    rows = [r for r in self.rows if r["iteration"] <= step]
+    state = jax.device_get(state)
+    checkpoints.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        run=ocp.args.JsonSave({"sha256": store.tree_digest(state),
+                               "rows": rows,
+                               "rows_sha256": store.rows_digest(rows)})))
+    checkpoints.wait_until_finished()
+    self._save_snapshot(step, controller_params)
+    self._write_metrics(rows)
+    self.last_saved = step
+
+  def _write_metrics(self, rows):
+    if rows:
+      layout.atomic_write(self.path(METRICS_FILE), layout.metrics_text(rows))
+
+
