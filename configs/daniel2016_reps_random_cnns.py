@@ -36,7 +36,7 @@ def get_config():
       # ranges (the MatConvNet MNIST net has 20, 50, 500).
       filter_ranges=((2, 6), (4, 12), (8, 32)),
       kernel_size=5))
-  # CPU sizing (measured 2026-11-23, BUILD_NOTES issue 7 session 3): one
+  # CPU sizing (measured: BUILD_NOTES, REPS step-size control): one
   # iteration of 16 runs x 200 steps on a (3, 6, 9) member took 104 s, so
   # training runs are shorter (100 steps) and fewer per iteration here; the
   # evaluation (scripts/sensitivity.py) uses 200 steps.

@@ -6,12 +6,12 @@
 ``configs/xu2017_actor_critic.py`` with the paper's decision frequency: the
 actor sets the LR of EVERY inner step (300 decisions x K = 1 = the same 300
 steps, batch 128, Fashion-MNIST MLP(128)), so it compares with the same tuned
-baselines (BUILD_NOTES, issue 7). What changes with K = 1, and why:
+baselines (BUILD_NOTES, per-step actor-critic). What changes with K = 1, and why:
 
 * ``num_val_examples=128``: the validation probe (reward and 'dynamics'
   observation) now runs after every step instead of every 10th; with 1000
   examples a K = 1 decision of 8 envs took 3.0x as long (49.9 vs 16.4 ms,
-  BUILD_NOTES, issue 7 session 3).
+  BUILD_NOTES, per-step actor-critic).
 * ``gamma=0.99``: a horizon of ~100 decisions = ~100 steps, as 0.9 gave ~10
   decisions x K = 10 before.
 * ``ema_decay=0.8 ** 0.1``: the dynamics EMAs (per decision) keep their
@@ -19,7 +19,7 @@ baselines (BUILD_NOTES, issue 7). What changes with K = 1, and why:
 * ``actor_lr=1e-4, critic_lr=5e-4``: the parent's Adam LRs / 10, since an
   episode now makes 10x more updates (same drift per episode). With the
   parent's 1e-3 / 5e-3 the actor drove the LR down to ~0.01 and the result
-  was far worse (BUILD_NOTES, issue 7 session 3).
+  was far worse (BUILD_NOTES, per-step actor-critic).
 * 120 iterations (~11 min on 2 shared CPU cores). Training oscillates (the
   mean action swings between -2.4 and +0.9 decades around lr0); the
   evaluation protocol picks the snapshot by validation loss (iteration 15).

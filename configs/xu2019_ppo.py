@@ -40,8 +40,8 @@ def get_config():
       # decision: one training batch, so it costs <= 5% of the K training
       # steps (a forward pass over n examples is ~1/3 of a train step's cost
       # per example: n <= 0.15 K B; benchmarks/controller_overhead.py).
-      # Paper scale: 1000 (= batch 1000). Runs before 2026-11-23 session 3
-      # (BUILD_NOTES A1-A4) used 500.
+      # Paper scale: 1000 (= batch 1000). The runs A1-A4 of BUILD_NOTES
+      # used 500.
       num_val_examples=128,
       ema_decay=0.8,             # paper/code
       log_lr_observation=True))
