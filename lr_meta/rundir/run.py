@@ -156,7 +156,7 @@ class Run:
 
   def _managers(self):
     if self._checkpoints is None:
-      ocp = store.orbax()
+      ocp = store.orbax_checkpoint()
       self._checkpoints = ocp.CheckpointManager(
           os.path.abspath(self.path(CHECKPOINT_DIR)),
           options=ocp.CheckpointManagerOptions(
@@ -166,7 +166,7 @@ class Run:
 
   def _restore_step(self, manager, step: int, abstract):
     """``(state, rows)`` of checkpoint ``step`` verified, or the reason not."""
-    ocp = store.orbax()
+    ocp = store.orbax_checkpoint()
     try:
       with store.quiet_async_errors():
         restored = manager.restore(step, args=ocp.args.Composite(
@@ -200,7 +200,7 @@ class Run:
       CheckpointError: checkpoints exist but none is intact.
     """
     checkpoints, snapshots = self._managers()
-    ocp = store.orbax()
+    ocp = store.orbax_checkpoint()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, init_state)
     state, start, failures = init_state, 0, []
     for step in sorted(checkpoints.all_steps(), reverse=True):
@@ -261,7 +261,7 @@ class Run:
                           **{k: float(v) for k, v in scalars.items()}))
 
   def _save_snapshot(self, step: int, params):
-    ocp = store.orbax()
+    ocp = store.orbax_checkpoint()
     row = next((r for r in self.rows if r["iteration"] == step), {})
     params = jax.device_get(params)
     self._snapshots.save(
@@ -288,7 +288,7 @@ class Run:
           f"Iteration {step}: non-finite controller params at {bad}; "
           f"nothing of it is saved. The last good checkpoint and snapshot "
           f"are iteration {self.last_saved}.")
-    ocp = store.orbax()
+    ocp = store.orbax_checkpoint()
     checkpoints, _ = self._managers()
     rows = [r for r in self.rows if r["iteration"] <= step]
     state = jax.device_get(state)

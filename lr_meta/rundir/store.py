@@ -20,7 +20,8 @@ import numpy as np
 from lr_meta.rundir.layout import SNAPSHOT_DIR
 from lr_meta.rundir.layout import training_return
 
-def orbax():
+
+def orbax_checkpoint():
   """orbax.checkpoint, imported on first use (it is a heavy import)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   return ocp
@@ -70,10 +71,12 @@ def uncommitted(tree):
 
 
 def rows_digest(rows) -> str:
+  """SHA-256 of metrics rows (lists of JSON-compatible dicts)."""
   return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
 def first_line(e: BaseException, limit: int = 160) -> str:
+  """``'ErrorType: first line of the message'``, cut to ``limit`` characters."""
   text = (str(e).strip().splitlines() or [type(e).__name__])[0]
   text = f"{type(e).__name__}: {text}"
   return text if len(text) <= limit else text[:limit - 3] + "..."
@@ -81,7 +84,7 @@ def first_line(e: BaseException, limit: int = 160) -> str:
 
 def snapshot_manager(workdir: str, read_only: bool = False):
   """Orbax manager of ``snapshots/``: all kept, metrics stored for ranking."""
-  ocp = orbax()
+  ocp = orbax_checkpoint()
   path = os.path.abspath(os.path.join(workdir, SNAPSHOT_DIR))
   if read_only and not os.path.isdir(path):
     raise FileNotFoundError(f"No {SNAPSHOT_DIR}/ in {workdir}; train with "
@@ -97,6 +100,7 @@ def snapshot_manager(workdir: str, read_only: bool = False):
 
 @contextlib.contextmanager
 def absl_verbosity(level):
+  """absl logging at ``level`` inside the block (None: unchanged)."""
   if level is None:
     yield
     return
@@ -154,7 +158,7 @@ def load_snapshot(workdir: str, step: Optional[int] = None, template=None):
     ValueError: the snapshot does not exist, does not fit ``template``, fails
       its digest, or holds non-finite params.
   """
-  ocp = orbax()
+  ocp = orbax_checkpoint()
   steps = snapshot_steps(workdir)
   step = steps[-1] if step is None else int(step)
   if step not in steps:
