@@ -167,13 +167,15 @@ class Run:
   def _restore_step(self, manager, step: int, abstract):
     """``(state, rows)`` of checkpoint ``step`` verified, or the reason not."""
     ocp = store.orbax_checkpoint()
-    try:
-      with store.quiet_async_errors():
+    # The failure is caught inside the block, so that the reads it abandoned
+    # are collected while their reports are silenced.
+    with store.quiet_async_errors():
+      try:
         restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract),
             run=ocp.args.JsonRestore()))
-    except Exception as e:  # pylint: disable=broad-except
-      return None, f"unreadable ({store.first_line(e)})"
+      except Exception as e:  # pylint: disable=broad-except
+        return None, f"unreadable ({store.first_line(e)})"
     run = restored["run"] or {}
     if "sha256" not in run or "rows" not in run:
       return None, "without content digest"

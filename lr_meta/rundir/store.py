@@ -112,21 +112,46 @@ def absl_verbosity(level):
     logging.set_verbosity(old)
 
 
+# Orbax's per-array read coroutines: after a failed restore the ones still in
+# flight are abandoned and, when collected, each reports an 'exception
+# ignored' with a long TensorStore traceback; their completion callbacks,
+# arriving after orbax closed its event loop, report 'Event loop is closed'.
+_ABANDONED_READS = ("_read_array_index_and_device_put",)
+
+
+def _is_abandoned_read(unraisable) -> bool:
+  exc = unraisable.exc_value
+  return (getattr(unraisable.object, "__name__", None) in _ABANDONED_READS
+          or (isinstance(exc, RuntimeError)
+              and str(exc) == "Event loop is closed"))
+
+
+def _drop_abandoned_reads():
+  """Installs (once) an unraisable hook that drops those reports only."""
+  current = sys.unraisablehook
+  if getattr(current, "drops_abandoned_orbax_reads", False):
+    return
+  def hook(unraisable):
+    if not _is_abandoned_read(unraisable):
+      current(unraisable)
+  hook.drops_abandoned_orbax_reads = True
+  sys.unraisablehook = hook
+
+
 @contextlib.contextmanager
 def quiet_async_errors():
-  """Drops the 'exception ignored' reports of orbax's abandoned coroutines.
+  """Around an orbax restore: its failure stays one line, not tracebacks.
 
-  A failed orbax restore leaves its other reads un-awaited; collected later,
-  each prints a long TensorStore traceback. The failure itself is raised
-  (and reported in one line by the caller).
+  Catch the failure inside the block (and report it in one line): the
+  exception holds the abandoned reads until it is dropped, and the block
+  collects them on exit; reads finalised later are dropped by the hook it
+  installs (``_drop_abandoned_reads``).
   """
-  hook = sys.unraisablehook
-  sys.unraisablehook = lambda unraisable: None
+  _drop_abandoned_reads()
   try:
     yield
   finally:
     gc.collect()
-    sys.unraisablehook = hook
 
 
 def snapshot_steps(workdir: str) -> List[int]:
@@ -168,14 +193,19 @@ def load_snapshot(workdir: str, step: Optional[int] = None, template=None):
   item = (ocp.args.StandardRestore(jax.tree.map(
       ocp.utils.to_shape_dtype_struct, template)) if template is not None
           else ocp.args.StandardRestore())
+  error = None
   with contextlib.closing(snapshot_manager(workdir, read_only=True)) as m:
-    try:
-      with quiet_async_errors():
+    # Caught inside the block: the reads a failure abandons are collected
+    # while their reports are silenced.
+    with quiet_async_errors():
+      try:
         restored = m.restore(step, args=ocp.args.Composite(
             params=item, digest=ocp.args.JsonRestore()))
-    except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f"{source}: unreadable, or written for another "
-                       f"agent/network config ({first_line(e)}).") from e
+      except Exception as e:  # pylint: disable=broad-except
+        error = first_line(e)
+  if error is not None:
+    raise ValueError(f"{source}: unreadable, or written for another "
+                     f"agent/network config ({error}).")
   params = restored["params"]
   if tree_digest(params) != restored["digest"]["sha256"]:
     raise ValueError(f"{source}: content digest mismatch (corrupted).")
