@@ -22,12 +22,9 @@ import argparse
 import collections
 import dataclasses
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 
 from lr_meta import benchmark
 from lr_meta.benchmark import harness

@@ -16,12 +16,9 @@ controller:<pretrained name or .msgpack path>; --workloads restricts the
 suite. Unknown names are errors that list the known ones.
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 
 from lr_meta import benchmark
