@@ -2,11 +2,15 @@
 
   python scripts/search_optimizer.py --config configs/nos.py --workdir runs/nos
 
-Writes to --workdir:
-  checkpoint.msgpack  search state + rule cache + history (every
+--workdir is a run directory (``lr_meta.rundir``: one process at a time, a
+resume needs the same config, checkpoints verified by their digests, with
+fallback to the newest intact one). It holds:
+  checkpoints/<N>/    the search state (controller, its optimizer, baseline,
+                      key), the rule cache and the history (every
                       ``checkpoint_every`` iterations and at the end); a rerun
                       with the same workdir resumes the same search.
-  rewards.csv         one row per iteration (mean / max / best-so-far reward,
+  snapshots/<N>/      the rule-writing controller's params at each checkpoint.
+  metrics.csv         one row per iteration (mean / max / best-so-far reward,
                       EMA baseline, rules scored, entropy, seconds).
   rewards.png         the reward curve (the paper's Figure 4).
   leaderboard.md      the best rules as readable expressions, each usable as
@@ -21,7 +25,6 @@ learning rates over every device (``jax.devices()``); with
 SLURM / TPU pods) so the mesh spans all hosts.
 """
 
-import csv
 import os
 
 from absl import app
@@ -30,6 +33,7 @@ import jax
 import numpy as np
 import tqdm
 
+from lr_meta import baselines
 from lr_meta import config as config_lib
 from lr_meta import rundir
 from lr_meta import seeds
@@ -44,8 +48,6 @@ _DATA_DIR = flags.DEFINE_string(
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_change", [], "Config fields a resume may change, of "
     f"{rundir.SAFE_CHANGES} (e.g. num_iterations to search longer).")
-
-CHECKPOINT = "checkpoint.msgpack"
 
 
 def _plain(value):
@@ -74,52 +76,56 @@ def build_search(config, data_dir=None) -> search_lib.Search:
 
 
 def run_search(config, workdir, data_dir=None, log=print, allow_changes=()):
-  """Runs (or resumes) the search; returns (search, state).
+  """Runs (or resumes) the search in run directory ``workdir``.
 
-  The workdir is held by one process and a resume needs the same config
-  (``lr_meta.rundir.Run``); the search state itself is NOS's own checkpoint.
+  Returns:
+    ``(search, state)``: the `Search` (its cache and history included) and
+    its `SearchState` after ``config.num_iterations`` iterations.
+
+  Raises:
+    lr_meta.rundir.RunError: the workdir is busy, holds another search, has
+      no intact checkpoint, or an iteration made the controller non-finite.
   """
   if config.distributed:
     jax.distributed.initialize()
-  with rundir.Run(workdir, config, allow_changes=allow_changes, log=log):
-    return _search(config, workdir, data_dir, log)
-
-
-def _search(config, workdir, data_dir, log):
-  search = build_search(config, data_dir)
-  log(f"search space: {controller_lib.search_space_size(search.space):.3g} "
-      f"rules of {search.space.num_groups} groups; devices: "
-      f"{jax.device_count()}; batch mode: {search.scorer.batch_mode}")
-  path = os.path.join(workdir, CHECKPOINT)
-  if os.path.exists(path):
-    state = search.restore(path)
-    log(f"Resumed from {path} at iteration {int(state.iteration)}.")
-  else:
-    state = search.init()
-  start = int(state.iteration)
-  bar = tqdm.trange(start, config.num_iterations, desc="iterations",
-                    initial=start, total=config.num_iterations)
-  for it in bar:
-    state, record = search.step(state)
-    bar.set_postfix(mean=f"{record.mean_reward:.3f}",
-                    best=f"{record.best_so_far:.3f}",
-                    rules=record.num_unique_total)
-    if (it + 1) % config.checkpoint_every == 0 or it + 1 == config.num_iterations:
-      search.save(path, state)
-      write_curve(workdir, search.history)
-  write_curve(workdir, search.history)
-  write_leaderboard(workdir, search, config.leaderboard_size)
+  with rundir.Run(workdir, config, allow_changes=allow_changes,
+                  log=log) as run:
+    search = build_search(config, data_dir)
+    log(f"search space: {controller_lib.search_space_size(search.space):.3g} "
+        f"rules of {search.space.num_groups} groups; devices: "
+        f"{jax.device_count()}; batch mode: {search.scorer.batch_mode}")
+    state, start = run.restore(search.init(), lambda s: s.params)
+    if start:
+      search.cache = run.data["cache"]
+      search.history = [history_record(row) for row in run.rows]
+    bar = tqdm.trange(start, config.num_iterations, desc="iterations",
+                      initial=start, total=config.num_iterations)
+    for it in bar:
+      state, record = search.step(state)
+      run.record(it + 1, {k: v for k, v in record._asdict().items()
+                          if k != "iteration"}, state.params)
+      bar.set_postfix(mean=f"{record.mean_reward:.3f}",
+                      best=f"{record.best_so_far:.3f}",
+                      rules=record.num_unique_total)
+      if ((it + 1) % config.checkpoint_every == 0
+          or it + 1 == config.num_iterations):
+        run.save(it + 1, state, state.params, data={"cache": search.cache})
+        write_curve(workdir, search.history)
+    write_curve(workdir, search.history)
+    write_leaderboard(workdir, search, config.leaderboard_size)
   return search, state
 
 
+def history_record(row) -> search_lib.Record:
+  """A `search_lib.Record` from its metrics row (numbers stored as floats)."""
+  types = search_lib.Record.__annotations__
+  return search_lib.Record(**{k: types[k](v) for k, v in row.items()})
+
+
 def write_curve(workdir, history):
-  """rewards.csv and rewards.png (mean reward per batch, best so far)."""
+  """rewards.png: mean reward per batch, its running mean, best so far."""
   if not history:
     return
-  with open(os.path.join(workdir, "rewards.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(history[0]._fields))
-    writer.writeheader()
-    writer.writerows(r._asdict() for r in history)
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -142,23 +148,48 @@ def write_curve(workdir, history):
 
 
 def leaderboard_markdown(rows):
-  lines = ["| rank | rule | reward (val acc) | best LR | found at iteration |",
-           "|---:|---|---:|---:|---:|"]
+  """The leaderboard table: one row per rule (`Search.leaderboard`'s rows)."""
+  lines = ["| rank | rule | reward (val acc) | best LR | diverged | "
+           "found at iteration |", "|---:|---|---:|---:|---|---:|"]
   for i, row in enumerate(rows):
     lines.append(f"| {i + 1} | `{row['rule']}` | {row['reward']:.4f} | "
-                 f"{row['learning_rate']:g} | {row['iteration']} |")
+                 f"{row['learning_rate']:g} | "
+                 f"{'yes' if row['diverged'] else 'no'} | "
+                 f"{row['iteration']} |")
   return "\n".join(lines)
 
 
 def write_leaderboard(workdir, search, k):
   rows = search.leaderboard(k)
+  num_diverged = sum(bool(v["diverged"]) for v in search.cache.values())
   text = ("# Best rules found\n\nUse one with "
           "`lr_meta.optax.from_dsl(rule, learning_rate)`, e.g. "
           f"`from_dsl({rows[0]['rule']!r}, {rows[0]['learning_rate']:g})`.\n\n"
+          f"{num_diverged} of the {len(search.cache)} rules scored diverged "
+          f"(reward {search.scorer.config.min_reward:g}).\n\n"
           if rows else "# No rules scored yet\n")
   with open(os.path.join(workdir, "leaderboard.md"), "w") as f:
     f.write(text + leaderboard_markdown(rows) + "\n")
   return rows
+
+
+def comparison_markdown(names, rules, rewards, diverged) -> str:
+  """The comparison table: reward mean (std) over seeds, diverged seeds.
+
+  Args:
+    names, rules: per optimizer, its name and rule.
+    rewards: (optimizers, seeds) rewards (a diverged seed's is the scoring's
+      ``min_reward``).
+    diverged: (optimizers, seeds) bool.
+  """
+  lines = ["| optimizer | rule | reward mean (std) | diverged | seeds |",
+           "|---|---|---:|---:|---:|"]
+  for name, rule, r, d in zip(names, rules, rewards, diverged):
+    lines.append(f"| {name} | `{rule}` | {baselines.mean_std(r, d)} | "
+                 f"{int(np.sum(d))} | {len(r)} |")
+  if np.any(diverged):
+    lines += ["", baselines.DIVERGED_NOTE]
+  return "\n".join(lines)
 
 
 def compare(config, search, workdir, data_dir=None, log=print):
@@ -166,7 +197,7 @@ def compare(config, search, workdir, data_dir=None, log=print):
 
   Each rule is scored (sweep + training, as in the search) with
   ``num_seeds`` seeds never used by the search; comparison.md has the mean
-  and std of the reward.
+  and std of the reward and the number of diverged seeds.
   """
   top = [row["rule"] for row in search.leaderboard(config.compare.top_k)]
   names = list(config.compare.names) + [f"found #{i + 1}"
@@ -178,19 +209,15 @@ def compare(config, search, workdir, data_dir=None, log=print):
                               scoring["num_groups"])
   scorer = search_lib.Scorer(search_lib.ScoringConfig(**scoring),
                              data_dir=data_dir, mesh=search.scorer.mesh)
-  rewards = []
+  scores = []
   for seed in range(config.compare.num_seeds):
     # Re-scoring seeds, never used by the search.
     key = jax.random.PRNGKey(seeds.seed_offset("evaluation") + config.seed
                              + seed)
-    rewards.append(scorer.score(programs, key).reward)
-  rewards = np.stack(rewards, 1)
-  lines = ["| optimizer | rule | reward mean | std | seeds |",
-           "|---|---|---:|---:|---:|"]
-  for name, rule, r in zip(names, rules, rewards):
-    lines.append(f"| {name} | `{rule}` | {r.mean():.4f} | {r.std():.4f} | "
-                 f"{len(r)} |")
-  text = "\n".join(lines)
+    scores.append(scorer.score(programs, key))
+  rewards = np.stack([s.reward for s in scores], 1)
+  diverged = np.stack([s.diverged for s in scores], 1)
+  text = comparison_markdown(names, rules, rewards, diverged)
   with open(os.path.join(workdir, "comparison.md"), "w") as f:
     f.write("# Found rules vs hand-designed rules (fresh seeds)\n\n"
             + text + "\n")

@@ -1,5 +1,6 @@
 """NOS search: batched scoring == separate scoring, divergence, PPO search
-learns a toy reward, cache, checkpoint resume, sharding over 4 devices."""
+learns a toy reward, cache, sharding over 4 devices (checkpoint resume:
+tests/test_search_optimizer.py)."""
 
 import os
 import subprocess
@@ -114,31 +115,6 @@ def test_search_learns_toy_reward_and_caches_duplicates():
   top = search.leaderboard(3)
   assert top[0]["reward"] >= top[1]["reward"] >= top[2]["reward"]
   nos.from_dsl(top[0]["rule"], top[0]["learning_rate"])   # usable as is
-
-
-def test_resume_after_kill_continues_the_same_search(tmp_path):
-  ppo = S.RuleSearchPPOConfig(learning_rate=3e-3, batch_size=8)
-  straight = S.Search(_space(), ppo, ToyScorer(), seed=1)
-  state = straight.init()
-  for _ in range(6):
-    state, _ = straight.step(state)
-  path = str(tmp_path / "ckpt.msgpack")
-  first = S.Search(_space(), ppo, ToyScorer(), seed=1)
-  s = first.init()
-  for _ in range(3):
-    s, _ = first.step(s)
-  first.save(path, s)
-  del first, s   # "killed": only the file survives
-  resumed = S.Search(_space(), ppo, ToyScorer(), seed=1)
-  s = resumed.restore(path)
-  assert int(s.iteration) == 3
-  for _ in range(3):
-    s, _ = resumed.step(s)
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state),
-               jax.device_get(s))
-  assert resumed.cache == straight.cache
-  strip = lambda h: [r._replace(seconds=0.0) for r in h]
-  assert strip(resumed.history) == strip(straight.history)
 
 
 def test_sharded_rule_training_on_four_forced_cpu_devices(repo_root):

@@ -26,18 +26,16 @@ surrogate) against an exponential moving average of rewards as baseline, with
 an entropy bonus of 0.0015 and Adam (paper: learning rate 1e-5, batch 5).
 
 Everything that changes during a search is `SearchState` (a pytree) plus the
-cache and history (plain data); `Search.save` / `Search.restore` write them to
-one msgpack file, so a killed search resumes where it was.
+cache and history (plain data, `Search.cache` and `Search.history`);
+`scripts/search_optimizer.py` checkpoints them in its run directory
+(`lr_meta.rundir`), so a killed search resumes where it was.
 """
 
 import dataclasses
-import json
-import os
 import time
 from typing import Any, NamedTuple, Optional, Sequence
 
 import chex
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -489,26 +487,3 @@ class Search:
     """The k best rules: list of dicts (rule, reward, learning_rate, ...)."""
     rows = sorted(self.cache.items(), key=lambda kv: -kv[1]["reward"])[:k]
     return [dict(rule=name, **value) for name, value in rows]
-
-  # -- checkpoints ---------------------------------------------------------
-
-  def save(self, path: str, state: SearchState) -> None:
-    """Writes state, cache and history to `path` atomically (msgpack)."""
-    payload = {
-        "state": flax.serialization.to_state_dict(jax.device_get(state)),
-        "cache": json.dumps(self.cache),
-        "history": json.dumps([r._asdict() for r in self.history]),
-    }
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-      f.write(flax.serialization.msgpack_serialize(payload))
-    os.replace(tmp, path)  # a kill mid-write leaves the old checkpoint.
-
-  def restore(self, path: str) -> SearchState:
-    """Reads a checkpoint written by `save`; restores cache and history."""
-    with open(path, "rb") as f:
-      payload = flax.serialization.msgpack_restore(f.read())
-    state = flax.serialization.from_state_dict(self.init(), payload["state"])
-    self.cache = json.loads(payload["cache"])
-    self.history = [Record(**r) for r in json.loads(payload["history"])]
-    return state

@@ -7,8 +7,9 @@ through this package; nothing else knows its layout::
   metrics.csv         one row per training iteration (up to the last checkpoint)
   tb/                 TensorBoard events
   checkpoints/<N>/    orbax: the whole learner state after iteration N, the
-                      metrics rows up to N, and SHA-256 digests of both (the
-                      latest ``KEEP``)
+                      metrics rows up to N, the run's data that is not arrays
+                      (an optimizer search's rule cache), and SHA-256 digests
+                      of both parts (the latest ``KEEP``)
   snapshots/<N>/      orbax: the controller params after iteration N, their
                       digest, and the iteration's training metrics (every
                       checkpoint, kept for best-checkpoint selection by

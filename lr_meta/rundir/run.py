@@ -42,6 +42,12 @@ class Run:
 
   Opening takes the lock, then checks the stored config (``allow_changes``:
   fields of ``SAFE_CHANGES`` a resume may change) and writes ``config.json``.
+
+  Attributes:
+    rows: the metrics rows recorded (after ``restore``: those up to the
+      restored checkpoint).
+    data: the JSON-compatible data saved with the restored checkpoint
+      (``save(..., data=)``), None when the run starts from iteration 0.
   """
 
   def __init__(self, workdir: str, config, *,
@@ -58,6 +64,7 @@ class Run:
     self.allow_changes = tuple(allow_changes)
     self.log = log
     self.rows: List[Dict[str, Any]] = []
+    self.data = None
     self.last_saved = 0
     self._lock_file = None
     self._checkpoints = None
@@ -165,7 +172,10 @@ class Run:
     return self._checkpoints, self._snapshots
 
   def _restore_step(self, manager, step: int, abstract):
-    """``(state, rows)`` of checkpoint ``step`` verified, or the reason not."""
+    """``(state, record)`` of checkpoint ``step`` verified, or the reason not.
+
+    ``record`` is the JSON part (``{'rows': ..., 'data': ...}``).
+    """
     ocp = store.orbax_checkpoint()
     # The failure is caught inside the block, so that the reads it abandoned
     # are collected while their reports are silenced.
@@ -177,12 +187,13 @@ class Run:
       except Exception as e:  # pylint: disable=broad-except
         return None, f"unreadable ({store.first_line(e)})"
     run = restored["run"] or {}
-    if "sha256" not in run or "rows" not in run:
+    if "sha256" not in run or "json_sha256" not in run:
       return None, "without content digest"
+    record = {"rows": run.get("rows"), "data": run.get("data")}
     if (store.tree_digest(restored["state"]) != run["sha256"]
-        or store.rows_digest(run["rows"]) != run.get("rows_sha256")):
+        or store.json_digest(record) != run["json_sha256"]):
       return None, "corrupted (content digest mismatch)"
-    return (store.uncommitted(restored["state"]), run["rows"]), None
+    return (store.uncommitted(restored["state"]), record), None
 
   def restore(self, init_state, controller_params: Callable[[Any], Any]
              ) -> Tuple[Any, int]:
@@ -208,7 +219,8 @@ class Run:
     for step in sorted(checkpoints.all_steps(), reverse=True):
       restored, reason = self._restore_step(checkpoints, step, abstract)
       if reason is None:
-        (state, self.rows), start = restored, int(step)
+        (state, record), start = restored, int(step)
+        self.rows, self.data = record["rows"], record["data"]
         break
       failures.append(f"iteration {step}: {reason}")
       self.log(f"Checkpoint at iteration {step} is {reason}; moved to "
@@ -273,12 +285,21 @@ class Run:
             digest=ocp.args.JsonSave({"sha256": store.tree_digest(params)})))
     self._snapshots.wait_until_finished()
 
-  def save(self, step: int, state, controller_params):
+  def save(self, step: int, state, controller_params, data=None):
     """Checkpoint, snapshot and metrics of iteration ``step``, in that order.
 
-    The checkpoint (learner state, metrics rows, their digests) is committed
-    first; the snapshot and ``metrics.csv`` follow from it and are rewritten
-    from it on resume, so a kill anywhere leaves a resumable directory.
+    The checkpoint (learner state, metrics rows, ``data``, their digests) is
+    committed first; the snapshot and ``metrics.csv`` follow from it and are
+    rewritten from it on resume, so a kill anywhere leaves a resumable
+    directory.
+
+    Args:
+      step: the iteration just done.
+      state: the whole learner state (a pytree of arrays).
+      controller_params: the controller after this iteration.
+      data: JSON-compatible data of the run that is not arrays (e.g. the
+        rule cache of an optimizer search), verified like the rest and
+        returned as ``self.data`` by ``restore``.
 
     Raises:
       NonFiniteError: ``controller_params`` hold a NaN or inf; nothing of
@@ -292,16 +313,16 @@ class Run:
           f"are iteration {self.last_saved}.")
     ocp = store.orbax_checkpoint()
     checkpoints, _ = self._managers()
-    rows = [r for r in self.rows if r["iteration"] <= step]
+    record = {"rows": [r for r in self.rows if r["iteration"] <= step],
+              "data": data}
     state = jax.device_get(state)
     checkpoints.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        run=ocp.args.JsonSave({"sha256": store.tree_digest(state),
-                               "rows": rows,
-                               "rows_sha256": store.rows_digest(rows)})))
+        run=ocp.args.JsonSave(dict(record, sha256=store.tree_digest(state),
+                                   json_sha256=store.json_digest(record)))))
     checkpoints.wait_until_finished()
     self._save_snapshot(step, controller_params)
-    self._write_metrics(rows)
+    self._write_metrics(record["rows"])
     self.last_saved = step
 
   def _write_metrics(self, rows):

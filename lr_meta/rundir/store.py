@@ -70,9 +70,9 @@ def uncommitted(tree):
   return jax.tree.map(fresh, tree)
 
 
-def rows_digest(rows) -> str:
-  """SHA-256 of metrics rows (lists of JSON-compatible dicts)."""
-  return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+def json_digest(value) -> str:
+  """SHA-256 of JSON-compatible data (as written: tuples equal lists)."""
+  return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def first_line(e: BaseException, limit: int = 160) -> str:
