@@ -77,7 +77,7 @@ def main(argv):
   os.makedirs(_OUTDIR.value, exist_ok=True)
   init = jnp.array([float(v) for v in _INIT.value])
   lrs = [float(v) for v in _LEARNING_RATES.value]
-  best = {}
+  best, diverged, tried = {}, {}, {}
   for name in OPTIMIZERS:
     epsilons = ([float(v) for v in _ADAM_EPS.value] if name == "Adam"
                 else [1e-8])
@@ -85,6 +85,8 @@ def main(argv):
       for eps in epsilons:
         path, losses = run(name, lr, eps, _STEPS.value, init)
         loss = final_loss(np.asarray(losses))
+        diverged[name] = diverged.get(name, 0) + int(not np.isfinite(loss))
+        tried[name] = tried.get(name, 0) + 1
         if name not in best or loss < best[name]["loss"]:
           best[name] = dict(loss=loss, lr=lr, eps=eps, path=np.asarray(path),
                             losses=np.asarray(losses))
@@ -114,14 +116,15 @@ def main(argv):
   fig.savefig(os.path.join(_OUTDIR.value, "rosenbrock_losses.png"), dpi=120)
 
   lines = ["| optimizer | best lr | eps | final loss | distance to (1, 1) | "
-           "first iteration with loss < 1e-3 |",
-           "|---|---|---|---|---|---|"]
+           "first iteration with loss < 1e-3 | diverged settings |",
+           "|---|---|---|---|---|---|---|"]
   for name, run_ in sorted(best.items(), key=lambda kv: kv[1]["loss"]):
     below = np.nonzero(run_["losses"] < 1e-3)[0]
     distance = float(np.linalg.norm(run_["path"][-1] - 1.0))
     eps = f"{run_['eps']:g}" if name == "Adam" else "-"
     lines.append(f"| {name} | {run_['lr']:g} | {eps} | {run_['loss']:.3e} | "
-                 f"{distance:.3e} | {below[0] if below.size else 'never'} |")
+                 f"{distance:.3e} | {below[0] if below.size else 'never'} | "
+                 f"{diverged[name]} of {tried[name]} |")
   table = "\n".join(lines)
   with open(os.path.join(_OUTDIR.value, "rosenbrock.md"), "w") as f:
     f.write(f"Rosenbrock from {tuple(init.tolist())}, {_STEPS.value} "
