@@ -181,3 +181,30 @@ def test_candidates_ranked_by_training_return(column):
   # Without returns (REPS): the latest snapshots.
   no_return = {i: {"loss": 0.0} for i in (1, 2, 3, 4)}
   assert evaluation.candidate_iterations(no_return, 2) == [3, 4]
+
+
+def test_results_table_counts_and_marks_diverged_seeds():
+  """Hand-made evaluation: a baseline with one of its two seeds diverged."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from lr_meta import baselines  # pylint: disable=g-import-not-at-top
+
+  def method(label, loss, acc, diverged, controller):
+    empty = np.zeros(0)
+    return evaluation.MethodResult(
+        label, np.array(loss), np.array(acc), np.array(diverged), 0.0, empty,
+        empty, empty, empty, empty, controller)
+
+  config = ml_collections.ConfigDict(dict(task=dict(
+      dataset="mnist1d", model="mlp", batch_size=32)))
+  ev = evaluation.Evaluation(
+      "runs/x", 4, 6, {4: 1.0}, 2, [10_000, 10_001], config, 100,
+      [method("PPO controller", [1.0, 1.2], [0.6, 0.5], [False, False], True),
+       method("constant LR 0.3", [2.0, 2.5], [0.3, 0.0], [False, True],
+              False)], 1.0)
+  rows = evaluation.markdown(ev).splitlines()
+  assert rows[4].startswith("| PPO controller | 1.1000 (0.1000) | "
+                            "0.5500 (0.0500) | 0 |")
+  mark = baselines.DIVERGED_MARK
+  assert rows[5].startswith(f"| constant LR 0.3 | 2.2500 (0.2500) {mark} | "
+                            f"0.1500 (0.1500) {mark} | 1 |")
+  assert baselines.DIVERGED_NOTE in rows
