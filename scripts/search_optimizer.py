@@ -29,6 +29,7 @@ import os
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import numpy as np
 import tqdm
@@ -227,6 +228,7 @@ def compare(config, search, workdir, data_dir=None, log=print):
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required")
   config = _CONFIG.value
