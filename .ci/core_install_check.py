@@ -48,11 +48,14 @@ def main():
   kx, ky, kp = jax.random.split(jax.random.PRNGKey(0), 3)
   x = jax.random.normal(kx, (64, 40))
   y = jax.random.randint(ky, (64,), 0, 10)
-  probe_x, probe_y = x[:32], y[:32]
+  # The probe size the controller was trained with (spec.num_val_examples).
+  n = ctrl.spec.num_val_examples
+  probe_x = jax.random.normal(kx, (n, 40))
+  probe_y = jax.random.randint(ky, (n,), 0, 10)
   params = model.init(kp, x[:1])
   base = optax.inject_hyperparams(optax.sgd)(learning_rate=0.05,
                                              momentum=0.9)
-  tx = lmo.controlled(base, ctrl, predictions_shape=(32, 10))
+  tx = lmo.controlled(base, ctrl, num_classes=10)
 
   def loss_fn(p, xb, yb):
     logits = model.apply(p, xb)
@@ -62,18 +65,16 @@ def main():
   @jax.jit
   def step(p, state):
     loss, g = jax.value_and_grad(loss_fn)(p, x, y)
-    probe = model.apply(p, probe_x)
-    val = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(probe,
-                                                                   probe_y))
-    updates, state = tx.update(g, state, p, loss=loss, val_loss=val,
-                               predictions=jax.nn.softmax(probe))
+    updates, state = tx.update(
+        g, state, p, loss=loss,
+        **lmo.probe_inputs(state, model.apply, p, probe_x, probe_y))
     return optax.apply_updates(p, updates), state, loss
 
   state = tx.init(params)
   lrs, losses = [], []
   for _ in range(3 * ctrl.spec.steps_per_decision):
     params, state, loss = step(params, state)
-    lrs.append(float(state.lr))
+    lrs.append(float(lmo.current_lr(state)))
     losses.append(float(loss))
   k = ctrl.spec.steps_per_decision
   assert all(np.isfinite(lrs)) and int(state.skipped_decisions) == 0

@@ -3,7 +3,8 @@
 Every optimizer is an `optax.GradientTransformationExtraArgs`.
 
 Learned LR controllers: ``controlled(base, pretrained_controller(name))``
-(Xu, Dai, Kemp & Metz 2019); see ``lr_meta/optax/_src/controlled.py``.
+(Xu, Dai, Kemp & Metz 2019) with ``probe_inputs`` in the train step and
+``current_lr`` to read the LR; see ``lr_meta/optax/_src/controlled.py``.
 """
 
 from lr_meta.nos.compiler import from_dsl
@@ -17,7 +18,10 @@ from lr_meta.policies.controller import pretrained_names
 from lr_meta.policies.controller import save_controller
 from lr_meta.optax._src.controlled import controlled
 from lr_meta.optax._src.controlled import ControlledState
+from lr_meta.optax._src.controlled import ControllerMismatchWarning
+from lr_meta.optax._src.controlled import current_lr
 from lr_meta.optax._src.controlled import decision_due
+from lr_meta.optax._src.controlled import probe_inputs
 from lr_meta.optax._src.schedules import linear_cosine_decay_schedule
 from lr_meta.optax._src.schedules import linear_cosine_decay_schedule as linear_cosine_decay
 from lr_meta.optax._src.schedules import noisy_linear_cosine_decay_schedule
@@ -33,11 +37,13 @@ from lr_meta.optax._src.sign import ScaleBySignState
 
 __all__ = [
     "add_sign", "controlled", "ControlledState", "Controller",
-    "ControllerSpec", "cosine_sign_decay", "decision_due", "DSLError",
+    "ControllerMismatchWarning", "ControllerSpec", "cosine_sign_decay",
+    "current_lr", "decision_due", "DSLError",
     "from_dsl", "linear_cosine_decay", "linear_cosine_decay_schedule",
     "linear_sign_decay", "load_controller", "noisy_linear_cosine_decay",
     "noisy_linear_cosine_decay_schedule", "power_sign",
-    "pretrained_controller", "pretrained_names", "restart_sign_decay",
+    "pretrained_controller", "pretrained_names", "probe_inputs",
+    "restart_sign_decay",
     "save_controller", "scale_by_add_sign", "scale_by_power_sign",
     "scale_by_rule", "ScaleBySignState",
 ]

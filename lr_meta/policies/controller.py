@@ -181,6 +181,19 @@ class ControllerSpec:
   def observation_size(self) -> int:
     return observation_lib.observation_size(self.observation_kind)
 
+  @property
+  def training_steps(self) -> Optional[int]:
+    """Inner steps of a training episode, K * T (None if T is unknown).
+
+    T is ``num_decisions``, else the training config's ``env.num_decisions``
+    (files written before ``num_decisions`` was stored for every
+    controller).
+    """
+    t = self.num_decisions
+    if t is None:
+      t = (self.config.get("env") or {}).get("num_decisions")
+    return None if t is None else int(self.steps_per_decision) * int(t)
+
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True,
                       default=json_default)

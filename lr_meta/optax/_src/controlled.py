@@ -5,27 +5,50 @@ is injectable (``optax.inject_hyperparams``) and, every ``every`` calls, sets
 that learning rate from the controller, as ``lr_meta.envs.LREnv`` does during
 training (Xu et al. 2019, section 2.2: a decision every 10 inner steps).
 
+Usage, with a shipped controller (one extra line in a train step)::
+
+  controller = lmo.pretrained_controller("fmnist_lenet_xu2019_cpu")
+  tx = lmo.controlled(
+      optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), controller,
+      num_classes=10, num_steps=500)
+
+  def train_step(params, opt_state, x, y):
+    loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+    updates, opt_state = tx.update(
+        grads, opt_state, params, loss=loss,
+        **lmo.probe_inputs(opt_state, apply_fn, params, x_probe, y_probe))
+    return optax.apply_updates(params, updates), opt_state
+
+  lmo.current_lr(opt_state)   # the LR in use, wherever `controlled` sits
+
 Call ``update(grads, state, params, loss=..., val_loss=..., predictions=...)``
 at every step, like ``optax.contrib.reduce_on_plateau``'s ``value=``:
 
 * ``loss``: the training loss of this step's batch at ``params`` (required);
 * ``predictions``: softmax probabilities ``(B, classes)`` of a FIXED probe
   batch at ``params`` ('xu2019' controllers; the shape is fixed at
-  construction by ``predictions_shape``). The controllers were trained on the
-  first ``spec.num_val_examples`` validation examples; the same examples each
+  construction: ``(spec.num_val_examples, num_classes)`` or
+  ``predictions_shape``). The controllers were trained on the first
+  ``spec.num_val_examples`` validation examples; the same examples each
   time is what makes "prediction change" meaningful;
 * ``val_loss``: the loss on that probe batch (optional; if missing the
   observation uses the train loss in its place).
 
-``predictions`` and ``val_loss`` are only read at decision steps; compute
-them under ``jax.lax.cond(decision_due(state), ...)`` to pay for the probe
-only every ``every`` steps.
+``predictions`` and ``val_loss`` are only read at decision steps;
+``probe_inputs`` computes both under ``jax.lax.cond(decision_due(state),
+...)``, so the probe costs a forward pass every ``every`` steps only.
 
 A decision whose observation (or the LR it gives) is not finite, e.g. from
 NaN predictions or a NaN loss, is skipped: the feature EMAs, the
 controller's carry, the LR and ``obs`` stay as they were, and
 ``ControlledState.skipped_decisions`` counts it, so one bad batch cannot
 freeze the LR for the rest of the run and the user can see it happened.
+
+Outside the training conditions ``controlled`` warns
+(``ControllerMismatchWarning``, once, at construction): a probe of another
+size than the controller's, or a run (``num_steps``) longer than the
+training episodes of a controller that does not observe run progress (it
+keeps acting as at the end of its training episode, e.g. decaying further).
 
 Correspondence with the environment (so that the same inputs give the same
 LR trajectory): at call ``i = t * every`` (decision t) the observation uses
@@ -36,7 +59,8 @@ call's loss) and the LR of the previous window; the new LR then applies from
 this call on.
 """
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
+import warnings
 
 import chex
 import jax
@@ -49,7 +73,10 @@ from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
 from lr_meta.policies import controller as controller_lib
 
-__all__ = ["ControlledState", "controlled", "decision_due"]
+__all__ = [
+    "ControlledState", "ControllerMismatchWarning", "controlled",
+    "current_lr", "decision_due", "probe_inputs",
+]
 
 
 class ControlledState(NamedTuple):
@@ -78,6 +105,10 @@ class ControlledState(NamedTuple):
   skipped_decisions: jax.Array
 
 
+class ControllerMismatchWarning(UserWarning):
+  """A controller used outside the conditions it was trained in."""
+
+
 _INJECT = ("build it with optax.inject_hyperparams(optax.sgd)(learning_rate="
            "<a number>) (any optax optimizer, possibly inside optax.chain)")
 
@@ -94,7 +125,11 @@ def _get_lr(base_state) -> jax.Array:
         "controlled sets the learning rate itself, but the base optimizer's "
         "learning_rate is a schedule (optax.inject_hyperparams would "
         "recompute it from the schedule at every step, overriding the "
-        "controller); pass a number, the initial LR lr0: " + _INJECT + ".")
+        "controller); pass a number, the initial LR lr0: " + _INJECT + ". "
+        "For a warm-up (not seen in training), scale the controlled updates: "
+        "optax.chain(controlled(...), optax.scale_by_schedule(lambda step: "
+        "jnp.minimum(1.0, (step + 1) / warmup_steps))); current_lr then "
+        "still reports the controller's LR, before the warm-up factor.")
   if not found:
     raise ValueError("controlled needs a base optimizer with an injectable "
                      "learning rate: " + _INJECT + ".")
@@ -113,19 +148,151 @@ def _set_lr(base_state, lr):
                       learning_rate=jnp.asarray(lr, jnp.asarray(old).dtype))
 
 
+def _controlled_state(state: Any) -> ControlledState:
+  """The one ``ControlledState`` inside an optimizer state (e.g. a chain's)."""
+  found = [s for s in jax.tree.leaves(
+      state, is_leaf=lambda x: isinstance(x, ControlledState))
+           if isinstance(s, ControlledState)]
+  if len(found) != 1:
+    raise ValueError(f"state holds {len(found)} ControlledState; expected 1 "
+                     "(the state of an optimizer with one controlled(...)).")
+  return found[0]
+
+
 def decision_due(state: Any) -> jax.Array:
   """True when the next ``update`` of this ``ControlledState`` decides.
 
   ``state`` may be the ``ControlledState`` or any optimizer state holding
   exactly one (e.g. inside ``optax.chain``).
   """
-  found = [s for s in jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, ControlledState))
-           if isinstance(s, ControlledState)]
-  if len(found) != 1:
-    raise ValueError(f"state holds {len(found)} ControlledState; expected 1.")
-  s = found[0]
+  s = _controlled_state(state)
   return s.count % s.losses.shape[0] == 0
+
+
+def current_lr(state: Any) -> jax.Array:
+  """The controller's learning rate in use (float32 scalar).
+
+  The LR that the last ``update`` applied (before the first: the initial
+  LR). ``state`` may be the ``ControlledState`` or any optimizer state
+  holding exactly one, wherever ``controlled`` sits in an ``optax.chain``.
+  """
+  return _controlled_state(state).lr
+
+
+def probe_inputs(
+    state: Any,
+    apply_fn: Callable[..., chex.Array],
+    params: Any,
+    x: Any,
+    y: Optional[chex.Array] = None,
+) -> dict[str, jax.Array]:
+  """``predictions`` and ``val_loss`` of a probe batch, only at decisions.
+
+  The keyword arguments of ``controlled``'s ``update`` that come from the
+  probe batch::
+
+    updates, state = tx.update(grads, state, params, loss=loss,
+                               **probe_inputs(state, apply_fn, params, x, y))
+
+  At a decision step (``decision_due(state)``): the softmax of
+  ``apply_fn(params, x)`` and its mean cross entropy with the integer labels
+  ``y``; otherwise zeros of the same shapes, which ``update`` does not read.
+  Both sit in one ``jax.lax.cond``, so inside ``jax.jit`` the forward pass
+  runs every ``every`` steps only.
+
+  Args:
+    state: the optimizer state before this ``update`` (holding one
+      ``ControlledState``).
+    apply_fn: ``apply_fn(params, x) -> logits (B, classes)`` in evaluation
+      mode (no dropout, batch-norm statistics not updated).
+    params: the params passed to this ``update``.
+    x: the fixed probe inputs, the same examples at every step (the
+      controller's "prediction change" compares them across decisions).
+    y: their integer labels, shape ``(B,)``; None: no ``val_loss`` (the
+      controller then observes the train loss in its place).
+
+  Returns:
+    ``{"predictions": ..., "val_loss": ...}`` (without ``val_loss`` if ``y``
+    is None).
+  """
+  def probe(_):
+    logits = apply_fn(params, x)
+    chex.assert_rank(logits, 2)
+    out = {"predictions": jax.nn.softmax(logits)}
+    if y is not None:
+      chex.assert_shape(y, logits.shape[:1])
+      out["val_loss"] = jnp.mean(
+          optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    return out
+
+  shapes = jax.eval_shape(probe, None)
+  skip = lambda _: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  return jax.lax.cond(decision_due(state), probe, skip, None)
+
+
+def _check_positive_int(name: str, value: Any, what: str) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ValueError(f"{name}={value!r}; allowed: an integer >= 1 ({what}).")
+
+
+def _predictions_shape(spec: controller_lib.ControllerSpec,
+                       predictions_shape: Optional[tuple[int, ...]],
+                       num_classes: Optional[int]) -> tuple[int, int]:
+  """The probe's ``(B, classes)``: B from the spec unless given (then warns
+  if it differs from the spec's)."""
+  trained = spec.num_val_examples
+  if num_classes is not None:
+    _check_positive_int("num_classes", num_classes, "the classes of your "
+                        "model's softmax")
+  if predictions_shape is None:
+    if trained is None:
+      raise ValueError(
+          f"controller {spec.name!r} observes the softmax predictions of a "
+          "probe batch and was trained on the whole validation split of its "
+          "task: pass predictions_shape=(probe examples, classes).")
+    if num_classes is None:
+      raise ValueError(
+          f"controller {spec.name!r} observes the softmax predictions of a "
+          f"fixed probe batch of {trained} validation examples: pass "
+          "num_classes=<classes of your model> (the probe shape is then "
+          f"({trained}, num_classes)) or predictions_shape=(B, classes).")
+    return (trained, num_classes)
+  shape = tuple(predictions_shape)
+  if (len(shape) != 2 or
+      any(not isinstance(d, int) or isinstance(d, bool) or d < 1
+          for d in shape)):
+    raise ValueError(f"predictions_shape={predictions_shape!r}; allowed: "
+                     "(probe examples, classes), two integers >= 1.")
+  if num_classes is not None and shape[1] != num_classes:
+    raise ValueError(f"predictions_shape={shape} has {shape[1]} classes but "
+                     f"num_classes={num_classes}; pass one of them.")
+  if trained is not None and shape[0] != trained:
+    warnings.warn(
+        f"controller {spec.name!r} was trained with a probe of {trained} "
+        f"validation examples; predictions_shape={shape} gives it "
+        f"{shape[0]}. Its prediction features are variances over the probe, "
+        "so another size changes their noise; to match training, probe the "
+        f"first {trained} examples of your validation split.",
+        ControllerMismatchWarning, stacklevel=3)
+  return shape
+
+
+def _warn_if_past_horizon(spec: controller_lib.ControllerSpec,
+                          run_steps: Optional[int]) -> None:
+  """Warns when a controller without run progress runs past its training."""
+  trained = spec.training_steps
+  if spec.uses_progress or run_steps is None or trained is None:
+    return
+  if run_steps > trained:
+    warnings.warn(
+        f"controller {spec.name!r} does not observe run progress and was "
+        f"trained on runs of {trained} steps; this run has {run_steps}. "
+        f"After step ~{trained} it keeps acting as near the end of a "
+        f"{trained}-step run (the shipped ones keep lowering the LR). "
+        "Compare it with tuned schedules on your run before trusting it, or "
+        "use a controller with observation 'dynamics+progress' "
+        "(fmnist_mlp_xu2019_progress_cpu).",
+        ControllerMismatchWarning, stacklevel=3)
 
 
 def controlled(
@@ -133,6 +300,8 @@ def controlled(
     controller: controller_lib.Controller,
     every: Optional[int] = None,
     *,
+    num_classes: Optional[int] = None,
+    num_steps: Optional[int] = None,
     predictions_shape: Optional[tuple[int, ...]] = None,
     first_dense: Optional[params_lib.LayerSpec] = None,
     last_dense: Optional[params_lib.LayerSpec] = None,
@@ -150,8 +319,17 @@ def controlled(
       ``load_controller``).
     every: steps between decisions; default the controller's training K
       (``spec.steps_per_decision``, Xu et al.: 10).
-    predictions_shape: ``(B, classes)`` of the ``predictions`` passed to
-      ``update``; required for 'xu2019' controllers.
+    num_classes: classes of the model's softmax ('xu2019' controllers): the
+      ``predictions`` passed to ``update`` then have the shape
+      ``(spec.num_val_examples, num_classes)``, the probe size the
+      controller was trained with.
+    num_steps: the steps (``update`` calls) of the whole run. For
+      'dynamics+progress' controllers it sets the progress horizon
+      (``num_decisions = ceil(num_steps / every)``); for the others it is
+      checked against the training episodes' ``spec.training_steps`` (a
+      ``ControllerMismatchWarning`` if the run is longer).
+    predictions_shape: ``(B, classes)`` of the ``predictions``, for a probe
+      of another size than the spec's (warns; instead of ``num_classes``).
     first_dense, last_dense: layers whose kernel mean/var are observed
       ('xu2019'); default: the first / last 2-D kernel of the params given
       to ``init`` in dict iteration order (pass params straight from
@@ -160,10 +338,10 @@ def controlled(
       last conv layer, else the last dense layer (as ``LREnv``).
     key: PRNG key of the initial "previous predictions" noise (U[0, 1), as in
       training); default ``jax.random.PRNGKey(0)``.
-    num_decisions: for 'dynamics+progress' controllers, the decisions of
-      the whole run (its steps / ``every``): the observed progress is
-      ``min(decisions so far / num_decisions, 1)``; default the training
-      episodes' ``spec.num_decisions``.
+    num_decisions: the decisions of the whole run, instead of
+      ``num_steps`` (not both); for 'dynamics+progress' controllers the
+      observed progress is ``min(decisions so far / num_decisions, 1)``.
+      Without either, the training episodes' ``spec.num_decisions``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` takes
@@ -174,22 +352,29 @@ def controlled(
   spec = controller.spec.check()
   if every is None:
     every = spec.steps_per_decision
-  if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-    raise ValueError(f"every={every!r}; allowed: an integer >= 1.")
+  _check_positive_int("every", every, "steps between decisions")
   xu = spec.action_type == "xu2019"
-  if xu and predictions_shape is None:
-    raise ValueError(
-        f"controller {spec.name!r} observes prediction variances: pass "
-        "predictions_shape=(B, classes) of the probe-batch softmax "
-        f"predictions (it was trained on {spec.num_val_examples} fixed "
-        "validation examples).")
-  if num_decisions is None:
+  if xu:
+    predictions_shape = _predictions_shape(spec, predictions_shape,
+                                           num_classes)
+  if num_steps is not None and num_decisions is not None:
+    raise ValueError(f"num_steps={num_steps!r} and num_decisions="
+                     f"{num_decisions!r}; pass one of them (num_decisions = "
+                     "ceil(num_steps / every)).")
+  run_steps = None
+  if num_steps is not None:
+    _check_positive_int("num_steps", num_steps, "the run's update calls")
+    run_steps, num_decisions = num_steps, -(-num_steps // every)
+  elif num_decisions is not None:
+    _check_positive_int("num_decisions", num_decisions, "the run's "
+                        "decisions, for the progress feature")
+    run_steps = num_decisions * every
+  else:
     num_decisions = spec.num_decisions
-  if spec.uses_progress and (not isinstance(num_decisions, int)
-                             or isinstance(num_decisions, bool)
-                             or num_decisions < 1):
-    raise ValueError(f"num_decisions={num_decisions!r}; allowed: an integer "
-                     ">= 1 (the run's decisions, for the progress feature).")
+  if spec.uses_progress:
+    _check_positive_int("num_decisions", num_decisions, "the run's "
+                        "decisions, for the progress feature")
+  _warn_if_past_horizon(spec, run_steps)
   base = optax.with_extra_args_support(base_optimizer)
   if key is None:
     key = jax.random.PRNGKey(0)
@@ -236,7 +421,8 @@ def controlled(
       if predictions is None:
         raise ValueError(
             f"controller {spec.name!r} needs predictions=<softmax of the "
-            f"probe batch>, shape {tuple(predictions_shape)}.")
+            f"probe batch>, shape {tuple(predictions_shape)} (pass "
+            "**lr_meta.optax.probe_inputs(state, apply_fn, params, x, y)).")
       chex.assert_shape(predictions, tuple(predictions_shape))
     loss = jnp.asarray(loss, jnp.float32)
     chex.assert_rank(loss, 0)
