@@ -161,8 +161,12 @@ def test_probe_inputs_without_labels_gives_only_predictions(problem):
   np.testing.assert_allclose(out["predictions"],
                              jax.nn.softmax(model.apply(params, x[:NV])),
                              rtol=1e-6)
-  with pytest.raises(ValueError, match="0 ControlledState"):
-    lmo.probe_inputs(optax.sgd(0.1).init(params), model.apply, params, x)
+  # Another optimizer: nothing to feed, so one train step serves both.
+  assert lmo.probe_inputs(optax.sgd(0.1).init(params), model.apply, params,
+                          x) == {}
+  state = tx.init(params)
+  with pytest.raises(ValueError, match="holds 2 ControlledState"):
+    lmo.probe_inputs((state, state), model.apply, params, x)
 
 
 @pytest.mark.parametrize("where", ["outermost", "last", "first", "middle"])

@@ -148,11 +148,15 @@ def _set_lr(base_state, lr):
                       learning_rate=jnp.asarray(lr, jnp.asarray(old).dtype))
 
 
+def _controlled_states(state: Any) -> list[ControlledState]:
+  return [s for s in jax.tree.leaves(
+      state, is_leaf=lambda x: isinstance(x, ControlledState))
+          if isinstance(s, ControlledState)]
+
+
 def _controlled_state(state: Any) -> ControlledState:
   """The one ``ControlledState`` inside an optimizer state (e.g. a chain's)."""
-  found = [s for s in jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, ControlledState))
-           if isinstance(s, ControlledState)]
+  found = _controlled_states(state)
   if len(found) != 1:
     raise ValueError(f"state holds {len(found)} ControlledState; expected 1 "
                      "(the state of an optimizer with one controlled(...)).")
@@ -198,7 +202,10 @@ def probe_inputs(
   ``apply_fn(params, x)`` and its mean cross entropy with the integer labels
   ``y``; otherwise zeros of the same shapes, which ``update`` does not read.
   Both sit in one ``jax.lax.cond``, so inside ``jax.jit`` the forward pass
-  runs every ``every`` steps only.
+  runs every ``every`` steps only. A state without ``controlled`` (any other
+  optimizer, made to accept the keyword arguments with
+  ``optax.with_extra_args_support``) gets ``{}``: one train step serves the
+  controller and the schedules it is compared with.
 
   Args:
     state: the optimizer state before this ``update`` (holding one
@@ -213,8 +220,13 @@ def probe_inputs(
 
   Returns:
     ``{"predictions": ..., "val_loss": ...}`` (without ``val_loss`` if ``y``
-    is None).
+    is None); ``{}`` if ``state`` holds no ``ControlledState``.
+
+  Raises:
+    ValueError: ``state`` holds several ``ControlledState``.
   """
+  if not _controlled_states(state):
+    return {}
   def probe(_):
     logits = apply_fn(params, x)
     chex.assert_rank(logits, 2)
