@@ -28,32 +28,18 @@ def repo_root() -> pathlib.Path:
 
 
 @pytest.fixture
-def run_notebook(repo_root, data_dir, monkeypatch):
-  """Executes ``notebooks/<name>`` with env settings; returns its text output.
+def run_notebook(data_dir):
+  """``run(name, query=None, **sizes) -> (notebook, value of query)``.
 
-  Notebooks read their tiny-test sizes from ``LR_META_NOTEBOOK_*`` environment
-  variables (passed as keyword arguments here) so the same file runs at full
-  size for users and in seconds in the tests.
+  Executes ``notebooks/<name>`` as a user runs it (``tests/notebook_runner``:
+  a fresh kernel in ``notebooks/``, only the installed package on the path,
+  the data from ``LR_META_DATA_DIR``). Notebooks read their small test sizes
+  from ``LR_META_NOTEBOOK_*`` environment variables (the keyword arguments),
+  so the same file runs at full size for users.
   """
-  import nbclient  # pylint: disable=g-import-not-at-top
-  import nbformat  # pylint: disable=g-import-not-at-top
-
-  def run(name: str, **env) -> str:
-    for key, value in env.items():
-      monkeypatch.setenv(f"LR_META_NOTEBOOK_{key.upper()}", str(value))
-    monkeypatch.setenv("LR_META_DATA_DIR", data_dir)
-    monkeypatch.setenv("PYTHONPATH", str(repo_root) + os.pathsep
-                       + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    notebook = nbformat.read(repo_root / "notebooks" / name, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, kernel_name="python3", timeout=600,
-        resources={"metadata": {"path": str(repo_root)}})
-    client.execute()
-    return "".join(
-        out.get("text", "") for cell in notebook.cells
-        if cell.cell_type == "code" for out in cell.get("outputs", []))
-  return run
+  del data_dir   # required: the conftest has set LR_META_DATA_DIR
+  import notebook_runner  # pylint: disable=g-import-not-at-top
+  return notebook_runner.execute
 
 
 @pytest.fixture
