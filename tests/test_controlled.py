@@ -20,6 +20,7 @@ from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
 import lr_meta.optax as lmo
 from script_loader import load_script  # tests/script_loader.py
+import controller_helpers  # tests/controller_helpers.py
 
 T, K, NV = 6, 4, 64      # decisions, steps per decision, probe examples
 
@@ -41,20 +42,7 @@ def _spec(**kw):
 
 
 def _controller(scale=100.0, spec=None):
-  """A fixed controller whose action depends on the observation.
-
-  The head is scaled up from its 0.01-gain init so that actions move
-  between decisions instead of sitting at 0.
-  """
-  spec = spec or _spec()
-  net = controller_lib.make_network(spec)
-  carry = controller_lib.networks.initial_carry(net)
-  params = net.init(jax.random.PRNGKey(1),
-                    jnp.zeros((spec.observation_size,)), carry)
-  params = jax.tree_util.tree_map_with_path(
-      lambda p, x: x * scale if "Dense_1" in jax.tree_util.keystr(p) else x,
-      params)
-  return controller_lib.make_controller(spec, params)
+  return controller_helpers.scaled_controller(spec or _spec(), scale)
 
 
 def _optax_loop(task, tx, params, rng, num_steps):

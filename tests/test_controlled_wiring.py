@@ -18,6 +18,7 @@ import pytest
 import lr_meta.optax as lmo
 from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import datasets
+import controller_helpers  # tests/controller_helpers.py
 
 K, NV, C = 4, 24, 5      # steps per decision, probe examples, classes
 
@@ -29,18 +30,8 @@ def _spec(**kw):
   return controller_lib.ControllerSpec(**kw)
 
 
-def _controller(spec=None, scale=100.0):
-  """A fixed controller whose action depends on the observation (the head is
-  scaled up from its 0.01-gain init so that the LR moves)."""
-  spec = spec or _spec()
-  net = controller_lib.make_network(spec)
-  carry = controller_lib.networks.initial_carry(net)
-  params = net.init(jax.random.PRNGKey(1),
-                    jnp.zeros((spec.observation_size,)), carry)
-  params = jax.tree_util.tree_map_with_path(
-      lambda p, x: x * scale if "Dense_1" in jax.tree_util.keystr(p) else x,
-      params)
-  return controller_lib.make_controller(spec, params)
+def _controller(spec=None):
+  return controller_helpers.scaled_controller(spec or _spec())
 
 
 def _zero_controller(spec=None):
