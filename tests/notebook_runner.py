@@ -1,4 +1,4 @@
-"""Runs the notebooks as a user does: from ``notebooks/``, the installed package.
+"""Runs the notebooks as a user does: from notebooks/, the installed package.
 
 The kernel is a fresh process started in ``notebooks/`` (Jupyter's default
 working directory) with no ``PYTHONPATH`` pointing at the repository, so a

@@ -92,3 +92,14 @@ def test_performance_profile():
   frac = scoring.performance_profile([0.9, 1.0, 1.5, 3.0], [0.5, 1.0, 2.0,
                                                             3.0])
   np.testing.assert_allclose(frac, [0.0, 0.5, 0.75, 1.0])
+
+
+def test_best_setting_is_the_lowest_mean_and_skips_diverged_settings():
+  val = [[0.5, 0.7],            # mean 0.6
+         [0.4, np.inf],         # a diverged seed: never chosen
+         [0.55, 0.6],           # mean 0.575: the winner
+         [0.2, np.nan]]         # NaN (unreadable) counts as diverged
+  assert scoring.best_setting(val) == 2
+  assert scoring.best_setting([[1.0], [1.0]]) == 0     # first of equals
+  with pytest.raises(ValueError, match=r"shape \(3,\)"):
+    scoring.best_setting([0.1, 0.2, 0.3])

@@ -27,6 +27,7 @@ LAYERS = (
     ("lazy exports", 0, ("lr_meta._lazy",)),
     ("runner", 0, ("lr_meta.runner",)),
     ("seeds", 0, ("lr_meta.seeds",)),
+    ("plotting", 0, ("lr_meta.plotting",)),
     ("tasks", 1, ("lr_meta.tasks",)),
     ("features", 1, ("lr_meta.features",)),
     ("NOS rule language", 2, ("lr_meta.nos",)),
@@ -135,7 +136,8 @@ def test_imports_follow_the_layers(path):
                    f"package or a layer of equal or higher rank: {bad}")
 
 
-@pytest.mark.parametrize("module", ["lr_meta.runner", "lr_meta.seeds"])
+@pytest.mark.parametrize("module", ["lr_meta.runner", "lr_meta.seeds",
+                                    "lr_meta.plotting"])
 def test_bottom_utilities_import_nothing_from_lr_meta(module):
   path = REPO / pathlib.Path(*module.split(".")).with_suffix(".py")
   assert [m for _, m in imports_of(path) if m.split(".")[0] == "lr_meta"] == []

@@ -6,6 +6,11 @@ method with its one setting on every workload of a suite, and writes
 ``leaderboard.md``, ``results.json``, ``profile.png`` and ``curves/``.
 Workloads: ``workloads``; methods and how to add one: ``methods``; scores:
 ``scoring``; execution, cache and cost: ``harness``; report: ``report``.
+
+``evaluate_own(make_train_step, init_params, evaluate, controller=...,
+num_steps=...)`` (``own``) compares a controller with a tuned constant LR
+and a tuned cosine schedule on the user's own training code, scored the
+same way.
 """
 
 from lr_meta.benchmark.harness import CompileCounter
@@ -22,6 +27,8 @@ from lr_meta.benchmark.methods import resolve as resolve_methods
 from lr_meta.benchmark.methods import SELF_TUNING
 from lr_meta.benchmark.methods import Setting
 from lr_meta.benchmark.methods import TUNED
+from lr_meta.benchmark.own import evaluate_own
+from lr_meta.benchmark.own import OwnResult
 from lr_meta.benchmark.run import run_suite
 from lr_meta.benchmark.workloads import check_heldout_rules
 from lr_meta.benchmark.workloads import get_suite
@@ -39,7 +46,8 @@ __all__ = [
     "CompileCounter", "compile_counter", "run_benchmark", "BEST_CONSTANT",
     "CONTROLLER_PREFIX", "get_method", "known_methods", "Method", "METHODS",
     "REFERENCE", "resolve_methods", "SELF_TUNING", "Setting", "TUNED",
-    "run_suite", "check_heldout_rules", "get_suite", "get_workload",
+    "evaluate_own", "OwnResult", "run_suite", "check_heldout_rules",
+    "get_suite", "get_workload",
     "HELDOUT", "KNOWN_SUITES", "KNOWN_WORKLOADS", "select", "suite_workloads",
     "TRAIN",
     "training_task", "Workload",

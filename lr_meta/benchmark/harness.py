@@ -37,6 +37,7 @@ import numpy as np
 from lr_meta import runner
 from lr_meta import seeds as seeds_lib
 from lr_meta.benchmark import methods as methods_lib
+from lr_meta.benchmark import scoring
 from lr_meta.benchmark import workloads as workloads_lib
 from lr_meta.tasks import optax_training
 
@@ -432,7 +433,7 @@ def _tuning_summary(workload, settings, seeds, records, program, wall):
   val = np.array([[records[run_key(workload, program, s.label, seed)]
                    ["final_val_loss"] for seed in seeds] for s in settings])
   mean = val.mean(axis=1)
-  best = int(np.argmin(mean))
+  best = scoring.best_setting(val)
   costs = [records[run_key(workload, program, s.label, seed)]["cost"]
            for s in settings for seed in seeds]
   return best, {

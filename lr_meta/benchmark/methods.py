@@ -301,8 +301,7 @@ class Controlled(optax_training.Program):
   ``spec.steps_per_decision`` steps; 'xu2019' controllers get the softmax
   predictions and the loss of a fixed probe, the first
   ``min(spec.num_val_examples, validation size)`` validation examples,
-  computed only when a decision is due (``lax.cond`` on
-  ``lmo.decision_due``). Progress controllers see ``num_steps //
+  computed only when a decision is due (``lmo.probe_inputs``). Progress controllers see ``num_steps //
   steps_per_decision`` decisions as the run's horizon. ``hp`` holds the
   controller's network params (traced).
 
@@ -345,23 +344,13 @@ class Controlled(optax_training.Program):
     if not self._observes_predictions:
       return {"loss": loss}
     x, y = task.first_examples("val", self.probe_size, "probe_size")
-
-    def probe(_):
-      logits, _ = task.apply(state.params, state.batch_stats, x)
-      return (jax.nn.softmax(logits),
-              jnp.mean(tasks.cross_entropy(logits, y)))
-
-    def skip(_):
-      return (jnp.zeros((self.probe_size, self.num_classes), jnp.float32),
-              jnp.zeros((), jnp.float32))
-
-    predictions, val_loss = jax.lax.cond(lmo.decision_due(state.opt_state),
-                                         probe, skip, None)
-    return {"loss": loss, "val_loss": val_loss, "predictions": predictions}
+    apply_fn = lambda params, x: task.apply(params, state.batch_stats, x)[0]
+    return dict(loss=loss, **lmo.probe_inputs(state.opt_state, apply_fn,
+                                              state.params, x, y))
 
   def learning_rate(self, hp, opt_state):
     del hp
-    return _find(opt_state, lmo.ControlledState).lr
+    return lmo.current_lr(opt_state)
 
 
 def observed_layers(task: tasks.Task):

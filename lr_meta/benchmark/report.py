@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from lr_meta import plotting
 from lr_meta.benchmark import harness
 from lr_meta.benchmark import methods as methods_lib
 from lr_meta.benchmark import scoring
@@ -168,29 +169,46 @@ def _summary_tables(results, split) -> List[str]:
   return lines
 
 
-def _workload_table(results, name) -> List[str]:
-  w = results["workloads"][name]
-  scores = results["scores"][name]
-  settings = {}
-  for c in results["cells"]:
-    if c["workload"] == name:
-      settings[c["method"]] = c["setting"]
-  lines = [f"## `{name}` ({w['split']})", "",
-           f"{w['description']}: {w['summary']}.", "",
+def score_table(header: str, scores: dict, settings: dict,
+                kinds: dict) -> List[str]:
+  """Markdown lines: ``header``, then one row per method of one workload.
+
+  Args:
+    header: the sentence above the table (task, steps, seeds).
+    scores: ``{method: WorkloadScore or its _asdict()}``.
+    settings: ``{method: the setting it ran with}``.
+    kinds: ``{method: 'tuned' or 'self_tuning'}``; tuned rows first, each
+      group by mean test loss.
+  """
+  scores = {n: s._asdict() if hasattr(s, "_asdict") else s
+            for n, s in scores.items()}
+  lines = [header, "",
            "| method | kind | setting | test loss | test accuracy | diverged "
            "| norm. loss | p vs cosine | p vs best const. |",
            "|---|---|---|---|---|---|---|---|---|"]
-  order = sorted(scores, key=lambda n: (
-      results["methods"][n]["kind"] != methods_lib.TUNED,
-      _or_inf(scores[n]["loss_mean"])))
+  order = sorted(scores, key=lambda n: (kinds[n] != methods_lib.TUNED,
+                                        _or_inf(scores[n]["loss_mean"])))
   for n in order:
     s = scores[n]
     lines.append(
-        f"| `{n}` | {results['methods'][n]['kind']} | {settings.get(n, '')} "
+        f"| `{n}` | {kinds[n]} | {settings.get(n, '')} "
         f"| {_f(s['loss_mean'])} ({_f(s['loss_std'])}) "
         f"| {_f(s['accuracy_mean'])} ({_f(s['accuracy_std'])}) "
         f"| {s['diverged']}/{s['num_seeds']} | {_f(s['normalized'], 3)} "
         f"| {_p(s['p_reference'])} | {_p(s['p_best_constant'])} |")
+  return lines
+
+
+def _workload_table(results, name) -> List[str]:
+  w = results["workloads"][name]
+  settings = {}
+  for c in results["cells"]:
+    if c["workload"] == name:
+      settings[c["method"]] = c["setting"]
+  header = f"{w['description']}: {w['summary']}."
+  lines = [f"## `{name}` ({w['split']})", ""] + score_table(
+      header, results["scores"][name], settings,
+      {n: m["kind"] for n, m in results["methods"].items()})
   edge = [m for m, t in results["tuning"].get(name, {}).items()
           if t["best_at_grid_edge"]]
   tuning = results["tuning"].get(name, {})
@@ -281,8 +299,8 @@ def plot_profile(results, path):
   for i, (name, frac) in enumerate(results["profile"]["heldout"].items()):
     ax.plot(taus, frac, label=name, drawstyle="steps-post",
             **_style(results, name, i))
-  ax.set(xscale="log", xlabel="tau (normalized test loss = method / tuned "
-                              "cosine)",
+  plotting.log_scale(ax, "x")
+  ax.set(xlabel="tau (normalized test loss = method / tuned cosine)",
          ylabel="fraction of held-out workloads with normalized loss <= tau",
          ylim=(-0.02, 1.02),
          title=f"Performance profile, suite {results['suite']!r}, {n} "
@@ -311,19 +329,27 @@ def plot_curves(results, workload, path):
     if name == methods_lib.REFERENCE:
       reference_start = float(val[0])
     ax_loss.plot(steps, val, label=name, **style)
-    # None (a method without a step size) reads as NaN.
-    lr = np.mean(np.array([c["learning_rate"] for c in cs], float), axis=0)
+    # None (a method without a step size) reads as NaN. Runs that record
+    # the LR of every update (``lr_steps``) draw it as a step function.
+    lr = np.array([c["learning_rate"] for c in cs], float)
+    count = np.isfinite(lr).sum(0)    # mean over the seeds that have one
+    lr = np.where(count > 0, np.nansum(lr, 0) / np.maximum(count, 1), np.nan)
     if np.any(np.isfinite(lr) & (lr > 0)):
-      ax_lr.plot(steps, lr, label=name, **style)
+      ax_lr.plot(cs[0].get("lr_steps", steps), lr, label=name,
+                 drawstyle="steps-post" if "lr_steps" in cs[0] else "default",
+                 **style)
   # Diverged runs (capped losses) would flatten the rest: they leave the
   # plot above twice the reference's first validation loss.
   if reference_start is not None and np.isfinite(lowest):
     ax_loss.set_ylim(0.9 * lowest, 2.0 * max(reference_start, lowest))
+  last = max(c["steps"][-1] for cs in curves.values() for c in cs)
   ax_loss.set(xlabel="step", ylabel="validation loss (mean over seeds)",
-              yscale="log", title=f"{workload}: validation loss")
+              title=f"{workload}: validation loss", xlim=(0, last))
   ax_lr.set(xlabel="step", ylabel="learning rate / step size (mean over "
-                                  "seeds)", yscale="log",
-            title=f"{workload}: learning rate")
+                                  "seeds)",
+            title=f"{workload}: learning rate", xlim=(0, last))
+  plotting.log_scale(ax_loss, "y")
+  plotting.log_scale(ax_lr, "y")
   ax_lr.legend(*ax_loss.get_legend_handles_labels(), fontsize=6,
                loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()

@@ -93,6 +93,24 @@ def normalized_loss(method_loss: Sequence[float],
   return float(np.mean(method_loss)) / ref
 
 
+def best_setting(final_val_loss: Sequence[Sequence[float]]) -> int:
+  """The tuned setting: the lowest mean final validation loss over seeds.
+
+  Args:
+    final_val_loss: ``(settings, tuning seeds)`` final validation losses; a
+      non-finite one (a diverged seed) makes its setting's mean infinite.
+
+  Returns:
+    The index of the winning setting (the first of equal means).
+  """
+  val = np.asarray(final_val_loss, np.float64)
+  if val.ndim != 2 or val.size == 0:
+    raise ValueError(f"final_val_loss of shape {val.shape}; allowed: "
+                     "(settings, seeds), both >= 1.")
+  mean = np.where(np.all(np.isfinite(val), axis=1), val.mean(axis=1), np.inf)
+  return int(np.argmin(mean))
+
+
 def geometric_mean(x: Iterable[float]) -> float:
   x = np.asarray(list(x), np.float64)
   if x.size == 0:
