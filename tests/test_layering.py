@@ -28,6 +28,7 @@ LAYERS = (
     ("runner", 0, ("lr_meta.runner",)),
     ("seeds", 0, ("lr_meta.seeds",)),
     ("plotting", 0, ("lr_meta.plotting",)),
+    ("progress", 0, ("lr_meta.progress",)),
     ("tasks", 1, ("lr_meta.tasks",)),
     ("features", 1, ("lr_meta.features",)),
     ("NOS rule language", 2, ("lr_meta.nos",)),
@@ -137,7 +138,7 @@ def test_imports_follow_the_layers(path):
 
 
 @pytest.mark.parametrize("module", ["lr_meta.runner", "lr_meta.seeds",
-                                    "lr_meta.plotting"])
+                                    "lr_meta.plotting", "lr_meta.progress"])
 def test_bottom_utilities_import_nothing_from_lr_meta(module):
   path = REPO / pathlib.Path(*module.split(".")).with_suffix(".py")
   assert [m for _, m in imports_of(path) if m.split(".")[0] == "lr_meta"] == []

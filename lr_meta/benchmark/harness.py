@@ -25,7 +25,6 @@ import functools
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
@@ -34,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import progress as progress_lib
 from lr_meta import runner
 from lr_meta import seeds as seeds_lib
 from lr_meta.benchmark import methods as methods_lib
@@ -166,75 +166,34 @@ def write_json_atomic(path: str, obj):
 # -- progress -----------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
-  seconds = int(round(seconds))
-  h, rest = divmod(seconds, 3600)
-  m, s = divmod(rest, 60)
-  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
-class Progress:
-  """Cells done / total with an ETA: a tqdm bar on a terminal, else one
-  plain line every ``interval`` seconds (and at the end).
-
-  The ETA weighs each run by its steps, measured on runs actually executed
-  (cached runs count as done and cost nothing).
-  """
+class Progress(progress_lib.Progress):
+  """Runs done / total (``lr_meta.progress``: a bar on a terminal, else a
+  plain line every ``interval`` seconds), the ETA weighted by each run's
+  steps and measured on runs actually executed (cached runs count as done
+  and cost nothing)."""
 
   def __init__(self, total_runs: int, total_steps: int, stream=None,
                interval: float = 30.0):
-    self.total_runs, self.total_steps = total_runs, max(total_steps, 1)
-    self.runs = self.steps = self.executed_steps = self.executed_runs = 0
-    self.executed_seconds = 0.0
-    self.start = time.time()
-    self.last_line = 0.0
-    self.interval = interval
-    self.stream = stream or sys.stdout
-    self.bar = None
-    if getattr(self.stream, "isatty", lambda: False)():
-      import tqdm  # pylint: disable=g-import-not-at-top
-      self.bar = tqdm.tqdm(total=total_runs, unit="run", file=self.stream,
-                           dynamic_ncols=True)
-
-  def eta(self) -> float:
-    rate = self.executed_steps / max(self.executed_seconds, 1e-9)
-    left = self.total_steps - self.steps
-    return left / rate if self.executed_steps else float("nan")
+    super().__init__(total_runs, "benchmark", total_work=max(total_steps, 1),
+                     stream=stream, interval=interval)
+    self.executed_runs = 0
 
   def update(self, runs: int, steps: int, seconds: Optional[float] = None,
              label: str = ""):
     """``runs`` runs of ``steps`` steps in all finished; ``seconds`` is their
     wall time if executed (None: cached)."""
-    self.runs += runs
-    self.steps += steps
     if seconds is not None:
       self.executed_runs += runs
-      self.executed_steps += steps
-      self.executed_seconds += seconds
-    if self.bar is not None:
-      self.bar.set_postfix_str(f"{label} ETA {_duration(self.eta())}"
-                               if self.executed_steps else label)
-      self.bar.update(runs)
-      return
-    now = time.time()
-    if now - self.last_line >= self.interval or self.runs >= self.total_runs:
-      self.last_line = now
-      eta = (_duration(self.eta()) if self.executed_steps else "?")
-      print(f"[benchmark] {self.runs}/{self.total_runs} runs "
-            f"({100 * self.runs / max(self.total_runs, 1):.0f}%), elapsed "
-            f"{_duration(now - self.start)}, ETA {eta} {label}",
-            file=self.stream, flush=True)
+    super().update(runs, label, work=steps, seconds=seconds,
+                   cached=seconds is None)
 
   def close(self):
-    """Ends the bar, or prints the last line (runs shared by two methods
+    """Ends the bar and prints the last line (runs shared by two methods
     are done once, so the count may end below the planned total)."""
-    if self.bar is not None:
-      self.bar.close()
-    else:
-      print(f"[benchmark] done: {self.runs} distinct runs, "
-            f"{self.executed_runs} trained now, the rest from the cache; "
-            f"{_duration(time.time() - self.start)}", file=self.stream,
-            flush=True)
+    cached = self.done - self.executed_runs
+    super().close(f"done: {self.done} distinct runs, {self.executed_runs} "
+                  f"trained now{f', {cached} from the cache' if cached else ''}"
+                  f"; {progress_lib.duration(time.time() - self.start)}")
 
 
 # -- executing runs -----------------------------------------------------------
