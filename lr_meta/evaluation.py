@@ -25,6 +25,8 @@ command line) writes them to files and plots them.
   config, the task and environment from the evaluation config.
 """
 
+import json
+import os
 import time
 from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
                     Sequence)
@@ -40,11 +42,16 @@ from lr_meta import rundir
 from lr_meta import seeds as seeds_lib
 from lr_meta import tasks
 
-__all__ = ["DEFAULT_BASELINES", "MethodResult", "Evaluation",
+__all__ = ["DEFAULT_BASELINES", "NUM_CANDIDATES", "SELECTION_SEEDS",
+           "MethodResult", "Evaluation",
            "candidate_iterations", "welch_p", "baseline_key", "evaluate",
-           "markdown", "results_json"]
+           "markdown", "results_json", "write"]
 
 DEFAULT_BASELINES = ("xu2019_step_decay", "cosine")
+# Checkpoint selection: snapshots re-run (by training return, plus the last)
+# and seeds per candidate; the main job and evaluate_controller.py use these.
+NUM_CANDIDATES = 3
+SELECTION_SEEDS = 2
 
 
 class MethodResult(NamedTuple):
@@ -60,6 +67,7 @@ class MethodResult(NamedTuple):
   lr_steps: np.ndarray         # (L,) inner steps of the LR schedule
   learning_rates: np.ndarray   # (L,) (controller: mean over seeds)
   controller: bool             # the trained controller (else a baseline)
+  lr0: float = float("nan")    # a controller's initial LR
 
 
 class Evaluation(NamedTuple):
@@ -120,7 +128,8 @@ def _no_cache(key, compute):
 
 
 def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
-             num_candidates: int = 3, selection_seeds: int = 2,
+             num_candidates: int = NUM_CANDIDATES,
+             selection_seeds: int = SELECTION_SEEDS,
              cached: Callable[[dict, Callable], Any] = _no_cache,
              log: Callable[[str], Any] = print) -> Evaluation:
   """Runs the protocol of the module docstring on the run in ``workdir``.
@@ -158,17 +167,27 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
     return experiment.run_controller(env, env_params, agent, params, seeds,
                                      lr0, strategy)
 
+  candidates = candidate_iterations(snapshot_metrics, num_candidates)
+  texts = tuple(eval_config.eval.get("baselines", DEFAULT_BASELINES))
+  total = len(candidates) + len(lr0s) + len(texts)
+  done = []
+
+  def progress(line):
+    done.append(line)
+    log(f"[evaluation {len(done)}/{total}, {time.time() - t_start:.0f} s] "
+        f"{line}")
+
   # 1. Checkpoint selection by validation loss (seeds never used for testing).
   t0 = time.time()
   sel_seeds = seeds_lib.seed_range("selection", selection_seeds)
   scores = {}
-  for it in candidate_iterations(snapshot_metrics, num_candidates):
+  for it in candidates:
     params = rundir.load_snapshot(workdir, it, template)
     vals = [experiment.test_metrics(task, controller_runs(params, sel_seeds,
                                                           lr0).final_state,
                                     "val")[0] for lr0 in lr0s]
     scores[it] = float(np.mean(vals))
-    log(f"candidate iteration {it}: val loss {scores[it]:.4f}")
+    progress(f"candidate iteration {it}: val loss {scores[it]:.4f}")
   best_it = min(scores, key=scores.get)
   params = rundir.load_snapshot(workdir, best_it, template)
   log(f"selected iteration {best_it} ({time.time() - t0:.0f} s)")
@@ -185,12 +204,14 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
         np.asarray(runs.diverged, bool), time.time() - t0,
         (np.arange(runs.val_loss.shape[0]) + 1) * k, runs.val_loss.mean(1),
         runs.val_loss.std(1), np.arange(runs.learning_rates.shape[0]) * k,
-        runs.learning_rates.mean(1), True))
+        runs.learning_rates.mean(1), True, lr0))
+    progress(f"{methods[-1].label}: test loss "
+             f"{np.mean(methods[-1].test_loss):.4f}")
 
   # 3. Baselines, tuned (or given) then re-run on the same test seeds.
   run_kw = dict(eval_every=k, num_val_examples=env_params.num_val_examples,
                 strategy="scan" if strategy == "scan" else "chunk")
-  for text in eval_config.eval.get("baselines", DEFAULT_BASELINES):
+  for text in texts:
     t0 = time.time()
     entry = baselines.parse_baseline(text, tuple(eval_config.eval.constant_lrs))
     btask = task
@@ -210,7 +231,8 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
         (np.arange(res.val_curve.shape[1]) + 1) * k, res.val_curve.mean(0),
         res.val_curve.std(0), np.arange(num_steps), res.learning_rates,
         False))
-    log(f"{label}: {time.time() - t0:.0f} s")
+    progress(f"{label}: test loss {np.mean(res.test_loss):.4f} "
+             f"({time.time() - t0:.0f} s)")
   return Evaluation(workdir, best_it, max(snapshot_metrics), scores,
                     selection_seeds, test_seeds, eval_config, num_steps,
                     methods, time.time() - t_start)
@@ -242,7 +264,6 @@ def markdown(ev: Evaluation) -> str:
                  f"{p[0]} | {p[1]} |")
   if any(m.diverged.any() for m in ev.methods):
     lines += ["", baselines.DIVERGED_NOTE]
-  lines += ["", f"Wall time {ev.wall_s:.0f} s."]
   return "\n".join(lines) + "\n"
 
 
@@ -258,4 +279,30 @@ def results_json(ev: Evaluation) -> dict:
       methods[m.label]["learning_rates"] = np.asarray(
           m.learning_rates).tolist()
   return {"selected_iteration": ev.selected_iteration,
-          "candidates": ev.candidates, "methods": methods}
+          "candidates": ev.candidates, "methods": methods,
+          "wall_s": ev.wall_s}
+
+
+RESULTS_JSON = "results.json"
+
+
+def write(ev: Evaluation, outdir: str) -> str:
+  """The evaluation's files: results.md (``markdown``), results.json
+  (``results_json``), schedule.png and val_loss.png
+  (``lr_meta.plotting.evaluation_figures``). The one writer of both
+  ``scripts/train_controller.py`` and ``scripts/evaluate_controller.py``.
+
+  Returns:
+    The table (``markdown(ev)``).
+  """
+  from lr_meta import plotting  # pylint: disable=g-import-not-at-top
+  table = markdown(ev)
+  os.makedirs(outdir, exist_ok=True)
+  with open(os.path.join(outdir, rundir.RESULTS_FILE), "w") as f:
+    f.write(table)
+  with open(os.path.join(outdir, RESULTS_JSON), "w") as f:
+    json.dump(results_json(ev), f, indent=1)
+  plotting.evaluation_figures(
+      ev.methods, plotting.task_title(ev.config.task, ev.num_steps),
+      ev.num_steps, outdir)
+  return table

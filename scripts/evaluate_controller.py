@@ -25,9 +25,11 @@ t-test (unequal variances) of each baseline against the controller.
   reuse a winner tuned by ``scripts/run_baselines.py``), ``'adam:constant'``
   changes the optimizer.
 
-Writes to --outdir: results.md (the table), results.json (per-seed numbers),
-schedule.png (learned LR per decision vs the baselines' schedules),
-val_loss.png (validation loss against steps, mean and std over seeds).
+Writes to --outdir (``lr_meta.evaluation.write``, also what the main job
+``scripts/train_controller.py`` writes to <workdir>/eval): results.md (the
+table), results.json (per-seed numbers, wall time), schedule.png (learned LR
+per decision vs the baselines' schedules), val_loss.png (validation loss
+against steps, mean and std over seeds).
 """
 
 import functools
@@ -54,9 +56,11 @@ _OUTDIR = flags.DEFINE_string("outdir", None, "Output directory "
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
 _NUM_CANDIDATES = flags.DEFINE_integer(
-    "num_candidates", 3, "Snapshots (by training return) re-run for selection.")
+    "num_candidates", evaluation.NUM_CANDIDATES,
+    "Snapshots (by training return) re-run for selection.")
 _SELECTION_SEEDS = flags.DEFINE_integer(
-    "selection_seeds", 2, "Seeds per candidate for checkpoint selection.")
+    "selection_seeds", evaluation.SELECTION_SEEDS,
+    "Seeds per candidate for checkpoint selection.")
 _BASELINES = flags.DEFINE_multi_string(
     "baseline", None, "Overrides config.eval.baselines (repeat the flag); "
     "'none' runs the controller alone.")
@@ -101,49 +105,16 @@ def cached_baseline(cache_dir, key: dict, compute):
   return swept, res
 
 
-def plot(ev: evaluation.Evaluation, outdir: str):
-  """schedule.png (LR per step) and val_loss.png (mean and std over seeds)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for m in ev.methods:
-    ax.plot(m.lr_steps, m.learning_rates, label=m.label,
-            drawstyle="steps-post")
-  ax.set(xlabel="step", ylabel="learning rate", yscale="log",
-         title="learning-rate schedule (controller: mean over seeds)")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, "schedule.png"), dpi=100)
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for m in ev.methods:
-    ax.plot(m.val_steps, m.val_mean, label=m.label)
-    ax.fill_between(m.val_steps, m.val_mean - m.val_std,
-                    m.val_mean + m.val_std, alpha=0.2)
-  ax.set(xlabel="step", ylabel="validation loss", yscale="log",
-         title="validation loss (mean ± std over seeds)")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, "val_loss.png"), dpi=100)
-  plt.close("all")
-
-
 def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
-             num_candidates=3, selection_seeds=2, baseline_cache=None,
+             num_candidates=evaluation.NUM_CANDIDATES,
+             selection_seeds=evaluation.SELECTION_SEEDS, baseline_cache=None,
              log=print) -> str:
   """Evaluates the run in ``workdir``, writes ``outdir``; returns the table."""
   outdir = outdir or os.path.join(workdir, rundir.EVAL_DIR)
   ev = evaluation.evaluate(
       workdir, eval_config, data_dir, num_candidates, selection_seeds,
       cached=functools.partial(cached_baseline, baseline_cache), log=log)
-  table = evaluation.markdown(ev)
-  os.makedirs(outdir, exist_ok=True)
-  with open(os.path.join(outdir, "results.md"), "w") as f:
-    f.write(table)
-  with open(os.path.join(outdir, "results.json"), "w") as f:
-    json.dump(evaluation.results_json(ev), f, indent=1)
-  plot(ev, outdir)
-  return table
+  return evaluation.write(ev, outdir)
 
 
 def main(argv):

@@ -6,14 +6,19 @@ Agents and their configs are dispatched in ``lr_meta.experiment``.
       --workdir runs/quickstart
 
 The run directory (its layout and guarantees: ``lr_meta.rundir``) gets
-config.json, metrics.csv (one row per iteration; TensorBoard events in tb/),
-checkpoints/ (the whole learner state every ``checkpoint_every`` iterations
-and at the end), snapshots/ (the controller params at every checkpoint, for
-checkpoint selection by ``scripts/evaluate_controller.py``),
-controller.msgpack (the final controller, for PPO and DQN) and results.md:
-the trained controller run deterministically on fresh seeds vs the best
-constant LR of a small grid (picked by validation loss), test loss / accuracy
-mean (std) over seeds and how many diverged.
+config.json, metrics.csv (one row per iteration), checkpoints/ (the whole
+learner state every ``checkpoint_every`` iterations and at the end),
+snapshots/ (the controller params at every checkpoint, for checkpoint
+selection), controller.msgpack (the final controller, for PPO and DQN),
+tb/ (TensorBoard: see ``Watch``) and the evaluation: the protocol of
+``scripts/evaluate_controller.py`` (``lr_meta.evaluation``: checkpoint
+chosen by validation loss, baselines ``config.eval.baselines`` tuned on this
+task, Welch's t-test), written to eval/ (results.md, results.json,
+schedule.png, val_loss.png) and as results.md; running
+``evaluate_controller.py --workdir`` on the run reports the same table.
+
+Progress: a tqdm bar on a terminal; in a redirected log one plain line
+every 30 s (iterations) and one per evaluation stage.
 
 Rerunning with the same --workdir resumes from the newest intact checkpoint,
 with the same config; ``--allow_change=num_iterations`` lets a resume run
@@ -23,6 +28,7 @@ checkpoints vanished or are all corrupted, and a training iteration that
 makes the controller non-finite stop the script with one line naming why.
 """
 
+import json
 import os
 import time
 
@@ -31,11 +37,12 @@ from absl import flags
 from absl import logging
 import jax
 import numpy as np
-import tqdm
 
-from lr_meta import baselines
 from lr_meta import config as config_lib
+from lr_meta import evaluation
 from lr_meta import experiment
+from lr_meta import plotting
+from lr_meta import progress as progress_lib
 from lr_meta import rundir
 from lr_meta import seeds
 
@@ -54,102 +61,178 @@ def _scalar_metrics(metrics):
           if np.asarray(v).size == 1}
 
 
-def _tensorboard(workdir):
-  try:
-    import tensorboardX  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return tensorboardX.SummaryWriter(os.path.join(workdir,
-                                                 rundir.TENSORBOARD_DIR))
+def _hparams(config) -> dict:
+  """The config's scalar fields, flattened (``'ppo.actor_lr'``), for the
+  TensorBoard hparams summary; tuples as text."""
+  out, todo = {}, [("", json.loads(config.to_json_best_effort()))]
+  while todo:
+    prefix, d = todo.pop()
+    for k, v in d.items():
+      if isinstance(v, dict):
+        todo.append((f"{prefix}{k}.", v))
+      elif isinstance(v, (bool, int, float, str)):
+        out[f"{prefix}{k}"] = v
+      elif isinstance(v, (list, tuple)):
+        out[f"{prefix}{k}"] = str(tuple(v))
+  return out
 
 
-def train(config, workdir, agent, log=print, allow_changes=()):
+class Watch:
+  """What TensorBoard shows of a run (``<workdir>/tb``).
+
+  * Every iteration: the agent's scalars (``episode_return``, losses, ...).
+  * Every checkpoint (with ``env``): the learned LR trajectory, i.e. the
+    deterministic controller run from ``config.eval.initial_lrs[0]`` on one
+    'training_report' seed: a figure ``controller/lr_schedule`` and the
+    scalars ``controller/final_lr``, ``controller/final_val_loss``.
+  * At the end: the evaluation table (text ``evaluation/results``), its
+    schedule and validation-loss figures, each method's mean test loss and
+    accuracy, and an hparams summary (the config's scalars against the
+    controller's and the best baseline's test loss).
+
+  Without tensorboardX installed, nothing is written.
+  """
+
+  def __init__(self, workdir, config, env=None, env_params=None, agent=None,
+               strategy=None):
+    self.config, self.env, self.env_params = config, env, env_params
+    self.agent, self.strategy = agent, strategy
+    try:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      self.writer = None
+    else:
+      self.writer = tensorboardX.SummaryWriter(
+          os.path.join(workdir, rundir.TENSORBOARD_DIR))
+
+  def scalars(self, iteration: int, scalars: dict):
+    if self.writer is not None:
+      for k, v in scalars.items():
+        self.writer.add_scalar(k, v, iteration)
+
+  def checkpoint(self, iteration: int, params):
+    if self.writer is None or self.env is None:
+      return
+    lr0 = float(self.config.eval.initial_lrs[0])
+    runs = experiment.run_controller(
+        self.env, self.env_params, self.agent, params,
+        seeds.seed_range("training_report", 1), lr0, self.strategy)
+    lrs, val = runs.learning_rates[:, 0], runs.val_loss[:, 0]
+    k = self.env_params.steps_per_decision
+    self.writer.add_scalar("controller/final_lr", float(lrs[-1]), iteration)
+    self.writer.add_scalar("controller/final_val_loss", float(val[-1]),
+                           iteration)
+    self.writer.add_figure("controller/lr_schedule", plotting.schedule_figure(
+        lrs, k, lr0, f"iteration {iteration}: "
+        + plotting.task_title(self.config.task, len(lrs) * k)), iteration)
+
+  def evaluation(self, ev: evaluation.Evaluation, table: str, outdir: str):
+    """``ev``, its ``table`` and the figures ``evaluation.write`` put in
+    ``outdir``."""
+    if self.writer is None:
+      return
+    step = ev.last_iteration
+    self.writer.add_text("evaluation/results", table, step)
+    for m in ev.methods:
+      self.writer.add_scalar(f"evaluation/{m.label}/test_loss",
+                             float(np.mean(m.test_loss)), step)
+      self.writer.add_scalar(f"evaluation/{m.label}/test_accuracy",
+                             float(np.mean(m.test_accuracy)), step)
+    for name in ("schedule", "val_loss"):
+      import matplotlib.image  # pylint: disable=g-import-not-at-top
+      image = matplotlib.image.imread(os.path.join(outdir,
+                                                   f"{name}.png"))[..., :3]
+      self.writer.add_image(f"evaluation/{name}", image, step,
+                            dataformats="HWC")
+    controllers = [np.mean(m.test_loss) for m in ev.methods if m.controller]
+    others = [np.mean(m.test_loss) for m in ev.methods if not m.controller]
+    metrics = {"hparams/controller_test_loss": float(min(controllers))}
+    if others:
+      metrics["hparams/best_baseline_test_loss"] = float(min(others))
+    self.writer.add_hparams(_hparams(self.config), metrics, name="hparams")
+
+  def close(self):
+    if self.writer is not None:
+      self.writer.close()
+
+
+def train(config, workdir, agent, log=print, allow_changes=(), watch=None,
+          stream=None):
   """Runs the iterations with checkpoint/resume; returns the final state.
+
+  Args:
+    watch: a ``Watch`` (default: the agent's scalars only).
+    stream: where the progress goes (default stdout: a tqdm bar on a
+      terminal, a plain line every 30 s otherwise).
 
   Raises:
     lr_meta.rundir.RunError: the workdir is busy, holds another run, has no
       intact checkpoint, or an iteration made the controller non-finite.
   """
   policy_params = lambda s: experiment.policy_params(config, s)
+  own_watch = watch is None
+  watch = watch or Watch(workdir, config)
   with rundir.Run(workdir, config, allow_changes=allow_changes,
                   log=log) as run:
     state, start = run.restore(agent.init(jax.random.PRNGKey(config.seed)),
                                policy_params)
-    writer = _tensorboard(workdir)
     t0 = time.time()
-    bar = tqdm.trange(start, config.num_iterations, desc="iterations",
-                      initial=start, total=config.num_iterations)
-    for it in bar:
+    progress = progress_lib.Progress(config.num_iterations, "iterations",
+                                     initial=start, stream=stream)
+    for it in range(start, config.num_iterations):
       state, metrics = agent.update_iteration(state)
       scalars = _scalar_metrics(metrics)
       run.record(it + 1, dict(scalars, time_s=time.time() - t0),
                  policy_params(state))
       ret = scalars.get("episode_return", scalars.get("last_episode_return"))
-      bar.set_postfix(ret=f"{ret:.4f}" if ret is not None else "-")
-      if writer is not None:
-        for k, v in scalars.items():
-          writer.add_scalar(k, v, it + 1)
+      progress.update(1, f"return {ret:.4f}" if ret is not None else "")
+      watch.scalars(it + 1, scalars)
       if ((it + 1) % config.checkpoint_every == 0
           or it + 1 == config.num_iterations):
         run.save(it + 1, state, policy_params(state))
-    if writer is not None:
-      writer.close()
+        watch.checkpoint(it + 1, policy_params(state))
+    progress.close()
+  if own_watch:
+    watch.close()
   return state
 
 
-def evaluate(config, task, env, env_params, agent, state, strategy):
-  """The results table (Markdown) comparing controller and constant LR."""
-  n = config.eval.num_seeds
-  num_steps = env_params.num_decisions * env_params.steps_per_decision
-  lines = [f"Test loss / accuracy, mean (std) over {n} fresh seeds; "
-           f"{num_steps} inner steps on {task.dataset_name} {task.model_name}.",
-           "", "| method | test loss | test accuracy | diverged | final LR |",
-           "|---|---|---|---|---|"]
-  test_seeds = seeds.seed_range("training_report", n)
-  params = experiment.policy_params(config, state)
-  marked = False
-  for lr0 in config.eval.initial_lrs:
-    runs = experiment.run_controller(env, env_params, agent, params,
-                                     test_seeds, lr0, strategy)
-    loss, acc = experiment.test_metrics(task, runs.final_state)
-    div = int(runs.diverged.sum())
-    marked |= bool(div)
-    lines.append(f"| {config.agent.upper()} controller (lr0={lr0:g}) | "
-                 f"{baselines.mean_std(loss, div)} | "
-                 f"{baselines.mean_std(acc, div)} | {div} | "
-                 f"{np.mean(runs.learning_rates[-1]):.3g} |")
-  specs = baselines.grid("constant", config.eval.constant_lrs)
-  _, res = baselines.tune_and_evaluate(
-      task, specs, num_steps, num_seeds=n,
-      tuning_seeds=seeds.seed_range("tuning", 1),
-      eval_every=env_params.steps_per_decision,
-      strategy="scan" if strategy == "scan" else "chunk",
-      num_val_examples=env_params.num_val_examples)
-  best, div = res.spec, int(res.diverged.sum())
-  marked |= bool(div)
-  lines.append(f"| constant LR {best.init_lr:g} (best of "
-               f"{tuple(config.eval.constant_lrs)} by val loss) | "
-               f"{baselines.mean_std(res.test_loss, div)} | "
-               f"{baselines.mean_std(res.test_accuracy, div)} | {div} | "
-               f"{best.init_lr:g} |")
-  if marked:
-    lines += ["", baselines.DIVERGED_NOTE]
-  return "\n".join(lines) + "\n"
+def run(config, workdir, data_dir=None, log=print, allow_changes=(),
+        stream=None):
+  """Train, then evaluate as ``scripts/evaluate_controller.py`` does.
 
+  The evaluation is ``lr_meta.evaluation.evaluate`` with its default
+  checkpoint selection, written by ``lr_meta.evaluation.write`` to
+  ``<workdir>/eval`` (table, per-seed numbers, schedule and validation-loss
+  plots); the table is also ``<workdir>/results.md``. So the main job's
+  table is what ``evaluate_controller.py --workdir`` reports.
 
-def run(config, workdir, data_dir=None, log=print, allow_changes=()):
-  """Train + evaluate; returns the Markdown results table."""
-  task, env, env_params, strategy = experiment.build(config, data_dir)
+  Returns:
+    The Markdown results table.
+  """
+  _, env, env_params, strategy = experiment.build(config, data_dir)
   agent = experiment.make_agent(config, env, env_params, strategy, data_dir)
-  t0 = time.time()
-  state = train(config, workdir, agent, log=log, allow_changes=allow_changes)
-  log(f"Training took {time.time() - t0:.1f} s.")
-  rundir.write_training_artifact(
-      workdir, config, env, env_params, experiment.policy_params(config, state),
-      log=log)
-  table = evaluate(config, task, env, env_params, agent, state, strategy)
-  with open(os.path.join(workdir, rundir.RESULTS_FILE), "w") as f:
-    f.write(table)
+  # The deterministic controller as evaluation runs it (a REPS task family
+  # only shapes training).
+  watch = Watch(workdir, config, env, env_params, experiment.evaluation_agent(
+      config, env, env_params, strategy, data_dir), strategy)
+  try:
+    t0 = time.time()
+    state = train(config, workdir, agent, log=log,
+                  allow_changes=allow_changes, watch=watch, stream=stream)
+    log(f"Training took {time.time() - t0:.1f} s.")
+    rundir.write_training_artifact(
+        workdir, config, env, env_params,
+        experiment.policy_params(config, state), log=log)
+    ev = evaluation.evaluate(workdir, data_dir=data_dir, log=log)
+    outdir = os.path.join(workdir, rundir.EVAL_DIR)
+    table = evaluation.write(ev, outdir)
+    with open(os.path.join(workdir, rundir.RESULTS_FILE), "w") as f:
+      f.write(table)
+    log(f"Evaluation took {ev.wall_s:.0f} s.")
+    watch.evaluation(ev, table, outdir)
+  finally:
+    watch.close()
   return table
 
 

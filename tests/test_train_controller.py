@@ -1,8 +1,11 @@
 """End-to-end tests of scripts/train_controller.py on a tiny config."""
 
 import csv
+import io
+import json
 import os
 import pathlib
+import struct
 
 import jax
 import numpy as np
@@ -33,15 +36,42 @@ def _rows(path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  """One tiny training run (3 iterations) shared by the end-to-end tests."""
+  """One tiny training run (3 iterations) shared by the end-to-end tests;
+  its progress goes to a file-like stream (not a terminal)."""
   workdir = str(tmp_path_factory.mktemp("run"))
-  table = tc.run(tiny_config(3), workdir, log=lambda *a: None)
-  return workdir, table
+  log, stream = [], io.StringIO()
+  table = tc.run(tiny_config(3), workdir, log=log.append, stream=stream)
+  return workdir, table, log, stream.getvalue()
+
+
+def _events(workdir):
+  """``{tag: [(step, value)]}`` of the TensorBoard event files under
+  ``workdir/tb`` (TFRecord framing: length, its CRC, the Event, its CRC);
+  value: simple_value, or the summary kind ('image', 'text' / 'tensor')."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out = {}
+  for root, _, files in os.walk(os.path.join(workdir, rundir.TENSORBOARD_DIR)):
+    for name in files:
+      data = pathlib.Path(root, name).read_bytes()
+      at = 0
+      while at < len(data):
+        (length,) = struct.unpack("<Q", data[at:at + 8])
+        event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+        at += 12 + length + 4
+        for v in event.summary.value:
+          kind = v.WhichOneof("value")
+          out.setdefault(v.tag, []).append(
+              (event.step, v.simple_value if kind == "simple_value"
+               else kind))
+  return out
 
 
 def test_end_to_end_writes_outputs(trained):
-  workdir, table = trained
-  assert "PPO controller (lr0=0.1)" in table and "constant LR 0.1" in table
+  workdir, table, _, _ = trained
+  # Baselines tuned on this task (quickstart: 'constant', 'cosine').
+  assert "PPO controller (lr0=0.1)" in table
+  assert "momentum constant(lr=0.1)" in table
+  assert "momentum cosine(lr=0.1)" in table
   for name in ("metrics.csv", "results.md", "controller.msgpack",
                "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
@@ -61,6 +91,61 @@ def test_end_to_end_writes_outputs(trained):
   rows = _rows(os.path.join(workdir, "metrics.csv"))
   assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
   assert np.isfinite(float(rows[-1]["episode_return"]))
+  for name in ("results.md", "results.json", "schedule.png", "val_loss.png"):
+    assert os.path.exists(os.path.join(workdir, "eval", name)), name
+  assert pathlib.Path(workdir, "eval", "results.md").read_text() == table
+
+
+def test_main_job_table_equals_evaluate_controller(trained, tmp_path):
+  """One protocol: the same checkpoint choice, baselines and numbers."""
+  workdir, table, _, _ = trained
+  again = ec.evaluate(workdir, outdir=str(tmp_path), log=lambda *a: None)
+  assert again == table
+  with open(os.path.join(workdir, "eval", "results.json")) as f:
+    main_json = json.load(f)
+  with open(tmp_path / "results.json") as f:
+    script_json = json.load(f)
+  main_json.pop("wall_s"), script_json.pop("wall_s")
+  for m in main_json["methods"].values():
+    m.pop("wall_s")
+  for m in script_json["methods"].values():
+    m.pop("wall_s")
+  assert main_json == script_json
+
+
+def test_progress_and_tensorboard(trained):
+  workdir, _, log, progress = trained
+  # Not a terminal: plain lines, no tqdm carriage returns.
+  assert "\r" not in progress
+  assert progress.splitlines()[-1].startswith("[iterations] 3/3 (100%)")
+  stages = [line for line in log if line.startswith("[evaluation ")]
+  # Candidates (best 3 by return + the last: iterations 1..3), one lr0 and
+  # two baselines, each reported as it finishes.
+  assert [line.split(",")[0] for line in stages] == [
+      f"[evaluation {i}/6" for i in range(1, 7)]
+  events = _events(workdir)
+  assert [s for s, _ in events["episode_return"]] == [1, 2, 3]
+  # The learned LR trajectory at every checkpoint (checkpoint_every = 1).
+  assert [s for s, _ in events["controller/lr_schedule"]] == [1, 2, 3]
+  final_lrs = [v for _, v in events["controller/final_lr"]]
+  # 2 decisions from lr0 = 0.1, each a factor in [0.965, 1.035].
+  assert all(0.1 * 0.965**2 - 1e-6 < v < 0.1 * 1.035**2 + 1e-6
+             for v in final_lrs), final_lrs
+  # The final evaluation: the table, its figures, every method's mean test
+  # loss (equal to results.json's), an hparams summary.
+  with open(os.path.join(workdir, "eval", "results.json")) as f:
+    methods = json.load(f)["methods"]
+  logged = sorted(v for tag, vs in events.items()
+                  if tag.startswith("evaluation/") and tag.endswith(
+                      "/test_loss") for _, v in vs)
+  np.testing.assert_allclose(
+      logged, sorted(np.mean(m["test_loss"]) for m in methods.values()),
+      rtol=1e-6)
+  assert {"evaluation/results/text_summary", "evaluation/schedule",
+          "evaluation/val_loss"} <= set(events)
+  (_, best), = events["hparams/controller_test_loss"]
+  assert best == pytest.approx(np.mean(
+      methods["PPO controller (lr0=0.1)"]["test_loss"]), rel=1e-6)
 
 
 def test_resume_equals_uninterrupted(resume_check):
@@ -101,7 +186,7 @@ def test_bad_agent_subconfig():
 
 
 def test_evaluate_controller_selects_by_val_and_compares(trained, tmp_path):
-  workdir, _ = trained
+  workdir, _, _, _ = trained
   eval_config = tiny_config(3)
   eval_config.eval.baselines = ("constant", "step_decay(lr=0.1, every=2, factor=0.5)")
   eval_config.eval.constant_lrs = (0.3, 0.1)
@@ -136,7 +221,7 @@ def test_evaluate_controller_bad_workdir_and_snapshot(trained, tmp_path):
     rundir.read_config(str(tmp_path))
   with pytest.raises(FileNotFoundError, match="snapshots"):
     rundir.snapshot_steps(str(tmp_path))
-  workdir, _ = trained
+  workdir, _, _, _ = trained
   with pytest.raises(ValueError, match="No snapshot at iteration 7.*"
                      r"available: \[1, 2, 3\]"):
     rundir.load_snapshot(workdir, 7)
