@@ -153,7 +153,8 @@ def main(argv):
   ax.set_xticklabels([l.strip("`")[:25] for l, _ in best_rows], rotation=30,
                      ha="right", fontsize=7)
   ax.set_ylabel("test accuracy (best LR)")
-  ax.set_title(f"{model} on {_DATASET.value}")
+  ax.set_title(f"{model} on {_DATASET.value}, {_STEPS.value} steps, batch "
+               f"{_BATCH.value}, {len(seeds)} seeds")
   fig.tight_layout()
   fig.savefig(os.path.join(_OUTDIR.value, "accuracy.png"), dpi=120)
   print(open(os.path.join(_OUTDIR.value, "results.md")).read())

@@ -171,37 +171,49 @@ def parse_method_label(label: str):
 # -- figures -----------------------------------------------------------------
 
 
-def _plot_curves(path, curves, which, title):
+def _plot_curves(path, curves, which, title, num_steps):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plt.subplots(figsize=(6.5, 4))
   for label, c in curves.items():
     y = getattr(c, which)
     mean, std = y.mean(0), y.std(0)
     ax.plot(c.steps, mean, label=label)
     ax.fill_between(c.steps, mean - std, mean + std, alpha=0.2)
-  ax.set(xlabel="inner step", ylabel=f"{which} accuracy", title=title)
+  ax.set(xlabel="inner step", ylabel=f"{which} accuracy", title=title,
+         xlim=(0, num_steps))
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
-def _plot_lr_trace(path, lrs, k, baseline_lrs):
+def _plot_lr_trace(path, lrs, k, lr0, baseline_lrs, title):
+  """The DQN's LR per decision on every test seed; seeds with the same
+  trace are drawn once and counted in the legend (they overlap exactly)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
-  steps = np.arange(lrs.shape[0]) * k
+  from lr_meta import plotting  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  num_steps = lrs.shape[0] * k
+  steps = np.arange(lrs.shape[0] + 1) * k
+  traces = {}
   for i in range(lrs.shape[1]):
-    ax.plot(steps, lrs[:, i], drawstyle="steps-post", alpha=0.8,
-            label=f"DQN, test seed {i}")
+    traces.setdefault(tuple(lrs[:, i].tolist()), []).append(i)
+  for trace, seeds in traces.items():
+    which = (f"test seed {seeds[0]}" if len(seeds) == 1 else
+             f"test seeds {', '.join(map(str, seeds))} (identical)")
+    ax.plot(steps, np.append(trace, trace[-1]), drawstyle="steps-post",
+            label=f"DQN, {which}")
+  ax.plot([0], [lr0], "ko", markersize=4, label=f"lr0 = {lr0:g}")
   for label, seq in baseline_lrs.items():
     if label.startswith("sgd"):   # adaptive optimizers' LRs are not comparable
       ax.plot(np.arange(len(seq)), seq, "--", color="gray", lw=1, label=label)
-  ax.set(xlabel="inner step", ylabel="learning rate", yscale="log",
-         title="learned LR trace (Fu 2016 Figure 4)")
+  ax.set(xlabel="inner step", ylabel="learning rate", xlim=(0, num_steps),
+         title=title)
+  plotting.log_scale(ax, "y")
   ax.legend(fontsize=6)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
@@ -250,14 +262,17 @@ def make_figures(workdir, eval_dir=None, data_dir=None, eval_every=25,
         btask, keys, np.tile(seq, (n, 1)), eval_every, num_examples)
     log(f"{label}: curves done")
 
+  from lr_meta import plotting  # pylint: disable=g-import-not-at-top
+  task_text = plotting.task_title(config.task, num_steps)
   _plot_curves(os.path.join(eval_dir, "fu2016_fig2_train_accuracy.png"),
-               curves, "train", f"train accuracy ({num_examples} examples; "
-               f"mean ± std over {n} seeds)")
+               curves, "train", f"Train accuracy ({num_examples} examples; "
+               f"mean ± std over {n} seeds)\n{task_text}", num_steps)
   _plot_curves(os.path.join(eval_dir, "fu2016_fig3_test_accuracy.png"),
-               curves, "test", f"test accuracy ({num_examples} examples; "
-               f"mean ± std over {n} seeds)")
+               curves, "test", f"Test accuracy ({num_examples} examples; "
+               f"mean ± std over {n} seeds)\n{task_text}", num_steps)
   _plot_lr_trace(os.path.join(eval_dir, "fu2016_fig4_lr_trace.png"),
-                 ctrl_lrs, k, sched)
+                 ctrl_lrs, k, lr0, sched,
+                 f"Learned LR trace (Fu 2016 Figure 4)\n{task_text}")
 
   patterns = [action_pattern(ctrl_lrs[:, i], lr0) for i in range(n)]
   quarters = sorted({len(c.steps) * q // 4 - 1 for q in (1, 2, 3, 4)})

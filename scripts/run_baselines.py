@@ -95,15 +95,22 @@ def _write_curves(results, config, outdir):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from lr_meta import plotting  # pylint: disable=g-import-not-at-top
+  num_steps = len(results[0].learning_rates)
+  task_text = plotting.task_title(config.task, num_steps)
   fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
   for res in results:
-    ax_lr.plot(np.arange(1, len(res.learning_rates) + 1), res.learning_rates,
-               label=res.spec.label())
+    ax_lr.plot(np.arange(len(res.learning_rates) + 1),
+               np.append(res.learning_rates, res.learning_rates[-1]),
+               drawstyle="steps-post", label=res.spec.label())
     mean, std = res.val_curve.mean(0), res.val_curve.std(0)
     ax_loss.plot(steps, mean, label=res.spec.label())
     ax_loss.fill_between(steps, mean - std, mean + std, alpha=0.2)
-  ax_lr.set(xlabel="step", ylabel="learning rate", yscale="log", title="schedule")
-  ax_loss.set(xlabel="step", ylabel="validation loss", title="validation loss (mean ± std)")
+  ax_lr.set(xlabel="step", ylabel="learning rate", xlim=(0, num_steps),
+            title=f"Schedules\n{task_text}")
+  ax_loss.set(xlabel="step", ylabel="validation loss", xlim=(0, num_steps),
+              title=f"Validation loss (mean ± std)\n{task_text}")
+  plotting.log_scale(ax_lr, "y")
   ax_loss.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(os.path.join(outdir, "curves.png"), dpi=100)

@@ -32,10 +32,10 @@ from absl import flags
 from absl import logging
 import jax
 import numpy as np
-import tqdm
 
 from lr_meta import baselines
 from lr_meta import config as config_lib
+from lr_meta import progress as progress_lib
 from lr_meta import rundir
 from lr_meta import seeds
 from lr_meta.nos import controller as controller_lib
@@ -99,20 +99,24 @@ def run_search(config, workdir, data_dir=None, log=print, allow_changes=()):
     if start:
       search.cache = run.data["cache"]
       search.history = [history_record(row) for row in run.rows]
-    bar = tqdm.trange(start, config.num_iterations, desc="iterations",
-                      initial=start, total=config.num_iterations)
-    for it in bar:
+    progress = progress_lib.Progress(config.num_iterations, "iterations",
+                                     initial=start)
+    scoring = _plain(config.scoring)
+    task_text = (f"{scoring.get('dataset')} {scoring.get('model')}, "
+                 f"{scoring.get('train_steps')} training steps per rule")
+    for it in range(start, config.num_iterations):
       state, record = search.step(state)
       run.record(it + 1, {k: v for k, v in record._asdict().items()
                           if k != "iteration"}, state.params)
-      bar.set_postfix(mean=f"{record.mean_reward:.3f}",
-                      best=f"{record.best_so_far:.3f}",
-                      rules=record.num_unique_total)
+      progress.update(1, f"mean {record.mean_reward:.3f}, best "
+                      f"{record.best_so_far:.3f}, rules "
+                      f"{record.num_unique_total}")
       if ((it + 1) % config.checkpoint_every == 0
           or it + 1 == config.num_iterations):
         run.save(it + 1, state, state.params, data={"cache": search.cache})
-        write_curve(workdir, search.history)
-    write_curve(workdir, search.history)
+        write_curve(workdir, search.history, task_text)
+    progress.close()
+    write_curve(workdir, search.history, task_text)
     write_leaderboard(workdir, search, config.leaderboard_size)
   return search, state
 
@@ -123,8 +127,9 @@ def history_record(row) -> search_lib.Record:
   return search_lib.Record(**{k: types[k](v) for k, v in row.items()})
 
 
-def write_curve(workdir, history):
-  """rewards.png: mean reward per batch, its running mean, best so far."""
+def write_curve(workdir, history, task_text=""):
+  """rewards.png: mean reward per batch, its running mean, best so far;
+  ``task_text`` names the scoring task in the title."""
   if not history:
     return
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -141,7 +146,8 @@ def write_curve(workdir, history):
   ax.plot(it, [r.baseline for r in history], "--", label="EMA baseline")
   ax.set_xlabel("controller iteration")
   ax.set_ylabel("validation accuracy (reward)")
-  ax.set_title("Neural Optimizer Search (cf. Bello et al. 2017, Fig. 4)")
+  ax.set_title("Neural Optimizer Search (cf. Bello et al. 2017, Fig. 4)\n"
+               + task_text)
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "rewards.png"), dpi=120)

@@ -47,6 +47,7 @@ import numpy as np
 from lr_meta import baselines
 from lr_meta import config as config_lib
 from lr_meta import experiment
+from lr_meta import plotting
 from lr_meta import rundir
 from lr_meta import seeds as seeds_lib
 from lr_meta.envs import rollout
@@ -175,7 +176,7 @@ def final_train_loss(task, env, env_params, agent, theta, eta0s, seeds,
   return out
 
 
-def plot(results, path):
+def plot(results, path, task_text=""):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -188,10 +189,10 @@ def plot(results, path):
       s = [np.std(r[method]["loss"]) for r in rows]
       label = "static step size" if method == "static" else "REPS controller"
       ax.errorbar(eta0s, m, yerr=s, fmt=style, capsize=3, label=label)
-    ax.set_xscale("log")
+    plotting.log_scale(ax, "x")
     ax.set_xlabel("initial step size eta0")
     ax.set_ylabel("final training loss")
-    ax.set_title(f"{opt_name.upper()}: sensitivity to eta0")
+    ax.set_title(f"{opt_name.upper()}: sensitivity to eta0\n{task_text}")
     ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -322,7 +323,9 @@ def main(argv):
     w = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
     w.writeheader()
     w.writerows(csv_rows)
-  plot(results, os.path.join(_OUTDIR.value, "sensitivity.png"))
+  plot(results, os.path.join(_OUTDIR.value, "sensitivity.png"),
+       f"{config.task.dataset} {config.task.model}, batch "
+       f"{config.task.batch_size}, {num_steps} steps")
   print(text)
 
 
