@@ -1,8 +1,10 @@
 """Controller evaluation: checkpoint selection, baselines, t-test.
 
-The protocol of Xu, Dai, Kemp & Metz 2019 (section 4) as library functions
-that return numbers; ``scripts/evaluate_controller.py`` (see it for the
-command line) writes them to files and plots them.
+The protocol of Xu, Dai, Kemp & Metz 2019 (section 4) as library functions:
+``evaluate`` measures and returns numbers, ``write`` puts them in files
+(table, per-seed numbers, plots). Both ``scripts/evaluate_controller.py``
+(see it for the command line) and the main job ``scripts/train_controller.py``
+call them with the same defaults, so both report the same table for a run.
 
 * Checkpoint selection: candidates are the ``num_candidates`` snapshots with
   the best training episode return (``rundir.training_return``: the return is
@@ -38,12 +40,13 @@ import scipy.stats
 
 from lr_meta import baselines
 from lr_meta import experiment
+from lr_meta import plotting
 from lr_meta import rundir
 from lr_meta import seeds as seeds_lib
 from lr_meta import tasks
 
 __all__ = ["DEFAULT_BASELINES", "NUM_CANDIDATES", "SELECTION_SEEDS",
-           "MethodResult", "Evaluation",
+           "RESULTS_JSON", "MethodResult", "Evaluation",
            "candidate_iterations", "welch_p", "baseline_key", "evaluate",
            "markdown", "results_json", "write"]
 
@@ -52,6 +55,7 @@ DEFAULT_BASELINES = ("xu2019_step_decay", "cosine")
 # and seeds per candidate; the main job and evaluate_controller.py use these.
 NUM_CANDIDATES = 3
 SELECTION_SEEDS = 2
+RESULTS_JSON = "results.json"
 
 
 class MethodResult(NamedTuple):
@@ -283,9 +287,6 @@ def results_json(ev: Evaluation) -> dict:
           "wall_s": ev.wall_s}
 
 
-RESULTS_JSON = "results.json"
-
-
 def write(ev: Evaluation, outdir: str) -> str:
   """The evaluation's files: results.md (``markdown``), results.json
   (``results_json``), schedule.png and val_loss.png
@@ -295,7 +296,6 @@ def write(ev: Evaluation, outdir: str) -> str:
   Returns:
     The table (``markdown(ev)``).
   """
-  from lr_meta import plotting  # pylint: disable=g-import-not-at-top
   table = markdown(ev)
   os.makedirs(outdir, exist_ok=True)
   with open(os.path.join(outdir, rundir.RESULTS_FILE), "w") as f:
