@@ -40,15 +40,20 @@ class Progress:
     initial: units (and work) already done before this loop (a resume).
     stream: where to write (default ``sys.stdout``).
     interval: seconds between plain lines (the first update prints one).
+    warmup: timed updates left out of the ETA's rate: the first iteration
+      of a jitted loop includes its compilation (minutes, against seconds
+      per later iteration), so counting it would overstate the ETA.
   """
 
   def __init__(self, total: int, desc: str, *,
                total_work: Optional[float] = None, initial: int = 0,
-               stream: Optional[TextIO] = None, interval: float = 30.0):
+               stream: Optional[TextIO] = None, interval: float = 30.0,
+               warmup: int = 0):
     self.total, self.desc = total, desc
     self.total_work = float(total if total_work is None else total_work)
     self.done, self.work = initial, float(initial)
     self.timed_work, self.timed_seconds = 0.0, 0.0
+    self.warmup = warmup
     self.stream = stream or sys.stdout
     self.interval = interval
     self.start = self.last_update = time.time()
@@ -87,7 +92,9 @@ class Progress:
     """
     now = time.time()
     work = float(n if work is None else work)
-    if not cached:
+    if not cached and self.warmup > 0:
+      self.warmup -= 1
+    elif not cached:
       self.timed_work += work
       self.timed_seconds += (now - self.last_update if seconds is None
                              else seconds)

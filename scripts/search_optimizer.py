@@ -99,8 +99,9 @@ def run_search(config, workdir, data_dir=None, log=print, allow_changes=()):
     if start:
       search.cache = run.data["cache"]
       search.history = [history_record(row) for row in run.rows]
+    # The first iteration here compiles: left out of the ETA.
     progress = progress_lib.Progress(config.num_iterations, "iterations",
-                                     initial=start)
+                                     initial=start, warmup=1)
     scoring = _plain(config.scoring)
     task_text = (f"{scoring.get('dataset')} {scoring.get('model')}, "
                  f"{scoring.get('train_steps')} training steps per rule")

@@ -177,8 +177,9 @@ def train(config, workdir, agent, log=print, allow_changes=(), watch=None,
     state, start = run.restore(agent.init(jax.random.PRNGKey(config.seed)),
                                policy_params)
     t0 = time.time()
+    # The first iteration here compiles: left out of the ETA.
     progress = progress_lib.Progress(config.num_iterations, "iterations",
-                                     initial=start, stream=stream)
+                                     initial=start, stream=stream, warmup=1)
     for it in range(start, config.num_iterations):
       state, metrics = agent.update_iteration(state)
       scalars = _scalar_metrics(metrics)

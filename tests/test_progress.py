@@ -54,3 +54,17 @@ def test_eta_weighs_work_and_ignores_cached_units():
 def test_duration():
   assert [progress_lib.duration(s) for s in (0, 61.4, 3723, float("nan"))] \
       == ["0m00s", "1m01s", "1h02m03s", "?"]
+
+
+def test_warmup_updates_are_left_out_of_the_rate():
+  """A jitted loop's first iteration includes compilation."""
+  out = io.StringIO()
+  p = progress_lib.Progress(5, "iterations", stream=out, interval=0.0,
+                            warmup=1)
+  p.update(1, seconds=120.0)                     # compile + first step
+  assert p.eta() != p.eta()                      # NaN: no rate yet
+  p.update(1, seconds=3.0)
+  assert p.eta() == pytest.approx(3 * 3.0)       # 3 left at 3 s each
+  lines = out.getvalue().splitlines()
+  assert lines[0].endswith("ETA ?") and lines[1].endswith("ETA 0m09s")
+
