@@ -177,9 +177,14 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
   done = []
 
   def progress(line):
-    done.append(line)
     log(f"[evaluation {len(done)}/{total}, {time.time() - t_start:.0f} s] "
         f"{line}")
+    done.append(line)
+
+  # The stages, said before the first one compiles (a minute on a CPU).
+  progress(f"{len(candidates)} candidate snapshots {candidates} on "
+           f"{selection_seeds} seeds, then {len(lr0s)} controller run(s) "
+           f"and {len(texts)} baseline(s) {list(texts)} on {n} seeds")
 
   # 1. Checkpoint selection by validation loss (seeds never used for testing).
   t0 = time.time()

@@ -119,10 +119,13 @@ def test_progress_and_tensorboard(trained):
   assert "\r" not in progress
   assert progress.splitlines()[-1].startswith("[iterations] 3/3 (100%)")
   stages = [line for line in log if line.startswith("[evaluation ")]
-  # Candidates (best 3 by return + the last: iterations 1..3), one lr0 and
-  # two baselines, each reported as it finishes.
+  # The plan first, then each stage as it finishes: candidates (best 3 by
+  # return + the last: iterations 1..3), one lr0 and two baselines.
   assert [line.split(",")[0] for line in stages] == [
-      f"[evaluation {i}/6" for i in range(1, 7)]
+      f"[evaluation {i}/6" for i in range(7)]
+  assert stages[0].endswith("3 candidate snapshots [1, 2, 3] on 2 seeds, "
+                            "then 1 controller run(s) and 2 baseline(s) "
+                            "['constant', 'cosine'] on 2 seeds")
   events = _events(workdir)
   assert [s for s, _ in events["episode_return"]] == [1, 2, 3]
   # The learned LR trajectory at every checkpoint (checkpoint_every = 1).
