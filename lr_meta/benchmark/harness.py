@@ -173,9 +173,9 @@ class Progress(progress_lib.Progress):
   and cost nothing)."""
 
   def __init__(self, total_runs: int, total_steps: int, stream=None,
-               interval: float = 30.0):
+               interval: float = 30.0, warmup: int = 0):
     super().__init__(total_runs, "benchmark", total_work=max(total_steps, 1),
-                     stream=stream, interval=interval)
+                     stream=stream, interval=interval, warmup=warmup)
     self.executed_runs = 0
 
   def update(self, runs: int, steps: int, seconds: Optional[float] = None,

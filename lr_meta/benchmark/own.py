@@ -227,7 +227,9 @@ def evaluate_own(
   grids = {m: baselines.grid(s, grid_lrs) for m, s in SCHEDULES.items()}
   total = (sum(len(g) for g in grids.values()) * len(tuning_seeds)
            + 3 * len(eval_seeds))
-  progress = harness.Progress(total, total * num_steps, progress_stream)
+  # The first run compiles the user's step: left out of the ETA.
+  progress = harness.Progress(total, total * num_steps, progress_stream,
+                              warmup=1)
 
   def run(method, seed, spec=None):
     t0 = time.time()
