@@ -43,6 +43,7 @@ import optax
 import rlax
 from flax import struct
 
+from lr_meta import runner
 from lr_meta.agents import _common
 from lr_meta.agents import gaussian_ac
 from lr_meta.policies import networks
@@ -137,7 +138,15 @@ class PPOBatch(NamedTuple):
 
 
 class PPO(NamedTuple):
-  """The agent's functions; see the module docstring."""
+  """The agent's functions; see the module docstring.
+
+  ``update_iteration(state)`` is ``collect`` then ``learn``; both are also
+  exposed (jitted) for populations drawn from several environments
+  (``lr_meta.agents.population``): ``collect(params, key) -> (Trajectory,
+  applied actions)`` runs ``num_envs`` exploratory episodes and
+  ``learn(state, traj, applied, key) -> (state, metrics)`` is the PPO
+  update on any such batch of trajectories.
+  """
   init: Callable[[chex.PRNGKey], PPOState]
   update_iteration: Callable[[PPOState], Tuple[PPOState, Dict[str, Any]]]
   policy_fn: Callable[..., Tuple[jax.Array, Any]]
@@ -145,6 +154,8 @@ class PPO(NamedTuple):
   config: PPOConfig
   actor: nn.Module
   critic: nn.Module
+  collect: Callable[..., Tuple[Trajectory, jax.Array]]
+  learn: Callable[..., Tuple[PPOState, Dict[str, Any]]]
 
 
 def gae_advantages(reward: jax.Array, end: jax.Array, value: jax.Array,
@@ -266,6 +277,10 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
                     config.entropy_coef)
 
   def learn(state: PPOState, traj: Trajectory, applied, key):
+    if tuple(traj.reward.shape[:2]) != (horizon, n):
+      raise ValueError(f"trajectories of shape {traj.reward.shape[:2]} "
+                       f"[T, N]; allowed: [{horizon}, {n}] (env_params."
+                       "num_decisions, config.num_envs).")
     advantage = jax.vmap(gae_advantages, in_axes=(1, 1, 1, None, None),
                          out_axes=1)(traj.reward, traj.end, traj.value,
                                      config.gamma, config.gae_lambda)
@@ -302,20 +317,39 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
   def reset(key):
     return _common.population_reset(env, env_params, key, n)
 
+  def rollout(params, k_reset, k_roll, run, reset_fn):
+    """``num_envs`` exploratory episodes: ``(Trajectory, applied)``."""
+    obs, env_state = reset_fn(k_reset)
+    _, (traj, applied) = run((params, env_state, obs, jnp.zeros((n,), bool),
+                              initial_carry((n,)), k_roll))
+    return traj, applied
+
   def iteration(state: PPOState, run, reset_fn, learn_fn):
     rng, k_reset, k_roll, k_learn = jax.random.split(state.rng, 4)
-    obs, env_state = reset_fn(k_reset)
-    _, (traj, applied) = run((state.params, env_state, obs,
-                              jnp.zeros((n,), bool), initial_carry((n,)),
-                              k_roll))
+    traj, applied = rollout(state.params, k_reset, k_roll, run, reset_fn)
     return learn_fn(state.replace(rng=rng), traj, applied, k_learn)
 
+  def run_scan(carry):
+    return jax.lax.scan(rollout_body, carry, jnp.arange(horizon))
+
+  if config.strategy == "scan":
+    collect = jax.jit(lambda params, key: rollout(
+        params, *jax.random.split(key), run_scan, reset))
+  else:
+    jitted_body, jitted_reset = jax.jit(rollout_body), jax.jit(reset)
+
+    def run_loop(carry):
+      return runner.repeat(rollout_body, carry, horizon, config.strategy,
+                           jitted_body=jitted_body)
+    collect = lambda params, key: rollout(
+        params, *jax.random.split(key), run_loop, jitted_reset)
   return PPO(init=ac.init,
              update_iteration=_common.make_update_iteration(
                  iteration, config.strategy, rollout_body, horizon, reset,
                  learn),
              policy_fn=ac.policy_fn, initial_carry=initial_carry,
-             config=config, actor=actor, critic=critic)
+             config=config, actor=actor, critic=critic, collect=collect,
+             learn=jax.jit(learn))
 
 
 def make_train(config: PPOConfig, env, env_params, num_iterations: int):

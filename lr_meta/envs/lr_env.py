@@ -94,11 +94,12 @@ examples (a fixed subset). The initial LR is drawn uniformly per episode from
 absorbing (same obs, reward 0, ``terminated=True``).
 """
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -106,6 +107,7 @@ from lr_meta.features import dynamics
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import per_example as per_example_lib
+from lr_meta.features import scale_free as scale_free_lib
 from lr_meta.features import smoothing
 from lr_meta import runner
 from lr_meta.tasks.task import OptimizeeState, Task
@@ -117,8 +119,11 @@ __all__ = [
 
 ACTION_TYPES = lr_actions.ACTION_TYPES
 REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change",
-           "mean_log_train_loss_change")
-VAL_REWARDS = ("val_loss_change", "fixed_baseline")
+           "mean_log_train_loss_change", "log_val_loss_change")
+VAL_REWARDS = ("val_loss_change", "fixed_baseline", "log_val_loss_change")
+# 'every': a decision every steps_per_decision inner steps; 'fraction': the
+# num_decisions decisions at fixed fractions of each episode's num_steps.
+DECISION_SCHEDULES = ("every", "fraction")
 # The observations 'xu2017' chooses from (each action type's allowed ones:
 # lr_actions.ACTION_RULES).
 OBSERVATIONS = lr_actions.action_rule("xu2017").observations
@@ -146,6 +151,13 @@ class LREnvParams:
   per_example_subset: Optional[int] = struct.field(pytree_node=False,
                                                    default=None)
   unroll: bool = struct.field(pytree_node=False, default=False)
+  decision_schedule: str = struct.field(pytree_node=False, default="every")
+  num_steps_range: Optional[Tuple[int, int]] = struct.field(
+      pytree_node=False, default=None)
+  lr0_range: Optional[Tuple[float, float]] = struct.field(pytree_node=False,
+                                                           default=None)
+  slope_decay: float = struct.field(
+      pytree_node=False, default=scale_free_lib.DEFAULT_SLOPE_DECAY)
 
   def check(self, action_type: str = "xu2019") -> "LREnvParams":
     """Raises ValueError naming a bad field and its allowed values."""
@@ -178,14 +190,41 @@ class LREnvParams:
           f"env.per_example_subset={self.per_example_subset!r}; allowed: "
           "None (the whole batch) or an integer >= 2 (at most the task's "
           "batch size).")
+    if self.decision_schedule not in DECISION_SCHEDULES:
+      raise ValueError(f"env.decision_schedule={self.decision_schedule!r}; "
+                       f"allowed: {DECISION_SCHEDULES}.")
+    if self.num_steps_range is not None:
+      r = tuple(self.num_steps_range)
+      if (self.decision_schedule != "fraction" or len(r) != 2 or
+          any(not isinstance(v, int) or isinstance(v, bool) for v in r) or
+          not self.num_decisions <= r[0] <= r[1]):
+        raise ValueError(
+            f"env.num_steps_range={self.num_steps_range!r} with "
+            f"decision_schedule={self.decision_schedule!r}; allowed: None, "
+            "or with decision_schedule='fraction' two integers (low, high) "
+            f"with num_decisions={self.num_decisions} <= low <= high.")
+    if self.lr0_range is not None:
+      r = tuple(self.lr0_range)
+      if len(r) != 2 or not 0 < r[0] <= r[1]:
+        raise ValueError(f"env.lr0_range={self.lr0_range!r}; allowed: None "
+                         "or (low, high) with 0 < low <= high (a log-uniform "
+                         "draw).")
+    if not 0.0 <= self.slope_decay < 1.0:
+      raise ValueError(f"env.slope_decay={self.slope_decay!r}; allowed: "
+                       "[0, 1).")
     return self
+
+  @property
+  def default_num_steps(self) -> int:
+    """Inner steps of an episode unless drawn: num_decisions * K."""
+    return self.num_decisions * self.steps_per_decision
 
 
 @struct.dataclass
 class LREnvState:
   """Optimizee, feature state and controller bookkeeping of one episode."""
   opt: OptimizeeState
-  features: dynamics.DynamicsState
+  features: Any             # DynamicsState, or ScaleFreeState ('scale_free')
   per_example: smoothing.RunningStats   # smoothed [phi1, phi2] (Daniel)
   lr: jax.Array             # current learning rate
   lr0: jax.Array            # initial learning rate of this episode
@@ -194,6 +233,7 @@ class LREnvState:
   train_loss: jax.Array     # mean train loss of the last decision
   obs: jax.Array            # last observation (returned while absorbing)
   terminated: jax.Array
+  num_steps: jax.Array      # inner steps of this episode (int32)
 
 
 class LREnv:
@@ -222,6 +262,7 @@ class LREnv:
     self.uses_dynamics = parts.dynamics
     self.uses_progress = parts.progress
     self.uses_per_example = parts.per_example
+    self.uses_scale_free = parts.scale_free
     self.observation_size = observation_lib.observation_size(observation)
     # Layer paths resolved once, from the params of model.init.
     shapes = jax.eval_shape(lambda k: task.init(k).params,
@@ -249,7 +290,8 @@ class LREnv:
     return LREnvParams(reward=self.rule.default_reward)
 
   def _needs_val(self, params: LREnvParams) -> bool:
-    return self.uses_dynamics or params.reward in VAL_REWARDS
+    return (self.uses_dynamics or self.uses_scale_free
+            or params.reward in VAL_REWARDS)
 
   # -- pieces ------------------------------------------------------------------
 
@@ -264,52 +306,125 @@ class LREnv:
                      jnp.minimum(loss, cap))
     return loss, jax.nn.softmax(logits)
 
-  def _observe(self, opt, feat, stats, lr, val_loss, train_loss, probs,
-               time, params):
+  def _observe(self, state: LREnvState, params: LREnvParams, window,
+               probs):
+    """The observation after ``window`` (``state`` holds its new losses)."""
     config = observation_lib.ObservationConfig(
         kind=self.observation, layers=self.layers, ema_decay=params.ema_decay,
         log_lr=params.log_lr_observation,
         per_example_decay=params.per_example_decay,
-        num_decisions=params.num_decisions)
+        num_decisions=params.num_decisions, slope_decay=params.slope_decay)
     return observation_lib.observe(
-        config, params=opt.params, lr=lr, train_loss=train_loss,
-        val_loss=val_loss, predictions=probs, dynamics_state=feat,
-        per_example_stats=stats, decisions_taken=time)
+        config, params=state.opt.params, lr=state.lr,
+        train_loss=state.train_loss, val_loss=state.val_loss,
+        predictions=probs, dynamics_state=state.features,
+        per_example_stats=state.per_example, decisions_taken=state.time,
+        lr0=state.lr0, scale_free_state=state.features, window=window)
 
   def _inner_step(self, carry, lr, params):
-    """One optimizee step; also smooths phi when the observation uses it."""
-    opt, stats = carry
-    if not self.uses_per_example:
+    """One optimizee step; also what the observation accumulates per step.
+
+    ``carry = (optimizee, per-example statistics, scale-free window)``.
+    """
+    opt, stats, window = carry
+    if self.uses_per_example:
+      opt, m, phi = self.task.train_step_with_probe(
+          opt, lr, per_example_lib.predicted_change_features,
+          probe_examples=params.per_example_subset)
+      stats = observation_lib.per_example_update(stats, phi, m.diverged,
+                                                 params.per_example_decay)
+      ratio = jnp.zeros((), jnp.float32)
+    elif self.uses_scale_free:
+      opt, m, ratio = self.task.train_step_with_probe(
+          opt, lr, lambda loss_fn, w, u, losses: scale_free_lib.update_ratio(
+              u, w))
+    else:
       opt, m = self.task.train_step(opt, lr)
-      return (opt, stats), m.loss
-    opt, m, phi = self.task.train_step_with_probe(
-        opt, lr, per_example_lib.predicted_change_features,
-        probe_examples=params.per_example_subset)
-    stats = observation_lib.per_example_update(stats, phi, m.diverged,
-                                               params.per_example_decay)
-    return (opt, stats), m.loss
+      ratio = jnp.zeros((), jnp.float32)
+    window = scale_free_lib.window_add(window, m.loss, ratio)
+    return (opt, stats, window), m.loss
+
+  def _decision_steps(self, state: LREnvState, params: LREnvParams):
+    """Inner steps of the decision after ``state`` (int32, maybe traced).
+
+    'fraction': decision t covers steps ``floor(t T / D)`` to
+    ``floor((t + 1) T / D)``, so D decisions split any T at the same
+    fractions (``lr_meta.optax.controlled`` decides at the same steps).
+    """
+    if params.decision_schedule == "every":
+      return jnp.int32(params.steps_per_decision)
+    return (decision_step(state.time + 1, state.num_steps,
+                          params.num_decisions)
+            - decision_step(state.time, state.num_steps,
+                            params.num_decisions))
+
+  def _run_window(self, state: LREnvState, lr, params: LREnvParams):
+    """The inner steps of one decision: ``(opt, stats, window, train_loss)``.
+
+    'every' scans its static K steps (unrolled with ``params.unroll``) and
+    reports the mean of their losses; 'fraction' loops over a traced count
+    (``lax.fori_loop``) and reports the window's sum over its count.
+    """
+    carry = (state.opt, state.per_example, scale_free_lib.window_init())
+    if params.decision_schedule == "every":
+      (opt, stats, window), losses = runner.inner_loop(
+          lambda c, _: self._inner_step(c, lr, params), carry,
+          jnp.arange(params.steps_per_decision), params.unroll)
+      return opt, stats, window, jnp.mean(losses)
+    opt, stats, window = jax.lax.fori_loop(
+        0, self._decision_steps(state, params),
+        lambda _, c: self._inner_step(c, lr, params)[0], carry)
+    train_loss = window.loss_sum / jnp.maximum(window.count, 1).astype(
+        jnp.float32)
+    return opt, stats, window, train_loss
 
   # -- contract ----------------------------------------------------------------
 
   def reset(self, key: chex.PRNGKey, params: LREnvParams):
-    """A fresh optimizee at an initial LR drawn from ``initial_lrs``."""
-    _, k_lr, _, _ = jax.random.split(key, 4)
-    lrs = jnp.asarray(params.initial_lrs, jnp.float32)
-    return self.reset_with_lr0(
-        key, params, lrs[jax.random.randint(k_lr, (), 0, lrs.shape[0])])
+    """A fresh optimizee at a drawn initial LR (and, if ranged, length).
+
+    The initial LR is drawn log-uniformly from ``params.lr0_range`` if set,
+    else uniformly from ``params.initial_lrs``; with
+    ``params.num_steps_range`` the episode's inner steps are drawn
+    log-uniformly (integers) from it, else ``params.default_num_steps``.
+    """
+    _, k_lr, _, k_len = jax.random.split(key, 4)
+    if params.lr0_range is not None:
+      low, high = (float(v) for v in params.lr0_range)
+      lr0 = jnp.exp(jax.random.uniform(k_lr, (), jnp.float32, np.log(low),
+                                       np.log(high)))
+    else:
+      lrs = jnp.asarray(params.initial_lrs, jnp.float32)
+      lr0 = lrs[jax.random.randint(k_lr, (), 0, lrs.shape[0])]
+    num_steps = None
+    if params.num_steps_range is not None:
+      low, high = params.num_steps_range
+      log_t = jax.random.uniform(k_len, (), jnp.float32, np.log(low),
+                                 np.log(high + 1))
+      num_steps = jnp.clip(jnp.floor(jnp.exp(log_t)), low, high)
+    return self.reset_with_lr0(key, params, lr0, num_steps)
 
   def reset_with_lr0(self, key: chex.PRNGKey, params: LREnvParams,
-                     lr0: jax.Array):
-    """``reset`` from the given initial LR instead of a draw.
+                     lr0: jax.Array, num_steps: Optional[jax.Array] = None):
+    """``reset`` from the given initial LR (and length) instead of a draw.
 
     ``lr0`` is a float32 scalar and may be traced, so one compiled program
     serves every initial LR (``params.initial_lrs`` is static: a new tuple
     would compile again). ``reset(key, params)`` is this at the LR drawn
-    from ``initial_lrs`` with the same key, so both give identical episodes
-    for the same LR.
+    with the same key, so both give identical episodes for the same LR.
+
+    ``num_steps``: the episode's inner steps (int, may be traced), only with
+    ``decision_schedule='fraction'``; None: ``params.default_num_steps``.
     """
     k_init, _, k_feat, _ = jax.random.split(key, 4)
     lr0 = jnp.asarray(lr0, jnp.float32)
+    if num_steps is None:
+      num_steps = params.default_num_steps
+    elif params.decision_schedule != "fraction":
+      raise ValueError("num_steps is drawn or given only with "
+                       "decision_schedule='fraction'; with 'every' an "
+                       "episode has num_decisions * steps_per_decision "
+                       "steps.")
     opt = self.task.init(k_init, lr0)
     val_loss, probs = self._val(opt, params)
     # The train loss at reset is the one the first inner step reports (same
@@ -318,38 +433,45 @@ class LREnv:
     # LRs exactly. The step itself is discarded.
     _, first = self.task.train_step(opt, lr0)
     train_loss = first.loss
-    feat = dynamics.dynamics_init(probs.shape, k_feat)
+    if self.uses_scale_free:
+      feat = scale_free_lib.scale_free_init(train_loss, val_loss)
+    else:
+      feat = dynamics.dynamics_init(probs.shape, k_feat)
     stats = smoothing.running_stats_init(
         jnp.zeros((len(per_example_lib.FEATURE_NAMES),), jnp.float32))
-    obs, feat = self._observe(opt, feat, stats, lr0, val_loss, train_loss,
-                              probs, jnp.int32(0), params)
     state = LREnvState(opt=opt, features=feat, per_example=stats, lr=lr0,
-                       lr0=lr0,
-                       time=jnp.int32(0), val_loss=val_loss,
-                       train_loss=train_loss, obs=obs,
-                       terminated=jnp.bool_(False))
-    return obs, state
+                       lr0=lr0, time=jnp.int32(0), val_loss=val_loss,
+                       train_loss=train_loss,
+                       obs=jnp.zeros((self.observation_size,), jnp.float32),
+                       terminated=jnp.bool_(False),
+                       num_steps=jnp.asarray(num_steps, jnp.int32))
+    obs, feat = self._observe(state, params, scale_free_lib.window_init(),
+                              probs)
+    return obs, state.replace(features=feat, obs=obs)
 
   def step(self, key: chex.PRNGKey, state: LREnvState, action: jax.Array,
            params: LREnvParams):
-    """Applies the action, runs K inner steps, observes and rewards."""
+    """Applies the action, runs the decision's inner steps, observes, rewards."""
     del key  # The optimizee carries its own key (batches, dropout).
     a = jnp.reshape(action, ())
     lr = self.rule.update(state.lr, state.lr0, a).astype(jnp.float32)
-
-    (opt, stats), losses = runner.inner_loop(
-        lambda c, _: self._inner_step(c, lr, params),
-        (state.opt, state.per_example),
-        jnp.arange(params.steps_per_decision), params.unroll)
-    train_loss = jnp.mean(losses)
+    opt, stats, window, train_loss = self._run_window(state, lr, params)
     if self._needs_val(params):
       val_loss, probs = self._val(opt, params)
     else:
       val_loss, probs = state.val_loss, None
-    obs, feat = self._observe(opt, state.features, stats, lr, val_loss,
-                              train_loss, probs, state.time + 1, params)
+    features = state.features
+    if self.uses_scale_free:
+      features = scale_free_lib.record_action(features, self.applied(a))
+    new = LREnvState(opt=opt, features=features, per_example=stats, lr=lr,
+                     lr0=state.lr0, time=state.time + 1, val_loss=val_loss,
+                     train_loss=train_loss, obs=state.obs,
+                     terminated=opt.diverged, num_steps=state.num_steps)
+    obs, feat = self._observe(new, params, window, probs)
     if params.reward == "val_loss_change":
       reward = -(val_loss - state.val_loss)
+    elif params.reward == "log_val_loss_change":
+      reward = -(jnp.log(val_loss) - jnp.log(state.val_loss))
     elif params.reward == "fixed_baseline":
       reward = params.reward_baseline - val_loss
     else:
@@ -358,9 +480,7 @@ class LREnv:
         reward = reward / params.num_decisions
     diverged = opt.diverged
     reward = jnp.where(diverged, params.divergence_penalty, reward)
-    new = LREnvState(opt=opt, features=feat, per_example=stats, lr=lr, lr0=state.lr0,
-                     time=state.time + 1, val_loss=val_loss,
-                     train_loss=train_loss, obs=obs, terminated=diverged)
+    new = new.replace(features=feat, obs=obs)
     # Absorbing after termination.
     new = jax.tree.map(lambda old, nw: jnp.where(state.terminated, old, nw),
                        state, new)
@@ -369,3 +489,21 @@ class LREnv:
     info = {"lr": new.lr, "val_loss": new.val_loss,
             "train_loss": new.train_loss}
     return new.obs, new, reward, new.terminated, truncated, info
+
+  def applied(self, action: jax.Array) -> jax.Array:
+    """A continuous action as the LR rule reads it (clipped to its bounds)."""
+    if self.rule.num_actions:
+      return jnp.asarray(action, jnp.float32)
+    return jnp.clip(jnp.asarray(action, jnp.float32), self.rule.low,
+                    self.rule.high)
+
+
+def decision_step(t: chex.Numeric, num_steps: chex.Numeric,
+                  num_decisions: int) -> jax.Array:
+  """``floor(t T / D)``: the inner step at which decision ``t`` is taken.
+
+  Decisions at fixed fractions of a run of ``T = num_steps`` steps (int32;
+  ``t T`` must stay below 2**31: T * D < 2e9).
+  """
+  t = jnp.asarray(t, jnp.int32)
+  return (t * jnp.asarray(num_steps, jnp.int32)) // num_decisions

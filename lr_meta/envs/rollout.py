@@ -65,11 +65,15 @@ class _Static:
 
 
 def _env_fns(env: Any, env_params: Any, batched: bool):
-  """``(reset(keys, lr0s), step(keys, state, action))``, vmapped if batched."""
-  def reset(key, lr0):
+  """``(reset(keys, (lr0s, num_steps)), step(keys, state, action))``,
+  vmapped if batched."""
+  def reset(key, lengths):
+    lr0, num_steps = lengths
     if lr0 is None:
       return env.reset(key, env_params)
-    return env.reset_with_lr0(key, env_params, lr0)
+    if num_steps is None:
+      return env.reset_with_lr0(key, env_params, lr0)
+    return env.reset_with_lr0(key, env_params, lr0, num_steps)
 
   def step(key, state, action):
     return env.step(key, state, action, env_params)
@@ -79,9 +83,9 @@ def _env_fns(env: Any, env_params: Any, batched: bool):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _reset(env: _Static, env_params: Any, batched: bool, keys, lr0s):
+def _reset(env: _Static, env_params: Any, batched: bool, keys, lengths):
   reset, _ = _env_fns(env.value, env_params, batched)
-  return reset(keys, lr0s)
+  return reset(keys, lengths)
 
 
 def _decision(env: _Static, env_params: Any, policy_fn: _Static,
@@ -105,8 +109,8 @@ _jit_decision = jax.jit(_decision, static_argnums=(0, 1, 2, 3))
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
 def _episodes_scan(env: _Static, env_params: Any, policy_fn: _Static,
                    batched: bool, num_decisions: int, policy_params, keys,
-                   lr0s, carry, step_key):
-  obs, state = _reset(env, env_params, batched, keys, lr0s)
+                   lengths, carry, step_key):
+  obs, state = _reset(env, env_params, batched, keys, lengths)
   return jax.lax.scan(
       functools.partial(_decision, env, env_params, policy_fn, batched,
                         policy_params),
@@ -115,7 +119,7 @@ def _episodes_scan(env: _Static, env_params: Any, policy_fn: _Static,
 
 
 def _rollout(env, env_params, policy_fn: PolicyFn, policy_params, keys,
-             carry, lr0s, strategy: str, step_key, batched: bool):
+             carry, lr0s, num_steps, strategy: str, step_key, batched: bool):
   runner.check_strategy(strategy)
   num_decisions = int(env_params.num_decisions)
   if num_decisions < 1:
@@ -131,15 +135,23 @@ def _rollout(env, env_params, policy_fn: PolicyFn, policy_params, keys,
     if lr0s.shape != expected:
       raise ValueError(f"lr0s of shape {lr0s.shape}; allowed: {expected} "
                        "(one initial LR per episode).")
+  if num_steps is not None:
+    num_steps = jnp.asarray(num_steps, jnp.int32)
+    if lr0s is None or num_steps.shape != lr0s.shape:
+      raise ValueError(f"num_steps of shape {num_steps.shape} with lr0s "
+                       f"{None if lr0s is None else lr0s.shape}; allowed: "
+                       "one run length per episode, with lr0s.")
   if step_key is None:
     first = keys[0] if batched else keys
     step_key = jax.random.fold_in(first, 1)
   static = (_Static(env), env_params, _Static(policy_fn), batched)
   if strategy == "scan":
     (state, _, _, _), infos = _episodes_scan(
-        *static, num_decisions, policy_params, keys, lr0s, carry, step_key)
+        *static, num_decisions, policy_params, keys, (lr0s, num_steps), carry,
+        step_key)
     return state, infos
-  obs, state = _reset(static[0], env_params, batched, keys, lr0s)
+  obs, state = _reset(static[0], env_params, batched, keys,
+                      (lr0s, num_steps))
   (state, _, _, _), infos = runner.repeat(
       functools.partial(_decision, *static, policy_params),
       (state, obs.astype(jnp.float32), carry, step_key), num_decisions,
@@ -150,7 +162,8 @@ def _rollout(env, env_params, policy_fn: PolicyFn, policy_params, keys,
 
 def run_episodes(env, env_params, policy_fn: PolicyFn, policy_params,
                  keys: chex.PRNGKey, *, carry: Any = (),
-                 lr0s: Optional[jax.Array] = None, strategy: str = "scan",
+                 lr0s: Optional[jax.Array] = None,
+                 num_steps: Optional[jax.Array] = None, strategy: str = "scan",
                  step_key: Optional[chex.PRNGKey] = None):
   """N episodes of a deterministic policy in lockstep (``vmap`` over keys).
 
@@ -168,6 +181,9 @@ def run_episodes(env, env_params, policy_fn: PolicyFn, policy_params,
     lr0s: optional ``[N]`` initial LRs (an ``LREnv``: ``reset_with_lr0``)
       replacing the draw from ``env_params.initial_lrs``; an array, so every
       eta0 reuses the compiled program.
+    num_steps: optional ``[N]`` run lengths with ``lr0s`` (an ``LREnv``
+      with ``decision_schedule='fraction'``; an array, so every length
+      reuses the compiled program).
     strategy: ``'scan'`` or ``'chunk'``/``'loop'`` (see the module
       docstring); the numbers are the same.
     step_key: key of the environments' step noise, split N ways at each
@@ -180,21 +196,22 @@ def run_episodes(env, env_params, policy_fn: PolicyFn, policy_params,
     info plus ``reward`` and ``action``, each of shape ``[T, N, ...]``.
   """
   return _rollout(env, env_params, policy_fn, policy_params, keys, carry,
-                  lr0s, strategy, step_key, batched=True)
+                  lr0s, num_steps, strategy, step_key, batched=True)
 
 
 def run_episode(env, env_params, policy_fn: PolicyFn, policy_params,
                 key: chex.PRNGKey, *, carry: Any = (),
-                lr0: Optional[jax.Array] = None, strategy: str = "scan",
+                lr0: Optional[jax.Array] = None,
+                num_steps: Optional[jax.Array] = None, strategy: str = "scan",
                 step_key: Optional[chex.PRNGKey] = None):
   """One episode, no batch axis: ``run_episodes`` for a single key.
 
-  ``policy_fn`` acts on one observation ``[obs_size]``; ``lr0`` is a scalar;
-  infos are ``[T, ...]``. Same numbers as the unbatched ``env.reset`` and
+  ``policy_fn`` acts on one observation ``[obs_size]``; ``lr0`` and
+  ``num_steps`` are scalars; infos are ``[T, ...]``. Same numbers as the unbatched ``env.reset`` and
   ``env.step`` (a batch of one under ``vmap`` may differ in the last bit).
   """
   return _rollout(env, env_params, policy_fn, policy_params, key, carry,
-                  lr0, strategy, step_key, batched=False)
+                  lr0, num_steps, strategy, step_key, batched=False)
 
 
 def clear_cache() -> None:

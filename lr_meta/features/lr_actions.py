@@ -98,7 +98,8 @@ ACTION_RULES = {
         update=lambda lr, lr0, a: xu2019_lr_update(lr, a),
         low=XU_ACTION_LOW, high=XU_ACTION_HIGH, num_actions=0,
         observations=(observation.DYNAMICS,
-                      observation.PROGRESS_OBSERVATION),
+                      observation.PROGRESS_OBSERVATION,
+                      observation.SCALE_FREE),
         default_reward="val_loss_change"),
     "fu2016": ActionRule(
         update=fu2016_lr_update, low=None, high=None, num_actions=2,
@@ -107,13 +108,14 @@ ACTION_RULES = {
     "daniel2016": ActionRule(
         update=lambda lr, lr0, a: daniel2016_lr_update(lr, a),
         low=-DANIEL_ACTION_BOUND, high=DANIEL_ACTION_BOUND, num_actions=0,
-        observations=(observation.PER_EXAMPLE,),
+        observations=(observation.PER_EXAMPLE, observation.SCALE_FREE),
         default_reward="mean_log_train_loss_change"),
     "xu2017": ActionRule(
         update=lambda lr, lr0, a: xu2017_lr_update(lr0, a),
         low=XU2017_LOG10_LR_LOW, high=XU2017_LOG10_LR_HIGH, num_actions=0,
         observations=(observation.DYNAMICS, observation.PER_EXAMPLE,
-                      observation.DYNAMICS_PER_EXAMPLE),
+                      observation.DYNAMICS_PER_EXAMPLE,
+                      observation.SCALE_FREE),
         default_reward="val_loss_change"),
 }
 ACTION_TYPES = tuple(ACTION_RULES)

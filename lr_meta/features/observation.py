@@ -22,7 +22,12 @@ order of the parts it uses:
   2017 controller);
 * ``'weight_stats'``: the 193 weight statistics of Fu 2016, section 4.2, of
   one layer, the last of them the previous LR (``weight_stats_observation``;
-  a dense kernel ``(in, out)`` is viewed as a ``(1, 1, in, out)`` conv).
+  a dense kernel ``(in, out)`` is viewed as a ``(1, 1, in, out)`` conv);
+* ``'scale_free'``: the 10 scale-free numbers of
+  ``lr_meta.features.scale_free`` (progress, LR and losses relative to the
+  run's start, log-slopes, generalisation gap, update-to-weight ratio, loss
+  noise, previous action), for controllers trained over a distribution of
+  tasks. Needs no probe predictions and reads no layer.
 
 Which layers are observed is resolved once, by ``resolve_layers``, from a
 params tree in creation order (see ``lr_meta.features.params``).
@@ -38,14 +43,16 @@ import numpy as np
 from lr_meta.features import dynamics
 from lr_meta.features import params as params_lib
 from lr_meta.features import per_example as per_example_lib
+from lr_meta.features import scale_free as scale_free_lib
 from lr_meta.features import smoothing
 from lr_meta.features import weight_stats
 
 __all__ = [
     "DYNAMICS", "DYNAMICS_PER_EXAMPLE", "OBSERVATION_KINDS", "ObservationConfig", "ObservationParts",
-    "ObservedLayers", "PER_EXAMPLE", "PER_EXAMPLE_DECAY",
+    "ObservedLayers", "PER_EXAMPLE", "PER_EXAMPLE_DECAY", "SCALE_FREE",
     "NUM_PER_EXAMPLE_OBSERVATIONS", "PROGRESS_OBSERVATION", "WEIGHT_STATS",
     "dynamics_observation", "observation_parts", "observation_size",
+    "observes_progress",
     "observe", "per_example_observation", "per_example_update",
     "progress_feature", "resolve_layers", "weight_stats_observation",
 ]
@@ -55,6 +62,7 @@ PROGRESS_OBSERVATION = "dynamics+progress"
 PER_EXAMPLE = "per_example"
 DYNAMICS_PER_EXAMPLE = "dynamics+per_example"
 WEIGHT_STATS = "weight_stats"
+SCALE_FREE = "scale_free"
 # [phi1_hat, phi2_hat, u1, u2]: smoothed features and their uncertainties.
 NUM_PER_EXAMPLE_OBSERVATIONS = 2 * len(per_example_lib.FEATURE_NAMES)
 PER_EXAMPLE_DECAY = 0.9     # gamma of the per-example smoothing (Daniel)
@@ -66,6 +74,7 @@ class ObservationParts(NamedTuple):
   per_example: bool = False
   progress: bool = False
   weight_stats: bool = False
+  scale_free: bool = False
 
 
 _PARTS = {
@@ -74,6 +83,7 @@ _PARTS = {
     PER_EXAMPLE: ObservationParts(per_example=True),
     DYNAMICS_PER_EXAMPLE: ObservationParts(dynamics=True, per_example=True),
     WEIGHT_STATS: ObservationParts(weight_stats=True),
+    SCALE_FREE: ObservationParts(scale_free=True),
 }
 OBSERVATION_KINDS = tuple(_PARTS)
 
@@ -85,13 +95,20 @@ def observation_parts(kind: str) -> ObservationParts:
   return _PARTS[kind]
 
 
+def observes_progress(kind: str) -> bool:
+  """Whether observation ``kind`` holds the run progress t / T."""
+  parts = observation_parts(kind)
+  return parts.progress or parts.scale_free
+
+
 def observation_size(kind: str) -> int:
   """Length of an observation of ``kind``."""
   parts = observation_parts(kind)
   return (dynamics.NUM_OBSERVATIONS * parts.dynamics
           + NUM_PER_EXAMPLE_OBSERVATIONS * parts.per_example
           + parts.progress
-          + weight_stats.NUM_WEIGHT_FEATURES * parts.weight_stats)
+          + weight_stats.NUM_WEIGHT_FEATURES * parts.weight_stats
+          + scale_free_lib.NUM_FEATURES * parts.scale_free)
 
 
 class ObservedLayers(NamedTuple):
@@ -160,6 +177,7 @@ class ObservationConfig(NamedTuple):
     log_lr: the dynamics' LR entry is ``log10(lr)`` (else the raw LR).
     per_example_decay: smoothing ``gamma`` of the per-example features.
     num_decisions: decisions of the whole run (the progress feature's T).
+    slope_decay: EMA decay of the scale-free log-slopes.
   """
   kind: str
   layers: ObservedLayers
@@ -167,6 +185,7 @@ class ObservationConfig(NamedTuple):
   log_lr: bool = True
   per_example_decay: float = PER_EXAMPLE_DECAY
   num_decisions: Optional[int] = None
+  slope_decay: float = scale_free_lib.DEFAULT_SLOPE_DECAY
 
 
 def progress_feature(decisions_taken: chex.Numeric,
@@ -243,8 +262,11 @@ def observe(
     dynamics_state: Optional[dynamics.DynamicsState] = None,
     per_example_stats: Optional[smoothing.RunningStats] = None,
     decisions_taken: chex.Numeric = 0,
-) -> tuple[jax.Array, Optional[dynamics.DynamicsState]]:
-  """The observation of ``config.kind`` (float32) and the new dynamics state.
+    lr0: Optional[chex.Numeric] = None,
+    scale_free_state: Optional[scale_free_lib.ScaleFreeState] = None,
+    window: Optional[scale_free_lib.Window] = None,
+) -> tuple[jax.Array, Any]:
+  """The observation of ``config.kind`` (float32) and the new feature state.
 
   Args:
     config: what to observe.
@@ -254,16 +276,29 @@ def observe(
       dynamics part (``dynamics.dynamics_update``; ``val_loss`` None: the
       train loss in its place).
     per_example_stats: the smoothed per-example features (per-example part).
-    decisions_taken: decisions so far (progress part).
+    decisions_taken: decisions so far (progress parts).
+    lr0, scale_free_state, window: inputs of the scale-free part
+      (``scale_free.scale_free_observation``; ``val_loss`` is its
+      validation loss, ``train_loss`` is not read: the window holds the
+      train losses).
 
   Returns:
-    ``(observation, dynamics_state)``; the state is returned unchanged when
-    the kind has no dynamics part.
+    ``(observation, state)``: for 'scale_free' the new ``ScaleFreeState``,
+    otherwise the new ``DynamicsState`` (returned unchanged when the kind
+    has no dynamics part).
   """
   parts = observation_parts(config.kind)
   if parts.weight_stats:
     obs = weight_stats_observation(params, lr, config.layers.monitored)
     return obs.astype(jnp.float32), dynamics_state
+  if parts.scale_free:
+    if config.num_decisions is None:
+      raise ValueError(f"observation {config.kind!r} needs num_decisions "
+                       "(the run's decisions, for the progress feature).")
+    return scale_free_lib.scale_free_observation(
+        scale_free_state, window, lr=lr, lr0=lr0, val_loss=val_loss,
+        progress=progress_feature(decisions_taken, config.num_decisions),
+        decay=config.slope_decay)
   pieces = []
   if parts.dynamics:
     obs, dynamics_state = dynamics_observation(

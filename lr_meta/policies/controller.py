@@ -64,8 +64,9 @@ FORMAT = "lr_meta.controller"
 FORMAT_VERSION = 1
 NETWORKS = ("gaussian_mlp", "gaussian_lstm", "q_mlp")
 # Which network kinds act in which action space (the exportable ones).
-_NETWORKS_FOR_ACTION = {"xu2019": ("gaussian_mlp", "gaussian_lstm"),
-                        "fu2016": ("q_mlp",)}
+_GAUSSIAN = ("gaussian_mlp", "gaussian_lstm")
+_NETWORKS_FOR_ACTION = {"xu2019": _GAUSSIAN, "fu2016": ("q_mlp",),
+                        "daniel2016": _GAUSSIAN, "xu2017": _GAUSSIAN}
 ACTION_TYPES = tuple(_NETWORKS_FOR_ACTION)
 # Observations a controller can be fed: those of its action type.
 OBSERVATION_SIZE = {
@@ -175,7 +176,7 @@ class ControllerSpec:
 
   @property
   def uses_progress(self) -> bool:
-    return observation_lib.observation_parts(self.observation_kind).progress
+    return observation_lib.observes_progress(self.observation_kind)
 
   @property
   def observation_size(self) -> int:

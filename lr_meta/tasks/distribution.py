@@ -1,0 +1,279 @@
+"""A distribution of training tasks to meta-train one controller over.
+
+``lr_meta.tasks.family`` draws Daniel et al. 2016's random small CNNs on one
+data set; a controller meant to work on tasks it never saw (Metz et al.'s
+learned optimizers, VeLO) is trained over many data sets, models, base
+optimizers, initial LRs and run lengths. ``DistributionConfig`` fixes such a
+distribution and ``sample_members`` draws its members:
+
+* a member is a static shape bucket: one (data set, model, base optimizer)
+  ``Combination`` of the config, a model drawn from its family (an MLP of
+  random depth and width; a ``SmallCNN`` with random filters; LeNet-5 as
+  it is), a batch size and a training subset (the first fraction of the
+  split). Every member is one compiled program; ``num_members`` bounds the
+  compiles of a whole meta-training;
+* per episode, ``member_env_ranges`` gives what varies without recompiling
+  (``lr_meta.envs.LREnv.reset`` draws them): the initial LR log-uniform over
+  a factor ``lr0_spread`` either side of the combination's default LR and
+  the run length log-uniform over ``num_steps_range``.
+
+Everything is drawn from ONE key, ``jax.random.PRNGKey(config.seed)``;
+member i uses ``fold_in(key, i)``, so the same config always gives the same
+members and member i does not change when ``num_members`` grows.
+
+Held-out honesty: only the config's ``combinations`` are ever drawn, and
+``check_disjoint`` refuses a config that holds one of the given held-out
+(data set, model, optimizer) combinations (the benchmark's held-out side,
+``lr_meta.benchmark``; the config file passes both, this layer does not
+import the benchmark).
+"""
+
+import dataclasses
+from typing import Iterable, Optional, Tuple
+
+import jax
+import numpy as np
+
+from lr_meta.tasks import datasets as datasets_lib
+from lr_meta.tasks import models as models_lib
+from lr_meta.tasks import task as task_lib
+
+__all__ = [
+    "Combination", "DistributionConfig", "MODEL_FAMILIES", "MemberSpec",
+    "check_disjoint", "describe", "member_env_ranges", "sample_members",
+]
+
+# Model names whose architecture a member draws (others are used as given).
+MODEL_FAMILIES = ("mlp", "small_cnn")
+
+
+def _check_int(name, value, low):
+  if not isinstance(value, int) or isinstance(value, bool) or value < low:
+    raise ValueError(f"{name}={value!r}; allowed: an integer >= {low}.")
+
+
+def _check_range(name, value, low, kind=int):
+  ok = (isinstance(value, tuple) and len(value) == 2 and
+        all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+        and low <= value[0] <= value[1])
+  if not ok:
+    raise ValueError(f"{name}={value!r}; allowed: ({kind.__name__} low, "
+                     f"{kind.__name__} high) with {low} <= low <= high.")
+
+
+def _check_choices(name, value, check):
+  if not isinstance(value, tuple) or not value or not all(map(check, value)):
+    raise ValueError(f"{name}={value!r}; allowed: a non-empty tuple of "
+                     "valid choices (see DistributionConfig).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Combination:
+  """A (data set, model, base optimizer) that members may be drawn from.
+
+  Attributes:
+    dataset: one of ``lr_meta.tasks.KNOWN_DATASETS``.
+    model: one of ``lr_meta.tasks.KNOWN_MODELS`` (``MODEL_FAMILIES`` get a
+      drawn architecture).
+    optimizer: one of ``lr_meta.tasks.KNOWN_OPTIMIZERS``.
+    default_lr: the optimizer's usual initial LR here (the centre of the
+      drawn initial LRs).
+    weight: relative probability of drawing this combination, > 0.
+  """
+  dataset: str
+  model: str
+  optimizer: str
+  default_lr: float
+  weight: float = 1.0
+
+  def __post_init__(self):
+    for field, known in (("dataset", datasets_lib.KNOWN_DATASETS),
+                         ("model", models_lib.KNOWN_MODELS),
+                         ("optimizer", task_lib.KNOWN_OPTIMIZERS)):
+      if getattr(self, field) not in known:
+        raise ValueError(f"Combination {field}={getattr(self, field)!r}; "
+                         f"known: {known}.")
+    if not self.default_lr > 0 or not self.weight > 0:
+      raise ValueError(f"Combination default_lr={self.default_lr!r}, "
+                       f"weight={self.weight!r}; allowed: both > 0.")
+
+  @property
+  def key(self) -> Tuple[str, str, str]:
+    return (self.dataset, self.model, self.optimizer)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributionConfig:
+  """The distribution of tasks (see the module docstring).
+
+  Attributes:
+    combinations: the (data set, model, optimizer) combinations drawn from.
+    num_members: M, members drawn (compiled programs), >= 1.
+    seed: the one PRNG seed of every member draw.
+    mlp_depths: inclusive range of an MLP's hidden layers.
+    mlp_widths: widths a hidden layer draws from (each layer its own).
+    cnn_filters: three inclusive ranges, a ``SmallCNN``'s filter counts.
+    batch_sizes: batch sizes drawn from.
+    train_fractions: fractions of the training split a member keeps (its
+      first examples; a data subset).
+    lr0_spread: initial LRs are log-uniform in ``[default / spread,
+      default * spread]``, >= 1.
+    num_steps_range: inclusive range of a run's inner steps (log-uniform).
+  """
+  combinations: Tuple[Combination, ...]
+  num_members: int = 8
+  seed: int = 0
+  mlp_depths: Tuple[int, int] = (1, 3)
+  mlp_widths: Tuple[int, ...] = (32, 64, 128, 256)
+  cnn_filters: Tuple[Tuple[int, int], ...] = ((4, 16), (8, 32), (16, 64))
+  batch_sizes: Tuple[int, ...] = (32, 64, 128)
+  train_fractions: Tuple[float, ...] = (1.0, 0.5, 0.2)
+  lr0_spread: float = 10.0
+  num_steps_range: Tuple[int, int] = (100, 1000)
+
+  def __post_init__(self):
+    combos = tuple(self.combinations)
+    if not combos or not all(isinstance(c, Combination) for c in combos):
+      raise ValueError(f"combinations={self.combinations!r}; allowed: a "
+                       "non-empty tuple of Combination.")
+    object.__setattr__(self, "combinations", combos)
+    _check_int("distribution.num_members", self.num_members, 1)
+    _check_int("distribution.seed", self.seed, 0)
+    _check_range("distribution.mlp_depths", tuple(self.mlp_depths), 1)
+    _check_choices("distribution.mlp_widths", tuple(self.mlp_widths),
+                   lambda w: isinstance(w, int) and w >= 1)
+    filters = tuple(tuple(r) for r in self.cnn_filters)
+    if len(filters) != 3:
+      raise ValueError(f"distribution.cnn_filters={self.cnn_filters!r}; "
+                       "allowed: three (low, high) ranges.")
+    for r in filters:
+      _check_range("distribution.cnn_filters", r, 1)
+    _check_choices("distribution.batch_sizes", tuple(self.batch_sizes),
+                   lambda b: isinstance(b, int) and b >= 1)
+    _check_choices("distribution.train_fractions",
+                   tuple(self.train_fractions),
+                   lambda f: isinstance(f, float) and 0 < f <= 1)
+    if not self.lr0_spread >= 1:
+      raise ValueError(f"distribution.lr0_spread={self.lr0_spread!r}; "
+                       "allowed: >= 1.")
+    _check_range("distribution.num_steps_range",
+                 tuple(self.num_steps_range), 1)
+    for name in ("mlp_depths", "mlp_widths", "batch_sizes",
+                 "train_fractions", "num_steps_range"):
+      object.__setattr__(self, name, tuple(getattr(self, name)))
+    object.__setattr__(self, "cnn_filters", filters)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberSpec:
+  """One member: everything static about its task (hashable).
+
+  Attributes:
+    dataset, model, optimizer, default_lr: its ``Combination``'s.
+    model_kwargs: sorted ``(name, value)`` pairs for ``get_model``.
+    batch_size: its batch size.
+    num_train_examples: the first examples of the training split it keeps.
+  """
+  dataset: str
+  model: str
+  optimizer: str
+  default_lr: float
+  model_kwargs: Tuple[Tuple[str, object], ...]
+  batch_size: int
+  num_train_examples: int
+
+  @property
+  def combination(self) -> Tuple[str, str, str]:
+    return (self.dataset, self.model, self.optimizer)
+
+  def make_task(self, data_dir: Optional[str] = None,
+                **task_kwargs) -> task_lib.Task:
+    """The member's ``Task`` (``make_task``; other arguments passed on)."""
+    return task_lib.make_task(
+        self.dataset, self.model, dict(self.model_kwargs), self.optimizer,
+        batch_size=self.batch_size,
+        num_train_examples=self.num_train_examples, data_dir=data_dir,
+        **task_kwargs)
+
+  def summary(self) -> str:
+    kwargs = ", ".join(f"{k}={v}" for k, v in self.model_kwargs)
+    return (f"{self.dataset} {self.model}({kwargs}) {self.optimizer} "
+            f"(default lr {self.default_lr:g}), batch {self.batch_size}, "
+            f"{self.num_train_examples} training examples")
+
+
+def _draw_model_kwargs(config: DistributionConfig, model: str, key):
+  if model == "mlp":
+    k_depth, k_width = jax.random.split(key)
+    low, high = config.mlp_depths
+    depth = int(jax.random.randint(k_depth, (), low, high + 1))
+    widths = jax.random.choice(k_width, np.asarray(config.mlp_widths),
+                               (depth,))
+    return (("hidden_sizes", tuple(int(w) for w in widths)),)
+  if model == "small_cnn":
+    lows = np.asarray([r[0] for r in config.cnn_filters])
+    highs = np.asarray([r[1] for r in config.cnn_filters])
+    filters = jax.random.randint(key, (3,), lows, highs + 1)
+    return (("filters", tuple(int(f) for f in filters)),)
+  return ()
+
+
+def sample_members(config: DistributionConfig) -> Tuple[MemberSpec, ...]:
+  """The ``config.num_members`` members (deterministic in ``config``)."""
+  key = jax.random.PRNGKey(config.seed)
+  weights = np.asarray([c.weight for c in config.combinations], np.float64)
+  members = []
+  for i in range(config.num_members):
+    k_combo, k_model, k_batch, k_data = jax.random.split(
+        jax.random.fold_in(key, i), 4)
+    u = float(jax.random.uniform(k_combo, ()))
+    index = int(np.searchsorted(np.cumsum(weights) / weights.sum(), u,
+                                side="right"))
+    combo = config.combinations[min(index, len(weights) - 1)]
+    batch = int(jax.random.choice(k_batch, np.asarray(config.batch_sizes)))
+    fraction = float(jax.random.choice(
+        k_data, np.asarray(config.train_fractions, np.float32)))
+    train_size = datasets_lib.SPECS[combo.dataset].num_train
+    members.append(MemberSpec(
+        dataset=combo.dataset, model=combo.model, optimizer=combo.optimizer,
+        default_lr=float(combo.default_lr),
+        model_kwargs=_draw_model_kwargs(config, combo.model, k_model),
+        batch_size=batch,
+        num_train_examples=max(batch, int(round(fraction * train_size)))))
+  return tuple(members)
+
+
+def member_env_ranges(config: DistributionConfig, member: MemberSpec
+                      ) -> dict:
+  """``LREnvParams`` fields of a member's per-episode draws.
+
+  ``{'lr0_range': (default / spread, default * spread), 'num_steps_range':
+  config.num_steps_range}``: the environment draws the initial LR and the
+  run length of every episode from them (traced: no recompile).
+  """
+  lr = member.default_lr
+  return {"lr0_range": (lr / config.lr0_spread, lr * config.lr0_spread),
+          "num_steps_range": config.num_steps_range}
+
+
+def check_disjoint(config: DistributionConfig,
+                   heldout: Iterable[Tuple[str, str, str]]) -> None:
+  """Raises ValueError if the config can draw a held-out combination.
+
+  Args:
+    config: the distribution.
+    heldout: (data set, model, optimizer) triples that must never be drawn
+      (e.g. the benchmark's held-out workloads').
+  """
+  clash = sorted({c.key for c in config.combinations} & set(map(tuple,
+                                                                 heldout)))
+  if clash:
+    raise ValueError(f"the task distribution holds held-out combinations "
+                     f"{clash}; allowed: combinations of the train side "
+                     "only.")
+
+
+def describe(members: Iterable[MemberSpec]) -> str:
+  """One line per member (for logs and notes)."""
+  return "\n".join(f"member {i}: {m.summary()}"
+                   for i, m in enumerate(members))

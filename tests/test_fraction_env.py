@@ -1,0 +1,103 @@
+"""LREnv with decisions at fixed fractions of a run and the scale-free observation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lr_meta import tasks
+from lr_meta.envs import lr_env
+from lr_meta.envs import rollout
+
+
+@pytest.fixture(scope="module")
+def task():
+  return tasks.make_task("mnist1d", "mlp", {"hidden_sizes": (16,)}, "sgd",
+                         batch_size=16, num_train_examples=256,
+                         num_val_examples=64, num_test_examples=64)
+
+
+def _params(**kw):
+  kw = dict(dict(num_decisions=5, decision_schedule="fraction",
+                 reward="log_val_loss_change", num_val_examples=64), **kw)
+  return lr_env.LREnvParams(**kw).check("daniel2016")
+
+
+def test_decision_steps_split_any_run_at_fixed_fractions():
+  steps = [int(lr_env.decision_step(t, 37, 5)) for t in range(6)]
+  assert steps == [0, 7, 14, 22, 29, 37]
+  assert np.diff(steps).tolist() == [7, 7, 8, 7, 8]
+
+
+def test_episode_runs_its_steps_and_the_reward_telescopes(task):
+  env = lr_env.LREnv(task, "daniel2016", "scale_free")
+  params = _params()
+  policy = lambda p, obs, c: (jnp.full(obs.shape[:-1] + (1,), 0.1), c)
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  state, infos = rollout.run_episodes(
+      env, params, policy, None, keys, lr0s=jnp.array([0.05, 0.2]),
+      num_steps=jnp.array([37, 12]))
+  np.testing.assert_array_equal(state.opt.step, [37, 12])
+  _, reset_state = jax.vmap(env.reset_with_lr0, in_axes=(0, None, 0, 0))(
+      keys, params, jnp.array([0.05, 0.2]), jnp.array([37, 12]))
+  v0 = np.asarray(reset_state.val_loss)
+  np.testing.assert_allclose(np.sum(infos["reward"], axis=0),
+                             np.log(v0) - np.log(infos["val_loss"][-1]),
+                             rtol=1e-5, atol=1e-6)
+  # The daniel2016 rule: lr0 * exp(0.1) per decision.
+  np.testing.assert_allclose(infos["lr"][:, 0],
+                             0.05 * np.exp(0.1 * np.arange(1, 6)), rtol=1e-5)
+  obs = np.asarray(state.obs)
+  np.testing.assert_allclose(obs[:, 0], 1.0)                  # progress
+  np.testing.assert_allclose(obs[:, 1], 0.5, rtol=1e-5)       # log lr/lr0
+  np.testing.assert_allclose(obs[:, -1], 0.1, rtol=1e-6)      # prev action
+
+
+def test_train_loss_is_the_window_mean(task):
+  """Decision 1 of a 12-step, 5-decision run covers steps 0, 1 (K = 2)."""
+  env = lr_env.LREnv(task, "daniel2016", "scale_free")
+  params = _params()
+  key = jax.random.PRNGKey(3)
+  _, state = env.reset_with_lr0(key, params, 0.1, 12)
+  _, new, *_ = env.step(key, state, jnp.zeros((1,)), params)
+  opt, losses = state.opt, []
+  for _ in range(2):
+    opt, m = task.train_step(opt, 0.1)
+    losses.append(float(m.loss))
+  np.testing.assert_allclose(float(new.train_loss), np.mean(losses),
+                             rtol=1e-6)
+  np.testing.assert_array_equal(new.opt.step, 2)
+
+
+def test_draws_of_initial_lr_and_length(task):
+  env = lr_env.LREnv(task, "daniel2016", "scale_free")
+  params = _params(lr0_range=(0.01, 1.0), num_steps_range=(20, 200))
+  keys = jax.random.split(jax.random.PRNGKey(1), 64)
+  _, states = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+  lr0, steps = np.asarray(states.lr0), np.asarray(states.num_steps)
+  assert lr0.min() >= 0.01 - 1e-9 and lr0.max() <= 1.0 + 1e-6
+  assert steps.min() >= 20 and steps.max() <= 200
+  # Log-uniform: about half of the draws below the geometric midpoint.
+  assert 16 < np.sum(lr0 < 0.1) < 48
+  _, again = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+  np.testing.assert_array_equal(np.asarray(again.lr0), lr0)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(decision_schedule="often"), "decision_schedule"),
+    (dict(decision_schedule="every", num_steps_range=(10, 20)),
+     "num_steps_range"),
+    (dict(num_steps_range=(3, 20)), "num_steps_range"),
+    (dict(lr0_range=(0.1, 0.01)), "lr0_range"),
+    (dict(slope_decay=1.0), "slope_decay"),
+])
+def test_bad_params_are_refused(bad, message):
+  with pytest.raises(ValueError, match=message):
+    _params(**bad)
+
+
+def test_every_schedule_refuses_a_length(task):
+  env = lr_env.LREnv(task, "daniel2016", "scale_free")
+  params = _params(decision_schedule="every")
+  with pytest.raises(ValueError, match="fraction"):
+    env.reset_with_lr0(jax.random.PRNGKey(0), params, 0.1, 30)
