@@ -7,6 +7,7 @@ import pytest
 
 from lr_meta import tasks
 from lr_meta.envs import lr_env
+from lr_meta.features import observation as observation_lib
 from lr_meta.envs import rollout
 
 
@@ -24,7 +25,7 @@ def _params(**kw):
 
 
 def test_decision_steps_split_any_run_at_fixed_fractions():
-  steps = [int(lr_env.decision_step(t, 37, 5)) for t in range(6)]
+  steps = [int(observation_lib.decision_step(t, 37, 5)) for t in range(6)]
   assert steps == [0, 7, 14, 22, 29, 37]
   assert np.diff(steps).tolist() == [7, 7, 8, 7, 8]
 

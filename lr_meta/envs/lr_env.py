@@ -123,7 +123,7 @@ REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change",
 VAL_REWARDS = ("val_loss_change", "fixed_baseline", "log_val_loss_change")
 # 'every': a decision every steps_per_decision inner steps; 'fraction': the
 # num_decisions decisions at fixed fractions of each episode's num_steps.
-DECISION_SCHEDULES = ("every", "fraction")
+DECISION_SCHEDULES = observation_lib.DECISION_SCHEDULES
 # The observations 'xu2017' chooses from (each action type's allowed ones:
 # lr_actions.ACTION_RULES).
 OBSERVATIONS = lr_actions.action_rule("xu2017").observations
@@ -353,9 +353,9 @@ class LREnv:
     """
     if params.decision_schedule == "every":
       return jnp.int32(params.steps_per_decision)
-    return (decision_step(state.time + 1, state.num_steps,
+    return (observation_lib.decision_step(state.time + 1, state.num_steps,
                           params.num_decisions)
-            - decision_step(state.time, state.num_steps,
+            - observation_lib.decision_step(state.time, state.num_steps,
                             params.num_decisions))
 
   def _run_window(self, state: LREnvState, lr, params: LREnvParams):
@@ -497,13 +497,3 @@ class LREnv:
     return jnp.clip(jnp.asarray(action, jnp.float32), self.rule.low,
                     self.rule.high)
 
-
-def decision_step(t: chex.Numeric, num_steps: chex.Numeric,
-                  num_decisions: int) -> jax.Array:
-  """``floor(t T / D)``: the inner step at which decision ``t`` is taken.
-
-  Decisions at fixed fractions of a run of ``T = num_steps`` steps (int32;
-  ``t T`` must stay below 2**31: T * D < 2e9).
-  """
-  t = jnp.asarray(t, jnp.int32)
-  return (t * jnp.asarray(num_steps, jnp.int32)) // num_decisions

@@ -48,13 +48,14 @@ from lr_meta.features import smoothing
 from lr_meta.features import weight_stats
 
 __all__ = [
-    "DYNAMICS", "DYNAMICS_PER_EXAMPLE", "OBSERVATION_KINDS", "ObservationConfig", "ObservationParts",
+    "DECISION_SCHEDULES", "DYNAMICS", "DYNAMICS_PER_EXAMPLE",
+    "OBSERVATION_KINDS", "ObservationConfig", "ObservationParts",
     "ObservedLayers", "PER_EXAMPLE", "PER_EXAMPLE_DECAY", "SCALE_FREE",
     "NUM_PER_EXAMPLE_OBSERVATIONS", "PROGRESS_OBSERVATION", "WEIGHT_STATS",
-    "dynamics_observation", "observation_parts", "observation_size",
-    "observes_progress",
-    "observe", "per_example_observation", "per_example_update",
-    "progress_feature", "resolve_layers", "weight_stats_observation",
+    "decision_step", "dynamics_observation", "observation_parts",
+    "observation_size", "observes_progress", "observe",
+    "per_example_observation", "per_example_update", "progress_feature",
+    "resolve_layers", "weight_stats_observation",
 ]
 
 DYNAMICS = "dynamics"
@@ -202,6 +203,23 @@ def progress_feature(decisions_taken: chex.Numeric,
   inverse = np.float32(1.0 / num_decisions)
   return jnp.minimum(jnp.asarray(decisions_taken, jnp.float32) * inverse,
                      1.0)
+
+
+# When a controller decides: 'every' K inner steps, or at the fixed fractions
+# t / D of a run of any length ('fraction': the same D decisions for a
+# 300-step and a 3000-step run).
+DECISION_SCHEDULES = ("every", "fraction")
+
+
+def decision_step(t: chex.Numeric, num_steps: chex.Numeric,
+                  num_decisions: int) -> jax.Array:
+  """``floor(t T / D)``: the inner step at which decision ``t`` is taken.
+
+  Decisions at fixed fractions of a run of ``T = num_steps`` steps (int32;
+  ``t T`` must stay below 2**31: T * D < 2e9).
+  """
+  t = jnp.asarray(t, jnp.int32)
+  return (t * jnp.asarray(num_steps, jnp.int32)) // num_decisions
 
 
 def dynamics_observation(

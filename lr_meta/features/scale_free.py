@@ -59,9 +59,15 @@ _TINY = 1e-12
 
 
 class Window(NamedTuple):
-  """Sums over the inner steps since the last decision (float32; count int32)."""
+  """Sums over the inner steps since the last decision (float32; count int32).
+
+  The loss variance is summed from deviations to the window's first loss
+  (``shift``), which avoids the cancellation of ``E[l^2] - E[l]^2``.
+  """
   loss_sum: jax.Array
-  loss_sq_sum: jax.Array
+  shift: jax.Array
+  dev_sum: jax.Array
+  dev_sq_sum: jax.Array
   ratio_sum: jax.Array
   count: jax.Array
 
@@ -90,7 +96,7 @@ class ScaleFreeState(NamedTuple):
 def window_init() -> Window:
   """An empty window."""
   zero = jnp.zeros((), jnp.float32)
-  return Window(zero, zero, zero, jnp.zeros((), jnp.int32))
+  return Window(zero, zero, zero, zero, zero, jnp.zeros((), jnp.int32))
 
 
 def update_ratio(updates, params) -> jax.Array:
@@ -109,8 +115,11 @@ def window_add(window: Window, loss: chex.Numeric,
   """Adds one inner step: its batch loss and its ``update_ratio``."""
   loss = jnp.asarray(loss, jnp.float32)
   ratio = jnp.asarray(ratio, jnp.float32)
-  return Window(loss_sum=window.loss_sum + loss,
-                loss_sq_sum=window.loss_sq_sum + loss * loss,
+  shift = jnp.where(window.count == 0, loss, window.shift)
+  dev = loss - shift
+  return Window(loss_sum=window.loss_sum + loss, shift=shift,
+                dev_sum=window.dev_sum + dev,
+                dev_sq_sum=window.dev_sq_sum + dev * dev,
                 ratio_sum=window.ratio_sum + ratio,
                 count=window.count + 1)
 
@@ -174,7 +183,8 @@ def scale_free_observation(
   train_slope = ema(state.train_slope, log_train - state.prev_log_train)
   val_slope = ema(state.val_slope, log_val - state.prev_log_val)
   correction = jnp.where(n > 0, 1.0 - decay ** n.astype(jnp.float32), 1.0)
-  variance = jnp.maximum(window.loss_sq_sum / count - mean_loss**2, 0.0)
+  mean_dev = window.dev_sum / count
+  variance = jnp.maximum(window.dev_sq_sum / count - mean_dev**2, 0.0)
   cv = jnp.where(stepped, jnp.sqrt(variance) / jnp.maximum(mean_loss, _TINY),
                  0.0)
   log_ratio = jnp.where(

@@ -15,6 +15,10 @@ Supported (agent, action type) pairs:
   progress (``lr_meta.features.observation``).
 * DQN on ``'fu2016'`` (Fu 2016): a Q-network; acting = greedy; LR update
   ``0.97 * lr`` or reset to ``lr0``; observation = the 193 weight statistics.
+* PPO on ``'daniel2016'`` (``lr * exp(a)``, ``|a| <= 0.5``) or ``'xu2017'``
+  (``lr0 * 10**a``) with the ``'scale_free'`` observation
+  (``lr_meta.features.scale_free``): the generalist controllers, trained
+  over a distribution of tasks with decisions at fixed fractions of a run.
 
 Layering: this module needs only the features layer (observation sizes, LR
 action rules) and the acting networks (``lr_meta.policies.networks``); it
@@ -50,6 +54,7 @@ import numpy as np
 from lr_meta.features import dynamics
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
+from lr_meta.features import scale_free
 from lr_meta.policies import networks
 
 __all__ = [
@@ -101,7 +106,13 @@ class ControllerSpec:
       (plus t / T, ``lr_meta.features.observation.progress_feature``) or ``'weight_stats'``
       ('fu2016'); empty = the action type's default (files before it).
     num_decisions: T of the training episodes (the progress feature's
-      horizon; informative otherwise).
+      horizon; informative otherwise); with ``decision_schedule='fraction'``
+      the D decisions of every run.
+    decision_schedule: ``'every'`` (a decision every ``steps_per_decision``
+      steps) or ``'fraction'`` (``num_decisions`` decisions at fixed
+      fractions of a run of any length; ``steps_per_decision`` is then
+      informative only).
+    slope_decay: EMA decay of the 'scale_free' observation's log-slopes.
     first_dense, last_dense: layer paths of the training task whose kernel
       moments entered the observation ('xu2019').
     monitored_layer: layer path of the weight statistics ('fu2016').
@@ -124,6 +135,8 @@ class ControllerSpec:
   initial_lrs: Tuple[float, ...] = ()
   observation: str = ""
   num_decisions: Optional[int] = None
+  decision_schedule: str = "every"
+  slope_decay: float = scale_free.DEFAULT_SLOPE_DECAY
   first_dense: Tuple[str, ...] = ()
   last_dense: Tuple[str, ...] = ()
   monitored_layer: Tuple[str, ...] = ()
@@ -162,11 +175,20 @@ class ControllerSpec:
       raise ValueError(f"spec.observation={self.observation!r} with "
                        f"action_type {self.action_type!r}; allowed: "
                        f"{allowed}.")
-    if self.uses_progress and (not isinstance(self.num_decisions, int)
-                               or self.num_decisions < 1):
+    if self.decision_schedule not in observation_lib.DECISION_SCHEDULES:
+      raise ValueError(f"spec.decision_schedule={self.decision_schedule!r}; "
+                       f"allowed: {observation_lib.DECISION_SCHEDULES}.")
+    fraction = self.decision_schedule == "fraction"
+    if (self.uses_progress or fraction) and (
+        not isinstance(self.num_decisions, int) or self.num_decisions < 1):
       raise ValueError(f"spec.num_decisions={self.num_decisions!r} with "
-                       f"observation {self.observation!r}; allowed: an "
-                       "integer >= 1 (the progress feature's horizon).")
+                       f"observation {self.observation!r}, decision_schedule "
+                       f"{self.decision_schedule!r}; allowed: an integer >= 1 "
+                       "(the progress feature's horizon, the decisions of a "
+                       "run).")
+    if not 0.0 <= self.slope_decay < 1.0:
+      raise ValueError(f"spec.slope_decay={self.slope_decay!r}; allowed: "
+                       "[0, 1).")
     return self
 
   @property

@@ -34,9 +34,19 @@ at every step, like ``optax.contrib.reduce_on_plateau``'s ``value=``:
 * ``val_loss``: the loss on that probe batch (optional; if missing the
   observation uses the train loss in its place).
 
+Generalist controllers (``spec.observation == 'scale_free'``,
+``lr_meta.features.scale_free``) need no predictions: ``update`` takes
+``loss`` and, at decisions, ``val_loss``; their ``spec.decision_schedule``
+is ``'fraction'``: ``controlled(base, controller, num_steps=T)`` spreads
+their ``spec.num_decisions`` decisions over the run at calls
+``floor(t T / D)``, whatever T. ``num_steps`` means the run's update calls
+for every controller; only what it sets depends on the schedule (see
+``controlled``).
+
 ``predictions`` and ``val_loss`` are only read at decision steps;
-``probe_inputs`` computes both under ``jax.lax.cond(decision_due(state),
-...)``, so the probe costs a forward pass every ``every`` steps only.
+``probe_inputs`` computes them under ``jax.lax.cond(decision_due(state),
+...)``, so the probe costs a forward pass at decisions only (and no softmax
+for a controller that does not observe predictions).
 
 A decision whose observation (or the LR it gives) is not finite, e.g. from
 NaN predictions or a NaN loss, is skipped: the feature EMAs, the
@@ -56,7 +66,9 @@ LR trajectory): at call ``i = t * every`` (decision t) the observation uses
 ``predictions``/``val_loss`` at those params, the mean of the ``every``
 training losses passed at calls ``i - every .. i - 1`` (decision 0: this
 call's loss) and the LR of the previous window; the new LR then applies from
-this call on.
+this call on. With the 'fraction' schedule the windows are the calls between
+decisions (``lr_meta.features.observation.decision_step``) and the train
+loss is their sum over their count, as in the environment.
 """
 
 from typing import Any, Callable, NamedTuple, Optional
@@ -71,6 +83,7 @@ from optax import tree_utils as otu
 from lr_meta.features import dynamics
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
+from lr_meta.features import scale_free
 from lr_meta.policies import controller as controller_lib
 
 __all__ = [
@@ -93,6 +106,10 @@ class ControlledState(NamedTuple):
     obs: the last observation the controller acted on.
     skipped_decisions: decisions skipped because their observation or the
       LR it gave was not finite (int32; see the module docstring).
+    window: sums over the calls since the last decision (train losses and,
+      for 'scale_free' controllers, update-to-weight ratios).
+    decisions: decisions taken (skipped ones included; int32).
+    next_decision: the call (``count``) of the next decision (int32).
   """
   base_state: optax.OptState
   features: Any
@@ -103,6 +120,9 @@ class ControlledState(NamedTuple):
   losses: jax.Array
   obs: jax.Array
   skipped_decisions: jax.Array
+  window: scale_free.Window
+  decisions: jax.Array
+  next_decision: jax.Array
 
 
 class ControllerMismatchWarning(UserWarning):
@@ -170,7 +190,7 @@ def decision_due(state: Any) -> jax.Array:
   exactly one (e.g. inside ``optax.chain``).
   """
   s = _controlled_state(state)
-  return s.count % s.losses.shape[0] == 0
+  return s.count == s.next_decision
 
 
 def current_lr(state: Any) -> jax.Array:
@@ -202,7 +222,9 @@ def probe_inputs(
   ``apply_fn(params, x)`` and its mean cross entropy with the integer labels
   ``y``; otherwise zeros of the same shapes, which ``update`` does not read.
   Both sit in one ``jax.lax.cond``, so inside ``jax.jit`` the forward pass
-  runs every ``every`` steps only. A state without ``controlled`` (any other
+  runs at decisions only. A controller that does not observe predictions
+  (e.g. a scale-free generalist) gets ``val_loss`` only (no softmax; ``{}``
+  if ``y`` is None too). A state without ``controlled`` (any other
   optimizer, made to accept the keyword arguments with
   ``optax.with_extra_args_support``) gets ``{}``: one train step serves the
   controller and the schedules it is compared with.
@@ -219,18 +241,26 @@ def probe_inputs(
       controller then observes the train loss in its place).
 
   Returns:
-    ``{"predictions": ..., "val_loss": ...}`` (without ``val_loss`` if ``y``
-    is None); ``{}`` if ``state`` holds no ``ControlledState``.
+    ``{"predictions": ..., "val_loss": ...}`` (``predictions`` only for a
+    controller that observes them, ``val_loss`` only if ``y`` is given);
+    ``{}`` if ``state`` holds no ``ControlledState``.
 
   Raises:
     ValueError: ``state`` holds several ``ControlledState``.
   """
   if not _controlled_states(state):
     return {}
+  # Only 'dynamics' controllers keep a DynamicsState of the predictions.
+  wants_predictions = isinstance(_controlled_state(state).features,
+                                 dynamics.DynamicsState)
+  if not wants_predictions and y is None:
+    return {}
   def probe(_):
     logits = apply_fn(params, x)
     chex.assert_rank(logits, 2)
-    out = {"predictions": jax.nn.softmax(logits)}
+    out = {}
+    if wants_predictions:
+      out["predictions"] = jax.nn.softmax(logits)
     if y is not None:
       chex.assert_shape(y, logits.shape[:1])
       out["val_loss"] = jnp.mean(
@@ -329,16 +359,22 @@ def controlled(
       the initial LR ``lr0``.
     controller: a ``Controller`` (``lr_meta.optax.pretrained_controller``,
       ``load_controller``).
-    every: steps between decisions; default the controller's training K
-      (``spec.steps_per_decision``, Xu et al.: 10).
+    every: steps between decisions of an 'every' controller; default its
+      training K (``spec.steps_per_decision``, Xu et al.: 10). Not for
+      'fraction' controllers (they decide at fractions of ``num_steps``).
     num_classes: classes of the model's softmax ('xu2019' controllers): the
       ``predictions`` passed to ``update`` then have the shape
       ``(spec.num_val_examples, num_classes)``, the probe size the
       controller was trained with.
-    num_steps: the steps (``update`` calls) of the whole run. For
-      'dynamics+progress' controllers it sets the progress horizon
-      (``num_decisions = ceil(num_steps / every)``); for the others it is
-      checked against the training episodes' ``spec.training_steps`` (a
+    num_steps: the steps (``update`` calls) of the whole run, T: one
+      meaning for every controller; what it sets follows the spec's
+      ``decision_schedule``. 'fraction' controllers (the generalists)
+      require it: their D = ``spec.num_decisions`` decisions fall at calls
+      ``floor(t T / D)``, t = 0..D-1, whatever T (``every`` is then not
+      given). 'every' controllers decide every ``every`` calls; for
+      'dynamics+progress' ones T sets the progress horizon
+      (``num_decisions = ceil(T / every)``); for the others it is checked
+      against the training episodes' ``spec.training_steps`` (a
       ``ControllerMismatchWarning`` if the run is longer).
     predictions_shape: ``(B, classes)`` of the ``predictions``, for a probe
       of another size than the spec's (warns; instead of ``num_classes``).
@@ -351,8 +387,9 @@ def controlled(
     key: PRNG key of the initial "previous predictions" noise (U[0, 1), as in
       training); default ``jax.random.PRNGKey(0)``.
     num_decisions: the decisions of the whole run, instead of
-      ``num_steps`` (not both); for 'dynamics+progress' controllers the
-      observed progress is ``min(decisions so far / num_decisions, 1)``.
+      ``num_steps`` (not both; 'every' controllers only, a 'fraction'
+      controller takes its spec's D); for 'dynamics+progress' controllers
+      the observed progress is ``min(decisions so far / num_decisions, 1)``.
       Without either, the training episodes' ``spec.num_decisions``.
 
   Returns:
@@ -362,27 +399,51 @@ def controlled(
     passed on to the base optimizer.
   """
   spec = controller.spec.check()
-  if every is None:
-    every = spec.steps_per_decision
-  _check_positive_int("every", every, "steps between decisions")
-  xu = spec.action_type == "xu2019"
-  if xu:
+  kind = spec.observation_kind
+  parts = observation_lib.observation_parts(kind)
+  fraction = spec.decision_schedule == "fraction"
+  if fraction:
+    if every is not None:
+      raise ValueError(
+          f"every={every!r} for controller {spec.name!r}, which decides at "
+          f"fixed fractions of a run ({spec.num_decisions} decisions); "
+          "pass num_steps=<the run's update calls> instead.")
+    if (not isinstance(num_steps, int) or isinstance(num_steps, bool)
+        or num_steps < spec.num_decisions):
+      raise ValueError(
+          f"num_steps={num_steps!r}; allowed: an integer >= "
+          f"{spec.num_decisions}, the run's update calls (controller "
+          f"{spec.name!r} takes its {spec.num_decisions} decisions at fixed "
+          "fractions of the run).")
+    if num_decisions not in (None, spec.num_decisions):
+      raise ValueError(f"num_decisions={num_decisions!r}; controller "
+                       f"{spec.name!r} takes {spec.num_decisions} (leave it "
+                       "None).")
+    num_decisions = spec.num_decisions
+    every = 1   # the length of the unused loss buffer
+    run_steps = num_steps
+  else:
+    if every is None:
+      every = spec.steps_per_decision
+    _check_positive_int("every", every, "steps between decisions")
+    if num_steps is not None and num_decisions is not None:
+      raise ValueError(f"num_steps={num_steps!r} and num_decisions="
+                       f"{num_decisions!r}; pass one of them (num_decisions "
+                       "= ceil(num_steps / every)).")
+    run_steps = None
+    if num_steps is not None:
+      _check_positive_int("num_steps", num_steps, "the run's update calls")
+      run_steps, num_decisions = num_steps, -(-num_steps // every)
+    elif num_decisions is not None:
+      _check_positive_int("num_decisions", num_decisions, "the run's "
+                          "decisions, for the progress feature")
+      run_steps = num_decisions * every
+    else:
+      num_decisions = spec.num_decisions
+  needs_predictions = parts.dynamics
+  if needs_predictions:
     predictions_shape = _predictions_shape(spec, predictions_shape,
                                            num_classes)
-  if num_steps is not None and num_decisions is not None:
-    raise ValueError(f"num_steps={num_steps!r} and num_decisions="
-                     f"{num_decisions!r}; pass one of them (num_decisions = "
-                     "ceil(num_steps / every)).")
-  run_steps = None
-  if num_steps is not None:
-    _check_positive_int("num_steps", num_steps, "the run's update calls")
-    run_steps, num_decisions = num_steps, -(-num_steps // every)
-  elif num_decisions is not None:
-    _check_positive_int("num_decisions", num_decisions, "the run's "
-                        "decisions, for the progress feature")
-    run_steps = num_decisions * every
-  else:
-    num_decisions = spec.num_decisions
   if spec.uses_progress:
     _check_positive_int("num_decisions", num_decisions, "the run's "
                         "decisions, for the progress feature")
@@ -391,7 +452,11 @@ def controlled(
   if key is None:
     key = jax.random.PRNGKey(0)
 
-  kind = spec.observation_kind
+  def decision_call(t):
+    """The ``count`` at which decision ``t`` is taken."""
+    if fraction:
+      return observation_lib.decision_step(t, num_steps, num_decisions)
+    return jnp.asarray(t, jnp.int32) * every
 
   def layers(params):
     return observation_lib.resolve_layers(
@@ -406,20 +471,27 @@ def controlled(
       resolved["layers"] = layers(params)
     return observation_lib.ObservationConfig(
         kind=kind, layers=resolved["layers"], ema_decay=spec.ema_decay,
-        log_lr=spec.log_lr_observation, num_decisions=num_decisions)
+        log_lr=spec.log_lr_observation, num_decisions=num_decisions,
+        slope_decay=spec.slope_decay)
 
   def init_fn(params):
     resolved["layers"] = layers(params)
     base_state = base.init(params)
     lr0 = jnp.asarray(_get_lr(base_state), jnp.float32)
-    features = (dynamics.dynamics_init(predictions_shape, key) if xu else ())
+    if parts.scale_free:   # set from the first losses at the first update
+      features = scale_free.scale_free_init(0.0, 0.0)
+    elif needs_predictions:
+      features = dynamics.dynamics_init(predictions_shape, key)
+    else:
+      features = ()
+    zero = jnp.zeros([], jnp.int32)
     return ControlledState(
         base_state=base_state, features=features,
-        carry=controller.initial_carry(), lr=lr0, lr0=lr0,
-        count=jnp.zeros([], jnp.int32),
+        carry=controller.initial_carry(), lr=lr0, lr0=lr0, count=zero,
         losses=jnp.zeros((every,), jnp.float32),
         obs=jnp.zeros((spec.observation_size,), jnp.float32),
-        skipped_decisions=jnp.zeros([], jnp.int32))
+        skipped_decisions=zero, window=scale_free.window_init(),
+        decisions=zero, next_decision=zero)
 
   def update_fn(updates, state, params=None, *, loss=None, val_loss=None,
                 predictions=None, **extra_args):
@@ -429,7 +501,7 @@ def controlled(
     if loss is None:
       raise ValueError("controlled.update needs loss=<this batch's training "
                        "loss> as a keyword argument.")
-    if xu:
+    if needs_predictions:
       if predictions is None:
         raise ValueError(
             f"controller {spec.name!r} needs predictions=<softmax of the "
@@ -441,18 +513,35 @@ def controlled(
     if val_loss is not None:
       val_loss = jnp.asarray(val_loss, jnp.float32)
       chex.assert_rank(val_loss, 0)
-    slot = state.count % every
+    due = state.count == state.next_decision
+    first = state.count == 0
 
     old = (state.features, state.carry, state.lr, state.obs)
 
     def decide(_):
-      train_loss = jnp.where(state.count == 0, loss, jnp.mean(state.losses))
+      window = state.window
+      if fraction:
+        mean = window.loss_sum / jnp.maximum(window.count, 1).astype(
+            jnp.float32)
+      else:
+        mean = jnp.mean(state.losses)
+      train_loss = jnp.where(first, loss, mean)
+      features = state.features
+      if parts.scale_free:
+        features = jax.tree.map(
+            lambda a, b: jnp.where(first, a, b),
+            scale_free.scale_free_init(
+                loss, loss if val_loss is None else val_loss), features)
       obs, features = observation_lib.observe(
           config(params), params=params, lr=state.lr, train_loss=train_loss,
-          val_loss=val_loss, predictions=predictions,
-          dynamics_state=state.features, decisions_taken=state.count // every)
+          val_loss=train_loss if val_loss is None and parts.scale_free
+          else val_loss, predictions=predictions, dynamics_state=features,
+          decisions_taken=state.decisions, lr0=state.lr0,
+          scale_free_state=features, window=window)
       action, carry = controller.act(controller.params, obs, state.carry)
       lr = controller.next_lr(state.lr, state.lr0, action)
+      if parts.scale_free:
+        features = scale_free.record_action(features, action)
       finite = jnp.all(jnp.isfinite(obs)) & jnp.isfinite(lr)
       new = jax.tree.map(lambda o, n: jnp.where(finite, n, o), old,
                          (features, carry, lr, obs))
@@ -461,17 +550,26 @@ def controlled(
     def keep(_):
       return old, state.skipped_decisions
 
-    (features, carry, lr, obs), skipped = jax.lax.cond(slot == 0, decide,
-                                                       keep, None)
+    (features, carry, lr, obs), skipped = jax.lax.cond(due, decide, keep,
+                                                       None)
+    decisions = state.decisions + due.astype(jnp.int32)
+    next_decision = jnp.where(due, decision_call(decisions),
+                              state.next_decision)
     # No reset at a decision: slots 0..every-1 are all rewritten before the
     # next decision reads them, and an O(every) clear per step would cost.
-    losses = state.losses.at[slot].set(loss)
+    losses = state.losses.at[state.count % every].set(loss)
     base_state = _set_lr(state.base_state, lr)
     updates, base_state = base.update(updates, base_state, params,
                                       **extra_args)
+    window = jax.tree.map(lambda e, w: jnp.where(due, e, w),
+                          scale_free.window_init(), state.window)
+    ratio = (scale_free.update_ratio(updates, params) if parts.scale_free
+             else jnp.zeros((), jnp.float32))
+    window = scale_free.window_add(window, loss, ratio)
     return updates, ControlledState(
         base_state=base_state, features=features, carry=carry, lr=lr,
         lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs,
-        skipped_decisions=skipped)
+        skipped_decisions=skipped, window=window, decisions=decisions,
+        next_decision=next_decision)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
