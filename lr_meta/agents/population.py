@@ -34,6 +34,7 @@ every task.
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -96,6 +97,39 @@ def _check_members(envs, env_params):
   return envs, env_params
 
 
+class _ByIdentity:
+  """A jit static argument compared by identity (environments hold data)."""
+  __slots__ = ("value",)
+
+  def __init__(self, value):
+    self.value = value
+
+  def __hash__(self):
+    return id(self.value)
+
+  def __eq__(self, other):
+    return isinstance(other, _ByIdentity) and other.value is self.value
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _collect(static: _ByIdentity, data, params, key):
+  config, env, env_params = static.value
+  env = env.with_task(env.task.replace(data=data))
+  return ppo_lib.make_ppo(config, env, env_params).collect(params, key)
+
+
+def _collector(config, env, env_params):
+  """``collect(params, key)`` of one member, its task data an argument.
+
+  Compiled once per member; the data (up to hundreds of MB for CIFAR-10)
+  stay jit arguments instead of constants embedded in each program.
+  """
+  static = _ByIdentity((config, env, env_params))
+  if config.strategy != "scan" or not hasattr(env, "with_task"):
+    return ppo_lib.make_ppo(config, env, env_params).collect
+  return lambda params, key: _collect(static, env.task.data, params, key)
+
+
 def make_ppo_over_tasks(config: ppo_lib.PPOConfig, envs: Sequence[Any],
                         env_params: Any, *,
                         weights: Optional[Sequence[float]] = None,
@@ -134,8 +168,7 @@ def make_ppo_over_tasks(config: ppo_lib.PPOConfig, envs: Sequence[Any],
   learner = ppo_lib.make_ppo(config, envs[0], env_params[0])
   one = dataclasses.replace(config, num_envs=1, num_minibatches=1)
   cfg = one if batch_mode == "sequential" else config
-  collectors = tuple(ppo_lib.make_ppo(cfg, e, p).collect
-                     for e, p in zip(envs, env_params))
+  collectors = tuple(_collector(cfg, e, p) for e, p in zip(envs, env_params))
 
   def collect(params, k_members, k_episodes):
     if batch_mode == "vmap":

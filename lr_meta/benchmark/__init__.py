@@ -40,6 +40,7 @@ from lr_meta.benchmark.workloads import select
 from lr_meta.benchmark.workloads import suite_workloads
 from lr_meta.benchmark.workloads import TRAIN
 from lr_meta.benchmark.workloads import training_task
+from lr_meta.benchmark.workloads import training_tasks
 from lr_meta.benchmark.workloads import Workload
 
 __all__ = [
@@ -50,5 +51,5 @@ __all__ = [
     "get_suite", "get_workload",
     "HELDOUT", "KNOWN_SUITES", "KNOWN_WORKLOADS", "select", "suite_workloads",
     "TRAIN",
-    "training_task", "Workload",
+    "training_task", "training_tasks", "Workload",
 ]

@@ -39,6 +39,7 @@ from lr_meta import baselines
 from lr_meta import optax as lmo
 from lr_meta import tasks
 from lr_meta.benchmark import workloads as workloads_lib
+from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
 from lr_meta.tasks import optax_training
 
@@ -49,6 +50,7 @@ KINDS = (TUNED, SELF_TUNING)
 # The references every score is relative to (always run; see ``resolve``).
 REFERENCE = "cosine"
 BEST_CONSTANT = "best_constant"
+DEFAULT_LR = "default_lr"   # the base optimizer untuned
 
 # Initial LRs of the tuned grids, half decades around the usual ranges
 # (baselines.DEFAULT_GRID_LRS / ADAPTIVE_GRID_LRS, one point wider).
@@ -297,12 +299,15 @@ class Controlled(optax_training.Program):
   """A learned controller through ``lr_meta.optax.controlled``, as users run it.
 
   The base optimizer is the workload's at its default initial LR
-  (``optax.inject_hyperparams``); the controller decides every
-  ``spec.steps_per_decision`` steps; 'xu2019' controllers get the softmax
+  (``optax.inject_hyperparams``). An 'every' controller decides every
+  ``spec.steps_per_decision`` steps; 'dynamics' controllers get the softmax
   predictions and the loss of a fixed probe, the first
-  ``min(spec.num_val_examples, validation size)`` validation examples,
-  computed only when a decision is due (``lmo.probe_inputs``). Progress controllers see ``num_steps //
-  steps_per_decision`` decisions as the run's horizon. ``hp`` holds the
+  ``min(spec.num_val_examples, validation size)`` validation examples;
+  progress controllers see ``num_steps // steps_per_decision`` decisions as
+  the run's horizon. A 'fraction' controller (a scale-free generalist)
+  decides at fixed fractions of ``num_steps`` and gets the probe's loss
+  only. The probe runs only when a decision is due (``lmo.probe_inputs``),
+  and the LR is read with ``lmo.current_lr``. ``hp`` holds the
   controller's network params (traced).
 
   ``observed_layers``: the (first, last) layers whose kernel moments an
@@ -322,13 +327,21 @@ class Controlled(optax_training.Program):
 
   @property
   def _observes_predictions(self):
-    return self.spec.action_type == "xu2019"
+    return observation_lib.observation_parts(
+        self.spec.observation_kind).dynamics
+
+  @property
+  def _observes_val_loss(self):
+    return self._observes_predictions or (
+        self.spec.observation_kind == observation_lib.SCALE_FREE)
 
   def optimizer(self, hp):
     base = tasks.make_optimizer(self.optimizer_name,
                                 learning_rate=self.initial_lr,
                                 **dict(self.optimizer_kwargs))
     controller = lmo.Controller(self.spec, hp["controller"])
+    if self.spec.decision_schedule == "fraction":
+      return lmo.controlled(base, controller, num_steps=self.num_steps)
     every = self.spec.steps_per_decision
     first, last = self.observed_layers or (None, None)
     return lmo.controlled(
@@ -341,7 +354,7 @@ class Controlled(optax_training.Program):
 
   def extra_args(self, task, hp, state, loss):
     del hp
-    if not self._observes_predictions:
+    if not self._observes_val_loss:
       return {"loss": loss}
     x, y = task.first_examples("val", self.probe_size, "probe_size")
     apply_fn = lambda params, x: task.apply(params, state.batch_stats, x)[0]
@@ -384,27 +397,43 @@ def _params_digest(params) -> str:
   return hashlib.sha256(data).hexdigest()[:12]
 
 
+def controller_program(spec, workload, task) -> Controlled:
+  """The ``Controlled`` program of a controller with ``spec`` on a workload.
+
+  Its params are the program's ``hp['controller']`` (traced), so one
+  compiled program serves every set of params of the same spec (e.g. the
+  snapshots of a meta-training scored on the train side).
+  """
+  val = task.data.x_val.shape[0]
+  probe = min(spec.num_val_examples or val, val)
+  return Controlled(spec, workload.optimizer, float(workload.initial_lr),
+                    workload.num_steps, probe, task.num_classes,
+                    workload.optimizer_kwargs,
+                    observed_layers(task) if observation_lib.
+                    observation_parts(spec.observation_kind).dynamics
+                    else None)
+
+
+def controller_setting(controller) -> Setting:
+  """The one setting of a controller: its params, labelled by digest."""
+  params = jax.tree.map(np.asarray, jax.device_get(controller.params))
+  return Setting(f"{controller.spec.name}@{_params_digest(params)}",
+                 {"controller": params})
+
+
 def controller_method(name: str) -> Method:
   """The self-tuning method ``'controller:<name or path>'``."""
   controller = load_named_controller(name)
   spec = controller.spec
-  params = jax.tree.map(np.asarray, jax.device_get(controller.params))
-  setting_label = f"{spec.name}@{_params_digest(params)}"
+  setting = controller_setting(controller)
 
   def build(workload, task):
-    val = task.data.x_val.shape[0]
-    probe = min(spec.num_val_examples or val, val)
-    program = Controlled(spec, workload.optimizer, float(workload.initial_lr),
-                         workload.num_steps, probe, task.num_classes,
-                         workload.optimizer_kwargs,
-                         observed_layers(task)
-                         if spec.action_type == "xu2019" else None)
-    return program, [Setting(setting_label, {"controller": params})]
+    return controller_program(spec, workload, task), [setting]
 
   try:
-    t = workloads_lib.training_task(spec)
-    trained = (f"trained on {t.dataset} {t.model} {t.optimizer}, "
-               f"{t.num_steps} steps")
+    trained = "trained on " + "; ".join(
+        f"{t.dataset} {t.model} {t.optimizer}, {t.num_steps} steps"
+        for t in workloads_lib.training_tasks(spec))
   except ValueError:
     trained = "training task not recorded"
   return Method(CONTROLLER_PREFIX + name, SELF_TUNING,
@@ -433,7 +462,7 @@ METHODS = {m.name: m for m in [
     _tuned_schedule(
         "xu2019_step_decay", lambda w: baselines.xu2019_step_decay_grid(),
         "step decay, Xu et al. 2019's 48-point grid (LR x every x factor)"),
-    Method("default_lr", SELF_TUNING, "schedule", _default_lr_build,
+    Method(DEFAULT_LR, SELF_TUNING, "schedule", _default_lr_build,
            "the base optimizer at the workload's default constant LR"),
     _contrib_method(
         "schedule_free_sgd",

@@ -258,6 +258,27 @@ class TrainingTask(NamedTuple):
   num_steps: int
 
 
+def training_tasks(spec) -> Tuple[TrainingTask, ...]:
+  """Every training task recorded in a controller's ``ControllerSpec``.
+
+  A controller trained over a task distribution (its ``spec.config`` holds
+  ``distribution``: ``combinations`` of ``[dataset, model, optimizer, ...]``
+  and ``num_steps_range``) gives one task per combination, each at the
+  longest horizon drawn; any other controller its one ``training_task``.
+  """
+  dist = spec.config.get("distribution")
+  if not dist:
+    return (training_task(spec),)
+  missing = [k for k in ("combinations", "num_steps_range") if k not in dist]
+  if missing:
+    raise ValueError(f"controller {spec.name!r}: its spec.config."
+                     f"distribution lacks {missing}; cannot tell what it was "
+                     "trained on.")
+  longest = int(dist["num_steps_range"][1])
+  return tuple(TrainingTask(c[0], c[1], c[2], longest)
+               for c in dist["combinations"])
+
+
 def training_task(spec) -> TrainingTask:
   """The training task recorded in a controller's ``ControllerSpec``."""
   task = spec.config.get("task", {})

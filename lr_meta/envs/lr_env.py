@@ -94,6 +94,7 @@ examples (a fixed subset). The initial LR is drawn uniformly per episode from
 absorbing (same obs, reward 0, ``terminated=True``).
 """
 
+import copy
 from typing import Any, Optional, Tuple
 
 import chex
@@ -273,6 +274,17 @@ class LREnv:
     else:
       self.action_shape = (1,)
       self.action_low, self.action_high = self.rule.low, self.rule.high
+
+  def with_task(self, task: Task) -> "LREnv":
+    """This environment on another ``Task`` of the same model and shapes.
+
+    E.g. the task with its data as traced arrays (``task.replace(data=...)``
+    inside ``jax.jit``), so that a compiled program takes the data as an
+    argument instead of embedding it as a constant.
+    """
+    env = copy.copy(self)
+    env.task = task
+    return env
 
   @property
   def first_dense(self):

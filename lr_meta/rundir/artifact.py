@@ -11,6 +11,10 @@ from lr_meta.rundir.layout import CONTROLLER_FILE
 from lr_meta.rundir.layout import SNAPSHOT_DIR
 
 
+# Continuous action types a PPO-trained Gaussian controller can act with.
+CONTINUOUS_PPO_ACTIONS = ("xu2019", "daniel2016", "xu2017")
+
+
 def controller_from_training(config, env, env_params, agent_params, *,
                              name: str, description: str = ""
                             ) -> controller_lib.Controller:
@@ -45,16 +49,20 @@ def controller_from_training(config, env, env_params, agent_params, *,
       initial_lrs=tuple(float(x) for x in env_params.initial_lrs),
       observation=observation,
       num_decisions=int(env_params.num_decisions),
+      decision_schedule=str(env_params.decision_schedule),
+      slope_decay=float(env_params.slope_decay),
       agent=agent, description=description, config=config_dict(config))
-  if agent == "ppo" and action_type == "xu2019":
+  if agent == "ppo" and action_type in CONTINUOUS_PPO_ACTIONS:
     sub = config["ppo"]
     network = {"mlp": "gaussian_mlp", "lstm": "gaussian_lstm"}[sub["actor"]]
+    # Only an observation with kernel moments names the layers it read.
+    layers = (dict(first_dense=tuple(env.first_dense),
+                   last_dense=tuple(env.last_dense))
+              if env.uses_dynamics else {})
     spec = controller_lib.ControllerSpec(
         network=network, hidden_sizes=(int(sub["hidden_size"]),),
         action_std=float(sub["action_std"]),
-        learn_log_std=bool(sub["learn_log_std"]),
-        first_dense=tuple(env.first_dense), last_dense=tuple(env.last_dense),
-        **common)
+        learn_log_std=bool(sub["learn_log_std"]), **layers, **common)
     params = agent_params["actor"]
   elif agent == "dqn" and action_type == "fu2016":
     sub = config["dqn"]
@@ -67,8 +75,8 @@ def controller_from_training(config, env, env_params, agent_params, *,
   else:
     raise ValueError(
         f"config.agent={agent!r} with action_type {action_type!r}; "
-        "controllers can be exported for ('ppo', 'xu2019') and "
-        "('dqn', 'fu2016').")
+        f"controllers can be exported for ('ppo', {CONTINUOUS_PPO_ACTIONS}) "
+        "and ('dqn', 'fu2016').")
   return controller_lib.make_controller(spec, jax.device_get(params))
 
 

@@ -32,6 +32,7 @@ import dataclasses
 from typing import Iterable, Optional, Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lr_meta.tasks import datasets as datasets_lib
@@ -40,7 +41,8 @@ from lr_meta.tasks import task as task_lib
 
 __all__ = [
     "Combination", "DistributionConfig", "MODEL_FAMILIES", "MemberSpec",
-    "check_disjoint", "describe", "member_env_ranges", "sample_members",
+    "check_disjoint", "describe", "member_env_ranges", "member_tasks",
+    "sample_members",
 ]
 
 # Model names whose architecture a member draws (others are used as given).
@@ -241,6 +243,58 @@ def sample_members(config: DistributionConfig) -> Tuple[MemberSpec, ...]:
         batch_size=batch,
         num_train_examples=max(batch, int(round(fraction * train_size)))))
   return tuple(members)
+
+
+def member_tasks(members: Iterable[MemberSpec],
+                 data_dir: Optional[str] = None,
+                 num_val_examples: Optional[int] = None,
+                 num_test_examples: Optional[int] = None,
+                 **task_kwargs) -> Tuple[task_lib.Task, ...]:
+  """The members' ``Task``s, sharing one device copy of each data set.
+
+  Members of one data set share its validation and test arrays and, when
+  they keep the same number of training examples, the training arrays too
+  (CIFAR-10's training split is ~0.5 GB on device; one copy per member
+  would not fit many members on a small machine).
+
+  Args:
+    members: from ``sample_members``.
+    data_dir: as in ``make_task``.
+    num_val_examples, num_test_examples: the first examples of those splits
+      every member keeps (None: all).
+    **task_kwargs: other ``make_task`` arguments (``eval_batch_size``,
+      ``divergence_loss``).
+  """
+  splits, train, out = {}, {}, []
+  for m in members:
+    if m.dataset not in splits:
+      ds = datasets_lib.load_dataset(m.dataset, data_dir=data_dir)
+      keep = {"val": num_val_examples, "test": num_test_examples}
+      arrays = {}
+      for split, limit in keep.items():
+        x, y = ds.split(split)
+        if limit is not None and not 0 < limit <= len(x):
+          raise ValueError(f"num_{split}_examples={limit!r}; allowed: None "
+                           f"or an integer in [1, {len(x)}] for "
+                           f"{m.dataset!r}.")
+        arrays[f"x_{split}"] = jnp.asarray(x[:limit])
+        arrays[f"y_{split}"] = jnp.asarray(y[:limit])
+      splits[m.dataset] = (ds, arrays)
+    ds, arrays = splits[m.dataset]
+    key = (m.dataset, m.num_train_examples)
+    if key not in train:
+      x, y = ds.split("train")
+      train[key] = (jnp.asarray(x[:m.num_train_examples]),
+                    jnp.asarray(y[:m.num_train_examples]))
+    # Built on a batch-sized slice, then given the shared arrays.
+    task = task_lib.make_task(
+        m.dataset, m.model, dict(m.model_kwargs), m.optimizer,
+        batch_size=m.batch_size, num_train_examples=m.batch_size,
+        num_val_examples=1, num_test_examples=1, data_dir=data_dir,
+        **task_kwargs)
+    out.append(task.replace(data=task_lib.DeviceData(
+        x_train=train[key][0], y_train=train[key][1], **arrays)))
+  return tuple(out)
 
 
 def member_env_ranges(config: DistributionConfig, member: MemberSpec
