@@ -1,0 +1,78 @@
+"""A generalist LR controller: PPO over a distribution of training tasks.
+
+The distribution holds ONLY the (data set, model, base optimizer)
+combinations of the cpu benchmark's ``train`` side (``lr_meta.benchmark``),
+each centred on that workload's default LR; members draw MLP depths and
+widths, batch sizes and training subsets, episodes draw the initial LR
+(log-uniform over x10 either side) and the run length (log-uniform in
+100..1000 steps: the held-out horizons are >= 2x the longest). The
+observation is scale-free (``lr_meta.features.scale_free``: loss and
+validation loss only), the action multiplies the LR (``'daniel2016'``:
+``lr <- lr * exp(clip(a, -0.5, 0.5))``) at 20 fixed fractions of any run,
+and the reward is the change of the log validation loss (its sum is
+``log(first / last validation loss)``, one scale for every task).
+
+  python scripts/train_generalist.py --config configs/generalist.py \
+      --workdir runs/generalist
+
+CPU-sized (2 cores); on an accelerator raise ``distribution.num_members``
+and ``ppo.num_envs`` (``batch_mode='vmap'`` batches a member's episodes).
+"""
+
+import ml_collections
+
+from lr_meta import benchmark
+
+
+def train_side(suite: str = "cpu", include_conv: bool = True):
+  """``[dataset, model, optimizer, default_lr]`` of the suite's train side
+  (``include_conv=False``: its MLP workloads only)."""
+  seen, out = set(), []
+  for w in benchmark.select(benchmark.get_suite(suite), benchmark.TRAIN):
+    key = (w.dataset, w.model, w.optimizer)
+    if key not in seen and (include_conv or w.model == "mlp"):
+      seen.add(key)
+      out.append([w.dataset, w.model, w.optimizer, float(w.initial_lr)])
+  return out
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.agent = "ppo"
+  config.suite = "cpu"
+  config.distribution = ml_collections.ConfigDict(dict(
+      # [dataset, model, optimizer, default_lr, weight]. CPU-sized: the
+      # train side's MLPs only; a LeNet-5 episode of 1000 steps at batch 128
+      # costs ~100x an MLP's on 2 shared cores. Set include_conv=True on an
+      # accelerator.
+      combinations=[c + [1.0] for c in train_side("cpu", include_conv=False)],
+      num_members=8,
+      mlp_depths=(1, 3),
+      mlp_widths=(32, 64, 128, 256),
+      batch_sizes=(32, 64, 128),
+      train_fractions=(1.0, 0.5, 0.2),
+      lr0_spread=10.0,
+      num_steps_range=(100, 1000)))
+  config.env = ml_collections.ConfigDict(dict(
+      action_type="daniel2016",   # multiplicative; 'xu2017': log(lr/lr0)
+      observation="scale_free",
+      num_decisions=20,
+      reward="log_val_loss_change",
+      divergence_penalty=-10.0,
+      num_val_examples=500,
+      slope_decay=0.5))
+  config.ppo = ml_collections.ConfigDict(dict(
+      num_envs=8, gamma=0.99, gae_lambda=0.95, clip_epsilon=0.2,
+      num_epochs=10, num_minibatches=2, actor_lr=1e-3, critic_lr=5e-3,
+      max_grad_norm=5.0, entropy_coef=0.0, normalize_advantages=True,
+      actor="mlp", hidden_size=32, action_std=0.2, learn_log_std=False))
+  config.batch_mode = ""          # '' = measured default (sequential on CPU)
+  config.num_iterations = 400
+  config.checkpoint_every = 10
+  # Train-side score (the benchmark's train workloads, deterministic
+  # controller from each workload's default LR, final validation loss over
+  # the default constant LR's) every score_every iterations; 0 = never.
+  config.score_every = 20
+  config.score_seeds = 1
+  return config

@@ -1,0 +1,319 @@
+"""Meta-train a generalist LR controller: PPO over a distribution of tasks.
+
+  python scripts/train_generalist.py --config configs/generalist.py \
+      --workdir runs/generalist [--stop_after_minutes 60]
+
+The members (``lr_meta.tasks.distribution``) are drawn from the config's
+combinations, which must all lie on the benchmark suite's ``train`` side
+(checked: a held-out (data set, model, optimizer) refuses to start). Every
+iteration collects ``ppo.num_envs`` episodes from drawn members and makes one
+PPO update (``lr_meta.agents.population``).
+
+Writes to --workdir: config.json, members.txt, checkpoints/ (the whole learner
+state, orbax, every ``checkpoint_every`` iterations; rerunning with the same
+workdir resumes bit-identically), snapshots/iter_N.msgpack (the controller at
+every checkpoint), metrics.csv and tb/ (TensorBoard: PPO losses, episode
+returns per combination, compiles, and the train-side score), scores.csv
+(the train-side score of snapshots) and controller.msgpack (the snapshot
+with the best train-side score; export it with scripts/export_controller.py
+or ``--export_name``).
+
+Train-side score: each train workload of the suite run through
+``lr_meta.optax.controlled`` exactly as the benchmark runs it (from the
+workload's default LR, deterministic controller), final validation loss
+divided by the default constant LR's on the same seeds (tuning seeds, never
+the evaluation ones); the score is the geometric mean over workloads (lower
+is better; 1 = no better than not controlling). Held-out workloads are never
+run here.
+"""
+
+import csv
+import importlib.util
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+import jax
+from ml_collections import config_flags
+import numpy as np
+import orbax.checkpoint as ocp
+
+from lr_meta import benchmark
+from lr_meta import experiment
+from lr_meta import seeds as seeds_lib
+from lr_meta.agents import population
+from lr_meta.agents import ppo as ppo_lib
+from lr_meta.benchmark import harness
+from lr_meta.benchmark import methods
+from lr_meta.envs import lr_env
+from lr_meta.policies import controller as controller_lib
+from lr_meta.tasks import distribution as dist_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", None,
+                                          "Generalist config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
+_STOP_AFTER = flags.DEFINE_float(
+    "stop_after_minutes", 0.0, "Checkpoint and stop after this much wall "
+    "time (0 = run all iterations); rerun to continue.")
+
+SCORE_SEED_RANGE = "benchmark_tuning"
+
+
+def load_config(path: str):
+  """``get_config()`` of a config file (for tests and notebooks)."""
+  spec = importlib.util.spec_from_file_location("generalist_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def distribution_config(config) -> dist_lib.DistributionConfig:
+  """The ``DistributionConfig`` of ``config.distribution`` (checked)."""
+  d = dict(config.distribution)
+  combos = tuple(dist_lib.Combination(c[0], c[1], c[2], float(c[3]),
+                                      float(c[4]) if len(c) > 4 else 1.0)
+                 for c in d.pop("combinations"))
+  tuples = {k: tuple(v) for k, v in d.items() if isinstance(v, (list, tuple))}
+  d.update(tuples)
+  return dist_lib.DistributionConfig(combinations=combos, seed=config.seed,
+                                     **d)
+
+
+def check_train_side(dist: dist_lib.DistributionConfig, suite: str) -> None:
+  """Refuses a distribution that holds a combination off the train side."""
+  workloads = benchmark.get_suite(suite)
+  heldout = {(w.dataset, w.model, w.optimizer)
+             for w in benchmark.select(workloads, benchmark.HELDOUT)}
+  dist_lib.check_disjoint(dist, heldout)
+  train = {(w.dataset, w.model, w.optimizer)
+           for w in benchmark.select(workloads, benchmark.TRAIN)}
+  off = sorted({c.key for c in dist.combinations} - train)
+  if off:
+    raise ValueError(f"distribution combinations {off} are not on suite "
+                     f"{suite!r}'s train side; allowed: {sorted(train)}.")
+  if "adam" in {c.optimizer for c in dist.combinations}:
+    raise ValueError("Adam is a held-out-only base optimizer.")
+
+
+def env_params_of(config, dist, member) -> lr_env.LREnvParams:
+  e = config.env
+  return lr_env.LREnvParams(
+      num_decisions=int(e.num_decisions), decision_schedule="fraction",
+      reward=e.reward, divergence_penalty=float(e.divergence_penalty),
+      num_val_examples=int(e.num_val_examples),
+      slope_decay=float(e.slope_decay),
+      **dist_lib.member_env_ranges(dist, member)).check(e.action_type)
+
+
+def build(config, data_dir=None):
+  """``(members, envs, env_params, agent)`` of a generalist config."""
+  dist = distribution_config(config)
+  check_train_side(dist, config.suite)
+  members = dist_lib.sample_members(dist)
+  member_tasks = dist_lib.member_tasks(
+      members, data_dir, num_val_examples=int(config.env.num_val_examples),
+      num_test_examples=1)
+  envs = [lr_env.LREnv(t, config.env.action_type, config.env.observation)
+          for t in member_tasks]
+  env_params = [env_params_of(config, dist, m) for m in members]
+  ppo_config = ppo_lib.PPOConfig(**dict(config.ppo))
+  agent = population.make_ppo_over_tasks(
+      ppo_config, envs, env_params, batch_mode=config.batch_mode or None,
+      weights=None)
+  return members, envs, env_params, agent
+
+
+def controller_of(config, env, env_params, state, name="generalist"):
+  return experiment.controller_from_training(
+      config, env, env_params, jax.device_get(state.params), name=name)
+
+
+class TrainSideScore:
+  """The train-side score of a controller (module docstring); compiled once
+  per workload (the params are traced), default-LR references run once."""
+
+  def __init__(self, suite, num_seeds, data_dir, store_dir):
+    self.workloads = benchmark.select(benchmark.get_suite(suite),
+                                      benchmark.TRAIN)
+    self.seeds = seeds_lib.seed_range(SCORE_SEED_RANGE, num_seeds)
+    self.data_dir = data_dir
+    self.store = harness.RunStore(store_dir)
+    self._reference = {}
+
+  def _final_val(self, workload, program, setting):
+    task = harness.workload_task(workload, self.data_dir)
+    runs = [harness.Run(harness.run_key(workload, program, setting.label, s),
+                        setting.label, s, setting.hp) for s in self.seeds]
+    records = harness.execute(task, workload, program, "score", runs,
+                              self.store)
+    return np.mean([records[r.key]["final_val_loss"] for r in runs])
+
+  def reference(self, workload):
+    if workload.name not in self._reference:
+      task = harness.workload_task(workload, self.data_dir)
+      program, (setting,) = methods.METHODS[methods.DEFAULT_LR].build(
+          workload, task)
+      self._reference[workload.name] = self._final_val(workload, program,
+                                                       setting)
+    return self._reference[workload.name]
+
+  def __call__(self, controller):
+    """``(geometric-mean ratio, {workload: ratio})``."""
+    ratios = {}
+    for w in self.workloads:
+      task = harness.workload_task(w, self.data_dir)
+      program = methods.controller_program(controller.spec, w, task)
+      value = self._final_val(w, program,
+                              methods.controller_setting(controller))
+      ratios[w.name] = float(value / self.reference(w))
+    return float(np.exp(np.mean(np.log(list(ratios.values()))))), ratios
+
+
+def _write_csv(path, rows):
+  if not rows:
+    return
+  fields = []
+  for r in rows:
+    fields += [k for k in r if k not in fields]
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+  os.replace(tmp, path)
+
+
+def _read_csv(path, upto):
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [r for r in csv.DictReader(f) if int(r["iteration"]) <= upto]
+
+
+def _row(it, metrics, members, elapsed, counter):
+  scalars = {k: float(np.asarray(v)) for k, v in metrics.items()
+             if np.asarray(v).size == 1}
+  row = dict(iteration=it, **scalars, time_s=elapsed,
+             compiles=counter.compiles)
+  returns = np.asarray(metrics["episode_returns"])
+  drawn = np.asarray(metrics["members"])
+  for combo in sorted({m.combination for m in members}):
+    mask = np.asarray([members[i].combination == combo for i in drawn])
+    if mask.any():
+      row["return/" + "_".join(combo)] = float(returns[mask].mean())
+  return row
+
+
+def train(config, workdir, data_dir=None, stop_after_minutes=0.0, log=print):
+  """Meta-trains (resuming from ``workdir``); returns the final state."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  counter = harness.compile_counter()
+  members, envs, env_params, agent = build(config, data_dir)
+  with open(os.path.join(workdir, "members.txt"), "w") as f:
+    f.write(dist_lib.describe(members) + "\n")
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+  state = agent.init(jax.random.PRNGKey(config.seed))
+  start = 0
+  if manager.latest_step() is not None:
+    start = int(manager.latest_step())
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
+    log(f"Resumed from checkpoint at iteration {start}.")
+  metrics_path = os.path.join(workdir, "metrics.csv")
+  scores_path = os.path.join(workdir, "scores.csv")
+  rows = _read_csv(metrics_path, start)
+  scores = _read_csv(scores_path, start)
+  offset = float(rows[-1]["time_s"]) if rows else 0.0
+  scorer = (TrainSideScore(config.suite, config.score_seeds, data_dir,
+                           os.path.join(workdir, "score_runs"))
+            if config.score_every else None)
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
+  except ImportError:
+    writer = None
+  t0 = time.time()
+  it = start
+  while it < config.num_iterations:
+    state, metrics = agent.update_iteration(state)
+    it += 1
+    row = _row(it, metrics, members, offset + time.time() - t0, counter)
+    rows.append(row)
+    if writer is not None:
+      for k, v in row.items():
+        if k != "iteration":
+          writer.add_scalar(k, v, it)
+    log(f"iter {it}/{config.num_iterations} return "
+        f"{row['episode_return']:.4f} compiles {counter.compiles} "
+        f"{row['time_s']:.0f}s")
+    stop = (stop_after_minutes and
+            time.time() - t0 > 60 * stop_after_minutes)
+    if it % config.checkpoint_every == 0 or it == config.num_iterations or stop:
+      manager.save(it, args=ocp.args.StandardSave(state))
+      manager.wait_until_finished()
+      controller = controller_of(config, envs[0], env_params[0], state)
+      controller_lib.save_controller(
+          os.path.join(workdir, "snapshots", f"iter_{it:06d}.msgpack"),
+          controller)
+      if scorer is not None and (it % config.score_every == 0 or
+                                 it == config.num_iterations):
+        score, ratios = scorer(controller)
+        scores.append(dict(iteration=it, time_s=row["time_s"], score=score,
+                           **ratios))
+        log(f"iter {it}: train-side score {score:.4f} {ratios}")
+        if writer is not None:
+          writer.add_scalar("train_side_score", score, it)
+          for k, v in ratios.items():
+            writer.add_scalar(f"train_side/{k}", v, it)
+        _write_csv(scores_path, scores)
+      _write_csv(metrics_path, rows)
+      if writer is not None:
+        writer.flush()
+    if stop:
+      log(f"Stopped after {stop_after_minutes} minutes at iteration {it}.")
+      break
+  manager.close()
+  if writer is not None:
+    writer.close()
+  best = select_snapshot(workdir, scores)
+  if best is not None:
+    log(f"Best train-side score at iteration {best}.")
+  return state
+
+
+def select_snapshot(workdir, scores):
+  """Copies the snapshot with the best train-side score to controller.msgpack
+  (the latest one if nothing was scored); returns its iteration."""
+  snaps = sorted(os.listdir(os.path.join(workdir, "snapshots")))
+  if not snaps:
+    return None
+  if scores:
+    best = int(min(scores, key=lambda r: float(r["score"]))["iteration"])
+  else:
+    best = int(snaps[-1][len("iter_"):-len(".msgpack")])
+  controller = controller_lib.load_controller(
+      os.path.join(workdir, "snapshots", f"iter_{best:06d}.msgpack"))
+  controller_lib.save_controller(
+      os.path.join(workdir, experiment.ARTIFACT_NAME), controller)
+  return best
+
+
+def main(argv):
+  del argv
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise app.UsageError("--config and --workdir are required.")
+  train(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _STOP_AFTER.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

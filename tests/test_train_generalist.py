@@ -1,0 +1,95 @@
+"""scripts/train_generalist.py at test size: outputs, train-side score, resume."""
+
+import os
+
+import flax
+import jax
+import numpy as np
+import pytest
+
+import lr_meta.optax as lmo
+from lr_meta import tasks
+from lr_meta.benchmark import workloads as workloads_lib
+
+from script_loader import load_script  # tests/script_loader.py
+
+
+def _config(num_iterations=2):
+  tg = load_script("train_generalist")
+  config = tg.load_config(os.path.join(os.path.dirname(__file__), os.pardir,
+                                       "configs", "generalist.py"))
+  config.suite = "tiny"
+  d = config.distribution
+  d.combinations = [["mnist1d", "mlp", "sgd", 0.1, 1.0]]
+  d.num_members, d.mlp_depths, d.mlp_widths = 2, (1, 1), (16, 32)
+  d.batch_sizes, d.train_fractions = (16,), (0.2,)
+  d.num_steps_range = (8, 16)
+  config.env.num_decisions, config.env.num_val_examples = 4, 64
+  config.ppo.update(num_envs=2, num_minibatches=1, num_epochs=2,
+                    hidden_size=8)
+  config.num_iterations = num_iterations
+  config.checkpoint_every = 1
+  config.score_every = 2
+  config.score_seeds = 1
+  return config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  tg = load_script("train_generalist")
+  root = tmp_path_factory.mktemp("generalist")
+  straight = tg.train(_config(2), str(root / "straight"))
+  tg.train(_config(1), str(root / "resumed"))
+  resumed = tg.train(_config(2), str(root / "resumed"))
+  return root, straight, resumed
+
+
+def test_resume_is_bit_identical(runs):
+  _, straight, resumed = runs
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.device_get(straight), jax.device_get(resumed))
+  assert int(resumed.iteration) == 2
+
+
+def test_outputs_and_train_side_score(runs):
+  root, *_ = runs
+  work = root / "straight"
+  for name in ("config.json", "members.txt", "metrics.csv", "scores.csv",
+               "controller.msgpack", "snapshots/iter_000002.msgpack"):
+    assert (work / name).exists(), name
+  with open(work / "metrics.csv") as f:
+    header, *rows = f.read().splitlines()
+  assert len(rows) == 2 and "compiles" in header
+  assert "return/mnist1d_mlp_sgd" in header
+  with open(work / "scores.csv") as f:
+    header, row = f.read().splitlines()
+  values = dict(zip(header.split(","), row.split(",")))
+  assert int(values["iteration"]) == 2
+  # Geometric mean over the one tiny train workload = its ratio.
+  assert float(values["score"]) == pytest.approx(
+      float(values["tiny_mnist1d_mlp_sgd"]))
+  assert 0 < float(values["score"]) < 10
+  # The resumed run kept the rows of its first part.
+  with open(root / "resumed" / "metrics.csv") as f:
+    assert len(f.read().splitlines()) == 3
+
+
+def test_the_controller_runs_in_an_optax_loop_with_loss_and_val_loss(runs):
+  root, *_ = runs
+  controller = lmo.load_controller(str(root / "straight" /
+                                       "controller.msgpack"))
+  spec = controller.spec
+  assert spec.observation_kind == "scale_free"
+  assert spec.decision_schedule == "fraction" and spec.num_decisions == 4
+  # Its training distribution is recorded: the benchmark's held-out check
+  # sees every combination at the longest horizon.
+  assert workloads_lib.training_tasks(spec) == (
+      workloads_lib.TrainingTask("mnist1d", "mlp", "sgd", 16),)
+  tx = lmo.controlled(tasks.make_optimizer("sgd", learning_rate=0.1),
+                      controller, num_steps=12)
+  params = {"w": jax.numpy.ones((3,))}
+  state = tx.init(params)
+  for t in range(12):
+    _, state = tx.update({"w": jax.numpy.full((3,), 0.1)}, state, params,
+                         loss=1.0 / (t + 1), val_loss=1.2 / (t + 1))
+  assert np.isfinite(float(state.lr)) and float(state.lr) > 0
