@@ -50,6 +50,7 @@ from lr_meta.agents import ppo as ppo_lib
 from lr_meta.benchmark import harness
 from lr_meta.benchmark import methods
 from lr_meta.envs import lr_env
+from lr_meta.features import scale_free as scale_free_lib
 from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import distribution as dist_lib
 
@@ -58,11 +59,27 @@ _CONFIG = config_flags.DEFINE_config_file("config", None,
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
+_SCORE = flags.DEFINE_string(
+    "score", None, "Instead of training: the train-side score of this "
+    "controller file (and with --ablate, of it without each feature group), "
+    "appended to WORKDIR/ablation.csv.")
+_ABLATE = flags.DEFINE_bool("ablate", False, "With --score: also score the "
+                            "controller with each ABLATION_GROUPS entry "
+                            "zeroed.")
 _STOP_AFTER = flags.DEFINE_float(
     "stop_after_minutes", 0.0, "Checkpoint and stop after this much wall "
     "time (0 = run all iterations); rerun to continue.")
 
 SCORE_SEED_RANGE = "benchmark_tuning"
+# Groups of scale-free inputs removed together in the input ablation.
+ABLATION_GROUPS = {
+    "progress": ("progress",),
+    "lr_and_action": ("log_lr_ratio", "prev_action"),
+    "loss_levels": ("log_train_ratio", "log_val_ratio", "log_gap"),
+    "loss_slopes": ("train_slope", "val_slope"),
+    "update_ratio": ("log10_update_ratio",),
+    "loss_noise": ("loss_cv",),
+}
 
 
 def load_config(path: str):
@@ -175,6 +192,47 @@ class TrainSideScore:
     return float(np.exp(np.mean(np.log(list(ratios.values()))))), ratios
 
 
+def without_features(controller, names):
+  """The controller with the inputs ``names`` removed: their rows of the
+  first layer's kernel zeroed, which is feeding 0 (a log ratio of 1, no
+  slope, no progress) whatever the run shows."""
+  unknown = sorted(set(names) - set(scale_free_lib.FEATURE_NAMES))
+  if controller.spec.observation_kind != "scale_free" or unknown:
+    raise ValueError(f"features {list(names)} of a "
+                     f"{controller.spec.observation_kind!r} controller; "
+                     f"allowed: {scale_free_lib.FEATURE_NAMES} of a "
+                     "'scale_free' one.")
+  rows = np.asarray([scale_free_lib.FEATURE_NAMES.index(n) for n in names])
+
+  def zero(path, x):
+    first = "Dense_0" in jax.tree_util.keystr(path) and x.ndim == 2
+    return np.asarray(x).copy() if not first else np.where(
+        np.isin(np.arange(x.shape[0]), rows)[:, None], 0.0, x).astype(x.dtype)
+
+  params = jax.tree_util.tree_map_with_path(zero, controller.params)
+  return controller_lib.make_controller(controller.spec, params)
+
+
+def score_and_ablate(config, workdir, path, ablate, data_dir=None,
+                     log=print):
+  """Train-side scores of a controller file (and its ablations)."""
+  controller = controller_lib.load_controller(path)
+  scorer = TrainSideScore(config.suite, config.score_seeds, data_dir,
+                          os.path.join(workdir, "score_runs"))
+  variants = {"all inputs": ()}
+  if ablate:
+    variants.update({f"without {k}": v for k, v in ABLATION_GROUPS.items()})
+  out_path = os.path.join(workdir, "ablation.csv")
+  rows = _read_csv(out_path, float("inf"), key=None)
+  for label, names in variants.items():
+    score, ratios = scorer(without_features(controller, names) if names
+                           else controller)
+    rows.append(dict(controller=path, variant=label, score=score, **ratios))
+    log(f"{label}: train-side score {score:.4f} {ratios}")
+    _write_csv(out_path, rows)
+  return rows
+
+
 def _write_csv(path, rows):
   if not rows:
     return
@@ -189,11 +247,12 @@ def _write_csv(path, rows):
   os.replace(tmp, path)
 
 
-def _read_csv(path, upto):
+def _read_csv(path, upto, key="iteration"):
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [r for r in csv.DictReader(f) if int(r["iteration"]) <= upto]
+    return [r for r in csv.DictReader(f)
+            if key is None or int(r[key]) <= upto]
 
 
 def _row(it, metrics, members, elapsed, counter):
@@ -312,6 +371,10 @@ def main(argv):
   del argv
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config and --workdir are required.")
+  if _SCORE.value:
+    score_and_ablate(_CONFIG.value, _WORKDIR.value, _SCORE.value,
+                     _ABLATE.value, _DATA_DIR.value)
+    return
   train(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _STOP_AFTER.value)
 
 

@@ -9,6 +9,7 @@ from lr_meta import benchmark
 from lr_meta import optax as lmo
 from lr_meta import tasks
 from lr_meta.benchmark import methods as methods_lib
+from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import optax_training as ot
 
 STEPS = 5
@@ -161,6 +162,53 @@ def test_controller_runs_as_a_user_would(workload, task):
   np.testing.assert_allclose(lrs, [float(s.lr) for s in opt_states],
                              rtol=1e-5)
   assert len(set(np.round(lrs, 6))) == 3      # lr0, then two decisions
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-6),
+               state.params, params)
+
+
+def _scale_free_controller():
+  """A fixed generalist-style controller (scale-free, 4 decisions at
+  fractions of the run) whose actions move with the observation."""
+  spec = controller_lib.ControllerSpec(
+      name="generalist_test", action_type="daniel2016",
+      network="gaussian_mlp", hidden_sizes=(8,), steps_per_decision=1,
+      num_val_examples=200, observation="scale_free", num_decisions=4,
+      decision_schedule="fraction")
+  net = controller_lib.make_network(spec)
+  params = net.init(jax.random.PRNGKey(1), jax.numpy.zeros((10,)), ())
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, x: x * 30 if "Dense_1" in jax.tree_util.keystr(p) else x,
+      params)
+  return controller_lib.make_controller(spec, params)
+
+
+def test_a_scale_free_controller_runs_as_a_user_would(workload, task,
+                                                      tmp_path):
+  """Fraction decisions over the workload's run and only loss / val_loss
+  from the probe: the benchmark program equals lmo.controlled by hand."""
+  controller = _scale_free_controller()
+  path = lmo.save_controller(str(tmp_path / "g.msgpack"), controller)
+  program, (setting,) = benchmark.get_method(
+      f"controller:{path}").build(workload, task)
+  assert program.probe_size == 200
+  steps = 21            # decisions at calls 0, 10, 20 of the 40-step run
+  key = jax.random.key(5)
+  state, lrs = _program_run(task, program, setting.hp, key, steps)
+
+  optimizer = lmo.controlled(
+      optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), controller,
+      num_steps=workload.num_steps)
+  xv, yv = task.data.x_val[:200], task.data.y_val[:200]
+
+  def probe_args(params, loss):
+    logits = task.apply(params, {}, xv)[0]
+    return {"loss": loss, "val_loss": tasks.cross_entropy(logits, yv).mean()}
+
+  params, opt_states = _direct_run(task, optimizer, key, steps, probe_args)
+  np.testing.assert_allclose(lrs, [float(s.lr) for s in opt_states],
+                             rtol=1e-5)
+  assert len(set(np.round(lrs, 6))) == 3      # three decisions
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-6),
                state.params, params)

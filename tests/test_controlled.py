@@ -18,6 +18,7 @@ from lr_meta import tasks
 from lr_meta.policies import controller as controller_lib
 from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
+from lr_meta.features import observation as observation_lib
 import lr_meta.optax as lmo
 from script_loader import load_script  # tests/script_loader.py
 import controller_helpers  # tests/controller_helpers.py
@@ -45,8 +46,14 @@ def _controller(scale=100.0, spec=None):
   return controller_helpers.scaled_controller(spec or _spec(), scale)
 
 
-def _optax_loop(task, tx, params, rng, num_steps):
-  """An ordinary training loop: batch, loss/grad, probe, tx.update."""
+def _optax_loop(task, tx, params, rng, num_steps, predictions=True):
+  """An ordinary training loop: batch, loss/grad, probe, tx.update.
+
+  ``predictions=False``: a loop that passes only ``loss`` and ``val_loss``
+  (all a scale-free controller reads). Returns the params before each
+  update, the last state, the LR after each update and whether a decision
+  was due at each call.
+  """
 
   @jax.jit
   def step(task, params, opt_state, rng):
@@ -57,18 +64,19 @@ def _optax_loop(task, tx, params, rng, num_steps):
     logits, _ = task.apply(params, {}, task.data.x_val[:NV])
     val_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
         logits, task.data.y_val[:NV]))
+    extra = dict(predictions=jax.nn.softmax(logits)) if predictions else {}
     updates, opt_state = tx.update(grads, opt_state, params, loss=loss,
-                                   val_loss=val_loss,
-                                   predictions=jax.nn.softmax(logits))
+                                   val_loss=val_loss, **extra)
     return optax.apply_updates(params, updates), opt_state, rng
 
   opt_state = tx.init(params)
-  lrs, history = [], []
+  lrs, history, due = [], [], []
   for _ in range(num_steps):
     history.append(params)   # params before each update
+    due.append(bool(lmo.decision_due(opt_state)))
     params, opt_state, rng = step(task, params, opt_state, rng)
     lrs.append(np.asarray(opt_state.lr))
-  return history, opt_state, np.asarray(lrs)
+  return history, opt_state, np.asarray(lrs), due
 
 
 @pytest.mark.parametrize("observation", ["dynamics", "dynamics+progress"])
@@ -87,7 +95,7 @@ def test_controlled_reproduces_env_lr_trajectory(task, observation):
   tx = lmo.controlled(tasks.make_optimizer("momentum", learning_rate=0.1),
                       ctrl, predictions_shape=(NV, 10), key=k_feat)
   # One call past the episode: its decision observes the episode's end.
-  history, state, lrs = _optax_loop(task, tx, opt.params, opt.key,
+  history, state, lrs, _ = _optax_loop(task, tx, opt.params, opt.key,
                                     T * K + 1)
   lrs = lrs[:T * K]
 
@@ -128,7 +136,7 @@ def test_zero_controller_gives_hand_computed_decay(task):
   tx = lmo.controlled(optax.inject_hyperparams(optax.sgd)(learning_rate=0.2),
                       zero, every=3, predictions_shape=(NV, 10))
   opt = task.init(jax.random.PRNGKey(0))
-  _, state, lrs = _optax_loop(task, tx, opt.params, opt.key, 7)
+  _, state, lrs, _ = _optax_loop(task, tx, opt.params, opt.key, 7)
   expected = np.float32([0.2 * 0.985] * 3 + [0.2 * 0.985**2] * 3
                         + [0.2 * 0.985**3])
   np.testing.assert_allclose(lrs, expected, rtol=1e-6)
@@ -137,14 +145,26 @@ def test_zero_controller_gives_hand_computed_decay(task):
   assert bool(lmo.decision_due((state,))) is False
 
 
-def _numpy_actor(params, obs):
+# Action bounds by hand: Xu et al. 2019's [-0.2, 0.5]; Daniel et al.'s
+# multiplicative log-step in [-0.5, 0.5].
+_BOUNDS = {"xu2019": (-0.2, 0.5), "daniel2016": (-0.5, 0.5)}
+
+
+def _numpy_actor(params, obs, action_type="xu2019"):
   """The Gaussian actor's clipped mean, by hand in float64 (MLP, tanh)."""
   mlp = jax.tree.map(lambda x: np.asarray(x, np.float64),
                      params["params"]["MLP_0"])
   hidden = np.tanh(np.asarray(obs, np.float64) @ mlp["Dense_0"]["kernel"]
                    + mlp["Dense_0"]["bias"])
   mean = hidden @ mlp["Dense_1"]["kernel"] + mlp["Dense_1"]["bias"]
-  return np.clip(mean, -0.2, 0.5)
+  return np.clip(mean, *_BOUNDS[action_type])
+
+
+def _lr_by_hand(action_type, lr, action):
+  """The next LR by hand: Xu's rule, or Daniel's lr * exp(a)."""
+  if action_type == "daniel2016":
+    return lr * np.exp(float(np.reshape(action, ())))
+  return _xu2019_lr(lr, action)
 
 
 def _xu2019_lr(lr, action):
@@ -269,7 +289,8 @@ def test_dqn_controller_in_optax_matches_env(task):
   opt = task.init(k_init, 0.1)
   tx = lmo.controlled(tasks.make_optimizer("momentum", learning_rate=0.1),
                       ctrl)
-  history, _, lrs = _optax_loop(task, tx, opt.params, opt.key, T * K + 1)
+  history, _, lrs, _ = _optax_loop(task, tx, opt.params, opt.key,
+                                   T * K + 1)
   np.testing.assert_array_equal(lrs[:T * K:K], np.asarray(infos["lr"]))
   jax.tree.map(np.testing.assert_array_equal, history[T * K],
                env_state.opt.params)
@@ -336,14 +357,19 @@ def test_pretrained_controllers_load_offline():
         f"{name}: extend the hand computation below to {ctrl.spec.network}")
     assert os.path.getsize(os.path.join(controller_lib.PRETRAINED_DIR,
                                         f"{name}.msgpack")) < 20_000
-    # A plausible observation: Xu's 9 numbers at LR 1e-2 (+ progress 0.5).
+    # A plausible observation: Xu's 9 numbers at LR 1e-2 (+ progress 0.5),
+    # or the 10 scale-free ones half-way through a run.
     obs = np.array([2.3, -4.6, -3.0, 2.2, 0.0, 0.01, 0.0, 0.02, -2.0,
                     0.5][:ctrl.spec.observation_size], np.float32)
+    if ctrl.spec.observation_kind == "scale_free":
+      obs = np.array([0.5, -0.3, -0.9, -0.8, -0.05, -0.04, 0.1, -2.5, 0.1,
+                      -0.1], np.float32)
     action, _ = ctrl.policy(jnp.asarray(obs), ctrl.initial_carry())
-    want = _numpy_actor(ctrl.params, obs)
+    want = _numpy_actor(ctrl.params, obs, ctrl.spec.action_type)
     np.testing.assert_allclose(action, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ctrl.next_lr(1e-2, 1e-2, action),
-                               _xu2019_lr(1e-2, want), rtol=1e-6)
+                               _lr_by_hand(ctrl.spec.action_type, 1e-2, want),
+                               rtol=1e-6)
   with pytest.raises(ValueError, match="mnist1d_mlp_quickstart"):
     lmo.pretrained_controller("no_such_controller")
 
@@ -393,3 +419,63 @@ def test_spec_observation_checks():
   assert (progress.observation_size, _spec().observation_size) == (10, 9)
   # Files written before the field existed read as the action's default.
   assert _spec().observation_kind == "dynamics"
+
+
+# -- generalist controllers: scale-free, decisions at fractions of a run ------
+
+D, LR0 = 5, 0.05
+
+
+def _fraction_controller(action_type="daniel2016"):
+  return _controller(scale=30.0, spec=_spec(
+      name="generalist_test", action_type=action_type, steps_per_decision=1,
+      observation="scale_free", num_decisions=D,
+      decision_schedule="fraction", slope_decay=0.5))
+
+
+@pytest.mark.parametrize("action_type", ["daniel2016", "xu2017"])
+def test_controlled_reproduces_the_fraction_env(task, action_type):
+  num_steps = 23           # decisions at calls floor(t * 23 / 5)
+  ctrl = _fraction_controller(action_type)
+  env = lr_env.LREnv(task, action_type, "scale_free")
+  p = lr_env.LREnvParams(num_decisions=D, decision_schedule="fraction",
+                         reward="log_val_loss_change",
+                         num_val_examples=NV).check(action_type)
+  key = jax.random.PRNGKey(3)
+  env_state, infos = rollout.run_episode(env, p, ctrl.act, ctrl.params, key,
+                                         lr0=LR0, num_steps=num_steps)
+  env_lrs = np.asarray(infos["lr"])
+
+  k_init = jax.random.split(key, 4)[0]   # LREnv.reset's init key
+  opt = task.init(k_init, LR0)
+  tx = lmo.controlled(tasks.make_optimizer("momentum", learning_rate=LR0),
+                      ctrl, num_steps=num_steps)
+  # One call past the run: its decision observes the run's end. The loop
+  # passes loss and val_loss only.
+  history, state, lrs, due = _optax_loop(task, tx, opt.params, opt.key,
+                                         num_steps + 1, predictions=False)
+  calls = [int(observation_lib.decision_step(t, num_steps, D))
+           for t in range(D)]
+  assert calls == [0, 4, 9, 13, 18]
+  assert [i for i, d in enumerate(due) if d] == calls + [num_steps]
+  # Constant inside each window, the env's LR of that window.
+  windows = np.split(lrs[:num_steps], calls[1:])
+  for w in windows:
+    np.testing.assert_array_equal(w, w[0])
+  np.testing.assert_allclose([w[0] for w in windows], env_lrs, rtol=1e-6)
+  assert np.ptp(np.diff(np.log(env_lrs))) > 1e-3   # really state-dependent
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-6),
+               history[num_steps], env_state.opt.params)
+  np.testing.assert_allclose(state.obs, env_state.obs, rtol=1e-5, atol=1e-6)
+
+
+def test_fraction_controllers_need_the_run_length():
+  ctrl = _fraction_controller()
+  base = tasks.make_optimizer("sgd", learning_rate=0.1)
+  with pytest.raises(ValueError, match="num_steps"):
+    lmo.controlled(base, ctrl)
+  with pytest.raises(ValueError, match="num_steps"):
+    lmo.controlled(base, ctrl, every=10, num_steps=100)
+  with pytest.raises(ValueError, match="num_steps"):
+    lmo.controlled(base, ctrl, num_steps=D - 1)

@@ -93,3 +93,23 @@ def test_the_controller_runs_in_an_optax_loop_with_loss_and_val_loss(runs):
     _, state = tx.update({"w": jax.numpy.full((3,), 0.1)}, state, params,
                          loss=1.0 / (t + 1), val_loss=1.2 / (t + 1))
   assert np.isfinite(float(state.lr)) and float(state.lr) > 0
+
+
+def test_ablation_removes_exactly_the_named_inputs(runs):
+  tg = load_script("train_generalist")
+  root, *_ = runs
+  controller = lmo.load_controller(str(root / "straight" /
+                                       "controller.msgpack"))
+  ablated = tg.without_features(controller, ("progress", "loss_cv"))
+  act = lambda c, o: np.asarray(c.act(c.params, jax.numpy.asarray(o))[0])
+  obs = np.random.default_rng(0).normal(size=(10,)).astype(np.float32)
+  moved = obs.copy()
+  moved[0] += 5.0    # progress
+  moved[8] -= 3.0    # loss_cv
+  np.testing.assert_array_equal(act(ablated, obs), act(ablated, moved))
+  zeroed = obs.copy()
+  zeroed[[0, 8]] = 0.0
+  np.testing.assert_allclose(act(ablated, obs), act(controller, zeroed),
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="allowed"):
+    tg.without_features(controller, ("learning_rate",))
