@@ -28,14 +28,10 @@ run here.
 """
 
 import csv
-import importlib.util
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import jax
 from ml_collections import config_flags
@@ -43,7 +39,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from lr_meta import benchmark
-from lr_meta import experiment
+from lr_meta import config as config_lib
+from lr_meta import rundir
 from lr_meta import seeds as seeds_lib
 from lr_meta.agents import population
 from lr_meta.agents import ppo as ppo_lib
@@ -84,10 +81,7 @@ ABLATION_GROUPS = {
 
 def load_config(path: str):
   """``get_config()`` of a config file (for tests and notebooks)."""
-  spec = importlib.util.spec_from_file_location("generalist_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_config(path)
 
 
 def distribution_config(config) -> dist_lib.DistributionConfig:
@@ -147,7 +141,7 @@ def build(config, data_dir=None):
 
 
 def controller_of(config, env, env_params, state, name="generalist"):
-  return experiment.controller_from_training(
+  return rundir.controller_from_training(
       config, env, env_params, jax.device_get(state.params), name=name)
 
 
@@ -363,7 +357,7 @@ def select_snapshot(workdir, scores):
   controller = controller_lib.load_controller(
       os.path.join(workdir, "snapshots", f"iter_{best:06d}.msgpack"))
   controller_lib.save_controller(
-      os.path.join(workdir, experiment.ARTIFACT_NAME), controller)
+      os.path.join(workdir, rundir.CONTROLLER_FILE), controller)
   return best
 
 
