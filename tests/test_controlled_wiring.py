@@ -160,6 +160,30 @@ def test_probe_inputs_without_labels_gives_only_predictions(problem):
     lmo.probe_inputs((state, state), model.apply, params, x)
 
 
+def test_probe_inputs_of_a_scale_free_controller_give_only_val_loss(problem):
+  """A generalist observes no predictions: no softmax, the probe loss only,
+  at its decisions (calls floor(t * 7 / 3) of a 7-call run)."""
+  model, params, x, y = problem
+  spec = _spec(action_type="daniel2016", observation="scale_free",
+               decision_schedule="fraction", num_decisions=3)
+  tx = lmo.controlled(optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
+                      _controller(spec), num_steps=7)
+  state = tx.init(params)
+  assert lmo.probe_inputs(state, model.apply, params, x[:NV]) == {}
+  due = []
+  for _ in range(7):
+    probe = lmo.probe_inputs(state, model.apply, params, x[:NV], y[:NV])
+    assert set(probe) == {"val_loss"}
+    due.append(bool(lmo.decision_due(state)))
+    want = (_loss_fn(model, params, x[:NV], y[:NV]) if due[-1] else 0.0)
+    np.testing.assert_allclose(probe["val_loss"], want, rtol=1e-6)
+    loss, grads = jax.value_and_grad(
+        lambda p: _loss_fn(model, p, x[NV:], y[NV:]))(params)
+    updates, state = tx.update(grads, state, params, loss=loss, **probe)
+    params = optax.apply_updates(params, updates)
+  assert due == [True, False, True, False, True, False, False]
+
+
 @pytest.mark.parametrize("where", ["outermost", "last", "first", "middle"])
 def test_current_lr_wherever_controlled_sits(problem, where):
   """The zero controller's hand-computed LRs 0.3 * 0.985**(t + 1), read with
@@ -248,11 +272,16 @@ def test_probe_shape_defaults_from_the_spec():
 
 def test_shipped_probe_sizes_fit_their_validation_splits():
   """What to pass per shipped controller: a probe of spec.num_val_examples
-  examples, which must exist in the validation split it was trained on."""
+  examples, which must exist in every validation split it was trained on
+  (a generalist's: those of its task distribution)."""
   sizes = {}
   for name in lmo.pretrained_names():
     spec = lmo.pretrained_controller(name).spec
-    split = datasets.SPECS[spec.config["task"]["dataset"]].num_val
+    if "task" in spec.config:
+      names = [spec.config["task"]["dataset"]]
+    else:
+      names = [c[0] for c in spec.config["distribution"]["combinations"]]
+    split = min(datasets.SPECS[n].num_val for n in names)
     assert spec.num_val_examples <= split, (name, spec.num_val_examples)
     sizes[name] = (spec.num_val_examples, spec.training_steps)
   assert sizes == {
@@ -260,6 +289,7 @@ def test_shipped_probe_sizes_fit_their_validation_splits():
       "fmnist_lenet_xu2019_cpu": (500, 500),
       "cifar10_lenet_xu2019_cpu": (500, 300),
       "fmnist_mlp_xu2019_progress_cpu": (128, 500),
+      "generalist": (500, None),   # runs of 100..1000 steps, 20 decisions
   }
 
 

@@ -210,8 +210,11 @@ class ControllerSpec:
 
     T is ``num_decisions``, else the training config's ``env.num_decisions``
     (files written before ``num_decisions`` was stored for every
-    controller).
+    controller). None for a 'fraction' controller: its training runs had
+    many lengths, each with the same T decisions.
     """
+    if self.decision_schedule == "fraction":
+      return None
     t = self.num_decisions
     if t is None:
       t = (self.config.get("env") or {}).get("num_decisions")
