@@ -45,6 +45,7 @@ def controller_from_training(config, env, env_params, agent_params, *,
       initial_lrs=tuple(float(x) for x in env_params.initial_lrs),
       observation=observation,
       num_decisions=int(env_params.num_decisions),
+      protocol=env_params.protocol,
       agent=agent, description=description, config=config_dict(config))
   if agent == "ppo" and action_type == "xu2019":
     sub = config["ppo"]

@@ -38,6 +38,18 @@ at every step, like ``optax.contrib.reduce_on_plateau``'s ``value=``:
 ``probe_inputs`` computes both under ``jax.lax.cond(decision_due(state),
 ...)``, so the probe costs a forward pass every ``every`` steps only.
 
+A controller trained under another ``spec.protocol``
+(``lr_meta.features.xu_protocol``; e.g. the official code's) is fed as it
+was trained: ``protocol.predictions == 'train_batch'``: ``predictions`` is
+the softmax of THIS step's training batch (the forward pass the loss comes
+from; ``predictions_shape`` is then ``(batch size, classes)``);
+``protocol.val_loss == 'val_split'``: ``val_loss`` on the whole validation
+split; ``protocol.train_loss == 'step'``: this call's ``loss`` instead of
+the mean over the window; ``protocol.first_observation == 'ones'``: the
+first decision acts on an all-ones observation (the inputs of call 0 are
+not observed); ``protocol.acting == 'sample'``: actions are Gaussian
+samples drawn from ``fold_in(key, 1)``, reproducible given ``key``.
+
 A decision whose observation (or the LR it gives) is not finite, e.g. from
 NaN predictions or a NaN loss, is skipped: the feature EMAs, the
 controller's carry, the LR and ``obs`` stay as they were, and
@@ -71,6 +83,7 @@ from optax import tree_utils as otu
 from lr_meta.features import dynamics
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
+from lr_meta.features import xu_protocol
 from lr_meta.policies import controller as controller_lib
 
 __all__ = [
@@ -349,7 +362,8 @@ def controlled(
     monitored_layer: layer of the weight statistics ('fu2016'); default: the
       last conv layer, else the last dense layer (as ``LREnv``).
     key: PRNG key of the initial "previous predictions" noise (U[0, 1), as in
-      training); default ``jax.random.PRNGKey(0)``.
+      training) and, for a sampling controller, of its actions
+      (``fold_in(key, 1)``); default ``jax.random.PRNGKey(0)``.
     num_decisions: the decisions of the whole run, instead of
       ``num_steps`` (not both); for 'dynamics+progress' controllers the
       observed progress is ``min(decisions so far / num_decisions, 1)``.
@@ -392,6 +406,7 @@ def controlled(
     key = jax.random.PRNGKey(0)
 
   kind = spec.observation_kind
+  protocol = spec.protocol
 
   def layers(params):
     return observation_lib.resolve_layers(
@@ -415,7 +430,9 @@ def controlled(
     features = (dynamics.dynamics_init(predictions_shape, key) if xu else ())
     return ControlledState(
         base_state=base_state, features=features,
-        carry=controller.initial_carry(), lr=lr0, lr0=lr0,
+        carry=(controller.initial_carry(key=jax.random.fold_in(key, 1))
+               if controller.samples else controller.initial_carry()),
+        lr=lr0, lr0=lr0,
         count=jnp.zeros([], jnp.int32),
         losses=jnp.zeros((every,), jnp.float32),
         obs=jnp.zeros((spec.observation_size,), jnp.float32),
@@ -445,12 +462,26 @@ def controlled(
 
     old = (state.features, state.carry, state.lr, state.obs)
 
-    def decide(_):
-      train_loss = jnp.where(state.count == 0, loss, jnp.mean(state.losses))
-      obs, features = observation_lib.observe(
+    def observe():
+      if protocol.train_loss == "step":
+        train_loss = loss
+      else:
+        train_loss = jnp.where(state.count == 0, loss,
+                               jnp.mean(state.losses))
+      return observation_lib.observe(
           config(params), params=params, lr=state.lr, train_loss=train_loss,
           val_loss=val_loss, predictions=predictions,
           dynamics_state=state.features, decisions_taken=state.count // every)
+
+    def decide(_):
+      if protocol.first_observation == "ones":
+        obs, features = jax.lax.cond(
+            state.count == 0,
+            lambda: (xu_protocol.ones_observation(spec.observation_size),
+                     state.features),
+            observe)
+      else:
+        obs, features = observe()
       action, carry = controller.act(controller.params, obs, state.carry)
       lr = controller.next_lr(state.lr, state.lr0, action)
       finite = jnp.all(jnp.isfinite(obs)) & jnp.isfinite(lr)
