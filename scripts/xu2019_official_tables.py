@@ -28,6 +28,7 @@ Example (Table 1 at the lab notebook's CPU scale)::
 
 import argparse
 import csv
+import dataclasses
 import importlib.util
 import json
 import os
@@ -45,6 +46,7 @@ from lr_meta import experiment
 from lr_meta import seeds as seeds_lib
 from lr_meta.envs import rollout
 from lr_meta.features import xu_protocol
+from lr_meta.policies import controller as controller_lib
 
 
 def load_config_module(path: str):
@@ -66,7 +68,7 @@ def configure(path: str, overrides, ablation=None):
   module = load_config_module(path)
   config = module.get_config()
   if ablation:
-    config = module.apply_ablation(config, ablation)
+    config = module.apply_ablation(config, *ablation.split(","))
   config = ml_collections.ConfigDict(config.to_dict())
   for item in overrides:
     key, _, value = item.partition("=")
@@ -98,6 +100,18 @@ def train(config, log):
   return task, env, env_params, strategy, snapshots, rows
 
 
+_ACT_FNS = {}
+
+
+def act_fn(ctrl):
+  """One acting function per controller spec (the rollout compiles per
+  policy function, and a bound ``act`` differs for every Controller)."""
+  key = ctrl.spec.to_json()
+  if key not in _ACT_FNS:
+    _ACT_FNS[key] = ctrl.act
+  return _ACT_FNS[key]
+
+
 def controller_runs(env, env_params, ctrl, seeds, lr0, strategy):
   """The controller from ``lr0`` on each seed (one compiled program).
 
@@ -110,7 +124,7 @@ def controller_runs(env, env_params, ctrl, seeds, lr0, strategy):
     carry = (ctrl.initial_carry((1,), key=jax.random.fold_in(key, 1))
              if ctrl.samples else ctrl.initial_carry((1,)))
     state, info = rollout.run_episodes(
-        env, env_params, ctrl.act, ctrl.params, key[None], carry=carry,
+        env, env_params, act_fn(ctrl), ctrl.params, key[None], carry=carry,
         lr0s=np.full((1,), lr0, np.float32), strategy=strategy)
     states.append(state)
     lrs.append(np.asarray(info["lr"])[:, 0])
@@ -130,28 +144,45 @@ def evaluate_controller(train_config, eval_config, env, env_params, task,
   candidates = sorted(set(ranked[:args.num_candidates]) | {max(snapshots)})
   lr0s = tuple(float(x) for x in eval_config.eval.initial_lrs)
   sel_seeds = seeds_lib.seed_range("selection", args.selection_seeds)
+  # One Controller object for every candidate (its ``act`` is the rollout's
+  # static policy function: other params reuse the compiled program).
   make = lambda it: experiment.controller_from_training(
       train_config, env, env_params, snapshots[it], name=f"iter_{it}")
+  ctrl = make(max(snapshots))
   scores = {}
   for it in candidates:
-    ctrl = make(it)
+    candidate = dataclasses.replace(ctrl, params=controller_lib.check_params(
+        ctrl.spec, snapshots[it]["actor"]))
     vals = [experiment.test_metrics(
-        eval_task, controller_runs(eval_env, eval_params, ctrl, sel_seeds,
-                                   lr0, eval_strategy)[0], "val")[0]
-            for lr0 in lr0s]
+        eval_task, controller_runs(eval_env, eval_params, candidate,
+                                   sel_seeds, lr0, eval_strategy)[0],
+        "val")[0] for lr0 in lr0s]
     scores[it] = float(np.mean(vals))
     log(f"candidate {it}: val loss {scores[it]:.4f}")
   best = min(scores, key=scores.get)
-  ctrl = make(best)
+  ctrl = dataclasses.replace(ctrl, params=controller_lib.check_params(
+      ctrl.spec, snapshots[best]["actor"]))
   test_seeds = seeds_lib.seed_range("evaluation", eval_config.eval.num_seeds)
+  # A sampling controller also runs acting on its mean (ablation item 6:
+  # acting is a deployment choice; training samples either way).
+  variants = {"": ctrl}
+  if ctrl.samples:
+    mean_spec = dataclasses.replace(ctrl.spec, protocol=dataclasses.replace(
+        ctrl.spec.protocol, acting="mean"))
+    variants[", acting on the mean"] = dataclasses.replace(ctrl,
+                                                           spec=mean_spec)
   out = {}
-  for lr0 in lr0s:
-    state, lrs = controller_runs(eval_env, eval_params, ctrl, test_seeds,
-                                 lr0, eval_strategy)
-    loss, acc = experiment.test_metrics(eval_task, state)
-    out[lr0] = dict(test_loss=loss.tolist(), test_accuracy=acc.tolist(),
-                    diverged=int(np.sum(np.asarray(state.opt.diverged))),
-                    lr_mean=lrs.mean(0).tolist())
+  for suffix, variant in variants.items():
+    for lr0 in lr0s:
+      state, lrs = controller_runs(eval_env, eval_params, variant, test_seeds,
+                                   lr0, eval_strategy)
+      loss, acc = experiment.test_metrics(eval_task, state)
+      out[f"PPO controller (lr0={lr0:g}, iteration {best}{suffix})"] = dict(
+          test_loss=loss.tolist(), test_accuracy=acc.tolist(),
+          diverged=int(np.sum(np.asarray(state.opt.diverged))),
+          lr_mean=lrs.mean(0).tolist())
+      log(f"controller{suffix} lr0={lr0:g}: test loss "
+          f"{baselines.mean_std(loss)}, final LR {lrs[:, -1].mean():.3g}")
   return best, scores, ctrl, out, (eval_task, eval_params)
 
 
@@ -253,8 +284,7 @@ def main(argv=None):
   best, scores, ctrl, ctrl_out, (eval_task, eval_params) = evaluate_controller(
       config, eval_config, env, env_params, task, strategy, snapshots, rows,
       args, log)
-  controller = {f"PPO controller (lr0={lr0:g}, iteration {best})": r
-                for lr0, r in ctrl_out.items()}
+  controller = ctrl_out
   base = {} if args.no_baselines else run_baselines(
       eval_config, eval_task, eval_params, task, config,
       bool(args.eval_config), log)
@@ -277,9 +307,8 @@ def main(argv=None):
                    train_wall_s=t_train, wall_s=wall,
                    date=time.strftime("%Y-%m-%d %H:%M:%S %Z")), f, indent=1,
               default=str)
-  ctrl_path = os.path.join(args.out, "controller.msgpack")
-  from lr_meta.policies import controller as controller_lib  # pylint: disable=g-import-not-at-top
-  controller_lib.save_controller(ctrl_path, ctrl)
+  controller_lib.save_controller(os.path.join(args.out, "controller.msgpack"),
+                                 ctrl)
 
 
 if __name__ == "__main__":
