@@ -276,8 +276,9 @@ class Task:
     ``[log Var_i(grad_i . dw), log Var_i(f_i)]`` with ONE ``jax.jvp`` (the
     probe is passed in so that tasks, a lower layer, never import features).
 
-    Batches are drawn uniformly with replacement, so the first ``m``
-    examples are a uniform random sub-batch: a JVP over ``m < B`` examples
+    With ``batch_order='random'`` batches are drawn uniformly with
+    replacement, so the first ``m`` examples are a uniform random sub-batch
+    (in epoch order, the first ``m`` of the batch): a JVP over ``m < B`` examples
     costs ``m / B`` of the full one (``benchmarks/feature_cost.py``). Models
     with train-mode batch norm normalise the sub-batch with its own
     statistics, so the sub-batch losses then differ slightly from the
