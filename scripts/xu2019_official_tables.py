@@ -21,6 +21,9 @@ One process per experiment; everything it does is in ``OUT/results.json``,
    tuned on the TRAINING task, run on the evaluation task (Xu's Table 2).
    Welch's t-test of each baseline against the controller.
 
+With ``--controller FILE`` steps 1 and 2 are skipped: a saved controller
+(``OUT/controller.msgpack`` of an earlier run) is tested on ``--config``.
+
 Example (Table 1 at the lab notebook's CPU scale)::
 
   python scripts/xu2019_official_tables.py --out runs/xu_official/table1
@@ -132,13 +135,15 @@ def controller_runs(env, env_params, ctrl, seeds, lr0, strategy):
   return state, np.stack(lrs)
 
 
-def evaluate_controller(train_config, eval_config, env, env_params, task,
-                        strategy, snapshots, rows, args, log):
-  """Selection on the training task's env... then test on the eval task."""
-  # Selection runs on the evaluation task (Xu: checkpoint by validation loss).
-  eval_task, eval_env, eval_params, eval_strategy = (
-      (task, env, env_params, strategy) if eval_config is train_config
-      else experiment.build(eval_config))
+def select_checkpoint(train_config, eval_config, env, env_params, snapshots,
+                      rows, built, args, log):
+  """The snapshot with the lowest validation loss on selection seeds.
+
+  Candidates: the ``--num_candidates`` best by training return, plus the
+  last. Selection runs on the evaluation task (``built``) and its
+  validation split (Xu: checkpoint by validation loss).
+  """
+  eval_task, eval_env, eval_params, eval_strategy = built
   returns = {r["iteration"]: r["episode_return"] for r in rows}
   ranked = sorted(snapshots, key=lambda i: -returns[i])
   candidates = sorted(set(ranked[:args.num_candidates]) | {max(snapshots)})
@@ -146,25 +151,33 @@ def evaluate_controller(train_config, eval_config, env, env_params, task,
   sel_seeds = seeds_lib.seed_range("selection", args.selection_seeds)
   # One Controller object for every candidate (its ``act`` is the rollout's
   # static policy function: other params reuse the compiled program).
-  make = lambda it: experiment.controller_from_training(
-      train_config, env, env_params, snapshots[it], name=f"iter_{it}")
-  ctrl = make(max(snapshots))
+  ctrl = experiment.controller_from_training(
+      train_config, env, env_params, snapshots[max(snapshots)],
+      name=f"iter_{max(snapshots)}")
+  with_params = lambda it: dataclasses.replace(
+      ctrl, params=controller_lib.check_params(ctrl.spec,
+                                               snapshots[it]["actor"]))
   scores = {}
   for it in candidates:
-    candidate = dataclasses.replace(ctrl, params=controller_lib.check_params(
-        ctrl.spec, snapshots[it]["actor"]))
     vals = [experiment.test_metrics(
-        eval_task, controller_runs(eval_env, eval_params, candidate,
+        eval_task, controller_runs(eval_env, eval_params, with_params(it),
                                    sel_seeds, lr0, eval_strategy)[0],
         "val")[0] for lr0 in lr0s]
     scores[it] = float(np.mean(vals))
     log(f"candidate {it}: val loss {scores[it]:.4f}")
   best = min(scores, key=scores.get)
-  ctrl = dataclasses.replace(ctrl, params=controller_lib.check_params(
-      ctrl.spec, snapshots[best]["actor"]))
+  return best, scores, with_params(best)
+
+
+def test_controller(eval_config, ctrl, built, label, log):
+  """The controller on ``eval.num_seeds`` evaluation seeds of the task.
+
+  A sampling controller also runs acting on its mean (ablation item 6:
+  acting is a deployment choice; training samples either way).
+  """
+  eval_task, eval_env, eval_params, eval_strategy = built
+  lr0s = tuple(float(x) for x in eval_config.eval.initial_lrs)
   test_seeds = seeds_lib.seed_range("evaluation", eval_config.eval.num_seeds)
-  # A sampling controller also runs acting on its mean (ablation item 6:
-  # acting is a deployment choice; training samples either way).
   variants = {"": ctrl}
   if ctrl.samples:
     mean_spec = dataclasses.replace(ctrl.spec, protocol=dataclasses.replace(
@@ -177,13 +190,13 @@ def evaluate_controller(train_config, eval_config, env, env_params, task,
       state, lrs = controller_runs(eval_env, eval_params, variant, test_seeds,
                                    lr0, eval_strategy)
       loss, acc = experiment.test_metrics(eval_task, state)
-      out[f"PPO controller (lr0={lr0:g}, iteration {best}{suffix})"] = dict(
+      out[f"PPO controller (lr0={lr0:g}, {label}{suffix})"] = dict(
           test_loss=loss.tolist(), test_accuracy=acc.tolist(),
           diverged=int(np.sum(np.asarray(state.opt.diverged))),
           lr_mean=lrs.mean(0).tolist())
       log(f"controller{suffix} lr0={lr0:g}: test loss "
           f"{baselines.mean_std(loss)}, final LR {lrs[:, -1].mean():.3g}")
-  return best, scores, ctrl, out, (eval_task, eval_params)
+  return out
 
 
 def run_baselines(eval_config, eval_task, eval_params, train_task, train_config,
@@ -257,6 +270,9 @@ def main(argv=None):
   parser.add_argument("--num_candidates", type=int, default=3)
   parser.add_argument("--selection_seeds", type=int, default=2)
   parser.add_argument("--no_baselines", action="store_true")
+  parser.add_argument("--controller", default="",
+                      help="a saved controller to test on --config instead "
+                      "of training one")
   args = parser.parse_args(argv)
   os.makedirs(args.out, exist_ok=True)
   logfile = open(os.path.join(args.out, "log.txt"), "a")
@@ -275,16 +291,32 @@ def main(argv=None):
   protocol = xu_protocol.as_protocol(config.env.get("protocol"))
   log(f"protocol {protocol}; differs from lr_meta's in "
       f"{protocol.differences(xu_protocol.XuProtocol())}")
-  task, env, env_params, strategy, snapshots, rows = train(config, log)
-  t_train = time.time() - t_start
-  with open(os.path.join(args.out, "training.csv"), "w") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-  best, scores, ctrl, ctrl_out, (eval_task, eval_params) = evaluate_controller(
-      config, eval_config, env, env_params, task, strategy, snapshots, rows,
-      args, log)
-  controller = ctrl_out
+  if args.controller:
+    # A trained controller on another task (Table 1's LeNet-5 column): no
+    # training, no selection; ``--config`` is the evaluation task.
+    if args.eval_config:
+      raise ValueError("--controller evaluates on --config; drop "
+                       f"--eval_config={args.eval_config!r}.")
+    ctrl = controller_lib.load_controller(args.controller)
+    built_eval = experiment.build(config)
+    task = built_eval[0]
+    best, scores, t_train = None, {}, 0.0
+    label = f"loaded {os.path.basename(args.controller)}"
+  else:
+    task, env, env_params, strategy, snapshots, rows = train(config, log)
+    t_train = time.time() - t_start
+    with open(os.path.join(args.out, "training.csv"), "w") as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
+    built_eval = ((task, env, env_params, strategy) if not args.eval_config
+                  else experiment.build(eval_config))
+    best, scores, ctrl = select_checkpoint(config, eval_config, env,
+                                           env_params, snapshots, rows,
+                                           built_eval, args, log)
+    label = f"iteration {best}"
+  eval_task, _, eval_params, _ = built_eval
+  controller = test_controller(eval_config, ctrl, built_eval, label, log)
   base = {} if args.no_baselines else run_baselines(
       eval_config, eval_task, eval_params, task, config,
       bool(args.eval_config), log)
