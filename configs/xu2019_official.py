@@ -42,8 +42,11 @@ ABLATION = {
     "4_train_loss": {"env.protocol.train_loss": "window_mean"},
     "6_acting": {"env.protocol.acting": "mean"},
     "7_first_observation": {"env.protocol.first_observation": "measured"},
+    # lr_meta's SGD from 0.1; the cosine baseline's grid (``constant_lrs``)
+    # is lr_meta's SGD grid around it.
     "9_sgd_trainee": {"task.optimizer": "sgd", "env.initial_lrs": (0.1,),
-                      "eval.initial_lrs": (0.1,), "eval.constant_lrs": (0.1,),
+                      "eval.initial_lrs": (0.1,),
+                      "eval.constant_lrs": (0.3, 0.1, 0.03, 0.01, 0.003),
                       "eval.baselines": ("xu2019_step_decay", "cosine")},
     "10_random_batches": {"task.batch_order": "random"},
     "11_reward": {"env.reward": "val_loss_change", "ppo.gamma": 0.99},
