@@ -296,3 +296,36 @@ def test_protocol_choices_and_refusals(task):
     controller_lib.ControllerSpec(
         name="q", action_type="fu2016", network="q_mlp", hidden_sizes=(4,),
         steps_per_decision=1, protocol=OFFICIAL).check()
+
+
+def test_official_config_and_its_ablation_items():
+  from configs import xu2019_official
+  config = xu2019_official.get_config()
+  assert xu_protocol.as_protocol(config.env.protocol) == OFFICIAL
+  assert (config.task.optimizer, config.task.batch_order) == ("adam",
+                                                              "sequential")
+  assert (config.env.reward, config.env.reward_baseline) == ("fixed_baseline",
+                                                             2.0)
+  assert not config.env.log_lr_observation and config.ppo.gamma == 0.9
+  def flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+      out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict)
+                 else {f"{prefix}{k}": v})
+    return out
+  before = flat(config.to_dict())
+  for item, changes in xu2019_official.ABLATION.items():
+    after = flat(xu2019_official.apply_ablation(config, item).to_dict())
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {k for k, v in changes.items() if before[k] != v}, item
+    assert changed, item              # each item moves something
+  assert flat(config.to_dict()) == before          # applied to a copy
+  lr_meta_side = xu2019_official.apply_ablation(config, "all")
+  assert (xu_protocol.as_protocol(lr_meta_side.env.protocol)
+          == xu_protocol.XuProtocol.lr_meta())
+  assert lr_meta_side.env.log_lr_observation
+  assert (lr_meta_side.task.optimizer, lr_meta_side.task.batch_order,
+          lr_meta_side.env.reward, lr_meta_side.ppo.gamma) == (
+              "sgd", "random", "val_loss_change", 0.99)
+  with pytest.raises(ValueError, match="allowed"):
+    xu2019_official.apply_ablation(config, "5_interval")
