@@ -32,7 +32,6 @@ Example (Table 1 at the lab notebook's CPU scale)::
 import argparse
 import csv
 import dataclasses
-import importlib.util
 import json
 import os
 import sys
@@ -44,20 +43,14 @@ import ml_collections
 import numpy as np
 
 from lr_meta import baselines
+from lr_meta import config as config_lib
 from lr_meta import evaluation
 from lr_meta import experiment
+from lr_meta import rundir
 from lr_meta import seeds as seeds_lib
 from lr_meta.envs import rollout
 from lr_meta.features import xu_protocol
 from lr_meta.policies import controller as controller_lib
-
-
-def load_config_module(path: str):
-  spec = importlib.util.spec_from_file_location(
-      os.path.splitext(os.path.basename(path))[0], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _parse_value(text: str):
@@ -68,7 +61,7 @@ def _parse_value(text: str):
 
 
 def configure(path: str, overrides, ablation=None):
-  module = load_config_module(path)
+  module = config_lib.load_module(path)
   config = module.get_config()
   if ablation:
     config = module.apply_ablation(config, *ablation.split(","))
@@ -85,7 +78,13 @@ def configure(path: str, overrides, ablation=None):
 
 
 def train(config, log):
-  """PPO training; returns (env, env_params, strategy, task, snapshots, rows)."""
+  """PPO training of ``config``.
+
+  Returns:
+    ``(task, env, env_params, strategy, snapshots, rows)``: the built
+    experiment, the actor params by iteration, and one metrics row per
+    iteration.
+  """
   task, env, env_params, strategy = experiment.build(config)
   agent = experiment.make_agent(config, env, env_params, strategy)
   state = agent.init(jax.random.PRNGKey(config.seed))
@@ -151,7 +150,7 @@ def select_checkpoint(train_config, eval_config, env, env_params, snapshots,
   sel_seeds = seeds_lib.seed_range("selection", args.selection_seeds)
   # One Controller object for every candidate (its ``act`` is the rollout's
   # static policy function: other params reuse the compiled program).
-  ctrl = experiment.controller_from_training(
+  ctrl = rundir.controller_from_training(
       train_config, env, env_params, snapshots[max(snapshots)],
       name=f"iter_{max(snapshots)}")
   with_params = lambda it: dataclasses.replace(

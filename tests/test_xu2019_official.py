@@ -6,6 +6,7 @@ independent training loop (plain optax Adam on in-order batches).
 """
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from lr_meta import config as lr_meta_config
 from lr_meta import tasks
 from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
@@ -299,7 +301,8 @@ def test_protocol_choices_and_refusals(task):
 
 
 def test_official_config_and_its_ablation_items():
-  from configs import xu2019_official
+  xu2019_official = lr_meta_config.load_module(os.path.join(
+      os.path.dirname(__file__), "..", "configs", "xu2019_official.py"))
   config = xu2019_official.get_config()
   assert xu_protocol.as_protocol(config.env.protocol) == OFFICIAL
   assert (config.task.optimizer, config.task.batch_order) == ("adam",
