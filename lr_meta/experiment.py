@@ -40,6 +40,7 @@ from lr_meta.agents import ppo as ppo_lib
 from lr_meta.agents import reps as reps_lib
 from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
+from lr_meta.features import xu_protocol
 from lr_meta.tasks import family as family_lib
 from lr_meta import runner
 
@@ -163,6 +164,8 @@ def build(config, data_dir: Optional[str] = None):
   # Optional: the xu2017 observation (shapes the agent, so not a param).
   observation = env_kwargs.pop("observation", None) or None
   env_kwargs["initial_lrs"] = tuple(float(x) for x in env_kwargs["initial_lrs"])
+  if "protocol" in env_kwargs:
+    env_kwargs["protocol"] = xu_protocol.as_protocol(env_kwargs["protocol"])
   env = lr_env.LREnv(task, action_type, observation)
   env_params = lr_env.LREnvParams(unroll=strategy != "scan",
                                   **env_kwargs).check(action_type)

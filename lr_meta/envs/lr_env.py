@@ -24,6 +24,12 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     (at reset: the loss of the first training batch).
     ``'dynamics+progress'`` appends ``progress_feature`` = t / T (not in the
     paper; lets the policy anneal towards the end of a run).
+    ``params.protocol`` (``lr_meta.features.xu_protocol.XuProtocol``)
+    switches these inputs to the official code's, each alone or all at
+    once (``XuProtocol.official()``): predictions and train loss from the
+    forward pass of the training batch the next inner step trains on (at the
+    parameters of the decision), the validation loss on the whole
+    validation split the task holds, an all-ones observation at reset.
   * reward (``params.reward``):
       ``'val_loss_change'``: ``-(val_loss_t - val_loss_{t-1})``, whose sum over
         the episode is the total decrease of the validation loss;
@@ -110,6 +116,7 @@ from lr_meta.features import observation as observation_lib
 from lr_meta.features import per_example as per_example_lib
 from lr_meta.features import scale_free as scale_free_lib
 from lr_meta.features import smoothing
+from lr_meta.features import xu_protocol
 from lr_meta import runner
 from lr_meta.tasks.task import OptimizeeState, Task
 
@@ -129,6 +136,9 @@ DECISION_SCHEDULES = observation_lib.DECISION_SCHEDULES
 # lr_actions.ACTION_RULES).
 OBSERVATIONS = lr_actions.action_rule("xu2017").observations
 PROGRESS_OBSERVATION = observation_lib.PROGRESS_OBSERVATION
+_DYNAMICS_ACTION_TYPES = tuple(
+    name for name, rule in lr_actions.ACTION_RULES.items()
+    if observation_lib.DYNAMICS in rule.observations)
 NUM_PER_EXAMPLE_OBSERVATIONS = observation_lib.NUM_PER_EXAMPLE_OBSERVATIONS
 
 
@@ -159,6 +169,8 @@ class LREnvParams:
                                                            default=None)
   slope_decay: float = struct.field(
       pytree_node=False, default=scale_free_lib.DEFAULT_SLOPE_DECAY)
+  protocol: xu_protocol.XuProtocol = struct.field(
+      pytree_node=False, default=xu_protocol.XuProtocol())
 
   def check(self, action_type: str = "xu2019") -> "LREnvParams":
     """Raises ValueError naming a bad field and its allowed values."""
@@ -172,6 +184,17 @@ class LREnvParams:
     if self.reward not in REWARDS:
       raise ValueError(f"env.reward={self.reward!r}; allowed: {REWARDS}.")
     rule = lr_actions.action_rule(action_type)
+    if not isinstance(self.protocol, xu_protocol.XuProtocol):
+      raise ValueError(f"env.protocol={self.protocol!r}; allowed: a "
+                       "XuProtocol (xu_protocol.as_protocol converts a "
+                       "mapping or a preset name).")
+    if (self.protocol != xu_protocol.XuProtocol()
+        and observation_lib.DYNAMICS not in rule.observations):
+      raise ValueError(
+          f"env.protocol={self.protocol!r} with action_type "
+          f"{action_type!r}; a protocol other than the default applies to "
+          "the Xu 2019 dynamics observation only (action types "
+          f"{_DYNAMICS_ACTION_TYPES}).")
     if rule.only_default_reward and self.reward != rule.default_reward:
       raise ValueError(f"env.reward={self.reward!r} with action_type "
                        f"{action_type!r}; allowed: {rule.default_reward!r}.")
@@ -305,7 +328,21 @@ class LREnv:
     return (self.uses_dynamics or self.uses_scale_free
             or params.reward in VAL_REWARDS)
 
+  def _check_protocol(self, params: LREnvParams) -> None:
+    """A non-default protocol needs the dynamics observation (trace time)."""
+    if params.protocol != xu_protocol.XuProtocol() and not self.uses_dynamics:
+      raise ValueError(
+          f"env.protocol={params.protocol!r} with observation "
+          f"{self.observation!r}; a protocol other than the default "
+          "changes the inputs of the Xu 2019 dynamics part only.")
+
   # -- pieces ------------------------------------------------------------------
+
+  def _cap(self, loss, opt: OptimizeeState):
+    """A diverged or non-finite loss reads as the task's divergence loss."""
+    cap = self.task.divergence_loss
+    return jnp.where(opt.diverged | ~jnp.isfinite(loss), cap,
+                     jnp.minimum(loss, cap))
 
   def _val(self, opt: OptimizeeState, params: LREnvParams):
     """Loss and softmax predictions on the fixed validation subset."""
@@ -313,10 +350,34 @@ class LREnv:
                                     name="env.num_val_examples")
     logits, _ = self.task.apply(opt.params, opt.batch_stats, x)
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-    cap = self.task.divergence_loss
-    loss = jnp.where(opt.diverged | ~jnp.isfinite(loss), cap,
-                     jnp.minimum(loss, cap))
-    return loss, jax.nn.softmax(logits)
+    return self._cap(loss, opt), jax.nn.softmax(logits)
+
+  def _step_batch(self, opt: OptimizeeState):
+    """Loss and softmax of the batch the next inner step trains on, at
+    ``opt.params`` (that step's own forward pass, before its update)."""
+    x, y, dropout_key = self.task.next_batch(opt)
+    loss, (logits, _) = self.task.loss_and_logits(
+        opt.params, opt.batch_stats, x, y, train=True,
+        dropout_key=dropout_key)
+    return self._cap(loss, opt), jax.nn.softmax(logits)
+
+  def _measure(self, opt: OptimizeeState, params: LREnvParams,
+               window_loss: jax.Array):
+    """``(val_loss, predictions, train_loss)`` as ``params.protocol`` says.
+
+    ``window_loss`` is the train loss of the ``'window_mean'`` protocol.
+    """
+    proto = params.protocol
+    probe_loss = probe_probs = step_loss = step_probs = None
+    if proto.predictions == "val_probe" or proto.val_loss == "probe":
+      probe_loss, probe_probs = self._val(opt, params)
+    if proto.needs_step_batch:
+      step_loss, step_probs = self._step_batch(opt)
+    val_loss = (self.task.evaluate(opt, "val").loss
+                if proto.val_loss == "val_split" else probe_loss)
+    probs = step_probs if proto.predictions == "train_batch" else probe_probs
+    train_loss = step_loss if proto.train_loss == "step" else window_loss
+    return val_loss, probs, train_loss
 
   def _observe(self, state: LREnvState, params: LREnvParams, window,
                probs):
@@ -438,13 +499,19 @@ class LREnv:
                        "episode has num_decisions * steps_per_decision "
                        "steps.")
     opt = self.task.init(k_init, lr0)
-    val_loss, probs = self._val(opt, params)
-    # The train loss at reset is the one the first inner step reports (same
-    # batch, same params, train mode), i.e. what an optax loop has at its
-    # first update: lr_meta.optax.controlled then reproduces the episode's
-    # LRs exactly. The step itself is discarded.
-    _, first = self.task.train_step(opt, lr0)
-    train_loss = first.loss
+    self._check_protocol(params)
+    if params.protocol == xu_protocol.XuProtocol():
+      val_loss, probs = self._val(opt, params)
+      # The train loss at reset is the one the first inner step reports
+      # (same batch, same params, train mode), i.e. what an optax loop has
+      # at its first update: lr_meta.optax.controlled then reproduces the
+      # episode's LRs exactly. The step itself is discarded.
+      _, first = self.task.train_step(opt, lr0)
+      train_loss = first.loss
+    else:
+      # The step-batch loss is that same number (the first step's forward).
+      val_loss, probs, train_loss = self._measure(
+          opt, params, self._step_batch(opt)[0])
     if self.uses_scale_free:
       feat = scale_free_lib.scale_free_init(train_loss, val_loss)
     else:
@@ -457,8 +524,11 @@ class LREnv:
                        obs=jnp.zeros((self.observation_size,), jnp.float32),
                        terminated=jnp.bool_(False),
                        num_steps=jnp.asarray(num_steps, jnp.int32))
-    obs, feat = self._observe(state, params, scale_free_lib.window_init(),
-                              probs)
+    if params.protocol.first_observation == "ones":
+      obs = xu_protocol.ones_observation(self.observation_size)
+    else:
+      obs, feat = self._observe(state, params, scale_free_lib.window_init(),
+                                probs)
     return obs, state.replace(features=feat, obs=obs)
 
   def step(self, key: chex.PRNGKey, state: LREnvState, action: jax.Array,
@@ -469,7 +539,7 @@ class LREnv:
     lr = self.rule.update(state.lr, state.lr0, a).astype(jnp.float32)
     opt, stats, window, train_loss = self._run_window(state, lr, params)
     if self._needs_val(params):
-      val_loss, probs = self._val(opt, params)
+      val_loss, probs, train_loss = self._measure(opt, params, train_loss)
     else:
       val_loss, probs = state.val_loss, None
     features = state.features

@@ -11,6 +11,8 @@
   ``ACTION_RULES``) and the one observation builder shared by the
   environment and ``lr_meta.optax.controlled`` (``observation``:
   ``observe``, ``resolve_layers``).
+* What the Xu 2019 observation is fed and how its controller acts, lr_meta's
+  way or the official code's (``xu_protocol``: ``XuProtocol``).
 """
 
 # pylint: disable=g-importing-member
@@ -68,6 +70,7 @@ from lr_meta.features.weight_stats import PREV_LR_INDEX
 from lr_meta.features.weight_stats import STAT_NAMES
 from lr_meta.features.weight_stats import summary_statistics
 from lr_meta.features.weight_stats import weight_stats_features
+from lr_meta.features.xu_protocol import XuProtocol
 
 __all__ = [
     "ACTION_RULES", "ACTION_TYPES", "AGGREGATION_NAMES", "DYNAMICS_DECAY",
@@ -85,5 +88,5 @@ __all__ = [
     "resolve_layers", "running_stats_debiased", "running_stats_features",
     "running_stats_init", "running_stats_update", "RunningStats",
     "summary_statistics", "unwrap_params", "weight_feature_index",
-    "weight_stats_features",
+    "weight_stats_features", "XuProtocol",
 ]

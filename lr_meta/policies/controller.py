@@ -9,7 +9,9 @@ Supported (agent, action type) pairs:
 
 * PPO on ``'xu2019'`` (Xu, Dai, Kemp & Metz 2019, section 2.2): a Gaussian
   actor (MLP or LSTM); acting = the clipped mean, exactly the agent's
-  deterministic ``policy_fn``; LR update ``lr * ((a - 0.15) * 0.1 + 1)``
+  deterministic ``policy_fn`` (or, under ``spec.protocol.acting ==
+  'sample'``, a Gaussian sample clipped, as the official code acts, from a
+  key held in the carry: ``initial_carry(key=...)``); LR update ``lr * ((a - 0.15) * 0.1 + 1)``
   (``lr_meta.features.lr_actions.xu2019_lr_update``); observation = the 9
   dynamics features (``lr_meta.features.dynamics``), optionally with the run
   progress (``lr_meta.features.observation``).
@@ -55,6 +57,7 @@ from lr_meta.features import dynamics
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import scale_free
+from lr_meta.features import xu_protocol
 from lr_meta.policies import networks
 
 __all__ = [
@@ -119,6 +122,9 @@ class ControllerSpec:
     action_std: initial policy std (Gaussian networks; builds the params).
     learn_log_std: the actor has a learned ``log_std`` param.
     num_actions: discrete actions ('q_mlp').
+    protocol: what the 'xu2019' observation was fed in training and how the
+      controller acts (``lr_meta.features.xu_protocol.XuProtocol``; files
+      without it: the lr_meta default).
     agent: the agent that trained it ('ppo', 'dqn').
     description: free text (task, training budget, results).
     config: the training config as a plain dict.
@@ -143,6 +149,7 @@ class ControllerSpec:
   action_std: float = 0.1
   learn_log_std: bool = False
   num_actions: int = 2
+  protocol: xu_protocol.XuProtocol = xu_protocol.XuProtocol()
   agent: str = ""
   description: str = ""
   config: dict = dataclasses.field(default_factory=dict, compare=False,
@@ -175,6 +182,14 @@ class ControllerSpec:
       raise ValueError(f"spec.observation={self.observation!r} with "
                        f"action_type {self.action_type!r}; allowed: "
                        f"{allowed}.")
+    if not isinstance(self.protocol, xu_protocol.XuProtocol):
+      raise ValueError(f"spec.protocol={self.protocol!r}; allowed: a "
+                       "XuProtocol.")
+    if (self.protocol != xu_protocol.XuProtocol()
+        and self.action_type != "xu2019"):
+      raise ValueError(f"spec.protocol={self.protocol!r} with action_type "
+                       f"{self.action_type!r}; allowed: the default "
+                       "protocol (the others apply to 'xu2019').")
     if self.decision_schedule not in observation_lib.DECISION_SCHEDULES:
       raise ValueError(f"spec.decision_schedule={self.decision_schedule!r}; "
                        f"allowed: {observation_lib.DECISION_SCHEDULES}.")
@@ -236,6 +251,8 @@ class ControllerSpec:
                  "monitored_layer"):
       if name in d:
         d[name] = tuple(d[name])
+    if "protocol" in d:
+      d["protocol"] = xu_protocol.as_protocol(d["protocol"])
     return cls(**d).check()
 
 
@@ -276,23 +293,54 @@ class Controller:
   def network(self) -> nn.Module:
     return make_network(self.spec)
 
-  def initial_carry(self, batch_shape: Tuple[int, ...] = ()) -> Any:
-    """The recurrent carry at the start of a run (``()`` if feed-forward)."""
-    return networks.initial_carry(self.network, batch_shape)
+  @property
+  def samples(self) -> bool:
+    """Whether ``act`` samples (``spec.protocol.acting == 'sample'``)."""
+    return self.spec.protocol.samples
+
+  def initial_carry(self, batch_shape: Tuple[int, ...] = (),
+                    key: Optional[chex.PRNGKey] = None) -> Any:
+    """The carry at the start of a run.
+
+    The network's recurrent carry (``()`` if feed-forward); for a sampling
+    controller (``samples``) the pair ``(that carry, keys)`` with one key
+    per entry of ``batch_shape``, split from ``key``.
+
+    Raises:
+      ValueError: a sampling controller without ``key``.
+    """
+    carry = networks.initial_carry(self.network, batch_shape)
+    if not self.samples:
+      return carry
+    if key is None:
+      raise ValueError(
+          f"controller {self.spec.name!r} samples its actions (protocol "
+          "acting='sample'): pass initial_carry(..., key=<a PRNG key>).")
+    shape = tuple(batch_shape)
+    keys = jax.random.split(key, int(np.prod(shape, dtype=int)))
+    return carry, keys.reshape(shape + keys.shape[1:])
 
   def act(self, params: Any, obs: chex.Array, carry: Any = ()):
-    """Deterministic action of the trained policy: ``(action, carry)``.
+    """The trained policy's action: ``(action, carry)``.
 
     Gaussian actors: the mean clipped to the 'xu2019' bounds, shape
-    ``obs.shape[:-1] + (1,)`` (the PPO agent's ``policy_fn``). Q-networks:
-    the greedy action, int32 of shape ``obs.shape[:-1]``.
+    ``obs.shape[:-1] + (1,)`` (the PPO agent's ``policy_fn``); a sampling
+    controller (``samples``) clips ``mean + std * N(0, 1)`` drawn with the
+    carry's key and returns the next key in the carry. Q-networks: the
+    greedy action, int32 of shape ``obs.shape[:-1]``.
     """
     chex.assert_axis_dimension(obs, -1, self.spec.observation_size)
     net = self.network
     if self.spec.network == "q_mlp":
       q = net.apply(params, obs)
       return jnp.argmax(q, axis=-1).astype(jnp.int32), carry
-    mean, _, carry = net.apply(params, obs, carry)
+    keys = None
+    if self.samples:
+      carry, keys = carry
+    mean, log_std, carry = net.apply(params, obs, carry)
+    if keys is not None:
+      mean, keys = _gaussian_samples(keys, mean, jnp.exp(log_std))
+      carry = (carry, keys)
     rule = lr_actions.action_rule(self.spec.action_type)
     low = jnp.asarray(rule.low, jnp.float32)
     high = jnp.asarray(rule.high, jnp.float32)
@@ -308,6 +356,16 @@ class Controller:
   def policy(self, obs: chex.Array, carry: Any = ()):
     """``act`` with this controller's params: an ``act_fn`` for run_episode."""
     return self.act(self.params, obs, carry)
+
+
+def _gaussian_samples(keys: chex.Array, mean: chex.Array, std: chex.Array):
+  """``mean + std * N(0, 1)`` per key of ``keys`` (leading batch axes)."""
+  def one(key, mu, sigma):
+    key, sub = jax.random.split(key)
+    return mu + sigma * jax.random.normal(sub, mu.shape, mu.dtype), key
+  for _ in range(mean.ndim - 1):
+    one = jax.vmap(one)
+  return one(keys, mean, std)
 
 
 # ----------------------------------------------------------------------------

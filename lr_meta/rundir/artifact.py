@@ -51,6 +51,7 @@ def controller_from_training(config, env, env_params, agent_params, *,
       num_decisions=int(env_params.num_decisions),
       decision_schedule=str(env_params.decision_schedule),
       slope_decay=float(env_params.slope_decay),
+      protocol=env_params.protocol,
       agent=agent, description=description, config=config_dict(config))
   if agent == "ppo" and action_type in CONTINUOUS_PPO_ACTIONS:
     sub = config["ppo"]

@@ -12,16 +12,31 @@ dynamics features "the first/last dense kernel" by that order.
 
 from typing import Any, Callable, Sequence
 
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
 
 __all__ = [
-    "KNOWN_MODELS", "MLP", "MODELS", "get_model", "LeNet5", "ModuleDef",
-    "NOSConvNet", "ResNet18", "SmallCNN", "uses_batch_norm", "uses_dropout",
-    "WideResNet",
+    "KERNEL_INITS", "KNOWN_MODELS", "MLP", "MODELS", "get_model", "LeNet5",
+    "ModuleDef", "NOSConvNet", "ResNet18", "SmallCNN", "uses_batch_norm",
+    "uses_dropout", "WideResNet", "XuCNN",
 ]
 
 ModuleDef = Any
+
+# Kernel initialisers by name: Flax's default, and TF1 ``tf.layers``' default
+# (Glorot uniform), which the official code of Xu et al. 2019 trains from.
+KERNEL_INITS = {
+    "lecun_normal": nn.initializers.lecun_normal(),
+    "glorot_uniform": nn.initializers.glorot_uniform(),
+}
+
+
+def _kernel_init(name: str):
+  if name not in KERNEL_INITS:
+    raise ValueError(f"kernel_init={name!r}; allowed: {tuple(KERNEL_INITS)}.")
+  return KERNEL_INITS[name]
 
 
 def _batch_norm(train: bool, name: str) -> nn.BatchNorm:
@@ -31,17 +46,25 @@ def _batch_norm(train: bool, name: str) -> nn.BatchNorm:
 
 
 class MLP(nn.Module):
-  """Fully connected ReLU network on flattened inputs."""
+  """Fully connected ReLU network on flattened inputs.
+
+  ``kernel_init``: a name in ``KERNEL_INITS`` (biases start at zero either
+  way). ``'xu2019_mlp'`` is the official code's 784-128-10 MLP with TF1's
+  Glorot-uniform kernels.
+  """
   hidden_sizes: Sequence[int] = (128,)
   num_classes: int = 10
+  kernel_init: str = "lecun_normal"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train
+    init = _kernel_init(self.kernel_init)
     x = x.reshape((x.shape[0], -1))
     for i, width in enumerate(self.hidden_sizes):
-      x = nn.relu(nn.Dense(width, name=f"dense{i}")(x))
-    return nn.Dense(self.num_classes, name=f"dense{len(self.hidden_sizes)}")(x)
+      x = nn.relu(nn.Dense(width, kernel_init=init, name=f"dense{i}")(x))
+    return nn.Dense(self.num_classes, kernel_init=init,
+                    name=f"dense{len(self.hidden_sizes)}")(x)
 
 
 class LeNet5(nn.Module):
@@ -68,6 +91,32 @@ class LeNet5(nn.Module):
     x = nn.relu(nn.Dense(120, name="dense0")(x))
     x = nn.relu(nn.Dense(84, name="dense1")(x))
     return nn.Dense(self.num_classes, name="dense2")(x)
+
+
+class XuCNN(nn.Module):
+  """The 'cnn' trainee of Xu et al. 2019's official code (its "LeNet CNN").
+
+  conv 32@5x5 'same' - maxpool 2 - conv 64@5x5 'same' - maxpool 2 - dense
+  512 - dense classes, ReLU, TF1 ``tf.layers`` defaults (Glorot-uniform
+  kernels, zero biases). On 28x28x1 inputs: 1,663,370 parameters (the
+  flatten is 7*7*64 = 3136 wide); on 32x32x3: 2,156,490. The observed first
+  and last dense kernels are the code's ``w1`` (3136x512) and ``w2``
+  (512x10). ``kernel_init`` as in ``MLP``.
+  """
+  num_classes: int = 10
+  kernel_init: str = "glorot_uniform"
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    init = _kernel_init(self.kernel_init)
+    for i, filters in enumerate((32, 64)):
+      x = nn.relu(nn.Conv(filters, (5, 5), padding="SAME", kernel_init=init,
+                          name=f"conv{i}")(x))
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(512, kernel_init=init, name="dense0")(x))
+    return nn.Dense(self.num_classes, kernel_init=init, name="dense1")(x)
 
 
 class SmallCNN(nn.Module):
@@ -218,6 +267,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "nos_convnet": NOSConvNet,
     "resnet18": ResNet18,
     "wide_resnet": WideResNet,
+    # Xu et al. 2019's official trainees ('mlp' and 'cnn' of their code).
+    "xu2019_mlp": functools.partial(MLP, hidden_sizes=(128,),
+                                    kernel_init="glorot_uniform"),
+    "xu2019_cnn": XuCNN,
 }
 KNOWN_MODELS = tuple(MODELS)
 

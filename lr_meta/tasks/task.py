@@ -10,8 +10,12 @@ The learning rate reaches the optimizer through ``optax.inject_hyperparams``:
 ``train_step`` writes ``opt_state.hyperparams['learning_rate']`` before the
 update, which works inside ``jit`` without recompiling.
 
-Batches are gathered by index from the on-device training set (uniform with
-replacement, one fresh key per step), so no host round-trip happens per step.
+Batches are gathered by index from the on-device training set, so no host
+round-trip happens per step: ``batch_order='random'`` (default) draws them
+uniformly with replacement, one fresh key per step; ``'sequential'`` takes
+them in epoch order, batch ``t`` = examples ``t*B .. t*B + B - 1`` modulo the
+training set (``tf.data``'s ``repeat().batch(B)`` without shuffling, as Xu et
+al. 2019's official code feeds its trainee).
 """
 
 import functools
@@ -29,13 +33,14 @@ from lr_meta.tasks import datasets as datasets_lib
 from lr_meta.tasks import models as models_lib
 
 __all__ = [
-    "DEFAULT_DIVERGENCE_LOSS", "KNOWN_OPTIMIZERS", "OPTIMIZERS",
+    "BATCH_ORDERS", "DEFAULT_DIVERGENCE_LOSS", "KNOWN_OPTIMIZERS", "OPTIMIZERS",
     "cross_entropy", "DeviceData", "EvalMetrics", "evaluate_batch",
     "make_optimizer", "make_task", "OptimizeeState", "set_learning_rate",
     "StepMetrics", "Task",
 ]
 
 DEFAULT_DIVERGENCE_LOSS = 1e3
+BATCH_ORDERS = ("random", "sequential")
 
 
 def _momentum(learning_rate, momentum=0.9, nesterov=False):
@@ -130,6 +135,7 @@ class Task:
   eval_batch_size: int = flax.struct.field(pytree_node=False, default=1000)
   divergence_loss: float = flax.struct.field(
       pytree_node=False, default=DEFAULT_DIVERGENCE_LOSS)
+  batch_order: str = flax.struct.field(pytree_node=False, default="random")
 
   # -- model ---------------------------------------------------------------
 
@@ -185,6 +191,32 @@ class Task:
     idx = jax.random.randint(key, (self.batch_size,), 0,
                              self.data.x_train.shape[0])
     return self.data.x_train[idx], self.data.y_train[idx]
+
+  def sequential_batch(self, step: jax.Array):
+    """Batch ``step`` of the training set in epoch order (wrapping around)."""
+    n = self.data.x_train.shape[0]
+    # (step mod n) keeps the product below 2**31 for any step count.
+    start = (jnp.asarray(step, jnp.int32) % n) * self.batch_size
+    idx = (start + jnp.arange(self.batch_size)) % n
+    return self.data.x_train[idx], self.data.y_train[idx]
+
+  def next_batch(self, state: OptimizeeState):
+    """``(x, y, dropout_key)`` that the next ``train_step`` of ``state`` uses.
+
+    Lets an observer evaluate the step's own training batch before the step
+    (Xu et al. 2019 observe its softmax predictions and loss).
+    """
+    _, x, y, dropout_key = self._draw(state)
+    return x, y, dropout_key
+
+  def _draw(self, state: OptimizeeState):
+    """``(next key, x, y, dropout key)`` of the step taken from ``state``."""
+    key, batch_key, dropout_key = jax.random.split(state.key, 3)
+    if self.batch_order == "sequential":
+      x, y = self.sequential_batch(state.step)
+    else:
+      x, y = self.sample_batch(batch_key)
+    return key, x, y, dropout_key
 
   def train_step(self, state: OptimizeeState, learning_rate: jax.Array):
     """One SGD-style step at ``learning_rate``.
@@ -244,8 +276,9 @@ class Task:
     ``[log Var_i(grad_i . dw), log Var_i(f_i)]`` with ONE ``jax.jvp`` (the
     probe is passed in so that tasks, a lower layer, never import features).
 
-    Batches are drawn uniformly with replacement, so the first ``m``
-    examples are a uniform random sub-batch: a JVP over ``m < B`` examples
+    With ``batch_order='random'`` batches are drawn uniformly with
+    replacement, so the first ``m`` examples are a uniform random sub-batch
+    (in epoch order, the first ``m`` of the batch): a JVP over ``m < B`` examples
     costs ``m / B`` of the full one (``benchmarks/feature_cost.py``). Models
     with train-mode batch norm normalise the sub-batch with its own
     statistics, so the sub-batch losses then differ slightly from the
@@ -268,8 +301,7 @@ class Task:
 
   def _step(self, state, update, probe, probe_examples=None):
     """The shared body of every step method; ``update`` is an ``UpdateFn``."""
-    key, batch_key, dropout_key = jax.random.split(state.key, 3)
-    x, y = self.sample_batch(batch_key)
+    key, x, y, dropout_key = self._draw(state)
     grad_fn = jax.value_and_grad(self.loss_and_logits, has_aux=True)
     (loss, (logits, new_stats)), grads = grad_fn(
         state.params, state.batch_stats, x, y, train=True,
@@ -395,17 +427,22 @@ def make_task(dataset: str = "mnist1d",
               num_val_examples: Optional[int] = None,
               num_test_examples: Optional[int] = None,
               data_dir: Optional[str] = None,
-              divergence_loss: float = DEFAULT_DIVERGENCE_LOSS) -> Task:
+              divergence_loss: float = DEFAULT_DIVERGENCE_LOSS,
+              batch_order: str = "random") -> Task:
   """Builds a ``Task`` and puts its data on the default device.
 
   ``num_*_examples`` keep the first examples of each split (small slices for
   tests and CPU-sized experiments); ``None`` keeps the whole split.
+  ``batch_order`` is one of ``BATCH_ORDERS`` (see the module docstring).
 
   Raises:
     ValueError: a non-positive size, ``num_*_examples`` outside ``[1, the
-      split]``, or ``batch_size`` larger than the training examples kept
-      (checked before any data goes to the device).
+      split]``, ``batch_size`` larger than the training examples kept
+      (checked before any data goes to the device), or an unknown
+      ``batch_order``.
   """
+  if batch_order not in BATCH_ORDERS:
+    raise ValueError(f"batch_order={batch_order!r}; allowed: {BATCH_ORDERS}.")
   if batch_size <= 0:
     raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
   if eval_batch_size <= 0:
@@ -445,7 +482,8 @@ def make_task(dataset: str = "mnist1d",
       dataset_name=dataset,
       num_classes=ds.num_classes,
       eval_batch_size=int(eval_batch_size),
-      divergence_loss=float(divergence_loss))
+      divergence_loss=float(divergence_loss),
+      batch_order=batch_order)
 
 
 @functools.partial(jax.jit, static_argnames=("split", "num_examples"))

@@ -48,6 +48,18 @@ for every controller; only what it sets depends on the schedule (see
 ...)``, so the probe costs a forward pass at decisions only (and no softmax
 for a controller that does not observe predictions).
 
+A controller trained under another ``spec.protocol``
+(``lr_meta.features.xu_protocol``; e.g. the official code's) is fed as it
+was trained: ``protocol.predictions == 'train_batch'``: ``predictions`` is
+the softmax of THIS step's training batch (the forward pass the loss comes
+from; ``predictions_shape`` is then ``(batch size, classes)``);
+``protocol.val_loss == 'val_split'``: ``val_loss`` on the whole validation
+split; ``protocol.train_loss == 'step'``: this call's ``loss`` instead of
+the mean over the window; ``protocol.first_observation == 'ones'``: the
+first decision acts on an all-ones observation (the inputs of call 0 are
+not observed); ``protocol.acting == 'sample'``: actions are Gaussian
+samples drawn from ``fold_in(key, 1)``, reproducible given ``key``.
+
 A decision whose observation (or the LR it gives) is not finite, e.g. from
 NaN predictions or a NaN loss, is skipped: the feature EMAs, the
 controller's carry, the LR and ``obs`` stay as they were, and
@@ -84,6 +96,7 @@ from lr_meta.features import dynamics
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
 from lr_meta.features import scale_free
+from lr_meta.features import xu_protocol
 from lr_meta.policies import controller as controller_lib
 
 __all__ = [
@@ -385,7 +398,8 @@ def controlled(
     monitored_layer: layer of the weight statistics ('fu2016'); default: the
       last conv layer, else the last dense layer (as ``LREnv``).
     key: PRNG key of the initial "previous predictions" noise (U[0, 1), as in
-      training); default ``jax.random.PRNGKey(0)``.
+      training) and, for a sampling controller, of its actions
+      (``fold_in(key, 1)``); default ``jax.random.PRNGKey(0)``.
     num_decisions: the decisions of the whole run, instead of
       ``num_steps`` (not both; 'every' controllers only, a 'fraction'
       controller takes its spec's D); for 'dynamics+progress' controllers
@@ -452,6 +466,8 @@ def controlled(
   if key is None:
     key = jax.random.PRNGKey(0)
 
+  protocol = spec.protocol
+
   def decision_call(t):
     """The ``count`` at which decision ``t`` is taken."""
     if fraction:
@@ -487,7 +503,9 @@ def controlled(
     zero = jnp.zeros([], jnp.int32)
     return ControlledState(
         base_state=base_state, features=features,
-        carry=controller.initial_carry(), lr=lr0, lr0=lr0, count=zero,
+        carry=(controller.initial_carry(key=jax.random.fold_in(key, 1))
+               if controller.samples else controller.initial_carry()),
+        lr=lr0, lr0=lr0, count=zero,
         losses=jnp.zeros((every,), jnp.float32),
         obs=jnp.zeros((spec.observation_size,), jnp.float32),
         skipped_decisions=zero, window=scale_free.window_init(),
@@ -518,26 +536,39 @@ def controlled(
 
     old = (state.features, state.carry, state.lr, state.obs)
 
-    def decide(_):
+    def observe():
       window = state.window
-      if fraction:
-        mean = window.loss_sum / jnp.maximum(window.count, 1).astype(
-            jnp.float32)
+      if protocol.train_loss == "step":
+        train_loss = loss
       else:
-        mean = jnp.mean(state.losses)
-      train_loss = jnp.where(first, loss, mean)
+        if fraction:
+          mean = window.loss_sum / jnp.maximum(window.count, 1).astype(
+              jnp.float32)
+        else:
+          mean = jnp.mean(state.losses)
+        train_loss = jnp.where(first, loss, mean)
       features = state.features
       if parts.scale_free:
         features = jax.tree.map(
             lambda a, b: jnp.where(first, a, b),
             scale_free.scale_free_init(
                 loss, loss if val_loss is None else val_loss), features)
-      obs, features = observation_lib.observe(
+      return observation_lib.observe(
           config(params), params=params, lr=state.lr, train_loss=train_loss,
           val_loss=train_loss if val_loss is None and parts.scale_free
           else val_loss, predictions=predictions, dynamics_state=features,
           decisions_taken=state.decisions, lr0=state.lr0,
           scale_free_state=features, window=window)
+
+    def decide(_):
+      if protocol.first_observation == "ones":
+        obs, features = jax.lax.cond(
+            state.count == 0,
+            lambda: (xu_protocol.ones_observation(spec.observation_size),
+                     state.features),
+            observe)
+      else:
+        obs, features = observe()
       action, carry = controller.act(controller.params, obs, state.carry)
       lr = controller.next_lr(state.lr, state.lr0, action)
       if parts.scale_free:
