@@ -21,7 +21,8 @@ whoever runs it; random draws inside a jitted program are partitionable,
 ``jax_threefry_partitionable``), and gathering restores the original order.
 
 ``broadcast_from_main`` and ``broadcast_json`` send what only process 0
-read (a checkpoint, a run cache) to every process; ``local_copy`` turns
+read (a checkpoint, a run cache) to every process; ``gather_json`` collects
+every process's records (benchmark runs); ``local_copy`` turns
 replicated global arrays into host numpy arrays for process-local work
 (evaluation, files). A process-local computation must never take a global
 array: JAX would run it on every process's devices.
@@ -38,7 +39,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "POPULATION_AXIS", "broadcast_from_main", "broadcast_json",
-    "gather_rows", "global_mesh", "local_copy", "local_mesh", "map_rows",
+    "gather_json", "gather_rows", "global_mesh", "local_copy", "local_mesh", "map_rows",
     "process_rows", "replicate", "shard_population", "spans_processes",
 ]
 
@@ -223,18 +224,40 @@ def broadcast_from_main(tree: Any) -> Any:
   return multihost_utils.broadcast_one_to_all(jax.tree.map(np.asarray, tree))
 
 
+def _json_to_bytes(obj: Any) -> np.ndarray:
+  return np.frombuffer(json.dumps(obj).encode(), np.uint8)
+
+
+def _bytes_to_json(data: np.ndarray) -> Any:
+  return json.loads(np.asarray(data, np.uint8).tobytes().decode())
+
+
+def _padded(data: np.ndarray, size: int) -> np.ndarray:
+  out = np.zeros((size,), np.uint8)
+  out[:data.size] = data
+  return out
+
+
 def broadcast_json(obj: Any) -> Any:
   """Process 0's JSON-able ``obj`` on every process (others pass anything)."""
   if jax.process_count() == 1:
     return obj
   main = jax.process_index() == 0
-  data = np.frombuffer(json.dumps(obj).encode(), np.uint8) if main else (
-      np.zeros((0,), np.uint8))
+  data = _json_to_bytes(obj) if main else np.zeros((0,), np.uint8)
   size = int(multihost_utils.broadcast_one_to_all(np.int64(data.size)))
-  padded = np.zeros((size,), np.uint8)
-  padded[:data.size] = data
-  data = multihost_utils.broadcast_one_to_all(padded)
-  return json.loads(np.asarray(data, np.uint8).tobytes().decode())
+  return _bytes_to_json(
+      multihost_utils.broadcast_one_to_all(_padded(data, size)))
+
+
+def gather_json(obj: Any) -> list:
+  """Every process's JSON-able ``obj``, in process order, on every process."""
+  if jax.process_count() == 1:
+    return [obj]
+  data = _json_to_bytes(obj)
+  sizes = np.asarray(multihost_utils.process_allgather(np.int64(data.size)))
+  blocks = np.asarray(multihost_utils.process_allgather(
+      _padded(data, int(sizes.max()))))
+  return [_bytes_to_json(block[:n]) for block, n in zip(blocks, sizes)]
 
 
 def local_copy(tree: Any) -> Any:
