@@ -13,8 +13,8 @@ The launch convention of every long-running script (absl flags)::
   --coordinator_address=HOST:PORT --num_processes=P --process_id=I
       one process of a P-process job (run the same command on each host);
   --num_processes=P alone
-      the local launcher (``launcher.launch``): spawns and supervises P processes of
-      the same command on this machine;
+      the local launcher (``launcher.launch``): spawns and supervises P
+      processes of the same command on this machine;
   none of them
       JAX's cluster auto-detection (SLURM, Open MPI, Cloud TPU, ...), or a
       single process when no cluster is detected.

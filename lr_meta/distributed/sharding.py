@@ -22,10 +22,10 @@ whoever runs it; random draws inside a jitted program are partitionable,
 
 ``broadcast_from_main`` and ``broadcast_json`` send what only process 0
 read (a checkpoint, a run cache) to every process; ``gather_json`` collects
-every process's records (benchmark runs); ``local_copy`` turns
-replicated global arrays into host numpy arrays for process-local work
-(evaluation, files). A process-local computation must never take a global
-array: JAX would run it on every process's devices.
+every process's records (benchmark runs); ``host_copy`` turns global
+arrays into host numpy arrays for process-local work (evaluation, files).
+A process-local computation must never take a global array: JAX would run
+it on every process's devices.
 """
 
 import json
@@ -39,8 +39,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "POPULATION_AXIS", "broadcast_from_main", "broadcast_json",
-    "gather_json", "gather_rows", "global_mesh", "local_copy", "local_mesh", "map_rows",
-    "process_rows", "replicate", "shard_population", "spans_processes",
+    "gather_json", "gather_rows", "global_mesh", "host_copy", "local_mesh",
+    "map_rows", "process_rows", "replicate", "shard_population",
+    "spans_processes",
 ]
 
 POPULATION_AXIS = "pop"
@@ -260,24 +261,21 @@ def gather_json(obj: Any) -> list:
   return [_bytes_to_json(block[:n]) for block, n in zip(blocks, sizes)]
 
 
-def local_copy(tree: Any) -> Any:
-  """Host numpy copies of replicated (or process-local) arrays.
+def host_copy(tree: Any) -> Any:
+  """Host numpy copies of what a multi-process program computed.
 
-  For process-local work on what a multi-process program computed: a
-  replicated global array is read from this process's own copy. PRNG key
-  arrays become their raw key data.
-
-  Raises:
-    ValueError: a leaf is split over several processes (gather it first).
+  A replicated global array is read from this process's own copy; an array
+  split over processes (e.g. DQN's episode states) is all-gathered, so
+  every process must call this with the same tree. Process-local arrays are
+  copied as they are; PRNG key arrays become their raw key data. For
+  process-local work on the results (evaluation, files).
   """
   def copy(x):
     if _is_key(x):
       x = jax.random.key_data(x)
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
-      if not x.is_fully_replicated:
-        raise ValueError(f"an array of shape {x.shape} is split over "
-                         f"processes ({x.sharding}); allowed: replicated "
-                         "arrays (replicate or gather_rows first).")
-      return np.asarray(x.addressable_data(0))
+      if x.is_fully_replicated:
+        return np.asarray(x.addressable_data(0))
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
   return jax.tree.map(copy, tree)
