@@ -31,6 +31,7 @@ from lr_meta.distributed.sharding import gather_json
 from lr_meta.distributed.sharding import gather_rows
 from lr_meta.distributed.sharding import global_mesh
 from lr_meta.distributed.sharding import host_copy
+from lr_meta.distributed.sharding import job_mesh
 from lr_meta.distributed.sharding import local_mesh
 from lr_meta.distributed.sharding import map_rows
 from lr_meta.distributed.sharding import POPULATION_AXIS
@@ -43,7 +44,7 @@ __all__ = [
     "POPULATION_AXIS", "RuntimeConfig", "broadcast_from_main",
     "broadcast_json", "config_from_flags", "define_flags", "free_port",
     "gather_json", "gather_rows", "global_mesh", "host_copy", "initialize",
-    "initialize_or_launch", "is_main_process", "launch", "local_mesh",
-    "map_rows", "process_rows", "replicate", "shard_population",
+    "initialize_or_launch", "is_main_process", "job_mesh", "launch",
+    "local_mesh", "map_rows", "process_rows", "replicate", "shard_population",
     "spans_processes",
 ]

@@ -39,8 +39,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "POPULATION_AXIS", "broadcast_from_main", "broadcast_json",
-    "gather_json", "gather_rows", "global_mesh", "host_copy", "local_mesh",
-    "map_rows", "process_rows", "replicate", "shard_population",
+    "gather_json", "gather_rows", "global_mesh", "host_copy", "job_mesh",
+    "local_mesh", "map_rows", "process_rows", "replicate", "shard_population",
     "spans_processes",
 ]
 
@@ -55,6 +55,15 @@ def global_mesh(axis_name: str = POPULATION_AXIS) -> Mesh:
   """
   return Mesh(np.asarray(jax.devices()), (axis_name,),
               axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def job_mesh() -> Optional[Mesh]:
+  """``global_mesh()`` in a multi-process job, None in a single process.
+
+  What the scripts pass as ``mesh=``: a single process keeps its
+  populations on its default device, exactly as without this module.
+  """
+  return global_mesh() if jax.process_count() > 1 else None
 
 
 def _processes(mesh: Mesh) -> list[int]:
