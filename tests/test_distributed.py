@@ -61,6 +61,7 @@ def test_flags_parse_into_config():
   from absl import flags  # pylint: disable=g-import-not-at-top
   fv = flags.FlagValues()
   distributed.define_flags(fv)
+  distributed.define_flags(fv)   # a second script in the same process
   fv(["prog", "--coordinator_address=h0:8476", "--num_processes=4",
       "--process_id=3", "--heartbeat_timeout=7"])
   config = distributed.config_from_flags(fv)

@@ -111,11 +111,16 @@ class RuntimeConfig:
 def define_flags(flag_values=None) -> None:
   """Defines the launch flags (module docstring) in ``flag_values``.
 
+  Defining them again is a no-op: several scripts loaded into one process
+  (tests) share them.
+
   Args:
     flag_values: an ``absl.flags.FlagValues`` (default: ``absl.flags.FLAGS``).
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
   fv = flags.FLAGS if flag_values is None else flag_values
+  if "coordinator_address" in fv:
+    return
   defaults = RuntimeConfig()
   flags.DEFINE_string(
       "coordinator_address", None, "host:port of process 0's coordinator "
