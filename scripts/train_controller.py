@@ -104,16 +104,25 @@ class Watch:
                strategy=None):
     self.config, self.env, self.env_params = config, env, env_params
     self.agent, self.strategy = agent, strategy
-    self.writer = None
-    if not distributed.is_main_process():   # process 0 alone writes
-      return
-    try:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      self.writer = None
-    else:
-      self.writer = tensorboardX.SummaryWriter(
-          os.path.join(workdir, rundir.TENSORBOARD_DIR))
+    self._logdir = os.path.join(workdir, rundir.TENSORBOARD_DIR)
+    self._opened = False
+    self._writer = None
+
+  @property
+  def writer(self):
+    """The SummaryWriter, opened on first use: only once the run holds its
+    workdir's lock (a refused second process must not touch the workdir),
+    on process 0 alone, and only with tensorboardX installed."""
+    if not self._opened:
+      self._opened = True
+      if distributed.is_main_process():
+        try:
+          import tensorboardX  # pylint: disable=g-import-not-at-top
+        except ImportError:
+          pass
+        else:
+          self._writer = tensorboardX.SummaryWriter(self._logdir)
+    return self._writer
 
   def scalars(self, iteration: int, scalars: dict):
     if self.writer is not None:
@@ -162,8 +171,8 @@ class Watch:
     self.writer.add_hparams(_hparams(self.config), metrics, name="hparams")
 
   def close(self):
-    if self.writer is not None:
-      self.writer.close()
+    if self._writer is not None:   # never opens one just to close it
+      self._writer.close()
 
 
 def train(config, workdir, agent, log=print, allow_changes=(), watch=None,
