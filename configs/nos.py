@@ -35,7 +35,6 @@ def get_config():
   config.num_iterations = 40
   config.checkpoint_every = 5
   config.leaderboard_size = 10
-  config.distributed = False       # True: jax.distributed.initialize() first
   config.space = ml_collections.ConfigDict(dict(
       num_groups=2, operands=OPERANDS, unary=UNARY, binary=BINARY,
       distinct_operands=True, no_final_add=True, reuse_previous=True))

@@ -49,7 +49,7 @@ class AgentKind(NamedTuple):
   """How one agent kind is built from a config."""
   action_type: str                  # the LREnv action type it needs
   config_class: type                # the agent's config dataclass
-  make: Callable[..., Any]          # (agent config, env, env_params) -> agent
+  make: Callable[..., Any]          # (agent config, env, env_params, mesh=) -> agent
   policy_params: Callable[[Any], Any]   # learner state -> policy params
 
 
@@ -194,12 +194,14 @@ def build_family_envs(config, env_params, data_dir: Optional[str] = None):
 
 
 def make_agent(config, env, env_params, strategy,
-               data_dir: Optional[str] = None):
+               data_dir: Optional[str] = None,
+               mesh: Optional[jax.sharding.Mesh] = None):
   """The agent of ``config.agent``; config errors name ``config.<agent>``.
 
   With ``config.task_family`` the agent (REPS) trains over the family's
   members (``reps.make_reps_over_tasks``; ``env`` is then only the held-out
-  evaluation task) and ``data_dir`` locates the family's data set.
+  evaluation task) and ``data_dir`` locates the family's data set. ``mesh``
+  shards the agent's population (``lr_meta.distributed.global_mesh()``).
   """
   kind = config.agent
   sub = dict(config[kind])
@@ -210,8 +212,9 @@ def make_agent(config, env, env_params, strategy,
   try:
     agent_config = AGENTS[kind].config_class(**sub)
     if uses_task_family(config):
-      return reps_lib.make_reps_over_tasks(agent_config, envs, member_params)
-    return AGENTS[kind].make(agent_config, env, env_params)
+      return reps_lib.make_reps_over_tasks(agent_config, envs, member_params,
+                                           mesh=mesh)
+    return AGENTS[kind].make(agent_config, env, env_params, mesh=mesh)
   except (ValueError, TypeError) as e:
     raise ValueError(f"config.{kind}: {e}") from e
 

@@ -14,6 +14,10 @@ the same command after a kill continues where it stopped.
 --methods takes names and the groups all, tuned, self_tuning, plus
 controller:<pretrained name or .msgpack path>; --workloads restricts the
 suite. Unknown names are errors that list the known ones.
+
+Many processes (``lr_meta.distributed``: ``--num_processes=P`` alone tries P
+local ones; ``--coordinator_address --num_processes --process_id`` on each
+host) split the runs of every phase; process 0 alone writes --outdir.
 """
 
 import sys
@@ -22,6 +26,7 @@ from absl import app
 from absl import flags
 
 from lr_meta import benchmark
+from lr_meta import distributed
 
 _SUITE = flags.DEFINE_string(
     "suite", "tiny", f"Suite: one of {', '.join(benchmark.KNOWN_SUITES)}.")
@@ -47,6 +52,7 @@ _MAX_BATCH = flags.DEFINE_integer(
 _PROGRESS_INTERVAL = flags.DEFINE_float(
     "progress_interval", 30.0, "Seconds between progress lines when stdout "
     "is not a terminal.")
+distributed.define_flags()
 
 
 def main(argv):
@@ -56,18 +62,22 @@ def main(argv):
     benchmark.resolve_methods(_METHODS.value)
   except ValueError as e:
     sys.exit(f"error: {e}")
+  distributed.initialize_or_launch(distributed.config_from_flags())
   command = " ".join(["python", "scripts/benchmark.py"] + [
-      a for a in sys.argv[1:] if not a.startswith("--data_dir")])
+      a for a in sys.argv[1:]
+      if not a.startswith(("--data_dir", "--coordinator_address",
+                           "--process_id"))])
   results = benchmark.run_suite(
       _SUITE.value, _METHODS.value, num_seeds=_NUM_SEEDS.value,
       outdir=_OUTDIR.value, workloads=_WORKLOADS.value,
       data_dir=_DATA_DIR.value, strategy=_STRATEGY.value,
       batch_mode=_BATCH_MODE.value, max_batch=_MAX_BATCH.value,
-      command=command,
-      progress_interval=_PROGRESS_INTERVAL.value)
+      command=command, progress_interval=_PROGRESS_INTERVAL.value,
+      mesh=distributed.job_mesh())
   session = results["cost"]["session"]
-  print(f"Wrote {_OUTDIR.value}/leaderboard.md, results.json, profile.png, "
-        f"curves/ ({session['wall_s']:.0f} s).")
+  if distributed.is_main_process():
+    print(f"Wrote {_OUTDIR.value}/leaderboard.md, results.json, profile.png, "
+          f"curves/ ({session['wall_s']:.0f} s).")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ Writes to --outdir (``lr_meta.evaluation.write``, also what the main job
 table), results.json (per-seed numbers, wall time), schedule.png (learned LR
 per decision vs the baselines' schedules), val_loss.png (validation loss
 against steps, mean and std over seeds).
+
+Takes the launch flags of ``lr_meta.distributed``; in a multi-process job
+every process evaluates everything (the evaluation is not split yet) and
+process 0 alone writes --outdir and the baseline cache.
 """
 
 import functools
@@ -44,6 +48,7 @@ import numpy as np
 
 from lr_meta import baselines
 from lr_meta import config as config_lib
+from lr_meta import distributed
 from lr_meta import evaluation
 from lr_meta import rundir
 
@@ -67,6 +72,7 @@ _BASELINES = flags.DEFINE_multi_string(
 _BASELINE_CACHE = flags.DEFINE_string(
     "baseline_cache", None, "Directory memoising baseline outcomes across "
     "evaluations of controllers on the same task.")
+distributed.define_flags()
 
 
 def cached_baseline(cache_dir, key: dict, compute):
@@ -94,6 +100,8 @@ def cached_baseline(cache_dir, key: dict, compute):
                                       specs.index(spec))
     return swept, res
   swept, res = compute()
+  if not distributed.is_main_process():
+    return swept, res
   os.makedirs(cache_dir, exist_ok=True)
   grid = [sp.label() for sp in swept.specs] if swept else [res.spec.label()]
   np.savez(path, spec=res.spec.label(), test_loss=res.test_loss,
@@ -114,6 +122,8 @@ def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
   ev = evaluation.evaluate(
       workdir, eval_config, data_dir, num_candidates, selection_seeds,
       cached=functools.partial(cached_baseline, baseline_cache), log=log)
+  if not distributed.is_main_process():
+    return evaluation.markdown(ev)
   return evaluation.write(ev, outdir)
 
 
@@ -122,6 +132,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)   # orbax logs every read at INFO
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required.")
+  distributed.initialize_or_launch(distributed.config_from_flags())
   config = _CONFIG.value
   if _BASELINES.value is not None:
     config = config or rundir.read_config(_WORKDIR.value)

@@ -4,7 +4,9 @@
       --outdir runs/baselines
 
 Prints a Markdown table (test loss / accuracy, mean (std) over seeds) and
-writes results.md, curves.csv and curves.png to --outdir.
+writes results.md, curves.csv and curves.png to --outdir. Many processes
+(``lr_meta.distributed``: ``--num_processes=P`` alone tries P local ones)
+split every grid and every set of seeds; process 0 alone writes --outdir.
 """
 
 import csv
@@ -18,6 +20,7 @@ import numpy as np
 
 from lr_meta import baselines
 from lr_meta import config as config_lib
+from lr_meta import distributed
 from lr_meta import tasks
 
 _CONFIG = config_lib.DEFINE_config_file("config", None,
@@ -25,6 +28,7 @@ _CONFIG = config_lib.DEFINE_config_file("config", None,
 _OUTDIR = flags.DEFINE_string("outdir", "runs/baselines", "Output directory.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
+distributed.define_flags()
 
 # The fields of a baseline config (configs/baselines_fmnist_lenet.py).
 FIELDS = ("task", "num_steps", "eval_every", "num_val_examples", "baselines",
@@ -41,12 +45,15 @@ def check_config(config):
 
 def main(argv):
   del argv
+  distributed.initialize_or_launch(distributed.config_from_flags())
   config = _CONFIG.value
   check_config(config)
-  os.makedirs(_OUTDIR.value, exist_ok=True)
+  if distributed.is_main_process():
+    os.makedirs(_OUTDIR.value, exist_ok=True)
   run_kw = dict(eval_every=config.eval_every, strategy=config.strategy or None,
                 batch_mode=config.batch_mode or None,
-                num_val_examples=config.num_val_examples)
+                num_val_examples=config.num_val_examples,
+                mesh=distributed.job_mesh())
   rows, results = [], []
   for text in config.baselines:
     t0 = time.time()
@@ -78,9 +85,10 @@ def main(argv):
   if any(r.diverged.any() for r in results):
     table += "\n\n" + baselines.DIVERGED_NOTE
   print(table)
-  with open(os.path.join(_OUTDIR.value, "results.md"), "w") as f:
-    f.write(table + "\n")
-  _write_curves(results, config, _OUTDIR.value)
+  if distributed.is_main_process():
+    with open(os.path.join(_OUTDIR.value, "results.md"), "w") as f:
+      f.write(table + "\n")
+    _write_curves(results, config, _OUTDIR.value)
 
 
 def _write_curves(results, config, outdir):

@@ -19,10 +19,11 @@ fallback to the newest intact one). It holds:
                       Adam, RMSProp, PowerSign, AddSign (same sweep+training).
 
 Multi-device: ``config.scoring.batch_mode = 'sharded'`` shards the rules x
-learning rates over every device (``jax.devices()``); with
-``config.distributed = True`` the script first calls
-``jax.distributed.initialize()`` (coordinator from the environment, e.g.
-SLURM / TPU pods) so the mesh spans all hosts.
+learning rates over every device (``jax.devices()``). Many processes
+(``lr_meta.distributed``: ``--num_processes=P`` alone tries P local ones;
+``--coordinator_address --num_processes --process_id`` on each host, or a
+cluster JAX detects) split every batch of runs between them and make the
+same controller updates; process 0 alone writes the workdir.
 """
 
 import os
@@ -35,6 +36,7 @@ import numpy as np
 
 from lr_meta import baselines
 from lr_meta import config as config_lib
+from lr_meta import distributed
 from lr_meta import progress as progress_lib
 from lr_meta import rundir
 from lr_meta import seeds
@@ -49,6 +51,7 @@ _DATA_DIR = flags.DEFINE_string(
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_change", [], "Config fields a resume may change, of "
     f"{rundir.SAFE_CHANGES} (e.g. num_iterations to search longer).")
+distributed.define_flags()
 
 
 def _plain(value):
@@ -66,7 +69,7 @@ def build_search(config, data_dir=None) -> search_lib.Search:
   """Search space, scorer and PPO config from a ConfigDict."""
   space = controller_lib.make_search_space(**_plain(config.space))
   scoring = _plain(config.scoring)
-  mesh = None
+  mesh = distributed.job_mesh()
   if scoring.get("batch_mode") == "sharded":
     from lr_meta import tasks  # pylint: disable=g-import-not-at-top
     mesh = tasks.run_mesh()
@@ -87,8 +90,6 @@ def run_search(config, workdir, data_dir=None, log=print, allow_changes=()):
     lr_meta.rundir.RunError: the workdir is busy, holds another search, has
       no intact checkpoint, or an iteration made the controller non-finite.
   """
-  if config.distributed:
-    jax.distributed.initialize()
   with rundir.Run(workdir, config, allow_changes=allow_changes,
                   log=log) as run:
     search = build_search(config, data_dir)
@@ -115,10 +116,12 @@ def run_search(config, workdir, data_dir=None, log=print, allow_changes=()):
       if ((it + 1) % config.checkpoint_every == 0
           or it + 1 == config.num_iterations):
         run.save(it + 1, state, state.params, data={"cache": search.cache})
-        write_curve(workdir, search.history, task_text)
+        if run.writes:
+          write_curve(workdir, search.history, task_text)
     progress.close()
-    write_curve(workdir, search.history, task_text)
-    write_leaderboard(workdir, search, config.leaderboard_size)
+    if run.writes:
+      write_curve(workdir, search.history, task_text)
+      write_leaderboard(workdir, search, config.leaderboard_size)
   return search, state
 
 
@@ -226,9 +229,10 @@ def compare(config, search, workdir, data_dir=None, log=print):
   rewards = np.stack([s.reward for s in scores], 1)
   diverged = np.stack([s.diverged for s in scores], 1)
   text = comparison_markdown(names, rules, rewards, diverged)
-  with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write("# Found rules vs hand-designed rules (fresh seeds)\n\n"
-            + text + "\n")
+  if distributed.is_main_process():
+    with open(os.path.join(workdir, "comparison.md"), "w") as f:
+      f.write("# Found rules vs hand-designed rules (fresh seeds)\n\n"
+              + text + "\n")
   log(text)
   return dict(zip(names, rewards.mean(1)))
 
@@ -238,13 +242,15 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   if _WORKDIR.value is None:
     raise app.UsageError("--workdir is required")
+  distributed.initialize_or_launch(distributed.config_from_flags())
   config = _CONFIG.value
   try:
     search, _ = run_search(config, _WORKDIR.value, _DATA_DIR.value,
                            allow_changes=tuple(_ALLOW_CHANGE.value))
   except rundir.RunError as e:
     raise SystemExit(f"search_optimizer: {e}") from None
-  print(open(os.path.join(_WORKDIR.value, "leaderboard.md")).read())
+  if distributed.is_main_process():
+    print(open(os.path.join(_WORKDIR.value, "leaderboard.md")).read())
   if config.compare.num_seeds > 0:
     compare(config, search, _WORKDIR.value, _DATA_DIR.value)
 

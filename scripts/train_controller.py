@@ -26,6 +26,10 @@ longer (the fields that may change: ``lr_meta.rundir.SAFE_CHANGES``). A
 second process on a busy workdir, a changed config, a workdir whose
 checkpoints vanished or are all corrupted, and a training iteration that
 makes the controller non-finite stop the script with one line naming why.
+
+Many processes (``lr_meta.distributed``: ``--num_processes=P`` alone tries P
+local ones; ``--coordinator_address --num_processes --process_id`` on each
+host) share the episode population; process 0 alone writes the workdir.
 """
 
 import json
@@ -39,6 +43,7 @@ import jax
 import numpy as np
 
 from lr_meta import config as config_lib
+from lr_meta import distributed
 from lr_meta import evaluation
 from lr_meta import experiment
 from lr_meta import plotting
@@ -54,9 +59,11 @@ _DATA_DIR = flags.DEFINE_string(
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_change", [], "Config fields a resume may change, of "
     f"{rundir.SAFE_CHANGES} (e.g. num_iterations to train longer).")
+distributed.define_flags()
 
 
 def _scalar_metrics(metrics):
+  metrics = distributed.host_copy(metrics)
   return {k: float(np.asarray(v)) for k, v in metrics.items()
           if np.asarray(v).size == 1}
 
@@ -97,13 +104,25 @@ class Watch:
                strategy=None):
     self.config, self.env, self.env_params = config, env, env_params
     self.agent, self.strategy = agent, strategy
-    try:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      self.writer = None
-    else:
-      self.writer = tensorboardX.SummaryWriter(
-          os.path.join(workdir, rundir.TENSORBOARD_DIR))
+    self._logdir = os.path.join(workdir, rundir.TENSORBOARD_DIR)
+    self._opened = False
+    self._writer = None
+
+  @property
+  def writer(self):
+    """The SummaryWriter, opened on first use: only once the run holds its
+    workdir's lock (a refused second process must not touch the workdir),
+    on process 0 alone, and only with tensorboardX installed."""
+    if not self._opened:
+      self._opened = True
+      if distributed.is_main_process():
+        try:
+          import tensorboardX  # pylint: disable=g-import-not-at-top
+        except ImportError:
+          pass
+        else:
+          self._writer = tensorboardX.SummaryWriter(self._logdir)
+    return self._writer
 
   def scalars(self, iteration: int, scalars: dict):
     if self.writer is not None:
@@ -152,8 +171,8 @@ class Watch:
     self.writer.add_hparams(_hparams(self.config), metrics, name="hparams")
 
   def close(self):
-    if self.writer is not None:
-      self.writer.close()
+    if self._writer is not None:   # never opens one just to close it
+      self._writer.close()
 
 
 def train(config, workdir, agent, log=print, allow_changes=(), watch=None,
@@ -212,7 +231,8 @@ def run(config, workdir, data_dir=None, log=print, allow_changes=(),
     The Markdown results table.
   """
   _, env, env_params, strategy = experiment.build(config, data_dir)
-  agent = experiment.make_agent(config, env, env_params, strategy, data_dir)
+  agent = experiment.make_agent(config, env, env_params, strategy, data_dir,
+                               mesh=distributed.job_mesh())
   # The deterministic controller as evaluation runs it (a REPS task family
   # only shapes training).
   watch = Watch(workdir, config, env, env_params, experiment.evaluation_agent(
@@ -222,14 +242,20 @@ def run(config, workdir, data_dir=None, log=print, allow_changes=(),
     state = train(config, workdir, agent, log=log,
                   allow_changes=allow_changes, watch=watch, stream=stream)
     log(f"Training took {time.time() - t0:.1f} s.")
-    rundir.write_training_artifact(
-        workdir, config, env, env_params,
-        experiment.policy_params(config, state), log=log)
+    # Evaluation is process-local: every process computes the same table
+    # (it reads the workdir: one machine or a shared file system).
+    state = distributed.host_copy(state)
+    if distributed.is_main_process():
+      rundir.write_training_artifact(
+          workdir, config, env, env_params,
+          experiment.policy_params(config, state), log=log)
     ev = evaluation.evaluate(workdir, data_dir=data_dir, log=log)
     outdir = os.path.join(workdir, rundir.EVAL_DIR)
-    table = evaluation.write(ev, outdir)
-    with open(os.path.join(workdir, rundir.RESULTS_FILE), "w") as f:
-      f.write(table)
+    table = evaluation.markdown(ev)
+    if distributed.is_main_process():
+      table = evaluation.write(ev, outdir)
+      with open(os.path.join(workdir, rundir.RESULTS_FILE), "w") as f:
+        f.write(table)
     log(f"Evaluation took {ev.wall_s:.0f} s.")
     watch.evaluation(ev, table, outdir)
   finally:
@@ -242,6 +268,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("--config and --workdir are required.")
+  distributed.initialize_or_launch(distributed.config_from_flags())
   t0 = time.time()
   try:
     table = run(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value,

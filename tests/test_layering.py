@@ -29,6 +29,7 @@ LAYERS = (
     ("seeds", 0, ("lr_meta.seeds",)),
     ("plotting", 0, ("lr_meta.plotting",)),
     ("progress", 0, ("lr_meta.progress",)),
+    ("distributed", 0, ("lr_meta.distributed",)),
     ("tasks", 1, ("lr_meta.tasks",)),
     ("features", 1, ("lr_meta.features",)),
     ("NOS rule language", 2, ("lr_meta.nos",)),

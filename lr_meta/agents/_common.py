@@ -8,15 +8,23 @@ follows one rule for every agent: an episode's transitions after its first
 reward 0); ``end`` marks the step at which an episode ends, and the
 environment's return beyond it is 0 (the optimizee's training run is over),
 so bootstrapping stops there (``discount = 0``).
+
+With a device ``mesh`` (``lr_meta.distributed.global_mesh()``: every device of
+every process) the population axis is sharded over it: each device steps its
+share of the episodes, and every agent gathers what its learner consumes
+(``lr_meta.distributed.replicate``) so that the update is the same on every
+process. N must then be a multiple of the mesh size. Member i's reset key is
+``split(key, N)[i]`` on any mesh, so the numbers do not depend on it.
 """
 
 import math
-from typing import Any, Callable, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import chex
 import jax
 import jax.numpy as jnp
 
+from lr_meta import distributed
 from lr_meta import runner
 from lr_meta.envs import rollout
 
@@ -83,10 +91,13 @@ def action_bounds(env) -> Tuple[Tuple[int, ...], jax.Array, jax.Array]:
   return shape, low, high
 
 
-def population_reset(env, env_params, key: chex.PRNGKey, n: int):
-  """Resets N episodes: ``(obs [N, obs_size], states)``."""
-  return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, n),
-                                                env_params)
+def population_reset(env, env_params, key: chex.PRNGKey, n: int,
+                     mesh: Optional[jax.sharding.Mesh] = None):
+  """Resets N episodes: ``(obs [N, obs_size], states)``, sharded over
+  ``mesh`` (module docstring)."""
+  keys = distributed.shard_population(jax.random.split(key, n), mesh)
+  return distributed.shard_population(
+      jax.vmap(env.reset, in_axes=(0, None))(keys, env_params), mesh)
 
 
 class PopulationStep(NamedTuple):
@@ -101,7 +112,9 @@ class PopulationStep(NamedTuple):
 
 def population_step(env, env_params, key: chex.PRNGKey, env_state,
                     action: jax.Array, done_before: jax.Array,
-                    time: jax.Array, horizon: int) -> PopulationStep:
+                    time: jax.Array, horizon: int,
+                    mesh: Optional[jax.sharding.Mesh] = None
+                    ) -> PopulationStep:
   """Steps N episodes and applies the masking rule of this module.
 
   Args:
@@ -112,6 +125,7 @@ def population_step(env, env_params, key: chex.PRNGKey, env_state,
     done_before: [N] bool, the episode ended at an earlier decision.
     time: scalar int, index of this decision in the episode (0..T-1).
     horizon: T.
+    mesh: the population's device mesh (None: unsharded).
   """
   n = done_before.shape[0]
   keys = jax.random.split(key, n)
@@ -120,9 +134,10 @@ def population_step(env, env_params, key: chex.PRNGKey, env_state,
   valid = jnp.logical_not(done_before)
   end = valid & (terminated | truncated | (time >= horizon - 1))
   reward = jnp.where(valid, reward, 0.0).astype(jnp.float32)
-  return PopulationStep(next_obs=next_obs.astype(jnp.float32),
-                        env_state=env_state, reward=reward, end=end,
-                        valid=valid, done=done_before | end)
+  return distributed.shard_population(
+      PopulationStep(next_obs=next_obs.astype(jnp.float32),
+                     env_state=env_state, reward=reward, end=end,
+                     valid=valid, done=done_before | end), mesh)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:

@@ -21,7 +21,7 @@ actor, critic, optimizer, state and sampling are the Gaussian actor-critic of
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import chex
 import flax.linen as nn
@@ -31,6 +31,7 @@ import numpy as np
 import optax
 import rlax
 
+from lr_meta import distributed
 from lr_meta.agents import _common
 from lr_meta.agents import gaussian_ac
 
@@ -117,9 +118,14 @@ def actor_critic_loss(mean: jax.Array, log_std: jax.Array, a_tm1: jax.Array,
                                                                      valid))
 
 
-def make_actor_critic(config: ActorCriticConfig, env,
-                      env_params) -> ActorCritic:
-  """Builds the online actor-critic for a continuous-action ``env``."""
+def make_actor_critic(config: ActorCriticConfig, env, env_params,
+                      mesh: Optional[jax.sharding.Mesh] = None
+                      ) -> ActorCritic:
+  """Builds the online actor-critic for a continuous-action ``env``.
+
+  ``mesh``: shard the population over this device mesh (``_common``); each
+  decision's transitions are gathered before the update.
+  """
   horizon = _common.num_decisions(env_params)
   n = config.num_envs
   ac = gaussian_ac.make_gaussian_actor_critic(
@@ -142,9 +148,11 @@ def make_actor_critic(config: ActorCriticConfig, env,
     rng, k_act, k_step = jax.random.split(rng, 3)
     sample = ac.sample(params, obs, (), k_act)
     ps = _common.population_step(env, env_params, k_step, env_state,
-                                 sample.applied, done, time, horizon)
+                                 sample.applied, done, time, horizon, mesh)
     grads, aux = jax.grad(loss_fn, has_aux=True)(
-        params, obs, sample.action, ps.reward, ps.end, ps.next_obs, ps.valid)
+        params, *distributed.replicate(
+            (obs, sample.action, ps.reward, ps.end, ps.next_obs, ps.valid),
+            mesh))
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     aux.update(reward=ps.reward,
@@ -154,7 +162,8 @@ def make_actor_critic(config: ActorCriticConfig, env,
 
   def reset(state: ActorCriticState):
     rng, k_reset, k_roll = jax.random.split(state.rng, 3)
-    obs, env_state = _common.population_reset(env, env_params, k_reset, n)
+    obs, env_state = _common.population_reset(env, env_params, k_reset, n,
+                                              mesh)
     return rng, (state.params, state.opt_state, env_state, obs,
                  jnp.zeros((n,), bool), k_roll)
 
@@ -176,8 +185,9 @@ def make_actor_critic(config: ActorCriticConfig, env,
 
 
 def make_train(config: ActorCriticConfig, env, env_params,
-               num_iterations: int):
+               num_iterations: int,
+               mesh: Optional[jax.sharding.Mesh] = None):
   """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function
   (``_common.make_train``; needs ``strategy='scan'``)."""
-  return _common.make_train(make_actor_critic(config, env, env_params),
+  return _common.make_train(make_actor_critic(config, env, env_params, mesh),
                             num_iterations)

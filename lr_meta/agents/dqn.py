@@ -26,7 +26,7 @@ Usage::
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import chex
 import flashbax as fbx
@@ -38,6 +38,7 @@ import optax
 import rlax
 from flax import struct
 
+from lr_meta import distributed
 from lr_meta.agents import _common
 from lr_meta.policies import networks
 
@@ -223,7 +224,8 @@ def make_buffer(config: DQNConfig):
                               add_batches=True)
 
 
-def make_dqn(config: DQNConfig, env, env_params) -> DQN:
+def make_dqn(config: DQNConfig, env, env_params,
+             mesh: Optional[jax.sharding.Mesh] = None) -> DQN:
   """Builds the DQN agent for a discrete-action ``env``.
 
   Args:
@@ -231,6 +233,9 @@ def make_dqn(config: DQNConfig, env, env_params) -> DQN:
     env: an environment with ``observation_size``, ``num_actions`` and pure
       ``reset``/``step``.
     env_params: its parameters; ``env_params.num_decisions`` is T.
+    mesh: shard the population over this device mesh (``_common``); each
+      decision's transitions are gathered before they enter the (replicated)
+      replay buffer. The state's population fields stay sharded.
 
   Returns:
     A ``DQN`` of pure functions (``update_iteration`` jitted under 'scan').
@@ -263,7 +268,8 @@ def make_dqn(config: DQNConfig, env, env_params) -> DQN:
                       discount_t=jnp.float32(0),
                       obs_t=jnp.zeros((obs_size,), jnp.float32),
                       valid=jnp.float32(0))
-    obs, env_state = _common.population_reset(env, env_params, k_reset, n)
+    obs, env_state = _common.population_reset(env, env_params, k_reset, n,
+                                              mesh)
     return DQNState(
         params=params, target_params=params, opt_state=optimizer.init(params),
         buffer_state=buffer.init(item), env_state=env_state,
@@ -311,7 +317,8 @@ def make_dqn(config: DQNConfig, env, env_params) -> DQN:
         s.rng, 6)
     # A new episode for the whole population at its first decision.
     def reset(s):
-      obs, env_state = _common.population_reset(env, env_params, k_reset, n)
+      obs, env_state = _common.population_reset(env, env_params, k_reset, n,
+                                                mesh)
       return s.replace(obs=obs.astype(jnp.float32), env_state=env_state,
                        done=jnp.zeros((n,), bool),
                        episode_return=jnp.zeros((n,), jnp.float32))
@@ -322,11 +329,11 @@ def make_dqn(config: DQNConfig, env, env_params) -> DQN:
     explore = jax.random.uniform(k_explore, (n,)) < epsilon
     action = jnp.where(explore, random_a, greedy(s.params, s.obs))
     ps = _common.population_step(env, env_params, k_step, s.env_state,
-                                 action, s.done, s.time, horizon)
-    transitions = Transition(
+                                 action, s.done, s.time, horizon, mesh)
+    transitions = distributed.replicate(Transition(
         obs_tm1=s.obs, a_tm1=action, r_t=ps.reward,
         discount_t=1.0 - ps.end.astype(jnp.float32), obs_t=ps.next_obs,
-        valid=ps.valid.astype(jnp.float32))
+        valid=ps.valid.astype(jnp.float32)), mesh)
     episode_return = s.episode_return + ps.reward
     last_time = s.time == horizon - 1
     s = s.replace(
@@ -360,7 +367,9 @@ def make_dqn(config: DQNConfig, env, env_params) -> DQN:
              config=config, network=network, buffer=buffer)
 
 
-def make_train(config: DQNConfig, env, env_params, num_iterations: int):
+def make_train(config: DQNConfig, env, env_params, num_iterations: int,
+               mesh: Optional[jax.sharding.Mesh] = None):
   """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function
   (``_common.make_train``; needs ``strategy='scan'``)."""
-  return _common.make_train(make_dqn(config, env, env_params), num_iterations)
+  return _common.make_train(make_dqn(config, env, env_params, mesh),
+                            num_iterations)

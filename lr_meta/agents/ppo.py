@@ -32,7 +32,7 @@ Usage::
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import chex
 import flax.linen as nn
@@ -43,6 +43,7 @@ import optax
 import rlax
 from flax import struct
 
+from lr_meta import distributed
 from lr_meta import runner
 from lr_meta.agents import _common
 from lr_meta.agents import gaussian_ac
@@ -217,7 +218,8 @@ def ppo_loss(mean: jax.Array, log_std: jax.Array, value: jax.Array,
   return loss, aux
 
 
-def make_ppo(config: PPOConfig, env, env_params) -> PPO:
+def make_ppo(config: PPOConfig, env, env_params,
+             mesh: Optional[jax.sharding.Mesh] = None) -> PPO:
   """Builds the PPO agent for ``env`` (continuous actions).
 
   Args:
@@ -225,6 +227,8 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
     env: an environment with ``observation_size``, ``action_shape``,
       ``action_low``, ``action_high`` and pure ``reset``/``step``.
     env_params: its parameters; ``env_params.num_decisions`` is T.
+    mesh: shard the population over this device mesh (``_common``); the
+      trajectories are gathered before the update. None: one device.
 
   Returns:
     A ``PPO`` of pure functions; ``update_iteration`` is jitted as a whole
@@ -248,7 +252,7 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
     value = critic.apply(params["critic"], obs)
     sample = ac.sample(params, obs, actor_carry, k_act)
     ps = _common.population_step(env, env_params, k_step, env_state,
-                                 sample.applied, done, time, horizon)
+                                 sample.applied, done, time, horizon, mesh)
     out = Trajectory(obs=obs, action=sample.action, log_prob=sample.log_prob,
                      value=value, reward=ps.reward, end=ps.end,
                      valid=ps.valid)
@@ -281,6 +285,7 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
       raise ValueError(f"trajectories of shape {traj.reward.shape[:2]} "
                        f"[T, N]; allowed: [{horizon}, {n}] (env_params."
                        "num_decisions, config.num_envs).")
+    traj, applied = distributed.replicate((traj, applied), mesh)
     advantage = jax.vmap(gae_advantages, in_axes=(1, 1, 1, None, None),
                          out_axes=1)(traj.reward, traj.end, traj.value,
                                      config.gamma, config.gae_lambda)
@@ -315,7 +320,7 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
     return state, metrics
 
   def reset(key):
-    return _common.population_reset(env, env_params, key, n)
+    return _common.population_reset(env, env_params, key, n, mesh)
 
   def rollout(params, k_reset, k_roll, run, reset_fn):
     """``num_envs`` exploratory episodes: ``(Trajectory, applied)``."""
@@ -352,11 +357,13 @@ def make_ppo(config: PPOConfig, env, env_params) -> PPO:
              learn=jax.jit(learn))
 
 
-def make_train(config: PPOConfig, env, env_params, num_iterations: int):
+def make_train(config: PPOConfig, env, env_params, num_iterations: int,
+               mesh: Optional[jax.sharding.Mesh] = None):
   """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function.
 
   All ``num_iterations`` iterations run in one ``lax.scan``
   (``_common.make_train``); needs ``strategy='scan'``. Metrics are stacked
-  over iterations.
+  over iterations. ``mesh``: as in ``make_ppo``.
   """
-  return _common.make_train(make_ppo(config, env, env_params), num_iterations)
+  return _common.make_train(make_ppo(config, env, env_params, mesh),
+                            num_iterations)

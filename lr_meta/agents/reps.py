@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from lr_meta import distributed
 from lr_meta.agents import _common
 
 
@@ -236,7 +237,8 @@ def linear_controller(theta: jax.Array, obs: jax.Array,
 def make_reps(config: REPSConfig, env, env_params,
               controller_fn: Optional[Callable[[jax.Array, jax.Array],
                                                jax.Array]] = None,
-              num_params: Optional[int] = None) -> REPS:
+              num_params: Optional[int] = None,
+              mesh: Optional[jax.sharding.Mesh] = None) -> REPS:
   """Builds episodic REPS for a continuous-action ``env``.
 
   Args:
@@ -246,6 +248,8 @@ def make_reps(config: REPSConfig, env, env_params,
     controller_fn: ``(theta [D], obs [obs_size]) -> action`` (deterministic).
       Default: ``linear_controller``.
     num_params: D; required with a custom ``controller_fn``.
+    mesh: shard the K runs over this device mesh (``_common``); the rewards
+      are gathered before the update.
 
   Returns:
     A ``REPS`` of functions; ``policy_fn(theta, obs, carry)`` is the clipped
@@ -281,17 +285,18 @@ def make_reps(config: REPSConfig, env, env_params,
     rng, k_step = jax.random.split(rng)
     action = jax.vmap(act)(thetas, obs)
     ps = _common.population_step(env, env_params, k_step, env_state, action,
-                                 done, time, horizon)
+                                 done, time, horizon, mesh)
     return (thetas, ps.env_state, ps.next_obs, ps.done, rng), ps.reward
 
   def sample_and_reset(state: REPSState):
     rng, k_theta, k_reset, k_roll = jax.random.split(state.rng, 4)
     thetas = sample_thetas(k_theta, state.dist, k)
-    obs, env_state = _common.population_reset(env, env_params, k_reset, k)
+    obs, env_state = _common.population_reset(env, env_params, k_reset, k,
+                                              mesh)
     return rng, (thetas, env_state, obs, jnp.zeros((k,), bool), k_roll)
 
   def update(state: REPSState, rng, thetas, rewards):
-    returns = jnp.sum(rewards, axis=0)
+    returns = jnp.sum(distributed.replicate(rewards, mesh), axis=0)
     dist, info = reps_update(thetas, returns, state.dist, config.epsilon,
                              config.cov_reg, config.dual_iterations)
     metrics = dict(mean_return=jnp.mean(returns), max_return=jnp.max(returns),
@@ -316,11 +321,12 @@ def make_reps(config: REPSConfig, env, env_params,
 def make_train(config: REPSConfig, env, env_params, num_iterations: int,
                controller_fn: Optional[Callable[[jax.Array, jax.Array],
                                                 jax.Array]] = None,
-               num_params: Optional[int] = None):
+               num_params: Optional[int] = None,
+               mesh: Optional[jax.sharding.Mesh] = None):
   """purejaxrl-style ``train(rng) -> (state, metrics)``: one jittable function
   (``_common.make_train``; needs ``strategy='scan'``)."""
   return _common.make_train(
-      make_reps(config, env, env_params, controller_fn, num_params),
+      make_reps(config, env, env_params, controller_fn, num_params, mesh),
       num_iterations)
 
 
@@ -358,7 +364,8 @@ def make_reps_over_tasks(config: REPSConfig, envs, env_params,
                          controller_fn: Optional[Callable[[jax.Array, jax.Array],
                                                           jax.Array]] = None,
                          num_params: Optional[int] = None, *,
-                         jittable: bool = False) -> REPS:
+                         jittable: bool = False,
+                         mesh: Optional[jax.sharding.Mesh] = None) -> REPS:
   """Episodic REPS whose training runs come from a family of environments.
 
   Daniel, Taylor & Nowozin (2016) train one controller over randomly drawn
@@ -390,7 +397,7 @@ def make_reps_over_tasks(config: REPSConfig, envs, env_params,
     config: a ``REPSConfig``.
     envs: the members' environments (a non-empty sequence).
     env_params: their shared ``LREnvParams``.
-    controller_fn, num_params: as in ``make_reps``.
+    controller_fn, num_params, mesh: as in ``make_reps``.
     jittable: see above.
 
   Returns:
@@ -406,8 +413,8 @@ def make_reps_over_tasks(config: REPSConfig, envs, env_params,
   if len(shapes) != 1:
     raise ValueError(f"the members' (observation_size, action_shape) differ: "
                      f"{sorted(shapes)}; allowed: one shape for all members.")
-  members = tuple(make_reps(config, e, env_params, controller_fn, num_params)
-                  for e in envs)
+  members = tuple(make_reps(config, e, env_params, controller_fn, num_params,
+                            mesh) for e in envs)
 
   def init(key: chex.PRNGKey) -> TaskFamilyREPSState:
     k_reps, k_member = jax.random.split(key)
@@ -439,7 +446,8 @@ def make_train_over_tasks(config: REPSConfig, envs, env_params,
                           num_iterations: int,
                           controller_fn: Optional[Callable[
                               [jax.Array, jax.Array], jax.Array]] = None,
-                          num_params: Optional[int] = None):
+                          num_params: Optional[int] = None,
+                          mesh: Optional[jax.sharding.Mesh] = None):
   """purejaxrl-style ``train(rng)`` of REPS over a family of environments.
 
   ``make_reps_over_tasks(..., jittable=True)`` in ``_common.make_train``:
@@ -448,4 +456,5 @@ def make_train_over_tasks(config: REPSConfig, envs, env_params,
   """
   return _common.make_train(
       make_reps_over_tasks(config, envs, env_params, controller_fn,
-                           num_params, jittable=True), num_iterations)
+                           num_params, jittable=True, mesh=mesh),
+      num_iterations)

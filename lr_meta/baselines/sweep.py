@@ -3,15 +3,19 @@
 The protocol of Xu et al. 2019 (section 4): every grid point trains with the
 same seed(s), the best by final validation loss is kept, then re-run on N
 fresh seeds whose test loss and accuracy are reported as mean (std).
-All runs of a sweep go through ``run_training_batch`` in batches.
+All runs of a sweep go through ``run_training_batch`` in batches; with a
+mesh over several processes (``lr_meta.distributed.global_mesh()``) each
+process trains and evaluates its share of the grid points or seeds, and every
+process gets every result.
 """
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import distributed
 from lr_meta import seeds as seeds_lib
 from lr_meta.baselines import schedules
 from lr_meta.baselines.schedules import ScheduleSpec
@@ -69,27 +73,44 @@ class SeedResults(NamedTuple):
   diverged: np.ndarray         # (N,)
 
 
-def _run_chunks(task, keys, lrs, *, eval_every, strategy, batch_mode,
-                num_val_examples, max_batch):
-  outs = []
-  for start in range(0, keys.shape[0], max_batch):
-    sl = slice(start, start + max_batch)
-    outs.append(episode.run_training_batch(
-        task, keys[sl], lrs[sl], eval_every=eval_every, strategy=strategy,
-        num_val_examples=num_val_examples, batch_mode=batch_mode))
-  return jax.tree.map(lambda *x: jnp.concatenate(x), *outs)
+class _Runs(NamedTuple):
+  """What a sweep keeps of R runs: curves, final model on a split, divergence."""
+  metrics: episode.RunMetrics
+  final: Any               # EvalMetrics of each final model on the split
+  diverged: jax.Array
+
+
+def _train_and_test(task, keys, lrs, split, *, eval_every, strategy,
+                    batch_mode, num_val_examples, max_batch, mesh) -> _Runs:
+  """Trains R runs in batches of ``max_batch`` (per process, over ``mesh``'s
+  processes) and evaluates each final model on the whole ``split``."""
+  def local(rows):
+    keys, lrs = rows
+    outs = []
+    for start in range(0, keys.shape[0], max_batch):
+      sl = slice(start, start + max_batch)
+      states, metrics = episode.run_training_batch(
+          task, keys[sl], lrs[sl], eval_every=eval_every, strategy=strategy,
+          num_val_examples=num_val_examples, batch_mode=batch_mode)
+      outs.append(_Runs(metrics, evaluate_batch(task, states, split),
+                        states.diverged))
+    return jax.tree.map(lambda *x: jnp.concatenate(x), *outs)
+  return distributed.map_rows(local, (keys, lrs), mesh)
 
 
 def sweep(task: Task, specs: Sequence[ScheduleSpec], num_steps: int, *,
           tuning_seeds: Sequence[int] = (0,), eval_every: int = 10,
           strategy: Optional[str] = None, batch_mode: Optional[str] = None,
-          num_val_examples: Optional[int] = None, max_batch: int = 16) -> SweepResult:
+          num_val_examples: Optional[int] = None, max_batch: int = 16,
+          mesh: Optional[jax.sharding.Mesh] = None) -> SweepResult:
   """Runs every spec on every tuning seed; picks the lowest final val loss.
 
   The final val loss is measured on the WHOLE validation split, whatever
   ``num_val_examples`` the curves use: a controller's small probe (e.g. 128
   examples) is too noisy to rank schedules by (it once picked constant LR
-  0.03 over 0.3 by 0.0007, a 0.18 worse test loss).
+  0.03 over 0.3 by 0.0007, a 0.18 worse test loss). ``max_batch`` runs go
+  through one ``run_training_batch`` call; ``mesh`` spreads the runs over
+  processes (module docstring).
   """
   if not specs:
     raise ValueError("sweep needs at least one schedule spec.")
@@ -97,11 +118,12 @@ def sweep(task: Task, specs: Sequence[ScheduleSpec], num_steps: int, *,
   seeds = np.asarray(tuning_seeds)
   lrs = np.repeat(seqs, len(seeds), axis=0)
   keys = jax.vmap(jax.random.key)(jnp.tile(jnp.asarray(seeds), len(specs)))
-  states, _ = _run_chunks(task, keys, jnp.asarray(lrs), eval_every=eval_every,
-                          strategy=strategy, batch_mode=batch_mode,
-                          num_val_examples=num_val_examples, max_batch=max_batch)
-  final_val = np.asarray(evaluate_batch(task, states, "val").loss).reshape(
-      len(specs), len(seeds))
+  runs = _train_and_test(task, keys, jnp.asarray(lrs), "val",
+                         eval_every=eval_every, strategy=strategy,
+                         batch_mode=batch_mode,
+                         num_val_examples=num_val_examples,
+                         max_batch=max_batch, mesh=mesh)
+  final_val = np.asarray(runs.final.loss).reshape(len(specs), len(seeds))
   val_loss = final_val.mean(axis=1)
   return SweepResult(list(specs), val_loss, int(np.argmin(val_loss)))
 
@@ -110,20 +132,23 @@ def evaluate_on_seeds(task: Task, spec: ScheduleSpec, num_steps: int, *,
                       num_seeds: int = 10, eval_every: int = 10,
                       strategy: Optional[str] = None, batch_mode: Optional[str] = None,
                       num_val_examples: Optional[int] = None,
-                      max_batch: int = 16) -> SeedResults:
-  """Re-runs ``spec`` on ``num_seeds`` fresh seeds and tests each final model."""
+                      max_batch: int = 16,
+                      mesh: Optional[jax.sharding.Mesh] = None) -> SeedResults:
+  """Re-runs ``spec`` on ``num_seeds`` fresh seeds and tests each final model
+  (``mesh``: the seeds over processes, as in ``sweep``)."""
   seq = spec.sequence(num_steps)
   seeds = EVAL_SEED_OFFSET + np.arange(num_seeds)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   lrs = jnp.asarray(np.tile(seq, (num_seeds, 1)))
-  states, metrics = _run_chunks(task, keys, lrs, eval_every=eval_every,
-                                strategy=strategy, batch_mode=batch_mode,
-                                num_val_examples=num_val_examples,
-                                max_batch=max_batch)
-  test = evaluate_batch(task, states, "test")
-  return SeedResults(spec, np.asarray(test.loss), np.asarray(test.accuracy),
-                     np.asarray(metrics.val.loss), np.asarray(metrics.train.loss),
-                     seq, np.asarray(states.diverged))
+  runs = _train_and_test(task, keys, lrs, "test", eval_every=eval_every,
+                         strategy=strategy, batch_mode=batch_mode,
+                         num_val_examples=num_val_examples,
+                         max_batch=max_batch, mesh=mesh)
+  return SeedResults(spec, np.asarray(runs.final.loss),
+                     np.asarray(runs.final.accuracy),
+                     np.asarray(runs.metrics.val.loss),
+                     np.asarray(runs.metrics.train.loss), seq,
+                     np.asarray(runs.diverged))
 
 
 class BaselineEntry(NamedTuple):

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import distributed
 from lr_meta import progress as progress_lib
 from lr_meta import runner
 from lr_meta import seeds as seeds_lib
@@ -253,13 +254,19 @@ def benchmark_strategy(model_name: str, strategy: Optional[str] = None) -> str:
 def execute(task, workload, program, family: str, runs: Sequence[Run],
             store: RunStore, progress: Optional[Progress] = None, *,
             strategy: Optional[str] = None, batch_mode: Optional[str] = None,
-            batch_size: int = 64) -> Dict[str, dict]:
+            batch_size: int = 64,
+            mesh: Optional[jax.sharding.Mesh] = None) -> Dict[str, dict]:
   """Records of ``runs`` (one program on one workload), from the cache or run.
 
   ``'sequential'``: one run per call of the compiled program. ``'vmap'``:
   ``batch_size`` runs per call, the last call padded with copies of its
   last run (results dropped), so that every call has one shape and the
   program compiles once, also when a resumed benchmark has fewer runs left.
+
+  With a ``mesh`` over several processes (``lr_meta.distributed``), process
+  0's store says which runs are missing (the others may not see its files),
+  each process runs its block of them, and every process gets every record;
+  process 0 alone writes the store.
 
   Returns:
     ``{run key: record}``; every record is in the store when this returns.
@@ -273,13 +280,21 @@ def execute(task, workload, program, family: str, runs: Sequence[Run],
       missing.append(r)
     else:
       records[r.key] = record
-      if progress:
-        progress.update(1, workload.num_steps, None, workload.name)
+  split = distributed.spans_processes(mesh)
+  if split:
+    records, keys = distributed.broadcast_json(
+        [records, [r.key for r in missing]])
+    missing = [r for r in unique if r.key in set(keys)]
+  if progress:
+    for _ in records:
+      progress.update(1, workload.num_steps, None, workload.name)
   batch_mode = batch_mode or runner.default_batch_mode(task.model_name)
   strategy = benchmark_strategy(task.model_name, strategy)
   size = 1 if batch_mode == "sequential" else batch_size
-  for start in range(0, len(missing), size):
-    group = missing[start:start + size]
+  rows = (distributed.process_rows(len(missing)) if split and missing
+          else np.arange(len(missing)))
+  for start in range(0, len(rows), size):
+    group = [missing[i] for i in rows[start:start + size]]
     padded = group + [group[-1]] * (size - len(group))
     before = counter.snapshot()
     t0 = time.time()
@@ -297,17 +312,28 @@ def execute(task, workload, program, family: str, runs: Sequence[Run],
             "compiles": after[0] - before[0],
             "program_compiles": after[1] - before[1],
             "compile_s": after[2] - before[2]}
-    for i, r in enumerate(group):
-      pick = lambda x, i=i: x[i]
-      record = _record(workload, family, r, jax.tree.map(pick, states),
-                       jax.tree.map(pick, results),
-                       cost if i == 0 else dict(cost, compiles=0,
-                                                program_compiles=0,
-                                                compile_s=0.0))
-      store.put(r.key, record)
+    done = [_record(workload, family, r, jax.tree.map(lambda x, i=i: x[i],
+                                                      states),
+                    jax.tree.map(lambda x, i=i: x[i], results),
+                    cost if i == 0 else dict(cost, compiles=0,
+                                             program_compiles=0,
+                                             compile_s=0.0))
+            for i, r in enumerate(group)]
+    if split:
+      # Every process's group of this round; padding rows repeat a run.
+      group = [missing[i] for p in range(jax.process_count())
+               for i in distributed.process_rows(len(missing), None, p)[
+                   start:start + size]]
+      done = [rec for block in distributed.gather_json(done)
+              for rec in block]
+    fresh = {r.key: (r, rec) for r, rec in zip(group, done)
+             if r.key not in records}
+    for r, record in fresh.values():
+      if distributed.is_main_process():
+        store.put(r.key, record)
       records[r.key] = record
     if progress:
-      progress.update(len(group), len(group) * workload.num_steps, wall,
+      progress.update(len(fresh), len(fresh) * workload.num_steps, wall,
                       workload.name)
   return records
 
@@ -413,11 +439,13 @@ def run_benchmark(suite: Sequence[workloads_lib.Workload],
                   outdir: str, data_dir: Optional[str] = None,
                   strategy: Optional[str] = None,
                   batch_mode: Optional[str] = None, max_batch: int = 64,
-                  progress_stream=None, progress_interval: float = 30.0):
+                  progress_stream=None, progress_interval: float = 30.0,
+                  mesh: Optional[jax.sharding.Mesh] = None):
   """Tunes and evaluates every method on every workload (module docstring).
 
   The runs of one family on one workload go through ``execute`` together
-  (in ``'vmap'`` mode in batches of one width: one compile per family).
+  (in ``'vmap'`` mode in batches of one width: one compile per family);
+  ``mesh`` spreads them over processes (``execute``).
 
   Returns:
     ``BenchmarkRuns``.
@@ -445,7 +473,8 @@ def run_benchmark(suite: Sequence[workloads_lib.Workload],
       def go(family, runs, workload=workload, task=task):
         records = execute(task, workload, families[family][0], family, runs,
                           store, progress, strategy=strategy,
-                          batch_mode=batch_mode, batch_size=batch[family])
+                          batch_mode=batch_mode, batch_size=batch[family],
+                          mesh=mesh)
         run_costs.setdefault((workload.name, family), {}).update(
             {k: r["cost"] for k, r in records.items()})
         return records

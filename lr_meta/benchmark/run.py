@@ -3,6 +3,9 @@
 import time
 from typing import Optional, Sequence
 
+import jax
+
+from lr_meta import distributed
 from lr_meta.benchmark import harness
 from lr_meta.benchmark import methods as methods_lib
 from lr_meta.benchmark import report
@@ -15,7 +18,8 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
               data_dir: Optional[str] = None, strategy: Optional[str] = None,
               batch_mode: Optional[str] = None, max_batch: int = 64,
               command: str = "", progress_stream=None,
-              progress_interval: float = 30.0) -> dict:
+              progress_interval: float = 30.0,
+              mesh: Optional[jax.sharding.Mesh] = None) -> dict:
   """Runs (or resumes) a benchmark and writes its report into ``outdir``.
 
   Args:
@@ -30,6 +34,8 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
     strategy, batch_mode, max_batch: execution (``lr_meta.runner``); the
       defaults are the measured choices for the backend.
     command: the command line, recorded in the report.
+    mesh: ``lr_meta.distributed.global_mesh()`` to spread the runs over the
+      processes of a multi-process job; process 0 alone writes ``outdir``.
 
   Returns:
     The ``results.json`` dict.
@@ -41,10 +47,11 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
       chosen, resolved, num_seeds=num_seeds, outdir=outdir,
       data_dir=data_dir, strategy=strategy, batch_mode=batch_mode,
       max_batch=max_batch, progress_stream=progress_stream,
-      progress_interval=progress_interval)
+      progress_interval=progress_interval, mesh=mesh)
   results = report.build_results(
       suite, chosen, resolved, runs.cells, runs.tuning, num_seeds=num_seeds,
       command=command, session=report.session_info(time.time() - start),
       run_costs=runs.run_costs)
-  report.write_report(results, outdir)
+  if distributed.is_main_process():
+    report.write_report(results, outdir)
   return results

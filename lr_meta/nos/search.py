@@ -18,8 +18,11 @@ is one jitted program, run on the execution grid of `lr_meta.tasks.run_batch`
 (the one the optimizee episodes use): vmapped (`batch_mode='vmap'`), one
 compiled run after another ('sequential': conv nets on CPU, see
 `lr_meta.runner`), or vmapped with the run axis sharded over a device mesh
-('sharded'; with ``jax.distributed.initialize`` the mesh spans hosts).
-Duplicate rules (same canonical expression) are scored once (`Search.cache`).
+('sharded'). A `Scorer` given a mesh over several processes
+(``lr_meta.distributed.global_mesh()``) splits each batch of runs over the
+processes and gathers the scores on every process, so every process makes
+the same controller update. Duplicate rules (same canonical expression) are
+scored once (`Search.cache`).
 
 The controller is trained with PPO (Schulman et al. 2017; rlax clipped
 surrogate) against an exponential moving average of rewards as baseline, with
@@ -42,6 +45,7 @@ import numpy as np
 import optax
 import rlax
 
+from lr_meta import distributed
 from lr_meta import runner
 from lr_meta import tasks
 from lr_meta.nos import controller as controller_lib
@@ -139,11 +143,22 @@ def train_rules(task: Task, programs, learning_rates, keys, *,
       `segment_steps` unrolled steps) or 'loop' (jitted single steps); default
       `runner.default_strategy`.
     segment_steps: steps per compiled piece for 'chunk'.
-    mesh: device mesh for 'sharded' (`lr_meta.tasks.run_mesh`).
+    mesh: device mesh for 'sharded' (`lr_meta.tasks.run_mesh`), or over
+      several processes (``lr_meta.distributed.global_mesh()``): each
+      process trains its block of the runs (on its own devices of the mesh)
+      and only the `RunResult` numbers are gathered, not the children.
 
   Returns:
-    `RunResult` with leading axis R.
+    `RunResult` with leading axis R, the same on every process.
   """
+  if distributed.spans_processes(mesh):
+    local = distributed.local_mesh(mesh)
+    return distributed.map_rows(
+        lambda rows: train_rules(
+            task, *rows, num_steps=num_steps,
+            num_val_examples=num_val_examples, batch_mode=batch_mode,
+            strategy=strategy, segment_steps=segment_steps, mesh=local),
+        (programs, learning_rates, keys), mesh)
   programs = jnp.asarray(programs, jnp.int32)
   learning_rates = jnp.asarray(learning_rates, jnp.float32)
   chex.assert_rank([programs, learning_rates], [3, 1])

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 import jax
 import numpy as np
 
+from lr_meta import distributed
 from lr_meta.rundir import layout
 from lr_meta.rundir import store
 from lr_meta.rundir.layout import CHECKPOINT_DIR
@@ -48,6 +49,10 @@ class Run:
       restored checkpoint).
     data: the JSON-compatible data saved with the restored checkpoint
       (``save(..., data=)``), None when the run starts from iteration 0.
+    writes: this process owns the directory. In a multi-process job
+      (``lr_meta.distributed``) every process runs the same calls and
+      process 0 alone locks, reads and writes the directory; the others get
+      what ``restore`` read and take part in ``save``'s gathers.
   """
 
   def __init__(self, workdir: str, config, *,
@@ -69,6 +74,7 @@ class Run:
     self._lock_file = None
     self._checkpoints = None
     self._snapshots = None
+    self.writes = distributed.is_main_process()
 
   def path(self, name: str) -> str:
     return os.path.join(self.workdir, name)
@@ -76,6 +82,8 @@ class Run:
   # -- lifetime ---------------------------------------------------------------
 
   def __enter__(self) -> "Run":
+    if not self.writes:
+      return self
     os.makedirs(self.workdir, exist_ok=True)
     self._lock()
     try:
@@ -86,6 +94,8 @@ class Run:
     return self
 
   def __exit__(self, *exc):
+    if not self.writes:
+      return
     try:
       for manager in (self._snapshots, self._checkpoints):
         if manager is not None:
@@ -164,10 +174,11 @@ class Run:
   def _managers(self):
     if self._checkpoints is None:
       ocp = store.orbax_checkpoint()
+      path = os.path.abspath(self.path(CHECKPOINT_DIR))
       self._checkpoints = ocp.CheckpointManager(
-          os.path.abspath(self.path(CHECKPOINT_DIR)),
-          options=ocp.CheckpointManagerOptions(
-              max_to_keep=KEEP, create=True, cleanup_tmp_directories=True))
+          path, options=ocp.CheckpointManagerOptions(
+              max_to_keep=KEEP, cleanup_tmp_directories=True,
+              **store.manager_options(path, create=True)))
       self._snapshots = store.snapshot_manager(self.workdir)
     return self._checkpoints, self._snapshots
 
@@ -199,6 +210,9 @@ class Run:
              ) -> Tuple[Any, int]:
     """``(state, iteration)`` of the newest intact checkpoint, or ``(init, 0)``.
 
+    In a multi-process job process 0 reads the directory and every process
+    gets its state (as numpy arrays), iteration, rows and data.
+
     A failed checkpoint is reported in one line (iteration and reason) and
     moved to ``corrupt/``. Snapshots newer than the restored iteration are
     discarded; ``metrics.csv`` and the restored iteration's snapshot are
@@ -212,6 +226,17 @@ class Run:
     Raises:
       CheckpointError: checkpoints exist but none is intact.
     """
+    if jax.process_count() == 1:
+      return self._restore(init_state, controller_params)
+    state, start = (self._restore(init_state, controller_params)
+                    if self.writes else (init_state, 0))
+    state = distributed.broadcast_from_main(distributed.host_copy(state))
+    start, self.rows, self.data = distributed.broadcast_json(
+        [start, self.rows, self.data])
+    self.last_saved = start
+    return state, start
+
+  def _restore(self, init_state, controller_params):
     checkpoints, snapshots = self._managers()
     ocp = store.orbax_checkpoint()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, init_state)
@@ -263,7 +288,7 @@ class Run:
         iteration) hold a NaN or inf; the row is not recorded.
     """
     bad = [] if controller_params is None else store.non_finite_leaves(
-        controller_params)
+        distributed.host_copy(controller_params))
     if bad:
       odd = sorted(k for k, v in scalars.items() if not np.isfinite(v))
       raise NonFiniteError(
@@ -305,12 +330,18 @@ class Run:
       NonFiniteError: ``controller_params`` hold a NaN or inf; nothing of
         this iteration is written.
     """
+    # Every process takes part (arrays split over processes are gathered).
+    state, controller_params = distributed.host_copy((state,
+                                                      controller_params))
     bad = store.non_finite_leaves(controller_params)
     if bad:
       raise NonFiniteError(
           f"Iteration {step}: non-finite controller params at {bad}; "
           f"nothing of it is saved. The last good checkpoint and snapshot "
           f"are iteration {self.last_saved}.")
+    if not self.writes:
+      self.last_saved = step
+      return
     ocp = store.orbax_checkpoint()
     checkpoints, _ = self._managers()
     record = {"rows": [r for r in self.rows if r["iteration"] <= step],

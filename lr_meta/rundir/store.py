@@ -27,6 +27,24 @@ def orbax_checkpoint():
   return ocp
 
 
+def manager_options(path: str, create: bool) -> dict:
+  """``CheckpointManagerOptions`` keywords of a manager this process alone uses.
+
+  In a multi-process job (``lr_meta.distributed``) process 0 alone touches
+  the run directory, so orbax's barriers must span this process only
+  (``active_processes``); orbax then refuses ``create``, so the directory
+  is made here. A single process keeps orbax's defaults.
+  """
+  if jax.process_count() == 1:
+    return dict(create=create)
+  if create:
+    os.makedirs(path, exist_ok=True)
+  me = jax.process_index()
+  return dict(create=False,
+              multiprocessing_options=orbax_checkpoint().options.
+              MultiprocessingOptions(primary_host=me, active_processes={me}))
+
+
 def tree_digest(tree) -> str:
   """SHA-256 of a pytree's leaves: their paths, dtypes, shapes and bytes.
 
@@ -93,9 +111,9 @@ def snapshot_manager(workdir: str, read_only: bool = False):
   # orbax warns about read-only managers at every creation.
   with absl_verbosity(logging.ERROR if read_only else None):
     return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
-        create=not read_only, read_only=read_only,
-        cleanup_tmp_directories=not read_only, best_fn=training_return,
-        best_mode="max"))
+        read_only=read_only, cleanup_tmp_directories=not read_only,
+        best_fn=training_return, best_mode="max",
+        **manager_options(path, create=not read_only)))
 
 
 @contextlib.contextmanager

@@ -15,7 +15,11 @@ under one execution strategy and one batch mode:
   ``'loop'`` (a Python loop over a jitted single step: the reference);
 * batch modes (``BATCH_MODES``): ``'vmap'`` (all runs in one program),
   ``'sequential'`` (the unbatched program, once per run), ``'sharded'``
-  (``vmap`` with the run axis split over a device mesh).
+  (``vmap`` with the run axis split over a device mesh);
+* processes: a mesh over several processes' devices
+  (``lr_meta.distributed.global_mesh()``) splits the runs over the
+  processes, each running its share in the batch mode, and gathers every
+  result on every process (``lr_meta.distributed.map_rows``).
 
 ``run_training_batch`` is the grid with ``Task.init`` (a key and the first
 learning rate per run); ``lr_meta.nos.search.train_rules`` is the grid with
@@ -28,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import distributed
 from lr_meta import runner
 from lr_meta.tasks.task import EvalMetrics, OptimizeeState, StepMetrics, Task
 
@@ -245,7 +250,13 @@ def run_batch(task: Task, init_fn: InitFn, init_args: Any, learning_rates, *,
       measured choice (``runner.default_batch_mode``).
     num_val_examples: evaluate on the first examples of the validation split
       (``None``: all of it).
-    mesh: the device mesh for 'sharded' (see ``run_mesh``).
+    mesh: the device mesh for 'sharded' (see ``run_mesh``). A mesh over the
+      devices of several processes (``lr_meta.distributed.global_mesh()``,
+      every process calling with the same arguments) splits the runs over
+      the processes in contiguous blocks; each process runs its block in
+      ``batch_mode`` ('sharded': over its own devices of the mesh) and
+      every process returns all R results. Run r's numbers do not depend
+      on the number of processes.
 
   Returns:
     ``(OptimizeeState, RunMetrics)`` with a leading run axis R on every leaf.
@@ -267,6 +278,14 @@ def run_batch(task: Task, init_fn: InitFn, init_args: Any, learning_rates, *,
   chunk_steps = _check_chunk_steps(chunk_steps, eval_every)
   strategy = runner.check_strategy(
       strategy or runner.default_strategy(task.model_name))
+  if distributed.spans_processes(mesh):
+    local = distributed.local_mesh(mesh)
+    return distributed.map_rows(
+        lambda rows: run_batch(
+            task, init_fn, rows[0], rows[1], eval_every=eval_every,
+            chunk_steps=chunk_steps, strategy=strategy, batch_mode=batch_mode,
+            num_val_examples=num_val_examples, mesh=local),
+        (init_args, learning_rates), mesh)
   options = dict(eval_every=eval_every, chunk_steps=chunk_steps,
                  num_val_examples=num_val_examples, strategy=strategy)
   if batch_mode == "sequential":
