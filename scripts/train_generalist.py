@@ -34,7 +34,6 @@ import time
 from absl import app
 from absl import flags
 import jax
-from ml_collections import config_flags
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -51,8 +50,8 @@ from lr_meta.features import scale_free as scale_free_lib
 from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import distribution as dist_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None,
-                                          "Generalist config file.")
+_CONFIG = config_lib.DEFINE_config_file("config", None,
+                                        "Generalist config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output / resume directory.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
@@ -373,4 +372,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)
