@@ -199,6 +199,33 @@ def test_checkpoint_without_orbax_metadata_is_verified_not_dropped(
   np.testing.assert_array_equal(restored["w"], np.arange(5.0) * 2)
 
 
+def test_orbax_thread_failure_log_is_dropped_only_inside_a_restore(
+    caplog, tmp_path):
+  """Orbax's reading thread logs the failure (with its traceback) before the
+  restore raises it; inside ``quiet_async_errors`` that log is dropped, any
+  other error log is kept, and outside the block nothing is filtered."""
+  # A stand-in for orbax/checkpoint/_src/futures/future.py: the filter knows
+  # the report by its file and message.
+  path = tmp_path / "futures" / "future.py"
+  path.parent.mkdir()
+  path.write_text(
+      "from absl import logging\n"
+      "def report(suffix=''):\n"
+      "  logging.error('[process=0][thread=x][operation_id=1] '\n"
+      "                '_SignalingThread.run() raised an exception: ' + suffix)\n")
+  namespace = {}
+  exec(compile(path.read_text(), str(path), "exec"), namespace)  # pylint: disable=exec-used
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  with store.quiet_async_errors():
+    namespace["report"]("inside")
+    absl_logging.error("another error, kept")
+  namespace["report"]("outside")
+  messages = [r.getMessage() for r in caplog.records]
+  assert len(messages) == 2, messages
+  assert messages[0] == "another error, kept"
+  assert messages[1].endswith("raised an exception: outside")
+
+
 def test_no_intact_checkpoint_is_refused_in_one_line(setup, tmp_path):
   workdir = tmp_path / "run"
   state, _ = _train(setup, workdir, 2)   # checkpoints 1 and 2

@@ -8,6 +8,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import logging as std_logging
 import os
 import sys
 from typing import Dict, List, Optional
@@ -156,6 +157,21 @@ def _drop_abandoned_reads():
   sys.unraisablehook = hook
 
 
+class _DropOrbaxThreadFailures(std_logging.Filter):
+  """Drops orbax's background-thread report of the failure being restored.
+
+  Orbax runs a restore's reads in a ``_SignalingThread`` that logs the
+  read error with its whole TensorStore traceback (at ERROR, before the
+  restore raises it in the caller's thread), whether or not the caller
+  handles it.
+  """
+
+  def filter(self, record) -> bool:
+    return not (record.pathname.endswith(
+        os.path.join("futures", "future.py"))
+                and "_SignalingThread.run() raised" in str(record.msg))
+
+
 @contextlib.contextmanager
 def quiet_async_errors():
   """Around an orbax restore: its failure stays one line, not tracebacks.
@@ -163,13 +179,19 @@ def quiet_async_errors():
   Catch the failure inside the block (and report it in one line): the
   exception holds the abandoned reads until it is dropped, and the block
   collects them on exit; reads finalised later are dropped by the hook it
-  installs (``_drop_abandoned_reads``).
+  installs (``_drop_abandoned_reads``). Orbax's own log of the failure,
+  written by its reading thread before the restore raises, is dropped while
+  the block runs.
   """
   _drop_abandoned_reads()
+  absl_logger = logging.get_absl_logger()
+  thread_failures = _DropOrbaxThreadFailures()
+  absl_logger.addFilter(thread_failures)
   try:
     yield
   finally:
     gc.collect()
+    absl_logger.removeFilter(thread_failures)
 
 
 def snapshot_steps(workdir: str) -> List[int]:
