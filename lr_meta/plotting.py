@@ -15,7 +15,7 @@ from typing import Any, Sequence, Tuple
 import numpy as np
 
 __all__ = ["evaluation_figures", "log_scale", "plain_number",
-           "schedule_figure", "task_title"]
+           "schedule_figure", "task_title", "training_curves_figure"]
 
 
 def plain_number(x: float) -> str:
@@ -135,3 +135,50 @@ def evaluation_figures(methods: Sequence[Any], title: str, num_steps: int,
   fig.savefig(paths[1], dpi=100)
   plt.close("all")
   return paths
+
+
+def training_curves_figure(runs: Sequence[Tuple[str, Sequence[Any]]],
+                           columns: Sequence[str], title: str):
+  """Training scalars per iteration, one panel per column (a Figure).
+
+  Args:
+    runs: ``(label, rows)`` per run; ``rows`` as ``lr_meta.rundir.
+      read_metrics`` returns them (dicts with ``iteration`` and the columns,
+      values as strings or numbers). A run without a column is left out of
+      that panel; empty or non-finite values are gaps.
+    columns: the scalars to draw, e.g. ``('episode_return', 'mean_action')``.
+    title: names the task(s), above the panels.
+
+  Every panel's y range holds every finite point of every run (nothing is
+  clipped) and its x axis runs from 0 to the longest run's last iteration.
+  """
+  plt = _pyplot()
+  if not columns:
+    raise ValueError("columns=(); allowed: one or more metrics.csv columns.")
+  fig, axes = plt.subplots(len(columns), 1, sharex=True, squeeze=False,
+                           figsize=(7, 2.4 * len(columns) + 0.8))
+  last = 1
+  for ax, column in zip(axes[:, 0], columns):
+    for label, rows in runs:
+      points = [(float(r["iteration"]), _as_float(r.get(column)))
+                for r in rows if column in r]
+      if not points:
+        continue
+      x, y = np.asarray(points, np.float64).T
+      last = max(last, int(x.max()))
+      ax.plot(x, y, label=label, linewidth=1.2)
+    ax.set_ylabel(column.replace("_", " "))
+    ax.margins(y=0.08)        # autoscaled to all points, with room
+    ax.grid(alpha=0.3)
+  axes[0, 0].set_title(title)
+  axes[0, 0].legend(fontsize=7)
+  axes[-1, 0].set(xlabel="training iteration", xlim=(0, last))
+  fig.tight_layout()
+  return fig
+
+
+def _as_float(value) -> float:
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return float("nan")

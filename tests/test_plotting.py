@@ -48,3 +48,26 @@ def test_plain_number_and_bad_axis():
   with pytest.raises(ValueError, match="axis='z'; allowed"):
     plotting.log_scale(ax, "z")
   plt.close(fig)
+
+
+def test_training_curves_show_every_point_of_every_run():
+  """Nothing clipped: each panel's y range holds all finite points of all
+  runs; x runs to the longest run; a run without a column is left out of
+  that panel and non-numbers are gaps."""
+  short = [{"iteration": str(i), "episode_return": str(v),
+            "mean_action": "0.1"} for i, v in enumerate([1.6, -9.5, 1.7], 1)]
+  long = [{"iteration": i, "episode_return": 1.0 + 0.01 * i}
+          for i in range(1, 41)] + [{"iteration": 41, "episode_return": ""}]
+  fig = plotting.training_curves_figure(
+      [("short", short), ("long", long)], ("episode_return", "mean_action"),
+      "fashion_mnist mlp, sgd, batch 128, 300 steps")
+  returns, actions = fig.axes
+  lo, hi = returns.get_ylim()
+  assert lo < -9.5 and hi > 1.7
+  assert returns.get_xlim() == (0, 41)
+  assert [line.get_label() for line in returns.lines] == ["short", "long"]
+  assert [line.get_label() for line in actions.lines] == ["short"]
+  assert "300 steps" in returns.get_title()
+  plt.close(fig)
+  with pytest.raises(ValueError, match="columns=()"):
+    plotting.training_curves_figure([("a", short)], (), "t")

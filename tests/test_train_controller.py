@@ -6,6 +6,8 @@ import json
 import os
 import pathlib
 import struct
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -19,6 +21,7 @@ from script_loader import load_script  # tests/script_loader.py
 
 tc = load_script("train_controller")
 ec = load_script("evaluate_controller")
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def tiny_config(num_iterations=2):
@@ -111,6 +114,24 @@ def test_main_job_table_equals_evaluate_controller(trained, tmp_path):
   for m in script_json["methods"].values():
     m.pop("wall_s")
   assert main_json == script_json
+
+
+def test_plot_training_script_draws_the_run(trained, tmp_path):
+  workdir, _, _, _ = trained
+  out = tmp_path / "training.png"
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "scripts" / "plot_training.py"),
+       "--workdir", workdir, "--label", "tiny", "--out", str(out)],
+      capture_output=True, text=True, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "scripts" / "plot_training.py"),
+       "--workdir", workdir, "--column", "no_such", "--out", str(out)],
+      capture_output=True, text=True, check=False)
+  assert proc.returncode != 0
+  assert "--column ['no_such'] not in any run's metrics.csv; allowed: [" in (
+      proc.stderr)
 
 
 def test_progress_and_tensorboard(trained):
