@@ -34,7 +34,9 @@ def get_config():
       num_val_examples=2_000,      # checkpoint selection split
       num_test_examples=5_000)     # paper: the 10k test set
   config.task.model_kwargs = dict(num_filters=8)   # NOS: 32
-  config.env.update(action_type="fu2016", num_decisions=50,
+  config.env.update(action_type="fu2016",
+                    observation="weight_stats",   # Fu's 193 statistics
+                    num_decisions=50,
                     steps_per_decision=5,   # Fu: 1 (a decision every step)
                     initial_lrs=(0.1,),     # lr0, the reset value
                     reward="log_train_loss_change",

@@ -40,6 +40,7 @@ from lr_meta.agents import ppo as ppo_lib
 from lr_meta.agents import reps as reps_lib
 from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
+from lr_meta.features import lr_actions
 from lr_meta.features import xu_protocol
 from lr_meta.tasks import family as family_lib
 from lr_meta import runner
@@ -128,6 +129,12 @@ def check_config(config):
     raise ValueError(
         f"config.env.action_type={action_type!r} with config.agent="
         f"{config.agent!r}; allowed: {expected!r}.")
+  observation = config.env.get("observation") or None
+  allowed = lr_actions.action_rule(action_type).observations
+  if observation is not None and observation not in allowed:
+    raise ValueError(
+        f"config.env.observation={observation!r} with config.env.action_type"
+        f"={action_type!r}; allowed: {allowed}.")
   if uses_task_family(config):
     if config.agent not in FAMILY_AGENTS:
       raise ValueError(f"config.task_family with config.agent="

@@ -108,3 +108,29 @@ def test_unknown_config_fields_are_named_with_the_valid_ones(part, field):
   assert str(e.value) == (f"{where} has unknown fields [{field!r}]; valid: "
                           f"{', '.join(valid)}.")
   assert field not in valid
+
+
+def _controller_configs():
+  """Every scripts/train_controller.py config shipped in configs/."""
+  out = []
+  for path in sorted((REPO / "configs").glob("[!_]*.py")):
+    config = config_lib.load_config(path)
+    if "agent" in config and "task" in config:
+      out.append(pytest.param(config, id=path.stem))
+  return out
+
+
+@pytest.mark.parametrize("config", _controller_configs())
+def test_every_shipped_controller_config_passes_the_checks(config):
+  """A shipped config must build: inherited fields (e.g. an observation its
+  action type cannot use) are caught here, not after a data load."""
+  experiment.check_config(config)
+
+
+def test_observation_of_another_action_type_is_refused():
+  config = config_lib.load_config(REPO / "configs" / "fu2016_dqn.py")
+  config.env.observation = "dynamics"
+  with pytest.raises(ValueError, match=r"config.env.observation='dynamics' "
+                     r"with config.env.action_type='fu2016'; allowed: "
+                     r"\('weight_stats',\)"):
+    experiment.check_config(config)
