@@ -7,6 +7,11 @@ method with its one setting on every workload of a suite, and writes
 Workloads: ``workloads``; methods and how to add one: ``methods``; scores:
 ``scoring``; execution, cache and cost: ``harness``; report: ``report``.
 
+``run_transfer(suite, source, targets, controllers)`` (``transfer``, or
+``scripts/transfer_table.py``) is Xu et al. 2019's Table 2 for any
+controller: references tuned on the source workload, carried over as fixed
+schedules (``'schedule:<spec>'`` methods) to the targets.
+
 ``evaluate_own(make_train_step, init_params, evaluate, controller=...,
 num_steps=...)`` (``own``) compares a controller with a tuned constant LR
 and a tuned cosine schedule on the user's own training code, scored the
@@ -24,12 +29,15 @@ from lr_meta.benchmark.methods import Method
 from lr_meta.benchmark.methods import METHODS
 from lr_meta.benchmark.methods import REFERENCE
 from lr_meta.benchmark.methods import resolve as resolve_methods
+from lr_meta.benchmark.methods import SCHEDULE_PREFIX
 from lr_meta.benchmark.methods import SELF_TUNING
 from lr_meta.benchmark.methods import Setting
 from lr_meta.benchmark.methods import TUNED
 from lr_meta.benchmark.own import evaluate_own
 from lr_meta.benchmark.own import OwnResult
 from lr_meta.benchmark.run import run_suite
+from lr_meta.benchmark.transfer import run_transfer
+from lr_meta.benchmark.transfer import transfer_table
 from lr_meta.benchmark.workloads import check_heldout_rules
 from lr_meta.benchmark.workloads import get_suite
 from lr_meta.benchmark.workloads import get_workload
@@ -47,7 +55,8 @@ __all__ = [
     "CompileCounter", "compile_counter", "run_benchmark", "BEST_CONSTANT",
     "CONTROLLER_PREFIX", "get_method", "known_methods", "Method", "METHODS",
     "REFERENCE", "resolve_methods", "SELF_TUNING", "Setting", "TUNED",
-    "evaluate_own", "OwnResult", "run_suite", "check_heldout_rules",
+    "evaluate_own", "OwnResult", "run_suite", "run_transfer",
+    "SCHEDULE_PREFIX", "transfer_table", "check_heldout_rules",
     "get_suite", "get_workload",
     "HELDOUT", "KNOWN_SUITES", "KNOWN_WORKLOADS", "select", "suite_workloads",
     "TRAIN",

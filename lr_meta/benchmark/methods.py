@@ -443,6 +443,29 @@ def controller_method(name: str) -> Method:
                 "lr_meta.optax.controlled from the workload's default LR")
 
 
+SCHEDULE_PREFIX = "schedule:"
+
+
+def fixed_schedule_method(label: str) -> Method:
+  """The self-tuning method ``'schedule:<spec>'``: one fixed schedule.
+
+  E.g. ``'schedule:cosine(lr=0.3)'``; the spec is re-expressed for each
+  workload's horizon (``ScheduleSpec.sequence``), and nothing is tuned on
+  the workload, so it ranks with the untuned methods: a schedule tuned on
+  another workload and transferred (Xu et al. 2019, Table 2), or one a
+  user already trusts.
+  """
+  spec = baselines.parse_spec(label)
+
+  def build(workload, task):
+    del task
+    return _schedule_program(workload), _schedule_settings(workload, [spec])
+
+  return Method(SCHEDULE_PREFIX + spec.label(), SELF_TUNING, "schedule",
+                build, f"the fixed schedule {spec.label()} through the base "
+                "optimizer, untuned on the workload")
+
+
 # -- the registry -------------------------------------------------------------
 
 METHODS = {m.name: m for m in [
@@ -512,6 +535,11 @@ def get_method(name: str) -> Method:
   """The method ``name``; unknown names list the known ones."""
   if name in METHODS:
     return METHODS[name]
+  if name.startswith(SCHEDULE_PREFIX):
+    try:
+      return fixed_schedule_method(name[len(SCHEDULE_PREFIX):])
+    except ValueError as e:
+      raise ValueError(f"Unknown method {name!r}: {e}") from e
   if name.startswith(CONTROLLER_PREFIX):
     target = name[len(CONTROLLER_PREFIX):]
     try:
@@ -522,8 +550,9 @@ def get_method(name: str) -> Method:
                        "'controller:<path to a .msgpack file>'.") from e
   raise ValueError(f"Unknown method {name!r}; known methods: "
                    f"{', '.join(known_methods())}, the groups "
-                   f"{', '.join(GROUPS)}, or 'controller:<path to a "
-                   ".msgpack file>'.")
+                   f"{', '.join(GROUPS)}, 'controller:<path to a "
+                   ".msgpack file>' or 'schedule:<spec>' (e.g. "
+                   "'schedule:cosine(lr=0.3)').")
 
 
 def resolve(names: Sequence[str]) -> Tuple[Method, ...]:
