@@ -79,4 +79,5 @@ def get_config():
   # the default constant LR's) every score_every iterations; 0 = never.
   config.score_every = 20
   config.score_seeds = 1
+  config.score_workloads = ()     # () = every train workload of the suite
   return config

@@ -148,9 +148,14 @@ class TrainSideScore:
   """The train-side score of a controller (module docstring); compiled once
   per workload (the params are traced), default-LR references run once."""
 
-  def __init__(self, suite, num_seeds, data_dir, store_dir):
-    self.workloads = benchmark.select(benchmark.get_suite(suite),
-                                      benchmark.TRAIN)
+  def __init__(self, suite, num_seeds, data_dir, store_dir, names=()):
+    train = benchmark.select(benchmark.get_suite(suite), benchmark.TRAIN)
+    unknown = sorted(set(names) - {w.name for w in train})
+    if unknown:
+      raise ValueError(f"score_workloads {unknown}; allowed: the train "
+                       f"workloads of suite {suite!r}: "
+                       f"{[w.name for w in train]}.")
+    self.workloads = tuple(w for w in train if not names or w.name in names)
     self.seeds = seeds_lib.seed_range(SCORE_SEED_RANGE, num_seeds)
     self.data_dir = data_dir
     self.store = harness.RunStore(store_dir)
@@ -211,7 +216,8 @@ def score_and_ablate(config, workdir, path, ablate, data_dir=None,
   """Train-side scores of a controller file (and its ablations)."""
   controller = controller_lib.load_controller(path)
   scorer = TrainSideScore(config.suite, config.score_seeds, data_dir,
-                          os.path.join(workdir, "score_runs"))
+                          os.path.join(workdir, "score_runs"),
+                          tuple(config.get("score_workloads", ())))
   variants = {"all inputs": ()}
   if ablate:
     variants.update({f"without {k}": v for k, v in ABLATION_GROUPS.items()})
@@ -287,7 +293,8 @@ def train(config, workdir, data_dir=None, stop_after_minutes=0.0, log=print):
   scores = _read_csv(scores_path, start)
   offset = float(rows[-1]["time_s"]) if rows else 0.0
   scorer = (TrainSideScore(config.suite, config.score_seeds, data_dir,
-                           os.path.join(workdir, "score_runs"))
+                           os.path.join(workdir, "score_runs"),
+                           tuple(config.get("score_workloads", ())))
             if config.score_every else None)
   try:
     import tensorboardX  # pylint: disable=g-import-not-at-top

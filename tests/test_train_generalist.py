@@ -113,3 +113,26 @@ def test_ablation_removes_exactly_the_named_inputs(runs):
                              rtol=1e-6)
   with pytest.raises(ValueError, match="allowed"):
     tg.without_features(controller, ("learning_rate",))
+
+
+def test_score_workloads_restrict_and_name_the_allowed_ones(tmp_path):
+  tg = load_script("train_generalist")
+  scorer = tg.TrainSideScore("cpu", 1, None, str(tmp_path),
+                             ("cifar10_mlp_sgd",))
+  assert [w.name for w in scorer.workloads] == ["cifar10_mlp_sgd"]
+  assert len(tg.TrainSideScore("cpu", 1, None, str(tmp_path)).workloads) == 4
+  with pytest.raises(ValueError, match=r"score_workloads \['fmnist_mlp_adam_"
+                     r"long'\]; allowed: the train workloads of suite 'cpu'"):
+    tg.TrainSideScore("cpu", 1, None, str(tmp_path),
+                      ("fmnist_mlp_adam_long",))
+
+
+def test_table2_config_trains_on_cifar10_only():
+  """Xu 2019 Table 2: Fashion-MNIST is neither trained on nor scored."""
+  tg = load_script("train_generalist")
+  config = tg.load_config(os.path.join(os.path.dirname(__file__), os.pardir,
+                                       "configs", "generalist_cifar10.py"))
+  dist = tg.distribution_config(config)
+  tg.check_train_side(dist, config.suite)
+  assert {c.dataset for c in dist.combinations} == {"cifar10"}
+  assert tuple(config.score_workloads) == ("cifar10_mlp_sgd",)
