@@ -15,8 +15,8 @@ workdir resumes bit-identically), snapshots/iter_N.msgpack (the controller at
 every checkpoint), metrics.csv and tb/ (TensorBoard: PPO losses, episode
 returns per combination, compiles, and the train-side score), scores.csv
 (the train-side score of snapshots) and controller.msgpack (the snapshot
-with the best train-side score; export it with scripts/export_controller.py
-or ``--export_name``).
+with the best train-side score; export it into the package with
+``scripts/export_controller.py --workdir WORKDIR --name NAME``).
 
 Train-side score: each train workload of the suite run through
 ``lr_meta.optax.controlled`` exactly as the benchmark runs it (from the
