@@ -59,7 +59,7 @@ def main(argv):
   del argv
   try:   # bad names fail here, before any data is loaded
     benchmark.suite_workloads(_SUITE.value, _WORKLOADS.value)
-    benchmark.resolve_methods(_METHODS.value)
+    benchmark.check_method_names(_METHODS.value)   # loads no controller
   except ValueError as e:
     sys.exit(f"error: {e}")
   distributed.initialize_or_launch(distributed.config_from_flags())

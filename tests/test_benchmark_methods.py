@@ -1,5 +1,8 @@
 """lr_meta.benchmark methods and workloads: wiring, grids, names, rules."""
 
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import optax
@@ -304,3 +307,25 @@ def test_cpu_suite_mixes_data_models_optimizers_and_horizons():
   assert "Adam must be a held-out-only base optimizer" in (
       benchmark.check_heldout_rules(bad))
   assert all(w.num_steps <= 100 for w in benchmark.get_suite("tiny"))
+
+
+def test_names_are_checked_without_any_jax_work(tmp_path):
+  """scripts/benchmark.py checks its --methods before the multi-process
+  runtime starts, which must precede any JAX call: loading a controller to
+  check its name started the backend and broke every benchmark run with a
+  controller method."""
+  code = (
+      "from jax._src import xla_bridge\n"
+      "import lr_meta.benchmark as b\n"
+      "b.check_method_names(['controller:generalist', 'all', 'tuned', "
+      "'prodigy', 'schedule:cosine(lr=0.1)'])\n"
+      "assert not xla_bridge.backends_are_initialized()\n")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        text=True, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with pytest.raises(ValueError, match="Unknown method 'controller:nope'"):
+    methods_lib.check_names(["controller:nope"])
+  with pytest.raises(ValueError, match="No controller file"):
+    methods_lib.check_names([f"controller:{tmp_path}/missing.msgpack"])
+  with pytest.raises(ValueError, match="Unknown method 'adamax'"):
+    methods_lib.check_names(["adamax"])

@@ -146,8 +146,10 @@ def test_zero_controller_gives_hand_computed_decay(task):
 
 
 # Action bounds by hand: Xu et al. 2019's [-0.2, 0.5]; Daniel et al.'s
-# multiplicative log-step in [-0.5, 0.5].
-_BOUNDS = {"xu2019": (-0.2, 0.5), "daniel2016": (-0.5, 0.5)}
+# multiplicative log-step in [-0.5, 0.5]; Xu, Qin et al. 2017's
+# log10(lr / lr0) in [-4, 2].
+_BOUNDS = {"xu2019": (-0.2, 0.5), "daniel2016": (-0.5, 0.5),
+           "xu2017": (-4.0, 2.0)}
 
 
 def _numpy_actor(params, obs, action_type="xu2019"):
@@ -160,10 +162,13 @@ def _numpy_actor(params, obs, action_type="xu2019"):
   return np.clip(mean, *_BOUNDS[action_type])
 
 
-def _lr_by_hand(action_type, lr, action):
-  """The next LR by hand: Xu's rule, or Daniel's lr * exp(a)."""
+def _lr_by_hand(action_type, lr, action, lr0=None):
+  """The next LR by hand: Xu's rule, Daniel's lr * exp(a), or Xu 2017's
+  lr0 * 10**a (set, not multiplied)."""
   if action_type == "daniel2016":
     return lr * np.exp(float(np.reshape(action, ())))
+  if action_type == "xu2017":
+    return lr0 * 10.0 ** float(np.reshape(action, ()))
   return _xu2019_lr(lr, action)
 
 
@@ -367,9 +372,10 @@ def test_pretrained_controllers_load_offline():
     action, _ = ctrl.policy(jnp.asarray(obs), ctrl.initial_carry())
     want = _numpy_actor(ctrl.params, obs, ctrl.spec.action_type)
     np.testing.assert_allclose(action, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ctrl.next_lr(1e-2, 1e-2, action),
-                               _lr_by_hand(ctrl.spec.action_type, 1e-2, want),
-                               rtol=1e-6)
+    np.testing.assert_allclose(ctrl.next_lr(2e-2, 1e-2, action),
+                               _lr_by_hand(ctrl.spec.action_type, 2e-2, want,
+                                           lr0=1e-2),
+                               rtol=1e-5)
   with pytest.raises(ValueError, match="mnist1d_mlp_quickstart"):
     lmo.pretrained_controller("no_such_controller")
 

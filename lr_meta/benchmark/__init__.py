@@ -22,6 +22,7 @@ from lr_meta.benchmark.harness import CompileCounter
 from lr_meta.benchmark.harness import compile_counter
 from lr_meta.benchmark.harness import run_benchmark
 from lr_meta.benchmark.methods import BEST_CONSTANT
+from lr_meta.benchmark.methods import check_names as check_method_names
 from lr_meta.benchmark.methods import CONTROLLER_PREFIX
 from lr_meta.benchmark.methods import get_method
 from lr_meta.benchmark.methods import known_methods
@@ -53,6 +54,7 @@ from lr_meta.benchmark.workloads import Workload
 
 __all__ = [
     "CompileCounter", "compile_counter", "run_benchmark", "BEST_CONSTANT",
+    "check_method_names",
     "CONTROLLER_PREFIX", "get_method", "known_methods", "Method", "METHODS",
     "REFERENCE", "resolve_methods", "SELF_TUNING", "Setting", "TUNED",
     "evaluate_own", "OwnResult", "run_suite", "run_transfer",

@@ -555,6 +555,24 @@ def get_method(name: str) -> Method:
                    "'schedule:cosine(lr=0.3)').")
 
 
+def check_names(names: Sequence[str]) -> None:
+  """Raises the ValueError ``resolve`` would for an unknown name, without
+  loading a controller: no JAX work, so a script can check its flags before
+  a multi-process runtime starts (``lr_meta.distributed.initialize`` must
+  come before any JAX call)."""
+  for name in (n.strip() for n in names):
+    if not name or name in GROUPS:
+      continue
+    if name.startswith(CONTROLLER_PREFIX):
+      target = name[len(CONTROLLER_PREFIX):]
+      if target.endswith(".msgpack") or os.sep in target:
+        if os.path.isfile(target):
+          continue
+      elif target in lmo.pretrained_names():
+        continue
+    get_method(name)
+
+
 def resolve(names: Sequence[str]) -> Tuple[Method, ...]:
   """Methods for a command line list (names and the groups 'all', 'tuned',
   'self_tuning'), references first; the references ``best_constant`` and

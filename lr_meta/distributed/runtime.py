@@ -189,7 +189,8 @@ def initialize(config: RuntimeConfig = RuntimeConfig()) -> None:
       raise
     logging.info("lr_meta.distributed: no cluster detected; one process.")
   except RuntimeError as e:
-    if "before any JAX computation" in str(e):
+    if ("before any JAX computation" in str(e)
+        or "before any JAX calls" in str(e)):
       raise RuntimeError(
           "lr_meta.distributed.initialize ran after a JAX computation in this "
           "process; call it first (at the top of main, before building "
