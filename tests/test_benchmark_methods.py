@@ -329,3 +329,16 @@ def test_names_are_checked_without_any_jax_work(tmp_path):
     methods_lib.check_names([f"controller:{tmp_path}/missing.msgpack"])
   with pytest.raises(ValueError, match="Unknown method 'adamax'"):
     methods_lib.check_names(["adamax"])
+
+
+def test_two_controller_files_of_one_spec_name_are_two_methods(tmp_path):
+  """A retrained file keeps its spec's name; both run side by side."""
+  shipped = lmo.pretrained_controller("generalist")
+  path = str(tmp_path / "retrained.msgpack")
+  controller_lib.save_controller(
+      path, controller_lib.make_controller(
+          shipped.spec, jax.tree.map(lambda x: x * 0.5, shipped.params)))
+  methods = methods_lib.resolve(["controller:generalist", f"controller:{path}"])
+  families = {m.name: m.family for m in methods
+              if m.name.startswith("controller:")}
+  assert len(set(families.values())) == 2, families

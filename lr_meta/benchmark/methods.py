@@ -436,8 +436,10 @@ def controller_method(name: str) -> Method:
         for t in workloads_lib.training_tasks(spec))
   except ValueError:
     trained = "training task not recorded"
+  # Its own family: two files of one spec name (e.g. a shipped controller
+  # and a retrained one) are two methods with two sets of params.
   return Method(CONTROLLER_PREFIX + name, SELF_TUNING,
-                CONTROLLER_PREFIX + spec.name, build,
+                CONTROLLER_PREFIX + name, build,
                 f"learned controller {spec.name!r} ({spec.agent or 'agent'}, "
                 f"observation {spec.observation_kind}, {trained}), through "
                 "lr_meta.optax.controlled from the workload's default LR")
