@@ -9,7 +9,8 @@ combinations, which must all lie on the benchmark suite's ``train`` side
 iteration collects ``ppo.num_envs`` episodes from drawn members and makes one
 PPO update (``lr_meta.agents.population``).
 
-Writes to --workdir: config.json, members.txt, checkpoints/ (the whole learner
+Writes to --workdir (one process at a time: ``lock``, as every run directory
+of ``lr_meta.rundir``): config.json, members.txt, checkpoints/ (the whole learner
 state, orbax, every ``checkpoint_every`` iterations; rerunning with the same
 workdir resumes bit-identically), snapshots/iter_N.msgpack (the controller at
 every checkpoint), metrics.csv and tb/ (TensorBoard: PPO losses, episode
@@ -29,6 +30,7 @@ run here.
 
 import csv
 import os
+import sys
 import time
 
 from absl import app
@@ -269,8 +271,16 @@ def _row(it, metrics, members, elapsed, counter):
 
 
 def train(config, workdir, data_dir=None, stop_after_minutes=0.0, log=print):
-  """Meta-trains (resuming from ``workdir``); returns the final state."""
-  os.makedirs(workdir, exist_ok=True)
+  """Meta-trains (resuming from ``workdir``); returns the final state.
+
+  Raises:
+    rundir.WorkdirBusyError: another process trains in ``workdir``.
+  """
+  with rundir.WorkdirLock(workdir, log):
+    return _train(config, workdir, data_dir, stop_after_minutes, log)
+
+
+def _train(config, workdir, data_dir, stop_after_minutes, log):
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
   counter = harness.compile_counter()
@@ -371,11 +381,15 @@ def main(argv):
   del argv
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config and --workdir are required.")
-  if _SCORE.value:
-    score_and_ablate(_CONFIG.value, _WORKDIR.value, _SCORE.value,
-                     _ABLATE.value, _DATA_DIR.value)
-    return
-  train(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _STOP_AFTER.value)
+  try:
+    if _SCORE.value:
+      with rundir.WorkdirLock(_WORKDIR.value):
+        score_and_ablate(_CONFIG.value, _WORKDIR.value, _SCORE.value,
+                         _ABLATE.value, _DATA_DIR.value)
+      return
+    train(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _STOP_AFTER.value)
+  except rundir.WorkdirBusyError as e:
+    sys.exit(f"train_generalist: {e}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import lr_meta.optax as lmo
+from lr_meta import rundir
 from lr_meta import tasks
 from lr_meta.benchmark import workloads as workloads_lib
 
@@ -136,3 +137,14 @@ def test_table2_config_trains_on_cifar10_only():
   tg.check_train_side(dist, config.suite)
   assert {c.dataset for c in dist.combinations} == {"cifar10"}
   assert tuple(config.score_workloads) == ("cifar10_mlp_sgd",)
+
+
+def test_a_busy_workdir_is_refused_before_anything_is_written(tmp_path):
+  """Two meta-trainings on one workdir: the second is refused, naming the
+  first, and writes nothing (the lock of lr_meta.rundir)."""
+  tg = load_script("train_generalist")
+  with rundir.WorkdirLock(str(tmp_path), log=lambda *a: None):
+    with pytest.raises(rundir.WorkdirBusyError,
+                       match=rf"{tmp_path} is in use by pid {os.getpid()}"):
+      tg.train(_config(1), str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ["lock"]

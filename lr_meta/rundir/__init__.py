@@ -22,8 +22,9 @@ through this package; nothing else knows its layout::
 
 Guarantees (each has a test reproducing the fault, tests/test_rundir.py):
 
-* One run per directory: ``Run`` holds an exclusive ``flock`` on ``lock``
-  for its lifetime; the kernel releases it when the process dies, so a lock
+* One run per directory: ``Run`` (and ``scripts/train_generalist.py``,
+  through ``WorkdirLock``) holds an exclusive ``flock`` on ``lock`` for its
+  lifetime; the kernel releases it when the process dies, so a lock
   left by a dead process is detected (and reported) rather than blocking.
 * Resume means the same run: the stored config must equal the new one, except
   for fields named in ``allow_changes`` among ``SAFE_CHANGES``; a directory
@@ -65,6 +66,7 @@ from lr_meta.rundir.layout import SNAPSHOT_DIR
 from lr_meta.rundir.layout import TENSORBOARD_DIR
 from lr_meta.rundir.layout import training_return
 from lr_meta.rundir.layout import WorkdirBusyError
+from lr_meta.rundir.lock import WorkdirLock
 from lr_meta.rundir.run import Run
 from lr_meta.rundir.store import load_snapshot
 from lr_meta.rundir.store import non_finite_leaves
@@ -76,7 +78,7 @@ __all__ = [
     "CONFIG_FILE", "METRICS_FILE", "CHECKPOINT_DIR", "SNAPSHOT_DIR",
     "CONTROLLER_FILE", "RESULTS_FILE", "EVAL_DIR", "TENSORBOARD_DIR",
     "SAFE_CHANGES", "KEEP", "RETURN_METRICS", "training_return", "RunError",
-    "WorkdirBusyError", "ConfigMismatchError", "CheckpointError",
+    "WorkdirBusyError", "WorkdirLock", "ConfigMismatchError", "CheckpointError",
     "NonFiniteError", "Run", "read_config", "read_metrics", "config_changes",
     "tree_digest", "non_finite_leaves", "snapshot_steps", "snapshot_metrics",
     "load_snapshot", "controller_from_training", "write_training_artifact",

@@ -1,10 +1,8 @@
 """A training run's directory, held exclusively while training."""
 
-import fcntl
 import json
 import os
 import shutil
-import socket
 import time
 from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
@@ -20,12 +18,11 @@ from lr_meta.rundir.layout import CONFIG_FILE
 from lr_meta.rundir.layout import ConfigMismatchError
 from lr_meta.rundir.layout import CORRUPT_DIR
 from lr_meta.rundir.layout import KEEP
-from lr_meta.rundir.layout import LOCK_FILE
 from lr_meta.rundir.layout import METRICS_FILE
 from lr_meta.rundir.layout import NonFiniteError
 from lr_meta.rundir.layout import SAFE_CHANGES
 from lr_meta.rundir.layout import SNAPSHOT_DIR
-from lr_meta.rundir.layout import WorkdirBusyError
+from lr_meta.rundir.lock import WorkdirLock
 
 
 class Run:
@@ -71,7 +68,7 @@ class Run:
     self.rows: List[Dict[str, Any]] = []
     self.data = None
     self.last_saved = 0
-    self._lock_file = None
+    self._workdir_lock = None
     self._checkpoints = None
     self._snapshots = None
     self.writes = distributed.is_main_process()
@@ -105,36 +102,13 @@ class Run:
       self._unlock()
 
   def _lock(self):
-    f = open(self.path(LOCK_FILE), "a+")  # pylint: disable=consider-using-with
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-      f.seek(0)
-      holder = f.read().strip() or "another process"
-      f.close()
-      raise WorkdirBusyError(
-          f"{self.workdir} is in use by {holder}; one run per workdir (wait "
-          "for it to finish, or pass another --workdir).") from None
-    f.seek(0)
-    previous = f.read().strip()
-    if previous:
-      self.log(f"Lock of {previous} in {self.workdir} is stale (that process "
-               "is gone); taking over.")
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    f.flush()
-    self._lock_file = f
+    self._workdir_lock = WorkdirLock(self.workdir, self.log)
+    self._workdir_lock.acquire()
 
   def _unlock(self):
-    if self._lock_file is not None:
-      self._lock_file.seek(0)
-      self._lock_file.truncate()
-      self._lock_file.flush()
-      fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-      self._lock_file.close()
-      self._lock_file = None
+    if self._workdir_lock is not None:
+      self._workdir_lock.release()
+      self._workdir_lock = None
 
   # -- config -----------------------------------------------------------------
 
