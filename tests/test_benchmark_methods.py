@@ -108,9 +108,9 @@ def test_contrib_methods_equal_optax_called_directly(name, workload, task):
                                                        atol=1e-7),
                state.params, params)
   if name == "reduce_on_plateau":
-    ours = methods_lib._find(state.opt_state,
+    ours = lmo.find_state(state.opt_state,
                              optax.contrib.ReduceLROnPlateauState)
-    theirs = methods_lib._find(opt_state, optax.contrib.ReduceLROnPlateauState)
+    theirs = lmo.find_state(opt_state, optax.contrib.ReduceLROnPlateauState)
     assert int(ours.count) == int(theirs.count) == STEPS
     np.testing.assert_allclose(ours.avg_value, theirs.avg_value, rtol=1e-5)
   if name.startswith("schedule_free"):

@@ -340,3 +340,23 @@ def test_num_steps_sets_the_progress_horizon():
       seen.append(float(state.obs[-1]))
   np.testing.assert_allclose(seen, [0.0, 1 / decisions, 2 / decisions],
                              rtol=1e-6)
+
+
+def test_find_state_through_chains_and_injected_hyperparams():
+  """One helper finds a transformation's state wherever the chain put it
+  (the benchmark reads Prodigy's and Mechanic's estimates with it)."""
+  params = {"w": jnp.ones(3)}
+  tx = optax.chain(optax.clip_by_global_norm(1.0),
+                   optax.inject_hyperparams(optax.contrib.prodigy)(
+                       learning_rate=1.0))
+  state = tx.init(params)
+  found = lmo.find_state(state, optax.contrib.ProdigyState)
+  assert isinstance(found, optax.contrib.ProdigyState)
+  assert float(found.estim_lr) == pytest.approx(1e-6)   # prodigy's d0
+  assert lmo.find_states(state, optax.ScaleByAdamState) == []
+  with pytest.raises(ValueError, match="holds 0 ScaleByAdamState; expected "
+                     "exactly 1"):
+    lmo.find_state(state, optax.ScaleByAdamState)
+  twice = optax.chain(optax.contrib.prodigy(), optax.contrib.prodigy())
+  with pytest.raises(ValueError, match="holds 2 ProdigyState"):
+    lmo.find_state(twice.init(params), optax.contrib.ProdigyState)

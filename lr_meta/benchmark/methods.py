@@ -95,16 +95,6 @@ class Method:
                        f"{KINDS}.")
 
 
-def _find(state, cls):
-  """The one sub-state of type ``cls`` inside an optax state."""
-  found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(
-      x, cls)) if isinstance(s, cls)]
-  if len(found) != 1:
-    raise ValueError(f"expected one {cls.__name__} in the optimizer state, "
-                     f"found {len(found)}.")
-  return found[0]
-
-
 # -- tuned references: schedules through the task's own optimizer ----------
 
 
@@ -141,35 +131,35 @@ def _default_lr_build(workload, task):
 
 def _schedule_free_lr(hp, state):
   del hp
-  return _find(state, optax.contrib.ScheduleFreeState).max_lr
+  return lmo.find_state(state, optax.contrib.ScheduleFreeState).max_lr
 
 
 def _prodigy_lr(hp, state):
   del hp
-  return _find(state, optax.contrib.ProdigyState).estim_lr
+  return lmo.find_state(state, optax.contrib.ProdigyState).estim_lr
 
 
 def _dadapt_lr(hp, state):
   del hp
-  return _find(state, optax.contrib.DAdaptAdamWState).estim_lr
+  return lmo.find_state(state, optax.contrib.DAdaptAdamWState).estim_lr
 
 
 def _dog_lr(hp, state):
   del hp
-  s = _find(state, optax.contrib.DoGState)
+  s = lmo.find_state(state, optax.contrib.DoGState)
   return s.max_dist / jnp.sqrt(s.sum_sq_norm_grads + 1e-8)   # dog's eps
 
 
 def _dowg_lr(hp, state):
   del hp
-  s = _find(state, optax.contrib.DoWGState)
+  s = lmo.find_state(state, optax.contrib.DoWGState)
   return s.estim_sq_dist / (jnp.sqrt(s.weighted_sq_norm_grads) + 1e-4)
 
 
 def _schedule_free_eval(hp, state, params):
   del hp
   return optax.contrib.schedule_free_eval_params(
-      _find(state, optax.contrib.ScheduleFreeState), params)
+      lmo.find_state(state, optax.contrib.ScheduleFreeState), params)
 
 
 def _no_lr(hp, state):
@@ -237,7 +227,7 @@ class Mechanized(optax_training.Program):
 
   def learning_rate(self, hp, opt_state):
     del hp
-    return jnp.sum(_find(opt_state, optax.contrib.MechanicState).s)
+    return jnp.sum(lmo.find_state(opt_state, optax.contrib.MechanicState).s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +253,7 @@ class Plateau(optax_training.Program):
 
   def learning_rate(self, hp, opt_state):
     del hp
-    scale = _find(opt_state, optax.contrib.ReduceLROnPlateauState).scale
+    scale = lmo.find_state(opt_state, optax.contrib.ReduceLROnPlateauState).scale
     return self.initial_lr * scale
 
 

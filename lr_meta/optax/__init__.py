@@ -22,6 +22,8 @@ from lr_meta.optax._src.controlled import ControllerMismatchWarning
 from lr_meta.optax._src.controlled import current_lr
 from lr_meta.optax._src.controlled import decision_due
 from lr_meta.optax._src.controlled import probe_inputs
+from lr_meta.optax._src.states import find_state
+from lr_meta.optax._src.states import find_states
 from lr_meta.optax._src.schedules import linear_cosine_decay_schedule
 from lr_meta.optax._src.schedules import linear_cosine_decay_schedule as linear_cosine_decay
 from lr_meta.optax._src.schedules import noisy_linear_cosine_decay_schedule
@@ -38,7 +40,7 @@ from lr_meta.optax._src.sign import ScaleBySignState
 __all__ = [
     "add_sign", "controlled", "ControlledState", "Controller",
     "ControllerMismatchWarning", "ControllerSpec", "cosine_sign_decay",
-    "current_lr", "decision_due", "DSLError",
+    "current_lr", "decision_due", "DSLError", "find_state", "find_states",
     "from_dsl", "linear_cosine_decay", "linear_cosine_decay_schedule",
     "linear_sign_decay", "load_controller", "noisy_linear_cosine_decay",
     "noisy_linear_cosine_decay_schedule", "power_sign",

@@ -97,6 +97,7 @@ from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
 from lr_meta.features import scale_free
 from lr_meta.features import xu_protocol
+from lr_meta.optax._src import states as states_lib
 from lr_meta.policies import controller as controller_lib
 
 __all__ = [
@@ -181,19 +182,9 @@ def _set_lr(base_state, lr):
                       learning_rate=jnp.asarray(lr, jnp.asarray(old).dtype))
 
 
-def _controlled_states(state: Any) -> list[ControlledState]:
-  return [s for s in jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, ControlledState))
-          if isinstance(s, ControlledState)]
-
-
 def _controlled_state(state: Any) -> ControlledState:
   """The one ``ControlledState`` inside an optimizer state (e.g. a chain's)."""
-  found = _controlled_states(state)
-  if len(found) != 1:
-    raise ValueError(f"state holds {len(found)} ControlledState; expected 1 "
-                     "(the state of an optimizer with one controlled(...)).")
-  return found[0]
+  return states_lib.find_state(state, ControlledState)
 
 
 def decision_due(state: Any) -> jax.Array:
@@ -261,7 +252,7 @@ def probe_inputs(
   Raises:
     ValueError: ``state`` holds several ``ControlledState``.
   """
-  if not _controlled_states(state):
+  if not states_lib.find_states(state, ControlledState):
     return {}
   # Only 'dynamics' controllers keep a DynamicsState of the predictions.
   wants_predictions = isinstance(_controlled_state(state).features,
