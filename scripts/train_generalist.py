@@ -28,7 +28,6 @@ is better; 1 = no better than not controlling). Held-out workloads are never
 run here.
 """
 
-import csv
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ import orbax.checkpoint as ocp
 from lr_meta import benchmark
 from lr_meta import config as config_lib
 from lr_meta import rundir
+from lr_meta.rundir import layout
 from lr_meta import seeds as seeds_lib
 from lr_meta.agents import population
 from lr_meta.agents import ppo as ppo_lib
@@ -235,25 +235,13 @@ def score_and_ablate(config, workdir, path, ablate, data_dir=None,
 
 
 def _write_csv(path, rows):
-  if not rows:
-    return
-  fields = []
-  for r in rows:
-    fields += [k for k in r if k not in fields]
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-  os.replace(tmp, path)
+  if rows:
+    layout.atomic_write(path, layout.metrics_text(rows))
 
 
 def _read_csv(path, upto, key="iteration"):
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [r for r in csv.DictReader(f)
-            if key is None or int(r[key]) <= upto]
+  return [r for r in layout.read_rows(path)
+          if key is None or int(r[key]) <= upto]
 
 
 def _row(it, metrics, members, elapsed, counter):

@@ -373,9 +373,14 @@ def observed_layers(task: tasks.Task):
   return layers[0], layers[-1]
 
 
+def _names_a_file(target: str) -> bool:
+  """``'controller:<target>'`` names a file (else a shipped controller)."""
+  return target.endswith(".msgpack") or os.sep in target
+
+
 def load_named_controller(name: str):
   """The controller of ``'controller:<name or path>'``."""
-  if name.endswith(".msgpack") or os.sep in name:
+  if _names_a_file(name):
     if not os.path.isfile(name):
       raise ValueError(f"No controller file {name!r}.")
     return lmo.load_controller(name)
@@ -557,10 +562,8 @@ def check_names(names: Sequence[str]) -> None:
       continue
     if name.startswith(CONTROLLER_PREFIX):
       target = name[len(CONTROLLER_PREFIX):]
-      if target.endswith(".msgpack") or os.sep in target:
-        if os.path.isfile(target):
-          continue
-      elif target in lmo.pretrained_names():
+      if (os.path.isfile(target) if _names_a_file(target)
+          else target in lmo.pretrained_names()):
         continue
     get_method(name)
 

@@ -142,13 +142,17 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def read_metrics(workdir: str) -> List[Dict[str, str]]:
-  """The rows of ``metrics.csv`` (strings, as written); [] when absent."""
-  path = os.path.join(workdir, METRICS_FILE)
+def read_rows(path: str) -> List[Dict[str, str]]:
+  """The rows of a CSV file (strings, as written); [] when absent."""
   if not os.path.exists(path):
     return []
   with open(path, newline="") as f:
     return list(csv.DictReader(f))
+
+
+def read_metrics(workdir: str) -> List[Dict[str, str]]:
+  """The rows of ``metrics.csv`` (strings, as written); [] when absent."""
+  return read_rows(os.path.join(workdir, METRICS_FILE))
 
 
 def metrics_text(rows: Sequence[Mapping]) -> str:

@@ -81,8 +81,7 @@ class Run:
   def __enter__(self) -> "Run":
     if not self.writes:
       return self
-    os.makedirs(self.workdir, exist_ok=True)
-    self._lock()
+    self._lock()     # makes the directory
     try:
       self._check_config()
     except BaseException:
