@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import checks
 from lr_meta import config as config_lib
 from lr_meta import tasks
 from lr_meta.agents import actor_critic as actor_critic_lib
@@ -71,11 +72,6 @@ AGENTS = {
 KNOWN_AGENTS = tuple(AGENTS)
 
 
-def _check_int(name, value, low):
-  if not isinstance(value, int) or isinstance(value, bool) or value < low:
-    raise ValueError(f"config.{name}={value!r}; allowed: an integer >= {low}.")
-
-
 # The config schema: field names each part of a controller config may hold.
 TOP_FIELDS = ("seed", "agent", "strategy", "num_iterations",
               "checkpoint_every", "task", "env", "eval", "task_family")
@@ -111,9 +107,9 @@ def check_config(config):
   check_field_names(config)
   if config.agent not in AGENTS:
     raise ValueError(f"config.agent={config.agent!r}; allowed: {KNOWN_AGENTS}.")
-  _check_int("num_iterations", config.num_iterations, 1)
-  _check_int("checkpoint_every", config.checkpoint_every, 1)
-  _check_int("eval.num_seeds", config.eval.num_seeds, 1)
+  checks.check_int("config.num_iterations", config.num_iterations, 1)
+  checks.check_int("config.checkpoint_every", config.checkpoint_every, 1)
+  checks.check_int("config.eval.num_seeds", config.eval.num_seeds, 1)
   if config.strategy not in ("",) + runner.STRATEGIES:
     raise ValueError(f"config.strategy={config.strategy!r}; allowed: "
                      f"{('',) + runner.STRATEGIES}.")

@@ -64,6 +64,9 @@ _SCORE = flags.DEFINE_string(
 _ABLATE = flags.DEFINE_bool("ablate", False, "With --score: also score the "
                             "controller with each ABLATION_GROUPS entry "
                             "zeroed.")
+_ALLOW_CHANGE = flags.DEFINE_list(
+    "allow_change", [], "Config fields a resume may change, of "
+    f"{rundir.SAFE_CHANGES} (e.g. num_iterations to train longer).")
 _STOP_AFTER = flags.DEFINE_float(
     "stop_after_minutes", 0.0, "Checkpoint and stop after this much wall "
     "time (0 = run all iterations); rerun to continue.")
@@ -258,19 +261,30 @@ def _row(it, metrics, members, elapsed, counter):
   return row
 
 
-def train(config, workdir, data_dir=None, stop_after_minutes=0.0, log=print):
+def train(config, workdir, data_dir=None, stop_after_minutes=0.0, log=print,
+          allow_changes=()):
   """Meta-trains (resuming from ``workdir``); returns the final state.
+
+  Args:
+    config: the generalist config.
+    workdir: output and resume directory.
+    data_dir: directory with ``<dataset>.npz`` (else ``$LR_META_DATA_DIR``).
+    stop_after_minutes: checkpoint and return after this much wall time.
+    log: where progress lines go.
+    allow_changes: config fields a resume may change (of
+      ``rundir.SAFE_CHANGES``, e.g. ``num_iterations`` to train longer).
 
   Raises:
     rundir.WorkdirBusyError: another process trains in ``workdir``.
+    rundir.ConfigMismatchError: ``workdir`` holds a run of another config.
   """
+  rundir.check_allow_changes(allow_changes)
   with rundir.WorkdirLock(workdir, log):
+    rundir.check_and_store_config(workdir, config, allow_changes, log)
     return _train(config, workdir, data_dir, stop_after_minutes, log)
 
 
 def _train(config, workdir, data_dir, stop_after_minutes, log):
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
   counter = harness.compile_counter()
   members, envs, env_params, agent = build(config, data_dir)
   with open(os.path.join(workdir, "members.txt"), "w") as f:
@@ -375,8 +389,9 @@ def main(argv):
         score_and_ablate(_CONFIG.value, _WORKDIR.value, _SCORE.value,
                          _ABLATE.value, _DATA_DIR.value)
       return
-    train(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _STOP_AFTER.value)
-  except rundir.WorkdirBusyError as e:
+    train(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _STOP_AFTER.value,
+          allow_changes=tuple(_ALLOW_CHANGE.value))
+  except (rundir.WorkdirBusyError, rundir.ConfigMismatchError) as e:
     sys.exit(f"train_generalist: {e}")
 
 

@@ -26,6 +26,7 @@ LAYERS = (
     ("package root", 0, ("lr_meta",)),
     ("lazy exports", 0, ("lr_meta._lazy",)),
     ("runner", 0, ("lr_meta.runner",)),
+    ("argument checks", 0, ("lr_meta.checks",)),
     ("seeds", 0, ("lr_meta.seeds",)),
     ("plotting", 0, ("lr_meta.plotting",)),
     ("progress", 0, ("lr_meta.progress",)),

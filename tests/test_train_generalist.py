@@ -41,7 +41,8 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("generalist")
   straight = tg.train(_config(2), str(root / "straight"))
   tg.train(_config(1), str(root / "resumed"))
-  resumed = tg.train(_config(2), str(root / "resumed"))
+  resumed = tg.train(_config(2), str(root / "resumed"),
+                     allow_changes=("num_iterations",))
   return root, straight, resumed
 
 
@@ -148,3 +149,23 @@ def test_a_busy_workdir_is_refused_before_anything_is_written(tmp_path):
                        match=rf"{tmp_path} is in use by pid {os.getpid()}"):
       tg.train(_config(1), str(tmp_path))
   assert sorted(os.listdir(tmp_path)) == ["lock"]
+
+
+def test_a_resume_under_another_config_is_refused_naming_the_field(runs):
+  """The stored config.json is the run's: a resume may change only the
+  fields it names among rundir.SAFE_CHANGES (as train_controller)."""
+  root, *_ = runs
+  tg = load_script("train_generalist")
+  work = str(root / "resumed")
+  stored = (root / "resumed" / "config.json").read_text()
+  changed = _config(2)
+  changed.ppo.actor_lr = 0.5
+  with pytest.raises(rundir.ConfigMismatchError,
+                     match=r"ppo\.actor_lr: .* -> 0\.5"):
+    tg.train(changed, work)
+  with pytest.raises(rundir.ConfigMismatchError,
+                     match=r"num_iterations: 2 -> 3"):
+    tg.train(_config(3), work)
+  with pytest.raises(ValueError, match=r"\['ppo'\] cannot change on resume"):
+    tg.train(changed, work, allow_changes=("ppo",))
+  assert (root / "resumed" / "config.json").read_text() == stored

@@ -52,6 +52,7 @@ import optax
 from optax import tree_utils as otu
 
 from lr_meta import baselines
+from lr_meta import checks
 from lr_meta import optax as lmo
 from lr_meta import seeds as seeds_lib
 from lr_meta.benchmark import harness
@@ -142,11 +143,6 @@ def _tuning_loss(run: dict) -> float:
   return np.inf if run["diverged"] else run["final_val_loss"]
 
 
-def _check_int(name, value, low):
-  if not isinstance(value, int) or isinstance(value, bool) or value < low:
-    raise ValueError(f"{name}={value!r}; allowed: an integer >= {low}.")
-
-
 def evaluate_own(
     make_train_step: Callable[[optax.GradientTransformationExtraArgs],
                               Callable],
@@ -205,11 +201,11 @@ def evaluate_own(
   """
   if isinstance(controller, str):
     controller = lmo.pretrained_controller(controller)
-  _check_int("num_steps", num_steps, 1)
-  _check_int("num_seeds", num_seeds, 2)
-  _check_int("num_tuning_seeds", num_tuning_seeds, 1)
+  checks.check_int("num_steps", num_steps, 1)
+  checks.check_int("num_seeds", num_seeds, 2)
+  checks.check_int("num_tuning_seeds", num_tuning_seeds, 1)
   eval_every = eval_every or max(1, num_steps // 10)
-  _check_int("eval_every", eval_every, 1)
+  checks.check_int("eval_every", eval_every, 1)
   if not grid_lrs or any(not lr > 0 for lr in grid_lrs):
     raise ValueError(f"grid_lrs={tuple(grid_lrs)!r}; allowed: a non-empty "
                      "sequence of LRs > 0.")

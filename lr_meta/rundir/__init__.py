@@ -47,6 +47,8 @@ portable controller of a run).
 from lr_meta.rundir.artifact import controller_from_training
 from lr_meta.rundir.artifact import write_training_artifact
 from lr_meta.rundir.layout import CHECKPOINT_DIR
+from lr_meta.rundir.layout import check_allow_changes
+from lr_meta.rundir.layout import check_and_store_config
 from lr_meta.rundir.layout import CheckpointError
 from lr_meta.rundir.layout import config_changes
 from lr_meta.rundir.layout import CONFIG_FILE
@@ -80,6 +82,7 @@ __all__ = [
     "SAFE_CHANGES", "KEEP", "RETURN_METRICS", "training_return", "RunError",
     "WorkdirBusyError", "WorkdirLock", "ConfigMismatchError", "CheckpointError",
     "NonFiniteError", "Run", "read_config", "read_metrics", "config_changes",
+    "check_allow_changes", "check_and_store_config",
     "tree_digest", "non_finite_leaves", "snapshot_steps", "snapshot_metrics",
     "load_snapshot", "controller_from_training", "write_training_artifact",
 ]

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import os
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 import ml_collections
 import numpy as np
@@ -116,6 +116,45 @@ def config_changes(stored: Mapping, new: Mapping
 
 def covered(field: str, names: Sequence[str]) -> bool:
   return any(field == n or field.startswith(n + ".") for n in names)
+
+
+def check_allow_changes(allow_changes: Sequence[str]) -> None:
+  """Raises ``ValueError`` unless every name is covered by ``SAFE_CHANGES``."""
+  unsafe = [n for n in allow_changes if not covered(n, SAFE_CHANGES)]
+  if unsafe:
+    raise ValueError(f"allow_changes={tuple(allow_changes)}: {unsafe} "
+                     f"cannot change on resume; allowed: {SAFE_CHANGES} "
+                     "(and their sub-fields).")
+
+
+def check_and_store_config(workdir: str, config,
+                           allow_changes: Sequence[str] = (),
+                           log: Callable[[str], Any] = print) -> None:
+  """Refuses to continue a run under another config; then stores ``config``.
+
+  A ``config.json`` already in ``workdir`` is the config its run was started
+  with: every leaf that ``config`` changes must be covered by
+  ``allow_changes`` (checked against ``SAFE_CHANGES`` by the caller), and each
+  allowed change is logged.
+
+  Raises:
+    ConfigMismatchError: naming every refused field with both values.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    changes = config_changes(stored, config)
+    refused = [c for c in changes if not covered(c[0], allow_changes)]
+    if refused:
+      listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in refused)
+      raise ConfigMismatchError(
+          f"{workdir} holds a run with another config ({listed}). "
+          "Resume with the stored config, or allow safe changes of "
+          f"{SAFE_CHANGES} by name (--allow_change).")
+    for k, a, b in changes:
+      log(f"Resuming with {k} changed: {a!r} -> {b!r}.")
+  atomic_write(path, config_text(config))
 
 
 # ----------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """A training run's directory, held exclusively while training."""
 
-import json
 import os
 import shutil
 import time
@@ -14,13 +13,11 @@ from lr_meta.rundir import layout
 from lr_meta.rundir import store
 from lr_meta.rundir.layout import CHECKPOINT_DIR
 from lr_meta.rundir.layout import CheckpointError
-from lr_meta.rundir.layout import CONFIG_FILE
 from lr_meta.rundir.layout import ConfigMismatchError
 from lr_meta.rundir.layout import CORRUPT_DIR
 from lr_meta.rundir.layout import KEEP
 from lr_meta.rundir.layout import METRICS_FILE
 from lr_meta.rundir.layout import NonFiniteError
-from lr_meta.rundir.layout import SAFE_CHANGES
 from lr_meta.rundir.layout import SNAPSHOT_DIR
 from lr_meta.rundir.lock import WorkdirLock
 
@@ -55,12 +52,7 @@ class Run:
   def __init__(self, workdir: str, config, *,
                allow_changes: Sequence[str] = (),
                log: Callable[[str], Any] = print):
-    unsafe = [n for n in allow_changes
-              if not layout.covered(n, SAFE_CHANGES)]
-    if unsafe:
-      raise ValueError(f"allow_changes={tuple(allow_changes)}: {unsafe} "
-                       f"cannot change on resume; allowed: {SAFE_CHANGES} "
-                       "(and their sub-fields).")
+    layout.check_allow_changes(allow_changes)
     self.workdir = workdir
     self.config = config
     self.allow_changes = tuple(allow_changes)
@@ -112,7 +104,6 @@ class Run:
   # -- config -----------------------------------------------------------------
 
   def _check_config(self):
-    path = self.path(CONFIG_FILE)
     def holds_steps(name):
       d = self.path(name)
       return os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d))
@@ -126,21 +117,8 @@ class Run:
           f"{self.workdir} holds {' and '.join(leftovers)} of a run but no "
           f"checkpoints in {CHECKPOINT_DIR}/; refusing to restart from "
           "iteration 0 over them (move them away or use another --workdir).")
-    if os.path.exists(path):
-      with open(path) as f:
-        stored = json.load(f)
-      changes = layout.config_changes(stored, self.config)
-      refused = [c for c in changes
-                 if not layout.covered(c[0], self.allow_changes)]
-      if refused:
-        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in refused)
-        raise ConfigMismatchError(
-            f"{self.workdir} holds a run with another config ({listed}). "
-            "Resume with the stored config, or allow safe changes of "
-            f"{SAFE_CHANGES} by name (--allow_change).")
-      for k, a, b in changes:
-        self.log(f"Resuming with {k} changed: {a!r} -> {b!r}.")
-    layout.atomic_write(path, layout.config_text(self.config))
+    layout.check_and_store_config(self.workdir, self.config,
+                                  self.allow_changes, self.log)
 
   # -- checkpoints ------------------------------------------------------------
 

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import checks
 from lr_meta.tasks import datasets as datasets_lib
 from lr_meta.tasks import models as models_lib
 from lr_meta.tasks import task as task_lib
@@ -47,11 +48,6 @@ __all__ = [
 
 # Model names whose architecture a member draws (others are used as given).
 MODEL_FAMILIES = ("mlp", "small_cnn")
-
-
-def _check_int(name, value, low):
-  if not isinstance(value, int) or isinstance(value, bool) or value < low:
-    raise ValueError(f"{name}={value!r}; allowed: an integer >= {low}.")
 
 
 def _check_range(name, value, low, kind=int):
@@ -139,8 +135,8 @@ class DistributionConfig:
       raise ValueError(f"combinations={self.combinations!r}; allowed: a "
                        "non-empty tuple of Combination.")
     object.__setattr__(self, "combinations", combos)
-    _check_int("distribution.num_members", self.num_members, 1)
-    _check_int("distribution.seed", self.seed, 0)
+    checks.check_int("distribution.num_members", self.num_members, 1)
+    checks.check_int("distribution.seed", self.seed, 0)
     _check_range("distribution.mlp_depths", tuple(self.mlp_depths), 1)
     _check_choices("distribution.mlp_widths", tuple(self.mlp_widths),
                    lambda w: isinstance(w, int) and w >= 1)

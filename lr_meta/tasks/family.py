@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import checks
 from lr_meta.tasks import datasets as datasets_lib
 from lr_meta.tasks import task as task_lib
 
@@ -39,11 +40,6 @@ __all__ = [
 FAMILY_MODEL = "small_cnn"
 # make_task arguments the family sets itself (members differ in them).
 MEMBER_FIELDS = ("dataset", "model", "model_kwargs", "num_train_examples")
-
-
-def _check_int(name, value, low):
-  if not isinstance(value, int) or isinstance(value, bool) or value < low:
-    raise ValueError(f"{name}={value!r}; allowed: an integer >= {low}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +65,10 @@ class TaskFamilyConfig:
 
   def __post_init__(self):
     datasets_lib._check_name(self.dataset)  # pylint: disable=protected-access
-    _check_int("task_family.num_members", self.num_members, 1)
-    _check_int("task_family.seed", self.seed, 0)
-    _check_int("task_family.subset_size", self.subset_size, 1)
-    _check_int("task_family.kernel_size", self.kernel_size, 1)
+    checks.check_int("task_family.num_members", self.num_members, 1)
+    checks.check_int("task_family.seed", self.seed, 0)
+    checks.check_int("task_family.subset_size", self.subset_size, 1)
+    checks.check_int("task_family.kernel_size", self.kernel_size, 1)
     ranges = tuple(tuple(r) for r in self.filter_ranges)
     ok = len(ranges) == 3 and all(
         len(r) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
@@ -103,7 +99,7 @@ def sample_family(config: TaskFamilyConfig, train_size: int
   Returns:
     A tuple of ``Member``.
   """
-  _check_int("train_size", train_size, 1)
+  checks.check_int("train_size", train_size, 1)
   if config.subset_size > train_size:
     raise ValueError(
         f"task_family.subset_size={config.subset_size}; allowed: <= "

@@ -92,6 +92,7 @@ import jax.numpy as jnp
 import optax
 from optax import tree_utils as otu
 
+from lr_meta import checks
 from lr_meta.features import dynamics
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
@@ -276,11 +277,6 @@ def probe_inputs(
   return jax.lax.cond(decision_due(state), probe, skip, None)
 
 
-def _check_positive_int(name: str, value: Any, what: str) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{name}={value!r}; allowed: an integer >= 1 ({what}).")
-
-
 def _predictions_shape(spec: controller_lib.ControllerSpec,
                        predictions_shape: Optional[tuple[int, ...]],
                        num_classes: Optional[int]) -> tuple[int, int]:
@@ -288,7 +284,7 @@ def _predictions_shape(spec: controller_lib.ControllerSpec,
   if it differs from the spec's)."""
   trained = spec.num_val_examples
   if num_classes is not None:
-    _check_positive_int("num_classes", num_classes, "the classes of your "
+    checks.check_int("num_classes", num_classes, 1, "the classes of your "
                         "model's softmax")
   if predictions_shape is None:
     if trained is None:
@@ -430,17 +426,17 @@ def controlled(
   else:
     if every is None:
       every = spec.steps_per_decision
-    _check_positive_int("every", every, "steps between decisions")
+    checks.check_int("every", every, 1, "steps between decisions")
     if num_steps is not None and num_decisions is not None:
       raise ValueError(f"num_steps={num_steps!r} and num_decisions="
                        f"{num_decisions!r}; pass one of them (num_decisions "
                        "= ceil(num_steps / every)).")
     run_steps = None
     if num_steps is not None:
-      _check_positive_int("num_steps", num_steps, "the run's update calls")
+      checks.check_int("num_steps", num_steps, 1, "the run's update calls")
       run_steps, num_decisions = num_steps, -(-num_steps // every)
     elif num_decisions is not None:
-      _check_positive_int("num_decisions", num_decisions, "the run's "
+      checks.check_int("num_decisions", num_decisions, 1, "the run's "
                           "decisions, for the progress feature")
       run_steps = num_decisions * every
     else:
@@ -450,7 +446,7 @@ def controlled(
     predictions_shape = _predictions_shape(spec, predictions_shape,
                                            num_classes)
   if spec.uses_progress:
-    _check_positive_int("num_decisions", num_decisions, "the run's "
+    checks.check_int("num_decisions", num_decisions, 1, "the run's "
                         "decisions, for the progress feature")
   _warn_if_past_horizon(spec, run_steps)
   base = optax.with_extra_args_support(base_optimizer)
