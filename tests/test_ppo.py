@@ -122,3 +122,44 @@ def test_make_train_is_one_jittable_function():
     expected, m = agent.update_iteration(expected)
     _tree_allclose(jax.tree.map(lambda x, i=i: x[i], metrics), m)
   _tree_allclose(state, expected)
+
+
+def test_sequential_population_equals_vmap_on_toy_env():
+  env = toy.TargetEnv()
+  params = env.default_params
+  cfg = dict(num_envs=4, num_epochs=2)
+  agents = [ppo.make_ppo(ppo.PPOConfig(batch_mode=mode, **cfg), env, params)
+            for mode in ("vmap", "sequential")]
+  states = [a.init(jax.random.PRNGKey(3)) for a in agents]
+  for _ in range(2):
+    (s_v, m_v), (s_s, m_s) = [a.update_iteration(s)
+                              for a, s in zip(agents, states)]
+    states = [s_v, s_s]
+  _tree_allclose(s_v, s_s)
+  _tree_allclose(m_v, m_s)
+
+
+def test_sequential_population_equals_vmap_with_a_conv_trainee():
+  """The mode it is for: N LeNet-5 trainees with their own weights (one PPO
+  iteration on a tiny Fashion-MNIST slice, both execution strategies)."""
+  from lr_meta import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lr_meta import experiment  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config(os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "tiny_ppo_config.py"))
+  config.task.update(dataset="fashion_mnist", model="lenet5",
+                     num_train_examples=64,
+                     num_val_examples=32, num_test_examples=32)
+  config.env.update(num_val_examples=16)
+  _, env, env_params, strategy = experiment.build(config)
+  results = {}
+  for mode in ("vmap", "sequential"):
+    for strat in ("scan", "loop"):
+      agent = ppo.make_ppo(ppo.PPOConfig(
+          num_envs=2, num_minibatches=1, num_epochs=1, batch_mode=mode,
+          strategy=strat), env, env_params)
+      results[mode, strat] = agent.update_iteration(
+          agent.init(jax.random.PRNGKey(0)))
+  del strategy
+  for key in results:
+    _tree_allclose(results[key], results["vmap", "scan"])

@@ -73,6 +73,11 @@ class PPOConfig:
     learn_log_std: learn a state-independent log-std vector.
     strategy: 'scan' (one jit per iteration) or 'loop' (Python loop over a
       jitted decision; for conv-net optimizees on CPU).
+    batch_mode: how the ``num_envs`` episodes step together, one of
+      ``_common.POPULATION_MODES``: 'vmap', or 'sequential' (``lax.map``;
+      for conv-net optimizees on CPU, where vmapped convolutions with
+      per-episode weights are slow). The same numbers either way up to
+      float rounding.
   """
   num_envs: int = 8
   gamma: float = 0.9
@@ -90,6 +95,7 @@ class PPOConfig:
   action_std: float = 0.1
   learn_log_std: bool = False
   strategy: str = "scan"
+  batch_mode: str = "vmap"
 
   def __post_init__(self):
     _common.check_positive_int("num_envs", self.num_envs)
@@ -111,6 +117,8 @@ class PPOConfig:
     _common.check_choice("actor", self.actor, networks.ACTOR_KINDS)
     _common.check_positive_int("hidden_size", self.hidden_size)
     _common.check_choice("strategy", self.strategy, _common.STRATEGIES)
+    _common.check_choice("batch_mode", self.batch_mode,
+                         _common.POPULATION_MODES)
 
 
 # The learner state of every Gaussian actor-critic agent.
@@ -252,7 +260,8 @@ def make_ppo(config: PPOConfig, env, env_params,
     value = critic.apply(params["critic"], obs)
     sample = ac.sample(params, obs, actor_carry, k_act)
     ps = _common.population_step(env, env_params, k_step, env_state,
-                                 sample.applied, done, time, horizon, mesh)
+                                 sample.applied, done, time, horizon, mesh,
+                                 config.batch_mode)
     out = Trajectory(obs=obs, action=sample.action, log_prob=sample.log_prob,
                      value=value, reward=ps.reward, end=ps.end,
                      valid=ps.valid)
@@ -320,7 +329,8 @@ def make_ppo(config: PPOConfig, env, env_params,
     return state, metrics
 
   def reset(key):
-    return _common.population_reset(env, env_params, key, n, mesh)
+    return _common.population_reset(env, env_params, key, n, mesh,
+                                    config.batch_mode)
 
   def rollout(params, k_reset, k_roll, run, reset_fn):
     """``num_envs`` exploratory episodes: ``(Trajectory, applied)``."""
