@@ -30,24 +30,6 @@ from lr_meta import runner
 from lr_meta.envs import rollout
 
 STRATEGIES = runner.STRATEGIES
-# How the N episodes of a population step: 'vmap' (one batched program) or
-# 'sequential' (``lax.map``, one episode after another inside the same
-# program). Under vmap, N conv-net trainees with their own weights become
-# grouped convolutions, which XLA:CPU runs far slower than N plain ones
-# (``runner.default_batch_mode``); 'sequential' is for conv nets on CPU.
-POPULATION_MODES = ("vmap", "sequential")
-
-
-def over_population(fn: Callable, batch_mode: str = "vmap") -> Callable:
-  """``fn`` mapped over the leading axis of every argument.
-
-  Both modes compute the same function; 'sequential' keeps each episode's
-  computation unbatched (see ``POPULATION_MODES``).
-  """
-  check_choice("batch_mode", batch_mode, POPULATION_MODES)
-  if batch_mode == "vmap":
-    return jax.vmap(fn)
-  return lambda *args: jax.lax.map(lambda a: fn(*a), args)
 
 
 def no_carry(batch_shape: Tuple[int, ...] = ()) -> Tuple[()]:
@@ -110,13 +92,12 @@ def action_bounds(env) -> Tuple[Tuple[int, ...], jax.Array, jax.Array]:
 
 
 def population_reset(env, env_params, key: chex.PRNGKey, n: int,
-                     mesh: Optional[jax.sharding.Mesh] = None,
-                     batch_mode: str = "vmap"):
+                     mesh: Optional[jax.sharding.Mesh] = None):
   """Resets N episodes: ``(obs [N, obs_size], states)``, sharded over
-  ``mesh`` (module docstring); ``batch_mode`` of ``POPULATION_MODES``."""
+  ``mesh`` (module docstring)."""
   keys = distributed.shard_population(jax.random.split(key, n), mesh)
-  reset = over_population(lambda k: env.reset(k, env_params), batch_mode)
-  return distributed.shard_population(reset(keys), mesh)
+  return distributed.shard_population(
+      jax.vmap(env.reset, in_axes=(0, None))(keys, env_params), mesh)
 
 
 class PopulationStep(NamedTuple):
@@ -132,8 +113,8 @@ class PopulationStep(NamedTuple):
 def population_step(env, env_params, key: chex.PRNGKey, env_state,
                     action: jax.Array, done_before: jax.Array,
                     time: jax.Array, horizon: int,
-                    mesh: Optional[jax.sharding.Mesh] = None,
-                    batch_mode: str = "vmap") -> PopulationStep:
+                    mesh: Optional[jax.sharding.Mesh] = None
+                    ) -> PopulationStep:
   """Steps N episodes and applies the masking rule of this module.
 
   Args:
@@ -145,14 +126,11 @@ def population_step(env, env_params, key: chex.PRNGKey, env_state,
     time: scalar int, index of this decision in the episode (0..T-1).
     horizon: T.
     mesh: the population's device mesh (None: unsharded).
-    batch_mode: one of ``POPULATION_MODES``.
   """
   n = done_before.shape[0]
   keys = jax.random.split(key, n)
-  step = over_population(lambda k, s, a: env.step(k, s, a, env_params),
-                         batch_mode)
-  next_obs, env_state, reward, terminated, truncated, _ = step(
-      keys, env_state, action)
+  next_obs, env_state, reward, terminated, truncated, _ = jax.vmap(
+      env.step, in_axes=(0, 0, 0, None))(keys, env_state, action, env_params)
   valid = jnp.logical_not(done_before)
   end = valid & (terminated | truncated | (time >= horizon - 1))
   reward = jnp.where(valid, reward, 0.0).astype(jnp.float32)

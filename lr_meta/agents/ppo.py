@@ -73,11 +73,6 @@ class PPOConfig:
     learn_log_std: learn a state-independent log-std vector.
     strategy: 'scan' (one jit per iteration) or 'loop' (Python loop over a
       jitted decision; for conv-net optimizees on CPU).
-    batch_mode: how the ``num_envs`` episodes step together, one of
-      ``_common.POPULATION_MODES``: 'vmap', or 'sequential' (``lax.map``;
-      for conv-net optimizees on CPU, where vmapped convolutions with
-      per-episode weights are slow). The same numbers either way up to
-      float rounding.
   """
   num_envs: int = 8
   gamma: float = 0.9
@@ -95,7 +90,6 @@ class PPOConfig:
   action_std: float = 0.1
   learn_log_std: bool = False
   strategy: str = "scan"
-  batch_mode: str = "vmap"
 
   def __post_init__(self):
     _common.check_positive_int("num_envs", self.num_envs)
@@ -117,8 +111,6 @@ class PPOConfig:
     _common.check_choice("actor", self.actor, networks.ACTOR_KINDS)
     _common.check_positive_int("hidden_size", self.hidden_size)
     _common.check_choice("strategy", self.strategy, _common.STRATEGIES)
-    _common.check_choice("batch_mode", self.batch_mode,
-                         _common.POPULATION_MODES)
 
 
 # The learner state of every Gaussian actor-critic agent.
@@ -260,8 +252,7 @@ def make_ppo(config: PPOConfig, env, env_params,
     value = critic.apply(params["critic"], obs)
     sample = ac.sample(params, obs, actor_carry, k_act)
     ps = _common.population_step(env, env_params, k_step, env_state,
-                                 sample.applied, done, time, horizon, mesh,
-                                 config.batch_mode)
+                                 sample.applied, done, time, horizon, mesh)
     out = Trajectory(obs=obs, action=sample.action, log_prob=sample.log_prob,
                      value=value, reward=ps.reward, end=ps.end,
                      valid=ps.valid)
@@ -329,8 +320,7 @@ def make_ppo(config: PPOConfig, env, env_params,
     return state, metrics
 
   def reset(key):
-    return _common.population_reset(env, env_params, key, n, mesh,
-                                    config.batch_mode)
+    return _common.population_reset(env, env_params, key, n, mesh)
 
   def rollout(params, k_reset, k_roll, run, reset_fn):
     """``num_envs`` exploratory episodes: ``(Trajectory, applied)``."""
