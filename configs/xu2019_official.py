@@ -22,7 +22,11 @@ and 2 (Fashion-MNIST, the official MLP, batch 100 on a 10k training subset
 in epoch order, 500 validation examples, 300 steps = 30 decisions, 20 PPO
 iterations of 8 episodes). Paper scale: model ``xu2019_cnn``, batch 1000, the
 whole splits (``num_train_examples`` and ``num_val_examples`` None), 100
-decisions, initial LRs (1e-2, 1e-3, 1e-4).
+decisions, initial LRs (1e-2, 1e-3, 1e-4). The official CNN on CPU: also
+``--set ppo.num_envs=1`` (the code's one episode per update): N episodes
+step together under vmap, and N conv trainees with their own weights become
+grouped convolutions, which XLA:CPU runs several times slower than N plain
+ones (BUILD_NOTES, "Execution strategies").
 """
 
 import ml_collections
