@@ -198,12 +198,23 @@ def test_controller(eval_config, ctrl, built, label, log):
   return out
 
 
+def _curve_examples(env, config) -> int:
+  """Validation examples of a baseline's curve: the env's probe size, at
+  most the task's validation subset (``task.num_val_examples``)."""
+  held = config.task.get("num_val_examples")
+  probe = int(env.num_val_examples)
+  return probe if held is None else min(probe, int(held))
+
+
 def run_baselines(eval_config, eval_task, eval_params, train_task, train_config,
                   transfer, log):
   """Tuned baselines on the eval task (+ the transferred one)."""
   k = eval_params.steps_per_decision
   num_steps = eval_params.num_decisions * k
-  run_kw = dict(eval_every=k, num_val_examples=eval_params.num_val_examples)
+  # The curves only (tuning and testing use whole splits): on the env's
+  # probe, or on the task's whole validation subset where that is smaller.
+  run_kw = dict(eval_every=k, num_val_examples=_curve_examples(
+      eval_params, eval_config))
   n = int(eval_config.eval.num_seeds)
   results = {}
   for text in eval_config.eval.baselines:
@@ -223,7 +234,8 @@ def run_baselines(eval_config, eval_task, eval_params, train_task, train_config,
     train_steps = train_config.env.num_decisions * tk
     swept = baselines.sweep(train_task, baselines.named_grid(
         "xu2019_step_decay"), train_steps, eval_every=tk,
-                            num_val_examples=train_config.env.num_val_examples)
+                            num_val_examples=_curve_examples(
+                                train_config.env, train_config))
     res = baselines.evaluate_on_seeds(eval_task, swept.best, num_steps,
                                       num_seeds=n, **run_kw)
     results[f"transferred {res.spec.label()} (tuned on "
@@ -316,6 +328,11 @@ def main(argv=None):
     label = f"iteration {best}"
   eval_task, _, eval_params, _ = built_eval
   controller = test_controller(eval_config, ctrl, built_eval, label, log)
+  # The controller's results are kept before the (long) baselines run.
+  controller_lib.save_controller(os.path.join(args.out, "controller.msgpack"),
+                                 ctrl)
+  _write_results(args, config, eval_config, best, scores, controller, {},
+                 t_train, time.time() - t_start)
   base = {} if args.no_baselines else run_baselines(
       eval_config, eval_task, eval_params, task, config,
       bool(args.eval_config), log)
@@ -331,6 +348,12 @@ def main(argv=None):
   print(table)
   with open(os.path.join(args.out, "results.md"), "w") as f:
     f.write(table)
+  _write_results(args, config, eval_config, best, scores, controller, base,
+                 t_train, wall)
+
+
+def _write_results(args, config, eval_config, best, scores, controller, base,
+                   t_train, wall):
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(dict(command=" ".join(sys.argv), config=config.to_dict(),
                    eval_config=eval_config.to_dict(), selected=best,
@@ -338,8 +361,6 @@ def main(argv=None):
                    train_wall_s=t_train, wall_s=wall,
                    date=time.strftime("%Y-%m-%d %H:%M:%S %Z")), f, indent=1,
               default=str)
-  controller_lib.save_controller(os.path.join(args.out, "controller.msgpack"),
-                                 ctrl)
 
 
 if __name__ == "__main__":
