@@ -253,7 +253,8 @@ class Plateau(optax_training.Program):
 
   def learning_rate(self, hp, opt_state):
     del hp
-    scale = lmo.find_state(opt_state, optax.contrib.ReduceLROnPlateauState).scale
+    scale = lmo.find_state(opt_state,
+                           optax.contrib.ReduceLROnPlateauState).scale
     return self.initial_lr * scale
 
 

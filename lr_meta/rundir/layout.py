@@ -134,8 +134,8 @@ def check_and_store_config(workdir: str, config,
 
   A ``config.json`` already in ``workdir`` is the config its run was started
   with: every leaf that ``config`` changes must be covered by
-  ``allow_changes`` (checked against ``SAFE_CHANGES`` by the caller), and each
-  allowed change is logged.
+  ``allow_changes`` (callers check those first with ``check_allow_changes``),
+  and each allowed change is logged.
 
   Raises:
     ConfigMismatchError: naming every refused field with both values.

@@ -285,7 +285,7 @@ def _predictions_shape(spec: controller_lib.ControllerSpec,
   trained = spec.num_val_examples
   if num_classes is not None:
     checks.check_int("num_classes", num_classes, 1, "the classes of your "
-                        "model's softmax")
+                     "model's softmax")
   if predictions_shape is None:
     if trained is None:
       raise ValueError(
@@ -437,7 +437,7 @@ def controlled(
       run_steps, num_decisions = num_steps, -(-num_steps // every)
     elif num_decisions is not None:
       checks.check_int("num_decisions", num_decisions, 1, "the run's "
-                          "decisions, for the progress feature")
+                       "decisions, for the progress feature")
       run_steps = num_decisions * every
     else:
       num_decisions = spec.num_decisions
@@ -447,7 +447,7 @@ def controlled(
                                            num_classes)
   if spec.uses_progress:
     checks.check_int("num_decisions", num_decisions, 1, "the run's "
-                        "decisions, for the progress feature")
+                     "decisions, for the progress feature")
   _warn_if_past_horizon(spec, run_steps)
   base = optax.with_extra_args_support(base_optimizer)
   if key is None:
