@@ -19,8 +19,8 @@ TINY = ["task.num_train_examples=200", "task.num_val_examples=40",
         "ppo.num_envs=2", "eval.num_seeds=2"]
 
 
-def _args(*pairs):
-  return [a for p in pairs for a in ("--set", p)]
+def _args(flag, *pairs):
+  return [a for p in pairs for a in (flag, p)]
 
 
 def test_table2_runs_end_to_end_and_keeps_every_result(tmp_path):
@@ -28,8 +28,8 @@ def test_table2_runs_end_to_end_and_keeps_every_result(tmp_path):
   out = tmp_path / "t2"
   script.main(["--config", CONFIG, "--out", str(out), "--num_candidates", "1",
                "--selection_seeds", "1", "--eval_config", CONFIG,
-               *_args(*TINY, "task.dataset=cifar10"),
-               *[a for p in TINY for a in ("--eval_set", p)]])
+               *_args("--set", *TINY, "task.dataset=cifar10"),
+               *_args("--eval_set", *TINY)])
   results = json.loads((out / "results.json").read_text())
   assert set(results["candidates"]) <= {"1", "2", 1, 2}
   assert results["selected"] in (1, 2)
