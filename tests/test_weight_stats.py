@@ -10,43 +10,7 @@ from lr_meta import features
 from lr_meta.features import params as params_lib
 from lr_meta.features import weight_stats as ws
 from lr_meta.tasks import models
-
-
-def _scipy_stats(x):
-  """Independent reference for the 12 statistics ``g`` (float64)."""
-  x = np.asarray(x, np.float64).ravel()
-  return np.array([
-      np.mean(x),
-      np.quantile(x, 0.25),
-      np.median(x),
-      np.quantile(x, 0.75),
-      np.std(x),
-      sp_stats.skew(x),
-      sp_stats.kurtosis(x),  # Fisher, biased: scipy defaults.
-      sp_stats.moment(x, 1),
-      sp_stats.moment(x, 2),
-      sp_stats.moment(x, 3),
-      sp_stats.moment(x, 4),
-      sp_stats.moment(x, 5),
-  ])
-
-
-def _reference_features(kernel, prev_lr):
-  """The 193-vector built with loops over numpy slices (no reshapes)."""
-  k = np.asarray(kernel, np.float64)
-  _, _, cin, cout = k.shape
-
-  def h(rows):
-    rows = np.asarray(rows)
-    return np.stack([rows.mean(0), np.median(rows, 0), rows.std(0),
-                     rows.max(0), rows.min(0)]).ravel()
-
-  whole = _scipy_stats(k)
-  rows = h([_scipy_stats(k[:, :, i, :]) for i in range(cin)])
-  cols = h([_scipy_stats(k[:, :, :, j]) for j in range(cout)])
-  filters = h([_scipy_stats(k[:, :, i, j])
-               for i in range(cin) for j in range(cout)])
-  return np.concatenate([whole, rows, cols, filters, [prev_lr]])
+import weight_stats_reference as reference  # tests/weight_stats_reference.py
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 9, 100])
@@ -54,7 +18,7 @@ def test_summary_statistics_matches_scipy(n):
   rng = np.random.default_rng(n)
   x = rng.gamma(2.0, 1.0, size=n).astype(np.float32)  # skewed
   got = np.asarray(jax.jit(ws.summary_statistics)(x))
-  want = _scipy_stats(x)
+  want = reference.scipy_stats(x)
   if n == 1:  # constant set: scipy gives nan skew/kurtosis, we give 0.
     want[5:7] = 0.0
   np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
@@ -113,7 +77,7 @@ def test_193_features_match_loop_reference():
   kernel = rng.normal(size=(3, 2, 4, 6)).astype(np.float32)
   kernel[..., 0] *= 3.0  # make columns differ
   got = np.asarray(jax.jit(ws.weight_stats_features)(kernel, 0.05))
-  want = _reference_features(kernel, 0.05)
+  want = reference.reference_features(kernel, 0.05)
   assert got.shape == (193,)
   np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
 
@@ -182,11 +146,19 @@ def test_missing_layer_lists_available():
   variables = _lenet_params()
   with pytest.raises(ValueError, match=r"'conv9'.*conv0 \(5, 5, 1, 6\).*dense2"):
     features.layer_weight_stats(variables, 0.01, "conv9")
-  with pytest.raises(ValueError, match=r"2-D kernel.*Conv layers"):
-    features.layer_weight_stats(variables, 0.01, "dense0")
+  # A dense layer is read as a 1x1 conv (test_weight_stats_layers.py); a
+  # model without conv layers defaults to its last weight layer.
+  dense0 = variables["params"]["dense0"]["kernel"]
+  np.testing.assert_array_equal(
+      features.layer_weight_stats(variables, 0.01, "dense0"),
+      ws.weight_stats_features(dense0[None, None], 0.01))
   mlp = models.MLP().init(jax.random.key(0), jnp.zeros((1, 8)))
-  with pytest.raises(ValueError, match=r"No conv layer.*dense0"):
-    features.layer_weight_stats(mlp, 0.01)
+  last = params_lib.last_dense_layer(mlp)
+  np.testing.assert_array_equal(
+      features.layer_weight_stats(mlp, 0.01),
+      features.layer_weight_stats(mlp, 0.01, last))
+  with pytest.raises(ValueError, match=r"No weight layer.*\(none\)"):
+    features.layer_weight_stats({"bn": {"scale": jnp.ones(3)}}, 0.01)
 
 
 def test_nested_path_and_sorted_keys_pitfall():
@@ -219,7 +191,7 @@ def test_jit_inside_train_step_matches_reference():
   out = np.asarray(f(variables["params"], 0.1))
   kernel = 1.5 * np.asarray(variables["params"]["conv1"]["kernel"])
   assert layer == ("conv1",) and kernel.shape == (5, 5, 6, 16)
-  np.testing.assert_allclose(out, _reference_features(kernel, 0.1),
+  np.testing.assert_allclose(out, reference.reference_features(kernel, 0.1),
                              rtol=2e-4, atol=2e-5)
 
 

@@ -132,7 +132,8 @@ def resolve_layers(params: Any, kind: str, *,
   """The layers observation ``kind`` reads in a model with these ``params``.
 
   Defaults: the first and the last 2-D kernel for the dynamics part; the
-  last conv layer, else the last dense layer, for the weight statistics;
+  last conv layer, else the last weight layer of any kind (dense,
+  embedding, attention), for the weight statistics;
   all in dict iteration order, so pass params straight from ``model.init``
   (or their ``jax.eval_shape``) or name the layers.
 
@@ -160,10 +161,8 @@ def resolve_layers(params: Any, kind: str, *,
   if parts.weight_stats:
     if monitored_layer is not None:
       monitored = params_lib.as_path(monitored_layer)
-    elif params_lib.conv_layers(params):
-      monitored = params_lib.last_conv_layer(params)
     else:
-      monitored = params_lib.last_dense_layer(params)
+      monitored = weight_stats.default_weight_stats_layer(params)
     layers = layers._replace(monitored=monitored)
   return layers
 
@@ -244,11 +243,10 @@ def dynamics_observation(
 
 def weight_stats_observation(params: Any, lr: chex.Numeric,
                              layer: params_lib.LayerSpec) -> jax.Array:
-  """The 193 Fu 2016 features of ``layer`` (a dense kernel as a 1x1 conv)."""
-  kernel = params_lib.get_kernel(params, layer)
-  if kernel.ndim == 2:
-    kernel = kernel[None, None]
-  return weight_stats.weight_stats_features(kernel, lr)
+  """The 193 Fu 2016 features of ``layer``: a conv kernel, or a dense,
+  embedding or attention weight read as a 1x1 conv
+  (``weight_stats.as_conv_layout``)."""
+  return weight_stats.layer_weight_stats(params, lr, layer)
 
 
 def per_example_observation(stats: smoothing.RunningStats,

@@ -16,6 +16,33 @@ with SORTED keys, so
 once from the freshly initialised params (``last_conv_layer(init_params)``) and
 pass the returned path (a static, hashable tuple) to the feature functions; a
 path keeps working on re-ordered params because lookup is by key.
+
+*Weight layers* (``weight_layers``, ``get_weight``, ``weight_kind``) are the
+layers holding a ``'kernel'`` leaf or an ``'embedding'`` leaf (``nn.Embed``),
+each with a *kind* (``WEIGHT_KINDS``) inferred from the leaf's name, its rank
+and the layer's name; ``WEIGHT_LAYOUTS`` names the axes of each kind:
+
+============== ========================== ==================================
+kind           weight                     when
+============== ========================== ==================================
+conv           ``(kh, kw, in, out)``      a 4-D ``'kernel'`` (``nn.Conv``)
+dense          ``(in, out)``              a 2-D ``'kernel'`` (``nn.Dense``)
+embedding      ``(vocab, width)``         a 2-D ``'embedding'``
+                                          (``nn.Embed``)
+attention_qkv  ``(in, heads, head_dim)``  a 3-D ``'kernel'`` of a layer
+                                          named ``'query'``, ``'key'`` or
+                                          ``'value'``
+attention_out  ``(heads, head_dim, out)`` a 3-D ``'kernel'`` of a layer
+                                          named ``'out'``
+============== ========================== ==================================
+
+The attention kinds are the ``nn.DenseGeneral`` sub-layers of flax's
+``nn.MultiHeadDotProductAttention`` (and ``nn.SelfAttention``): a 3-D kernel
+counts as attention only when its parent module also holds a ``'query'`` and
+an ``'out'`` layer, as flax lays them out, so that a generic layer named
+``'out'`` is not mistaken for one. Any other weight (a 3-D kernel elsewhere,
+e.g. a 1-D ``nn.Conv``; a 1-D or 5-D one; an ``'embedding'`` that is not 2-D)
+has kind None: listed by ``weight_layers``, refused by ``weight_kind``.
 """
 
 from collections.abc import Mapping
@@ -24,13 +51,38 @@ from typing import Any, Optional, Union
 import jax
 
 __all__ = [
-    "as_path", "conv_layers", "dense_layers", "first_dense_layer",
-    "get_kernel", "kernel_layers", "last_conv_layer", "last_dense_layer",
-    "layer_name", "LayerPath", "LayerSpec", "unwrap_params",
+    "ATTENTION_OUT", "ATTENTION_QKV", "CONV", "DENSE", "EMBEDDING",
+    "SUPPORTED_WEIGHTS", "WEIGHT_KINDS", "WEIGHT_LAYOUTS", "as_path",
+    "conv_layers", "dense_layers", "first_dense_layer", "get_kernel",
+    "get_weight", "kernel_layers", "last_conv_layer", "last_dense_layer",
+    "last_weight_layer", "layer_name", "LayerPath", "LayerSpec",
+    "unwrap_params", "weight_kind", "weight_layers",
 ]
 
 LayerPath = tuple[str, ...]
 LayerSpec = Union[str, LayerPath]
+
+CONV = "conv"
+DENSE = "dense"
+EMBEDDING = "embedding"
+ATTENTION_QKV = "attention_qkv"
+ATTENTION_OUT = "attention_out"
+WEIGHT_KINDS = (CONV, DENSE, EMBEDDING, ATTENTION_QKV, ATTENTION_OUT)
+# The axes of each kind's weight, as flax lays it out.
+WEIGHT_LAYOUTS = {
+    CONV: ("kh", "kw", "in", "out"),
+    DENSE: ("in", "out"),
+    EMBEDDING: ("vocab", "width"),
+    ATTENTION_QKV: ("in", "heads", "head_dim"),
+    ATTENTION_OUT: ("heads", "head_dim", "out"),
+}
+# "conv (kh, kw, in, out); dense (in, out); ...", for error messages.
+SUPPORTED_WEIGHTS = "; ".join(f"{kind} ({', '.join(axes)})"
+                              for kind, axes in WEIGHT_LAYOUTS.items())
+# Leaves that make a layer a weight layer, in lookup priority.
+_WEIGHT_LEAVES = ("kernel", "embedding")
+_ATTENTION_QKV_NAMES = ("query", "key", "value")
+_ATTENTION_OUT_NAME = "out"
 
 
 def unwrap_params(tree: Any) -> Mapping:
@@ -61,11 +113,24 @@ def kernel_layers(params: Any) -> list[LayerPath]:
   Returns:
     List of paths; see the module docstring for what the order means.
   """
-  params = unwrap_params(params)
+  return _layers_with_leaf(unwrap_params(params), ("kernel",))
+
+
+def _leaf_name(node: Mapping, leaves: tuple[str, ...]) -> Optional[str]:
+  """The first of ``leaves`` that ``node`` holds as an array, or None."""
+  for name in leaves:
+    if name in node and not isinstance(node[name], Mapping):
+      return name
+  return None
+
+
+def _layers_with_leaf(params: Mapping, leaves: tuple[str, ...]
+                      ) -> list[LayerPath]:
+  """Paths of the sub-dicts holding one of ``leaves``, in iteration order."""
   found = []
 
   def walk(node, path):
-    if "kernel" in node and not isinstance(node["kernel"], Mapping):
+    if _leaf_name(node, leaves) is not None:
       found.append(path)
     for key, child in node.items():
       if isinstance(child, Mapping):
@@ -177,3 +242,129 @@ def first_dense_layer(params: Any) -> LayerPath:
 def last_dense_layer(params: Any) -> LayerPath:
   """Path of the last dense layer (2-D kernel), in iteration order."""
   return _pick_layer(params, 2, "dense", -1)
+
+
+def _infer_kind(params: Mapping, path: LayerPath) -> Optional[str]:
+  """The kind of the weight of the layer at ``path`` (None: unsupported)."""
+  node = _lookup(params, path)
+  leaf = _leaf_name(node, _WEIGHT_LEAVES)
+  ndim = len(node[leaf].shape)
+  if leaf == "embedding":
+    return EMBEDDING if ndim == 2 else None
+  if ndim == 4:
+    return CONV
+  if ndim == 2:
+    return DENSE
+  if ndim != 3 or not path:
+    return None
+  parent = _lookup(params, path[:-1])
+  if not all(_lookup(parent, (name,)) is not None
+             for name in ("query", _ATTENTION_OUT_NAME)):
+    return None
+  if path[-1] in _ATTENTION_QKV_NAMES:
+    return ATTENTION_QKV
+  return ATTENTION_OUT if path[-1] == _ATTENTION_OUT_NAME else None
+
+
+def weight_layers(params: Any) -> list[tuple[LayerPath, Optional[str]]]:
+  """All layers holding a ``'kernel'`` or ``'embedding'``, with their kind.
+
+  Args:
+    params: Flax params (or full variables) dict.
+
+  Returns:
+    ``(path, kind)`` pairs in dict iteration order (see the module docstring
+    for the order and for how the kind, one of ``WEIGHT_KINDS``, is
+    inferred); ``kind`` is None for a weight of no supported kind.
+  """
+  params = unwrap_params(params)
+  return [(path, _infer_kind(params, path))
+          for path in _layers_with_leaf(params, _WEIGHT_LEAVES)]
+
+
+def _describe_weights(params: Mapping) -> str:
+  parts = []
+  for path, kind in weight_layers(params):
+    node = _lookup(params, path)
+    weight = node[_leaf_name(node, _WEIGHT_LEAVES)]
+    parts.append(f"{layer_name(path)} {tuple(weight.shape)} {kind}")
+  return ", ".join(parts) if parts else "(none)"
+
+
+def _weight_node(params: Mapping, path: LayerPath) -> Mapping:
+  node = _lookup(params, path)
+  if node is None or _leaf_name(node, _WEIGHT_LEAVES) is None:
+    raise ValueError(
+        f"No layer {layer_name(path)!r} with a 'kernel' or an 'embedding' in "
+        f"params; available weight layers (path, shape, kind): "
+        f"{_describe_weights(params)}.")
+  return node
+
+
+def get_weight(params: Any, layer: LayerSpec) -> jax.Array:
+  """The weight of the named layer: its ``'kernel'``, else its ``'embedding'``.
+
+  Args:
+    params: Flax params (or full variables) dict.
+    layer: full path of the layer, e.g. ``'block00/attn/query'``,
+      ``('embed',)`` (an ``nn.Embed``) or ``'stage2_block5/conv1'``.
+
+  Returns:
+    The array as stored (``weight_kind`` says how to read its axes).
+
+  Raises:
+    ValueError: if there is no such layer; the message lists the weight
+      layers with their shapes and kinds.
+  """
+  params = unwrap_params(params)
+  node = _weight_node(params, as_path(layer))
+  return node[_leaf_name(node, _WEIGHT_LEAVES)]
+
+
+def weight_kind(params: Any, layer: LayerSpec) -> str:
+  """The kind (one of ``WEIGHT_KINDS``) of the named layer's weight.
+
+  Args:
+    params: Flax params (or full variables) dict.
+    layer: full path of the layer.
+
+  Returns:
+    The kind inferred as in the module docstring's table.
+
+  Raises:
+    ValueError: if there is no such layer, or its weight is of no supported
+      kind (the message names the layer, its shape and the supported kinds).
+  """
+  params = unwrap_params(params)
+  path = as_path(layer)
+  node = _weight_node(params, path)
+  kind = _infer_kind(params, path)
+  if kind is None:
+    leaf = _leaf_name(node, _WEIGHT_LEAVES)
+    raise ValueError(
+        f"Layer {layer_name(path)!r} has a {leaf!r} of shape "
+        f"{tuple(node[leaf].shape)}, of no supported kind. Supported: "
+        f"{SUPPORTED_WEIGHTS}; a 3-D kernel is read as attention only in a "
+        "layer named 'query', 'key', 'value' or 'out' whose parent also holds "
+        "'query' and 'out' layers (flax's MultiHeadDotProductAttention).")
+  return kind
+
+
+def last_weight_layer(params: Any) -> LayerPath:
+  """Path of the last weight layer of a supported kind, in iteration order.
+
+  Call this on the params from ``model.init`` (see the module docstring). For
+  a model made of dense layers only it is ``last_dense_layer``.
+
+  Raises:
+    ValueError: if the model has no weight of a supported kind; the message
+      lists its weight layers.
+  """
+  params = unwrap_params(params)
+  layers = [path for path, kind in weight_layers(params) if kind is not None]
+  if not layers:
+    raise ValueError(
+        "No weight layer of a supported kind in params; weight layers (path, "
+        f"shape, kind): {_describe_weights(params)}; supported: "
+        f"{SUPPORTED_WEIGHTS}.")
+  return layers[-1]

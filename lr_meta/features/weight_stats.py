@@ -13,6 +13,52 @@ layer has 193 numbers::
   [132:192)  h(g(w_ij) for all ij)  eq. 8, filters    (in*out vectors of 12)
   [192]      previous learning rate
 
+Other weights are read as conv kernels by ``as_conv_layout``, so the same code
+computes eqs. 5-8 for them, vmapped over the same axes, and every kind gives
+the same 193 numbers. The kind of a layer's weight is inferred by
+``lr_meta.features.params.weight_kind`` (from the leaf's name, its rank and the
+layer's name; see that module's docstring)::
+
+  kind           weight                  as (kh, kw, in, out)
+  conv           (kh, kw, in, out)       unchanged
+  dense          (in, out)               (1, 1, in, out)
+  embedding      (vocab, width)          (1, 1, vocab, width)
+  attention_qkv  (in, heads, head_dim)   (1, 1, in, heads * head_dim)
+  attention_out  (heads, head_dim, out)  (1, 1, heads * head_dim, out)
+
+What a row, a column and a filter are for each kind::
+
+  kind           rows (eq. 6)        columns (eq. 7)          filters (eq. 8)
+  conv           input channels      output channels          kh x kw filters
+  dense          input units         output units             single weights
+  embedding      tokens (a token's   embedding units (one     single entries
+                 whole vector)       coordinate, all tokens)
+  attention_qkv  input (model)       projection units, one    single weights
+                 units               per (head, head_dim),
+                                     head-major
+  attention_out  head units, one     output (model) units     single weights
+                 per (head,
+                 head_dim), head-
+                 major
+
+So a column is always one output unit (its fan-in weights): for a dense or
+attention layer the column statistics are those of the output units, as for a
+conv layer those of its filters. A "filter" of a non-conv weight is a single
+weight: its statistics are the weight itself for the mean and the three
+quantiles and 0 for the std, skewness, kurtosis and moments (the constant-set
+convention below), so the filters block holds the aggregations of the weights
+in those four entries and zeros elsewhere.
+
+Which layer ``layer_weight_stats`` reads when none is named
+(``default_weight_stats_layer``): the last conv layer, as Fu 2016 monitors it,
+when the model has one; otherwise the last weight layer of any supported kind
+(``params.last_weight_layer``): for a transformer or an MLP that is the layer
+nearest the output (the LM head or the classifier; with a tied embedding head,
+the last block's last dense), the same choice as
+``lr_meta.features.observation.resolve_layers`` makes for an MLP. Both are in
+dict iteration order, so resolve the layer once from the params of
+``model.init`` and pass its path (see ``lr_meta.features.params``).
+
 Inside each 60-number block the layout is aggregation-major:
 ``start + 12 * aggregation + statistic`` with ``STAT_NAMES`` and
 ``AGGREGATION_NAMES`` giving the orders; ``FEATURE_NAMES[k]`` names entry ``k``
@@ -38,6 +84,7 @@ Everything is jittable; statistics over rows, columns and filters are
 sorts and reductions over the kernel.
 """
 
+import math
 from typing import Any, Optional
 
 import chex
@@ -50,8 +97,9 @@ __all__ = [
     "AGGREGATION_NAMES", "COLUMNS_SLICE", "FEATURE_NAMES", "FILTERS_SLICE",
     "GROUP_NAMES", "NUM_AGGREGATIONS", "NUM_STATS", "NUM_WEIGHT_FEATURES",
     "PREV_LR_INDEX", "ROWS_SLICE", "STAT_NAMES", "WHOLE_SLICE", "aggregate",
-    "feature_index", "kernel_statistics", "layer_weight_stats",
-    "sort_last_axis", "summary_statistics", "weight_stats_features",
+    "as_conv_layout", "default_weight_stats_layer", "feature_index",
+    "kernel_statistics", "layer_weight_stats", "sort_last_axis",
+    "summary_statistics", "weight_stats_features",
 ]
 
 STAT_NAMES = (
@@ -200,7 +248,7 @@ def _check_kernel(kernel: Any) -> None:
   if shape is None or len(shape) != 4:
     raise ValueError(
         "Weight statistics need a 4-D conv kernel (kh, kw, in, out); got "
-        f"shape {shape}.")
+        f"shape {shape}. Other weights: read them with as_conv_layout.")
   if 0 in shape:
     raise ValueError(f"Conv kernel has an empty dimension: shape {shape}.")
 
@@ -225,8 +273,28 @@ def kernel_statistics(kernel: chex.Array) -> chex.Array:
       whole,
       aggregate(stats(rows)).ravel(),
       aggregate(stats(cols)).ravel(),
-      aggregate(stats(filters)).ravel(),
+      _filters_block(filters).ravel(),
   ])
+
+
+def _filters_block(filters: chex.Array) -> chex.Array:
+  """``h(g(w_ij))`` of ``(in * out, kh * kw)`` filters: ``(5, 12)``.
+
+  A 1x1 filter (every dense, embedding and attention weight read as a conv,
+  ``as_conv_layout``) is one weight ``w``: its statistics are ``(w, w, w, w,
+  0, ..., 0)`` (mean and quantiles ``w``; a constant set's spread, skewness,
+  kurtosis and moments are 0), so the block is ``h`` of the weights in the
+  first four columns and zeros elsewhere: one sort of the weights instead of
+  twelve statistics of every weight, equal to the general path up to the
+  order of float sums.
+  """
+  if filters.shape[1] != 1:
+    return aggregate(jax.vmap(summary_statistics)(filters))
+  h = aggregate(filters)                                   # (5, 1)
+  num_located = STAT_NAMES.index("q75") + 1                # mean .. q75
+  return jnp.concatenate(
+      [jnp.tile(h, (1, num_located)),
+       jnp.zeros((NUM_AGGREGATIONS, NUM_STATS - num_located), h.dtype)], 1)
 
 
 def weight_stats_features(kernel: chex.Array, prev_lr: chex.Numeric
@@ -246,34 +314,110 @@ def weight_stats_features(kernel: chex.Array, prev_lr: chex.Numeric
   return jnp.concatenate([stats, prev_lr[None]])
 
 
+# How many leading axes of each non-conv kind's weight form the rows (``in``);
+# the remaining axes form the columns (``out``).
+_IN_AXES = {
+    params_lib.DENSE: 1,
+    params_lib.EMBEDDING: 1,
+    params_lib.ATTENTION_QKV: 1,
+    params_lib.ATTENTION_OUT: 2,
+}
+
+
+def as_conv_layout(weight: chex.Array, kind: str,
+                   layer: Optional[params_lib.LayerSpec] = None
+                   ) -> chex.Array:
+  """A weight of any supported kind as a conv kernel ``(kh, kw, in, out)``.
+
+  ``kernel_statistics`` / ``weight_stats_features`` of the result are Fu
+  2016's eqs. 5-8 with rows = the ``in`` units and columns = the ``out`` units
+  (table in the module docstring).
+
+  Args:
+    weight: the layer's weight in flax's layout for ``kind`` (see
+      ``params.WEIGHT_LAYOUTS``).
+    kind: one of ``params.WEIGHT_KINDS`` (``params.weight_kind`` infers it):
+      ``'conv'`` ``(kh, kw, in, out)`` is returned as it is (the same array);
+      ``'dense'`` ``(in, out)`` and ``'embedding'`` ``(vocab, width)`` become
+      ``(1, 1, in, out)``; ``'attention_qkv'`` ``(in, heads, head_dim)``
+      becomes ``(1, 1, in, heads * head_dim)``; ``'attention_out'``
+      ``(heads, head_dim, out)`` becomes ``(1, 1, heads * head_dim, out)``.
+    layer: the layer's path, only to name it in error messages.
+
+  Returns:
+    The 4-D kernel (a reshape: no copy, jittable).
+
+  Raises:
+    ValueError: an unknown kind, or a weight whose rank is not the kind's.
+  """
+  where = ("" if layer is None
+           else f"Layer {params_lib.layer_name(params_lib.as_path(layer))!r}: ")
+  if kind not in params_lib.WEIGHT_LAYOUTS:
+    raise ValueError(
+        f"{where}unknown weight kind {kind!r}; supported: "
+        f"{params_lib.WEIGHT_KINDS}.")
+  axes = params_lib.WEIGHT_LAYOUTS[kind]
+  shape = tuple(weight.shape)
+  if len(shape) != len(axes):
+    raise ValueError(
+        f"{where}a {kind!r} weight is ({', '.join(axes)}), {len(axes)}-D; got "
+        f"shape {shape}. Supported: {params_lib.SUPPORTED_WEIGHTS}.")
+  if kind == params_lib.CONV:
+    return weight
+  split = _IN_AXES[kind]
+  return weight.reshape(1, 1, math.prod(shape[:split]),
+                        math.prod(shape[split:]))
+
+
+def default_weight_stats_layer(params: Any) -> params_lib.LayerPath:
+  """The layer ``layer_weight_stats`` reads when none is named.
+
+  The last conv layer when the model has one (Fu 2016), else the last weight
+  layer of any supported kind (``params.last_weight_layer``), both in dict
+  iteration order: call this on the params from ``model.init`` and pass the
+  path on (see ``lr_meta.features.params``).
+
+  Raises:
+    ValueError: if the model has no weight of a supported kind; the message
+      lists its weight layers.
+  """
+  if params_lib.conv_layers(params):
+    return params_lib.last_conv_layer(params)
+  return params_lib.last_weight_layer(params)
+
+
 def layer_weight_stats(params: Any, prev_lr: chex.Numeric,
-                       layer: Optional[params_lib.LayerSpec] = None
-                       ) -> chex.Array:
+                       layer: Optional[params_lib.LayerSpec] = None,
+                       kind: Optional[str] = None) -> chex.Array:
   """``weight_stats_features`` of a layer found in a params tree.
 
   Args:
     params: Flax params (or full variables) dict.
     prev_lr: learning rate of the last iteration (scalar).
-    layer: path of the monitored layer (``'stage2_block5/conv1'`` or a tuple).
-      None means the last conv layer in dict iteration order, which is forward
-      order only for params straight from ``model.init``: inside a training
-      loop, resolve it once with ``params.last_conv_layer(init_params)`` and
-      pass the path (see ``lr_meta.features.params``).
+    layer: path of the monitored layer (``'stage2_block5/conv1'``,
+      ``'block00/attn/query'``, ``('embed',)``, ...): a conv, dense,
+      embedding or attention layer. None means ``default_weight_stats_layer``:
+      the last conv layer, or for a model without one the last weight layer;
+      both in dict iteration order, which is forward order only for params
+      straight from ``model.init``: inside a training loop, resolve it once
+      with ``default_weight_stats_layer(init_params)`` and pass the path.
+    kind: how to read the layer's weight (one of ``params.WEIGHT_KINDS``);
+      None infers it (``params.weight_kind``). Name it for a weight whose
+      layer name does not tell, e.g. ``'attention_qkv'`` for a custom
+      ``nn.DenseGeneral`` with a kernel ``(in, heads, head_dim)``.
 
   Returns:
-    ``(193,)`` features.
+    ``(193,)`` features; for a conv layer bit-identical to
+    ``weight_stats_features`` of its kernel.
 
   Raises:
-    ValueError: for a missing layer (the message lists the available layers)
-      or a kernel that is not 4-D.
+    ValueError: for a missing layer (the message lists the weight layers) or a
+      weight of no supported kind (the message names the layer, its shape and
+      the supported kinds).
   """
   if layer is None:
-    layer = params_lib.last_conv_layer(params)
-  kernel = params_lib.get_kernel(params, layer)
-  if kernel.ndim != 4:
-    raise ValueError(
-        f"Layer {params_lib.layer_name(params_lib.as_path(layer))!r} has a "
-        f"{kernel.ndim}-D kernel of shape {tuple(kernel.shape)}; weight "
-        "statistics need a 4-D conv kernel (kh, kw, in, out). Conv layers: "
-        f"{[params_lib.layer_name(p) for p in params_lib.conv_layers(params)]}.")
-  return weight_stats_features(kernel, prev_lr)
+    layer = default_weight_stats_layer(params)
+  weight = params_lib.get_weight(params, layer)
+  if kind is None:
+    kind = params_lib.weight_kind(params, layer)
+  return weight_stats_features(as_conv_layout(weight, kind, layer), prev_lr)
