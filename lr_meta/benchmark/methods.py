@@ -315,6 +315,8 @@ class Controlled(optax_training.Program):
   num_classes: int
   optimizer_kwargs: tuple = ()
   observed_layers: Optional[Tuple[Tuple[str, ...], Tuple[str, ...]]] = None
+  # Prediction rows per probe example (a language model's window length).
+  positions: int = 1
 
   @property
   def _observes_predictions(self):
@@ -337,7 +339,7 @@ class Controlled(optax_training.Program):
     first, last = self.observed_layers or (None, None)
     return lmo.controlled(
         base, controller,
-        predictions_shape=((self.probe_size, self.num_classes)
+        predictions_shape=((self.probe_size * self.positions, self.num_classes)
                            if self._observes_predictions else None),
         first_dense=first, last_dense=last,
         num_decisions=(self.num_steps // every
@@ -349,8 +351,14 @@ class Controlled(optax_training.Program):
       return {"loss": loss}
     x, y = task.first_examples("val", self.probe_size, "probe_size")
     apply_fn = lambda params, x: task.apply(params, state.batch_stats, x)[0]
+    if self._observes_predictions:   # logits: the probe's cross entropy
+      return dict(loss=loss, **lmo.probe_inputs(state.opt_state, apply_fn,
+                                                state.params, x, y))
+    # The task's own loss (any objective), as in the environment.
+    loss_fn = lambda outputs, y: jnp.mean(task.per_example_loss(outputs, x, y))
     return dict(loss=loss, **lmo.probe_inputs(state.opt_state, apply_fn,
-                                              state.params, x, y))
+                                              state.params, x, y,
+                                              loss_fn=loss_fn))
 
   def learning_rate(self, hp, opt_state):
     del hp
@@ -366,7 +374,7 @@ def observed_layers(task: tasks.Task):
   conv, which plays the last dense layer's part. The same rule for every
   workload, fixed before any result.
   """
-  variables = task.model.init(jax.random.PRNGKey(0), task.data.x_train[:1],
+  variables = task.model.init(jax.random.PRNGKey(0), task.example_input(),
                               train=False)   # eager: creation order kept
   if params_lib.dense_layers(variables):
     return None
@@ -400,14 +408,15 @@ def controller_program(spec, workload, task) -> Controlled:
   compiled program serves every set of params of the same spec (e.g. the
   snapshots of a meta-training scored on the train side).
   """
-  val = task.data.x_val.shape[0]
+  val = task.num_examples("val")
   probe = min(spec.num_val_examples or val, val)
   return Controlled(spec, workload.optimizer, float(workload.initial_lr),
                     workload.num_steps, probe, task.num_classes,
                     workload.optimizer_kwargs,
                     observed_layers(task) if observation_lib.
                     observation_parts(spec.observation_kind).dynamics
-                    else None)
+                    else None,
+                    positions=task.context_length or 1)
 
 
 def controller_setting(controller) -> Setting:

@@ -107,7 +107,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from lr_meta.features import dynamics
@@ -288,6 +287,14 @@ class LREnv:
     self.uses_per_example = parts.per_example
     self.uses_scale_free = parts.scale_free
     self.observation_size = observation_lib.observation_size(observation)
+    if self.uses_dynamics and not task.objective.has_predictions:
+      raise ValueError(
+          f"observation={observation!r} reads softmax predictions, which a "
+          f"task with loss {task.loss!r} does not have "
+          f"({task.objective.description}); allowed there: an observation "
+          "without 'dynamics', e.g. 'scale_free' (action_type 'xu2017' or "
+          "the generalist), 'weight_stats' ('fu2016') or 'per_example' "
+          "('daniel2016').")
     # Layer paths resolved once, from the params of model.init.
     shapes = jax.eval_shape(lambda k: task.init(k).params,
                             jax.random.PRNGKey(0))
@@ -344,22 +351,29 @@ class LREnv:
     return jnp.where(opt.diverged | ~jnp.isfinite(loss), cap,
                      jnp.minimum(loss, cap))
 
+  def _predictions(self, outputs):
+    """Softmax predictions per position, or None for a task without classes
+    (no observation of this environment reads them then: ``__init__``)."""
+    if not self.task.objective.has_predictions:
+      return None
+    return self.task.objective.predictions(outputs)
+
   def _val(self, opt: OptimizeeState, params: LREnvParams):
     """Loss and softmax predictions on the fixed validation subset."""
     x, y = self.task.first_examples("val", params.num_val_examples,
                                     name="env.num_val_examples")
-    logits, _ = self.task.apply(opt.params, opt.batch_stats, x)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-    return self._cap(loss, opt), jax.nn.softmax(logits)
+    outputs, _ = self.task.apply(opt.params, opt.batch_stats, x)
+    loss = jnp.mean(self.task.per_example_loss(outputs, x, y))
+    return self._cap(loss, opt), self._predictions(outputs)
 
   def _step_batch(self, opt: OptimizeeState):
     """Loss and softmax of the batch the next inner step trains on, at
     ``opt.params`` (that step's own forward pass, before its update)."""
     x, y, dropout_key = self.task.next_batch(opt)
-    loss, (logits, _) = self.task.loss_and_logits(
+    loss, (outputs, _) = self.task.loss_and_logits(
         opt.params, opt.batch_stats, x, y, train=True,
         dropout_key=dropout_key)
-    return self._cap(loss, opt), jax.nn.softmax(logits)
+    return self._cap(loss, opt), self._predictions(outputs)
 
   def _measure(self, opt: OptimizeeState, params: LREnvParams,
                window_loss: jax.Array):
@@ -514,6 +528,8 @@ class LREnv:
           opt, params, self._step_batch(opt)[0])
     if self.uses_scale_free:
       feat = scale_free_lib.scale_free_init(train_loss, val_loss)
+    elif probs is None:
+      feat = ()   # a task without classes: no observation here reads them
     else:
       feat = dynamics.dynamics_init(probs.shape, k_feat)
     stats = smoothing.running_stats_init(

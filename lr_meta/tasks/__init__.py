@@ -1,42 +1,26 @@
-"""The optimizee side: data, Flax models, tasks and whole training runs."""
+"""The optimizee side: data, Flax models, tasks and whole training runs.
 
-from lr_meta.tasks.datasets import DATA_DIR_ENV
-from lr_meta.tasks.datasets import DataFormatError
-from lr_meta.tasks.datasets import DataNotFoundError
-from lr_meta.tasks.datasets import Dataset
-from lr_meta.tasks.datasets import KNOWN_DATASETS
-from lr_meta.tasks.datasets import load_dataset
-from lr_meta.tasks.episode import BATCH_MODES
-from lr_meta.tasks.episode import run_batch
-from lr_meta.tasks.episode import run_mesh
-from lr_meta.tasks.episode import run_training
-from lr_meta.tasks.episode import run_training_batch
-from lr_meta.tasks.episode import RunMetrics
-from lr_meta.tasks.episode import shard_runs
-from lr_meta.tasks.models import get_model
-from lr_meta.tasks.models import KNOWN_MODELS
-from lr_meta.runner import default_batch_mode
-from lr_meta.runner import default_strategy
-from lr_meta.runner import repeat
-from lr_meta.runner import STRATEGIES
-from lr_meta.tasks.task import cross_entropy
-from lr_meta.tasks.task import DeviceData
-from lr_meta.tasks.task import EvalMetrics
-from lr_meta.tasks.task import evaluate_batch
-from lr_meta.tasks.task import KNOWN_OPTIMIZERS
-from lr_meta.tasks.task import make_optimizer
-from lr_meta.tasks.task import make_task
-from lr_meta.tasks.task import OptimizeeState
-from lr_meta.tasks.task import set_learning_rate
-from lr_meta.tasks.task import StepMetrics
-from lr_meta.tasks.task import Task
+Lazy exports: ``lr_meta.optax`` imports ``lr_meta.tasks.objectives`` (the
+losses its probe shares with tasks), which must not load the data, model and
+episode modules. Submodules are attributes too.
+"""
 
-__all__ = [
-    "BATCH_MODES", "DATA_DIR_ENV", "KNOWN_DATASETS", "KNOWN_MODELS",
-    "KNOWN_OPTIMIZERS", "STRATEGIES", "cross_entropy", "DataFormatError",
-    "DataNotFoundError", "Dataset", "default_batch_mode", "default_strategy",
-    "DeviceData", "EvalMetrics", "evaluate_batch", "get_model",
-    "load_dataset", "make_optimizer", "make_task", "OptimizeeState", "repeat",
-    "run_batch", "run_mesh", "run_training", "run_training_batch",
-    "RunMetrics", "set_learning_rate", "shard_runs", "StepMetrics", "Task",
-]
+from lr_meta import _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, {
+    "datasets": ("DATA_DIR_ENV", "DataFormatError", "DataNotFoundError",
+                 "Dataset", "KNOWN_DATASETS", "load_dataset",
+                 "SEQUENCE_DATASETS"),
+    "episode": ("BATCH_MODES", "run_batch", "run_mesh", "run_training",
+                "run_training_batch", "RunMetrics", "shard_runs"),
+    "models": ("get_model", "KNOWN_MODELS"),
+    "objectives": ("bits", "KNOWN_OBJECTIVES", "token_cross_entropy"),
+    "lr_meta.runner": ("default_batch_mode", "default_strategy", "repeat",
+                       "STRATEGIES"),
+    "task": ("cross_entropy", "DeviceData", "EvalMetrics", "evaluate_batch",
+             "KNOWN_OPTIMIZERS", "make_optimizer", "make_task",
+             "OptimizeeState", "set_learning_rate", "StepMetrics", "Task"),
+    "distribution": (),
+    "family": (),
+    "optax_training": (),
+})

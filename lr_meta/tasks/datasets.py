@@ -11,6 +11,19 @@ Sources, in order (issue 2):
 ``mnist1d`` (Greydanus 2020) is generated offline from the ``mnist1d`` package
 with a fixed seed: the small default that needs no download.
 
+Sequence data sets (``SEQUENCE_DATASETS``) hold token streams instead of
+examples: ``tiny_shakespeare`` (a local ``tiny_shakespeare.txt`` under the
+same data-directory rules, else TFDS ``tiny_shakespeare``) and ``markov``, a
+seeded synthetic character source for the *training* side of meta-training
+(``markov_chain``), so controllers can learn on sequence models without ever
+reading the held-out text. Each split is its own stream, stored as next-token
+pairs: ``x_<split>[t]`` is token ``t`` and ``y_<split>[t]`` token ``t + 1``,
+so a window of ``L`` consecutive pairs (``lr_meta.tasks.Task``) never crosses
+a split boundary. Tiny Shakespeare's split is TFDS's: the first 90% of the
+characters for training (1,003,854), the last 10% halved into validation and
+test (55,770 each), so the common 90/10 validation tenth is our validation
+plus test. The vocabulary is the sorted set of the file's characters (65).
+
 Splits: validation is carved deterministically from the END of the official
 training set (Fashion-MNIST 50k/10k/10k, Xu et al. 2019; CIFAR-10 40k/10k/10k),
 so the official test set is untouched.
@@ -48,22 +61,64 @@ class DatasetSpec(NamedTuple):
   num_val: int            # examples carved from the end of the official train set
   num_classes: int
   image_shape: tuple
-  # 'uint8': images 0..255, scaled to [0, 1]; 'float': finite real features.
+  # 'uint8': images 0..255, scaled to [0, 1]; 'float': finite real features;
+  # 'tokens': a character stream (num_* count characters, num_classes is the
+  # vocabulary size).
   features: str = "uint8"
+  num_test: Optional[int] = None   # sequence data sets: test characters
+
+
+class MarkovSpec(NamedTuple):
+  """A seeded hierarchical Markov chain over ``vocab_size`` symbols.
+
+  Language-like by construction: symbol frequencies follow Zipf's law
+  (exponent ``zipf_exponent``); each order-``j`` context's next-symbol
+  distribution is drawn from a Dirichlet centred on its order-``j - 1``
+  suffix's, with concentration ``concentrations[j - 1] * vocab_size``
+  (smaller: further from the parent, more to learn from longer context).
+  So a model gains first from unigram frequencies, then from bigram and
+  trigram structure, as on text; the chain's order is
+  ``len(concentrations)``. The stream starts from context 0 and is cut into
+  train / validation / test in that order.
+  """
+  vocab_size: int = 48
+  zipf_exponent: float = 1.0
+  concentrations: tuple = (0.5, 0.3)
+  num_train: int = 400_000
+  num_val: int = 40_000
+  num_test: int = 40_000
+  seed: int = 0
+
+  @property
+  def order(self) -> int:
+    return len(self.concentrations)
 
 
 SPECS = {
     "fashion_mnist": DatasetSpec(50_000, 10_000, 10, (28, 28, 1)),
     "cifar10": DatasetSpec(40_000, 10_000, 10, (32, 32, 3)),
     "mnist1d": DatasetSpec(3_200, 800, 10, (40,), features="float"),
+    "tiny_shakespeare": DatasetSpec(1_003_854, 55_770, 65, (),
+                                    features="tokens", num_test=55_770),
+    "markov": DatasetSpec(MarkovSpec().num_train, MarkovSpec().num_val,
+                          MarkovSpec().vocab_size, (), features="tokens",
+                          num_test=MarkovSpec().num_test),
 }
+MARKOV = MarkovSpec()
 KNOWN_DATASETS = tuple(SPECS)
+SEQUENCE_DATASETS = tuple(n for n, s in SPECS.items() if s.features == "tokens")
+TEXT_FILES = {"tiny_shakespeare": "tiny_shakespeare.txt"}
 # The arrays every source provides (the official train and test splits).
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 class Dataset(NamedTuple):
-  """Train/validation/test arrays. Images float32 in [0, 1]; labels int32."""
+  """Train/validation/test arrays. Images float32 in [0, 1]; labels int32.
+
+  Sequence data sets (``is_sequence``): every split is a stream of next-token
+  pairs, ``x`` token ``t`` and ``y`` token ``t + 1`` (int32, 1-D), and
+  ``vocabulary`` spells the tokens (``decode``).
+  """
   name: str
   num_classes: int
   x_train: np.ndarray
@@ -72,6 +127,17 @@ class Dataset(NamedTuple):
   y_val: np.ndarray
   x_test: np.ndarray
   y_test: np.ndarray
+  vocabulary: Optional[str] = None
+
+  @property
+  def is_sequence(self) -> bool:
+    return self.vocabulary is not None
+
+  def decode(self, tokens) -> str:
+    """The text of integer ``tokens`` (sequence data sets)."""
+    if self.vocabulary is None:
+      raise ValueError(f"{self.name!r} is not a sequence data set.")
+    return "".join(self.vocabulary[int(t)] for t in np.asarray(tokens).ravel())
 
   def split(self, split: str):
     """Returns ``(x, y)`` of 'train', 'val' or 'test'."""
@@ -108,13 +174,17 @@ def _check_name(name: str) -> str:
 
 
 def _how_to_get(name: str, tried: list[str]) -> str:
+  if SPECS[name].features == "tokens":
+    what = f"{local_file_name(name)} (the plain text)"
+  else:
+    what = (f"{name}.npz (numpy savez with uint8 arrays x_train, y_train, "
+            f"x_test, y_test, images NHWC)")
   return (
       f"Could not load dataset {name!r}. Tried: {'; '.join(tried)}.\n"
       f"Get the data either way:\n"
-      f"  (a) local files: put {name}.npz (numpy savez with uint8 arrays "
-      f"x_train, y_train, x_test, y_test, images NHWC) in a directory and pass "
+      f"  (a) local files: put {what} in a directory and pass "
       f"it as data_dir=..., --data_dir=..., or set {DATA_DIR_ENV}=/path/to/dir "
-      f"(the project's shared/datasets has both files);\n"
+      f"(the project's shared/datasets has the files);\n"
       f"  (b) TensorFlow Datasets: pip install -e '.[tfds]' on a machine with "
       f"internet, then python -c \"import tensorflow_datasets as tfds; "
       f"tfds.load('{name}')\" to download and prepare it.")
@@ -299,16 +369,202 @@ def _assemble(name: str, source: str, arrays: Mapping[str, np.ndarray]) -> Datas
                  x_test=x_test, y_test=y_test)
 
 
+# -- sequence data ---------------------------------------------------------------
+
+# Characters allowed in a text file besides the printable ASCII range.
+_TEXT_CONTROLS = frozenset("\n\t")
+
+
+def _decode_text(path: str, raw: bytes) -> str:
+  """``raw`` as text, or a DataFormatError naming ``path``."""
+  allowed = "plain UTF-8 text"
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise DataFormatError(
+        f"{path}: not a text file (byte {raw[e.start]:#04x} at offset "
+        f"{e.start} is not UTF-8); allowed: {allowed}.") from e
+
+
+def _read_text(path: str) -> str:
+  with open(path, "rb") as f:
+    return _decode_text(path, f.read())
+
+
+def _load_tfds_text(name: str, data_dir: Optional[str]) -> str:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  parts = []
+  for split in ("train", "validation", "test"):
+    ds = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1,
+                                 data_dir=data_dir, download=True))
+    parts.append(b"".join(ds["text"]).decode("utf-8"))
+  return "".join(parts)
+
+
+def validate_text(name: str, source: str, text: str) -> None:
+  """Checks a character data set's text (``SEQUENCE_DATASETS`` read from text).
+
+  Raises:
+    DataFormatError: control characters other than newline and tab (a binary
+      file), a length other than the data set's (a truncated or edited
+      file), or a vocabulary of another size; the message names ``source``.
+  """
+  spec = SPECS[_check_name(name)]
+  expected = spec.num_train + spec.num_val + spec.num_test
+  allowed = (f"the {expected:,} characters of {name!r} as plain text "
+             f"({spec.num_classes} distinct characters)")
+  if not text:
+    raise DataFormatError(f"{source}: an empty file; allowed: {allowed}.")
+  raw = np.frombuffer(text.encode("utf-8"), np.uint8)
+  printable = (raw >= 0x20) & (raw <= 0x7e)
+  for c in _TEXT_CONTROLS:
+    printable |= raw == ord(c)
+  if not printable.all():
+    i = int(np.argmin(printable))
+    raise DataFormatError(
+        f"{source}: not a text file of {name!r} (byte {raw[i]:#04x} at "
+        f"offset {i} is not printable ASCII); allowed: {allowed}.")
+  if len(text) != expected:
+    raise DataFormatError(
+        f"{source}: {len(text):,} characters (truncated or not the "
+        f"original file); allowed: {allowed}.")
+  vocabulary = sorted(set(text))
+  if len(vocabulary) != spec.num_classes:
+    raise DataFormatError(
+        f"{source}: {len(vocabulary)} distinct characters; allowed: {allowed}.")
+
+
+def _pairs(tokens: np.ndarray):
+  """Next-token pairs of one split's stream: (token t, token t + 1)."""
+  tokens = np.asarray(tokens, np.int32)
+  return tokens[:-1], tokens[1:]
+
+
+def _assemble_sequence(name: str, tokens: np.ndarray,
+                       vocabulary: str) -> Dataset:
+  """Cuts ``tokens`` into train / validation / test streams (in that order)."""
+  spec = SPECS[name]
+  ends = np.cumsum([spec.num_train, spec.num_val, spec.num_test])
+  streams = np.split(np.asarray(tokens, np.int32), ends[:-1])
+  arrays = {}
+  for split, stream in zip(SPLITS, streams):
+    arrays[f"x_{split}"], arrays[f"y_{split}"] = _pairs(stream)
+  return Dataset(name=name, num_classes=len(vocabulary),
+                 vocabulary=vocabulary, **arrays)
+
+
+def _assemble_text(name: str, source: str, text: str) -> Dataset:
+  validate_text(name, source, text)
+  vocabulary = "".join(sorted(set(text)))
+  lookup = np.zeros(128, np.int32)
+  lookup[[ord(c) for c in vocabulary]] = np.arange(len(vocabulary))
+  codes = np.frombuffer(text.encode("ascii"), np.uint8)
+  return _assemble_sequence(name, lookup[codes], vocabulary)
+
+
+# Printable symbols that spell the synthetic chains' tokens.
+_MARKOV_SYMBOLS = ("abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-()")
+
+
+def markov_transitions(spec: MarkovSpec = MARKOV) -> np.ndarray:
+  """``(vocab_size**order, vocab_size)`` next-symbol probabilities per context.
+
+  Context ``c`` encodes the last ``order`` symbols in base ``vocab_size``
+  (most recent last): after symbol ``s`` the context becomes
+  ``(c * vocab_size + s) % vocab_size**order``, and ``c % vocab_size**j``
+  is its order-``j`` suffix (see ``MarkovSpec``).
+  """
+  rng = np.random.default_rng(spec.seed)
+  v = spec.vocab_size
+  zipf = 1.0 / np.arange(1, v + 1) ** spec.zipf_exponent
+  rows = (zipf / zipf.sum())[None, :]           # order 0: one context
+  for concentration in spec.concentrations:
+    parent = rows[np.arange(rows.shape[0] * v) % rows.shape[0]]
+    alpha = concentration * v * parent
+    draws = rng.gamma(alpha)                     # a Dirichlet per row
+    total = draws.sum(axis=1, keepdims=True)
+    # A row whose gamma draws all underflow to 0 keeps its parent's law.
+    rows = np.where(total > 0, draws / np.where(total > 0, total, 1), parent)
+  return rows
+
+
+def markov_entropy_rate(spec: MarkovSpec = MARKOV,
+                        iterations: int = 2000) -> float:
+  """The chain's entropy rate in nats per symbol: the lowest loss any model
+  of the stream can reach (stationary context distribution by power
+  iteration)."""
+  probs = markov_transitions(spec)
+  num_contexts, v = probs.shape
+  nxt = (np.arange(num_contexts)[:, None] * v + np.arange(v)) % num_contexts
+  pi = np.full(num_contexts, 1.0 / num_contexts)
+  for _ in range(iterations):
+    new = np.zeros(num_contexts)
+    np.add.at(new, nxt.ravel(), (pi[:, None] * probs).ravel())
+    pi = new
+  with np.errstate(divide="ignore", invalid="ignore"):
+    row_entropy = -np.sum(np.where(probs > 0, probs * np.log(probs), 0.0), 1)
+  return float(pi @ row_entropy)
+
+
+def markov_chain(spec: MarkovSpec = MARKOV) -> np.ndarray:
+  """The chain's token stream (int32), ``num_train + num_val + num_test`` long.
+
+  Sampled by inverse CDF from one seeded generator, so the same spec gives
+  the same stream on every machine.
+  """
+  if spec.vocab_size > len(_MARKOV_SYMBOLS):
+    raise ValueError(f"vocab_size={spec.vocab_size}; allowed: at most "
+                     f"{len(_MARKOV_SYMBOLS)}.")
+  cdf = np.cumsum(markov_transitions(spec), axis=1)
+  num_contexts, v = cdf.shape
+  n = spec.num_train + spec.num_val + spec.num_test
+  uniforms = np.random.default_rng([spec.seed, 1]).random(n)
+  tokens = np.empty(n, np.int32)
+  context = 0
+  for t in range(n):
+    s = min(int(np.searchsorted(cdf[context], uniforms[t], side="right")),
+            v - 1)
+    tokens[t] = s
+    context = (context * v + s) % num_contexts
+  return tokens
+
+
+def _load_markov() -> Dataset:
+  return _assemble_sequence("markov", markov_chain(MARKOV),
+                            _MARKOV_SYMBOLS[:MARKOV.vocab_size])
+
+
+def _load_local(name: str, path: str) -> Dataset:
+  if SPECS[name].features == "tokens":
+    return _assemble_text(name, path, _read_text(path))
+  return _assemble(name, path, _load_npz(path))
+
+
+def _load_from_tfds(name: str, data_dir: Optional[str]) -> Dataset:
+  source = f"TFDS {name!r} (data_dir={data_dir!r})"
+  if SPECS[name].features == "tokens":
+    return _assemble_text(name, source, _load_tfds_text(name, data_dir))
+  return _assemble(name, source, _load_tfds(name, data_dir))
+
+
+def local_file_name(name: str) -> str:
+  """The file ``name`` is read from in a data directory."""
+  return TEXT_FILES.get(name, f"{name}.npz")
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, data_dir: Optional[str], mnist1d_seed: int) -> Dataset:
   if name == "mnist1d":
     return _assemble(name, f"mnist1d generator (seed {mnist1d_seed})",
                      _generate_mnist1d(mnist1d_seed))
+  if name == "markov":
+    return _load_markov()
   tried = []
   if data_dir is not None:
-    path = os.path.join(data_dir, f"{name}.npz")
+    path = os.path.join(data_dir, local_file_name(name))
     if os.path.isfile(path):
-      return _assemble(name, path, _load_npz(path))
+      return _load_local(name, path)
     if not os.path.isdir(data_dir):
       tried.append(f"data_dir {data_dir!r} does not exist")
     else:
@@ -316,14 +572,13 @@ def _load_cached(name: str, data_dir: Optional[str], mnist1d_seed: int) -> Datas
   else:
     tried.append(f"no data_dir given and {DATA_DIR_ENV} is unset")
   try:
-    arrays = _load_tfds(name, data_dir)
+    return _load_from_tfds(name, data_dir)
+  except DataFormatError:
+    raise   # the data came but is wrong: not a "data not found"
   except ImportError:
     tried.append("tensorflow_datasets is not installed")
   except Exception as e:  # pylint: disable=broad-except
     tried.append(f"TFDS failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-  else:
-    # Outside the try: a format error must not read as "data not found".
-    return _assemble(name, f"TFDS {name!r} (data_dir={data_dir!r})", arrays)
   raise DataNotFoundError(_how_to_get(name, tried))
 
 
@@ -332,13 +587,16 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
   """Loads ``name`` with the papers' train/validation/test splits.
 
   Args:
-    name: one of ``KNOWN_DATASETS`` ('fashion_mnist', 'cifar10', 'mnist1d').
-    data_dir: directory holding ``<name>.npz``; defaults to the
+    name: one of ``KNOWN_DATASETS`` ('fashion_mnist', 'cifar10', 'mnist1d',
+      'tiny_shakespeare', 'markov').
+    data_dir: directory holding ``<name>.npz`` (``tiny_shakespeare.txt``
+      for Tiny Shakespeare); defaults to the
       ``LR_META_DATA_DIR`` environment variable.
     mnist1d_seed: seed of the offline mnist1d generator (fixed by default).
 
   Returns:
-    A ``Dataset`` of numpy arrays (host memory; put it on device once).
+    A ``Dataset`` of numpy arrays (host memory; put it on device once);
+    for ``SEQUENCE_DATASETS`` each split is a stream of next-token pairs.
 
   Raises:
     ValueError: unknown name.

@@ -16,8 +16,24 @@ uniformly with replacement, one fresh key per step; ``'sequential'`` takes
 them in epoch order, batch ``t`` = examples ``t*B .. t*B + B - 1`` modulo the
 training set (``tf.data``'s ``repeat().batch(B)`` without shuffling, as Xu et
 al. 2019's official code feeds its trainee).
+
+Sequence tasks (a ``context_length`` L; ``lr_meta.tasks.datasets``'
+``SEQUENCE_DATASETS``) hold each split as one stream of next-token pairs. An
+*example* is a window of L consecutive pairs: ``'random'`` batches are B
+windows at uniform random offsets of the training stream, sliced inside
+``jit`` from the step's key (deterministic, and never across a split: each
+split is its own array); evaluation, probes and ``'sequential'`` batches use
+the non-overlapping windows ``[w L, (w + 1) L)`` in order.
+
+The task's ``loss`` names its objective (``lr_meta.tasks.objectives``):
+cross entropy over logits of any rank (images: per example; language models:
+per token, averaged over each window) or the mean squared reconstruction
+error of an autoencoder. ``StepMetrics.accuracy`` and ``EvalMetrics.accuracy``
+are the objective's metric (token accuracy for a language model; NaN for
+``'mse'``, which has none).
 """
 
+import dataclasses
 import functools
 import numbers
 from typing import Any, Callable, NamedTuple, Optional, Tuple
@@ -31,6 +47,8 @@ import optax
 
 from lr_meta.tasks import datasets as datasets_lib
 from lr_meta.tasks import models as models_lib
+from lr_meta.tasks import objectives as objectives_lib
+from lr_meta.tasks.objectives import cross_entropy
 
 __all__ = [
     "BATCH_ORDERS", "DEFAULT_DIVERGENCE_LOSS", "KNOWN_OPTIMIZERS", "OPTIMIZERS",
@@ -52,6 +70,7 @@ OPTIMIZERS = {
     "momentum": _momentum,
     "adam": optax.adam,
     "rmsprop": optax.rmsprop,
+    "adamw": optax.adamw,
 }
 KNOWN_OPTIMIZERS = tuple(OPTIMIZERS)
 
@@ -77,7 +96,8 @@ def make_optimizer(name: str, **kwargs) -> optax.GradientTransformation:
 
 @flax.struct.dataclass
 class DeviceData:
-  """The three splits as device arrays (features float32, labels int32)."""
+  """The three splits as device arrays (features float32, labels int32;
+  sequence tasks: streams of int32 next-token pairs)."""
   x_train: jax.Array
   y_train: jax.Array
   x_val: jax.Array
@@ -112,11 +132,6 @@ class EvalMetrics(NamedTuple):
   accuracy: jax.Array
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example softmax cross entropy with integer labels."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
 # ``update(grads, loss) -> (updates, new_opt_state, learning_rate)``: how one
 # step turns the batch gradient into a parameter update (``Task.update_step``).
 UpdateFn = Callable[[Any, jax.Array], Tuple[Any, Any, jax.Array]]
@@ -136,6 +151,28 @@ class Task:
   divergence_loss: float = flax.struct.field(
       pytree_node=False, default=DEFAULT_DIVERGENCE_LOSS)
   batch_order: str = flax.struct.field(pytree_node=False, default="random")
+  loss: str = flax.struct.field(pytree_node=False, default="cross_entropy")
+  context_length: Optional[int] = flax.struct.field(pytree_node=False,
+                                                    default=None)
+
+  @property
+  def objective(self) -> objectives_lib.Objective:
+    """The loss and metric this task trains and reports."""
+    return objectives_lib.get_objective(self.loss)
+
+  @property
+  def is_sequence(self) -> bool:
+    """Whether examples are windows of a token stream (``context_length``)."""
+    return self.context_length is not None
+
+  def num_examples(self, split: str) -> int:
+    """Examples of ``split`` this task holds (sequence tasks: whole windows)."""
+    size = self.data.split(split)[0].shape[0]
+    return size // self.context_length if self.is_sequence else size
+
+  def example_input(self) -> jax.Array:
+    """One training example with its batch axis, to build the model from."""
+    return self.first_examples("train", 1)[0]
 
   # -- model ---------------------------------------------------------------
 
@@ -153,7 +190,7 @@ class Task:
     started from one key trains the same initial network on the same batches.
     """
     init_key, run_key = jax.random.split(key)
-    variables = self.model.init(init_key, self.data.x_train[:1], train=False)
+    variables = self.model.init(init_key, self.example_input(), train=False)
     params = variables["params"]
     return OptimizeeState(
         params=params,
@@ -177,27 +214,60 @@ class Task:
       return logits, updates["batch_stats"]
     return self.model.apply(variables, x, train=train, rngs=rngs), batch_stats
 
+  def per_example_loss(self, outputs, x, y) -> jax.Array:
+    """``(B,)`` losses of the task's objective (see the module docstring)."""
+    return self.objective.per_example_loss(outputs, x, y)
+
   def loss_and_logits(self, params, batch_stats, x, y, *, train: bool = False,
                       dropout_key: Optional[jax.Array] = None):
-    """Mean cross entropy, (logits, new batch stats)."""
+    """Mean loss of the objective, (model outputs, new batch stats)."""
     logits, new_stats = self.apply(params, batch_stats, x, train=train,
                                    dropout_key=dropout_key)
-    return jnp.mean(cross_entropy(logits, y)), (logits, new_stats)
+    return jnp.mean(self.per_example_loss(logits, x, y)), (logits, new_stats)
+
+  def probe(self, params, batch_stats, x, y):
+    """Mean loss and softmax predictions of a fixed batch, evaluation mode.
+
+    Predictions have one row per position (``Objective.predictions``): the
+    rows Xu et al. 2019's observation compares across decisions.
+
+    Raises:
+      ValueError: the objective has no class predictions (``'mse'``).
+    """
+    outputs, _ = self.apply(params, batch_stats, x)
+    loss = jnp.mean(self.per_example_loss(outputs, x, y))
+    return loss, self.objective.predictions(outputs)
 
   # -- training ------------------------------------------------------------
 
   def sample_batch(self, key: jax.Array):
-    """A training batch gathered by index on device (uniform, with replacement)."""
-    idx = jax.random.randint(key, (self.batch_size,), 0,
-                             self.data.x_train.shape[0])
-    return self.data.x_train[idx], self.data.y_train[idx]
+    """A training batch gathered by index on device (uniform, with replacement).
+
+    Sequence tasks: ``batch_size`` windows of ``context_length`` pairs at
+    uniform offsets in ``[0, N - L]`` of the training stream.
+    """
+    n = self.data.x_train.shape[0]
+    if not self.is_sequence:
+      idx = jax.random.randint(key, (self.batch_size,), 0, n)
+      return self.data.x_train[idx], self.data.y_train[idx]
+    starts = jax.random.randint(key, (self.batch_size,), 0,
+                                n - self.context_length + 1)
+    return self._windows_at(starts)
+
+  def _windows_at(self, starts: jax.Array):
+    """``(x, y)`` windows of the training stream starting at ``starts``."""
+    window = lambda a: jax.vmap(lambda s: jax.lax.dynamic_slice(
+        a, (s,), (self.context_length,)))(starts)
+    return window(self.data.x_train), window(self.data.y_train)
 
   def sequential_batch(self, step: jax.Array):
     """Batch ``step`` of the training set in epoch order (wrapping around)."""
-    n = self.data.x_train.shape[0]
+    n = self.num_examples("train")
     # (step mod n) keeps the product below 2**31 for any step count.
     start = (jnp.asarray(step, jnp.int32) % n) * self.batch_size
     idx = (start + jnp.arange(self.batch_size)) % n
+    if self.is_sequence:
+      return self._windows_at(idx * self.context_length)
     return self.data.x_train[idx], self.data.y_train[idx]
 
   def next_batch(self, state: OptimizeeState):
@@ -314,9 +384,9 @@ class Task:
       def loss_vector(params):
         logits_, _ = self.apply(params, state.batch_stats, xp, train=True,
                                 dropout_key=dropout_key)
-        return cross_entropy(logits_, yp)
+        return self.per_example_loss(logits_, xp, yp)
       aux = probe(loss_vector, state.params, updates,
-                  cross_entropy(logits, y))
+                  self.per_example_loss(logits, x, y))
     params = optax.apply_updates(state.params, updates)
     updates_finite = jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(u)) for u in jax.tree.leaves(updates)]))
@@ -332,7 +402,7 @@ class Task:
         key=key,
         step=state.step + 1,
         diverged=diverged)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
+    accuracy = jnp.mean(self.objective.metric(logits, y))
     metrics = StepMetrics(
         loss=jnp.where(diverged, self.divergence_loss, loss),
         accuracy=jnp.where(diverged, 0.0, accuracy),
@@ -354,14 +424,21 @@ class Task:
       num_examples: how many leading examples; None for the whole split.
       name: what the caller calls ``num_examples``, for the error.
 
+    Sequence tasks: the split's first non-overlapping windows,
+    ``(num_examples, context_length)`` each.
+
     Raises:
       ValueError: ``num_examples`` not None and not an integer in
         ``[1, size of the split held by this task]``.
     """
     x, y = self.data.split(split)
+    size = self.num_examples(split)
+    if self.is_sequence:
+      windows = lambda a: a[:size * self.context_length].reshape(
+          size, self.context_length)
+      x, y = windows(x), windows(y)
     if num_examples is None:
       return x, y
-    size = x.shape[0]
     if (not isinstance(num_examples, numbers.Integral)
         or isinstance(num_examples, bool) or not 1 <= num_examples <= size):
       raise ValueError(
@@ -387,8 +464,8 @@ class Task:
 
     def chunk_sums(xy):
       logits, _ = self.apply(state.params, state.batch_stats, xy[0])
-      return (jnp.sum(cross_entropy(logits, xy[1])),
-              jnp.sum(jnp.argmax(logits, -1) == xy[1]))
+      return (jnp.sum(self.per_example_loss(logits, xy[0], xy[1])),
+              jnp.sum(self.objective.metric(logits, xy[1])))
 
     split_chunks = lambda a: a[:num_chunks * chunk].reshape(
         (num_chunks, chunk) + a.shape[1:])
@@ -428,18 +505,32 @@ def make_task(dataset: str = "mnist1d",
               num_test_examples: Optional[int] = None,
               data_dir: Optional[str] = None,
               divergence_loss: float = DEFAULT_DIVERGENCE_LOSS,
-              batch_order: str = "random") -> Task:
+              batch_order: str = "random",
+              loss: Optional[str] = None,
+              context_length: Optional[int] = None) -> Task:
   """Builds a ``Task`` and puts its data on the default device.
 
   ``num_*_examples`` keep the first examples of each split (small slices for
   tests and CPU-sized experiments); ``None`` keeps the whole split.
   ``batch_order`` is one of ``BATCH_ORDERS`` (see the module docstring).
 
+  Sequence data sets (``datasets.SEQUENCE_DATASETS``): an example is a
+  window of ``context_length`` tokens (default: the model's
+  ``context_length`` field if it has one, else ``DEFAULT_CONTEXT_LENGTH``),
+  ``num_*_examples`` count windows (the first ``n * context_length`` pairs
+  of a split are kept), and a model with a ``context_length`` field gets
+  this one unless ``model_kwargs`` sets it.
+
+  ``loss``: one of ``objectives.KNOWN_OBJECTIVES``; None takes the model's
+  (``models.default_loss``: 'mse' for the autoencoder, else
+  'cross_entropy').
+
   Raises:
     ValueError: a non-positive size, ``num_*_examples`` outside ``[1, the
       split]``, ``batch_size`` larger than the training examples kept
-      (checked before any data goes to the device), or an unknown
-      ``batch_order``.
+      (checked before any data goes to the device), an unknown
+      ``batch_order`` or ``loss``, or a ``context_length`` for a data set
+      of examples.
   """
   if batch_order not in BATCH_ORDERS:
     raise ValueError(f"batch_order={batch_order!r}; allowed: {BATCH_ORDERS}.")
@@ -449,20 +540,33 @@ def make_task(dataset: str = "mnist1d",
     raise ValueError(f"eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
   if not divergence_loss > 0:
     raise ValueError(f"divergence_loss must be > 0, got {divergence_loss!r}.")
+  model_kwargs = dict(model_kwargs or {})
+  loss = default_loss(model) if loss is None else loss
+  objectives_lib.get_objective(loss)
   ds = datasets_lib.load_dataset(dataset, data_dir=data_dir)
+  if ds.is_sequence:
+    context_length = _sequence_context(model, model_kwargs, context_length)
+  elif context_length is not None:
+    raise ValueError(
+        f"context_length={context_length!r} for {dataset!r}, a data set of "
+        f"examples; allowed: None (context_length is for the sequence data "
+        f"sets {datasets_lib.SEQUENCE_DATASETS}).")
+  window = context_length or 1
   limits = {"train": num_train_examples, "val": num_val_examples,
             "test": num_test_examples}
   host = {}
   for split, limit in limits.items():
     x, y = ds.split(split)
+    size = len(x) // window
     if limit is not None:
-      if not 0 < limit <= len(x):
+      if not 0 < limit <= size:
+        unit = f" windows of {window} tokens" if ds.is_sequence else ""
         raise ValueError(
-            f"num_{split}_examples must be in [1, {len(x)}] for {dataset!r}, "
-            f"got {limit!r}.")
-      x, y = x[:limit], y[:limit]
+            f"num_{split}_examples must be in [1, {size}]{unit} for "
+            f"{dataset!r}, got {limit!r}.")
+      x, y = x[:limit * window], y[:limit * window]
     host[f"x_{split}"], host[f"y_{split}"] = x, y
-  num_train = len(host["x_train"])
+  num_train = len(host["x_train"]) // window
   if batch_size > num_train:
     # Batches are drawn with replacement, so a larger one would still run,
     # repeating examples within every step: a config slip, not a choice.
@@ -471,7 +575,6 @@ def make_task(dataset: str = "mnist1d",
         f"({num_train} examples of {dataset!r}, num_train_examples="
         f"{num_train_examples!r}); allowed: an integer in [1, {num_train}].")
   arrays = {k: jnp.asarray(v) for k, v in host.items()}
-  model_kwargs = dict(model_kwargs or {})
   model_kwargs.setdefault("num_classes", ds.num_classes)
   return Task(
       data=DeviceData(**arrays),
@@ -483,7 +586,47 @@ def make_task(dataset: str = "mnist1d",
       num_classes=ds.num_classes,
       eval_batch_size=int(eval_batch_size),
       divergence_loss=float(divergence_loss),
-      batch_order=batch_order)
+      batch_order=batch_order,
+      loss=loss,
+      context_length=context_length)
+
+
+DEFAULT_CONTEXT_LENGTH = 64
+# Models whose outputs are not class logits, and the loss they train on.
+MODEL_LOSSES = {"autoencoder": "mse"}
+
+
+def default_loss(model: str) -> str:
+  """The objective a model trains on unless a task names another."""
+  return MODEL_LOSSES.get(model, "cross_entropy")
+
+
+def _model_fields(model: str) -> tuple[str, ...]:
+  """The dataclass fields of registry model ``model`` (its kwargs)."""
+  factory = models_lib.MODELS.get(model)
+  cls = getattr(factory, "func", factory)
+  return tuple(f.name for f in dataclasses.fields(cls)) if cls else ()
+
+
+def _sequence_context(model: str, model_kwargs: dict,
+                      context_length: Optional[int]) -> int:
+  """The window length of a sequence task; writes it into ``model_kwargs``
+  for models with a ``context_length`` field."""
+  has_field = "context_length" in _model_fields(model)
+  if context_length is None:
+    context_length = model_kwargs.get("context_length", DEFAULT_CONTEXT_LENGTH)
+  if (isinstance(context_length, bool) or
+      not isinstance(context_length, numbers.Integral) or context_length < 1):
+    raise ValueError(f"context_length={context_length!r}; allowed: an "
+                     "integer >= 1 (tokens per window).")
+  if has_field:
+    model_kwargs.setdefault("context_length", int(context_length))
+    if model_kwargs["context_length"] < context_length:
+      raise ValueError(
+          f"context_length={context_length} is longer than the model's "
+          f"model_kwargs['context_length']={model_kwargs['context_length']}; "
+          "allowed: windows no longer than the model's context.")
+  return int(context_length)
 
 
 @functools.partial(jax.jit, static_argnames=("split", "num_examples"))

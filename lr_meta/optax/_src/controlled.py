@@ -100,6 +100,7 @@ from lr_meta.features import scale_free
 from lr_meta.features import xu_protocol
 from lr_meta.optax._src import states as states_lib
 from lr_meta.policies import controller as controller_lib
+from lr_meta.tasks import objectives
 
 __all__ = [
     "ControlledState", "ControllerMismatchWarning", "controlled",
@@ -214,6 +215,9 @@ def probe_inputs(
     params: Any,
     x: Any,
     y: Optional[chex.Array] = None,
+    *,
+    mask: Optional[chex.Array] = None,
+    loss_fn: Optional[Callable[[chex.Array, Any], chex.Array]] = None,
 ) -> dict[str, jax.Array]:
   """``predictions`` and ``val_loss`` of a probe batch, only at decisions.
 
@@ -223,53 +227,88 @@ def probe_inputs(
     updates, state = tx.update(grads, state, params, loss=loss,
                                **probe_inputs(state, apply_fn, params, x, y))
 
-  At a decision step (``decision_due(state)``): the softmax of
-  ``apply_fn(params, x)`` and its mean cross entropy with the integer labels
-  ``y``; otherwise zeros of the same shapes, which ``update`` does not read.
-  Both sit in one ``jax.lax.cond``, so inside ``jax.jit`` the forward pass
-  runs at decisions only. A controller that does not observe predictions
-  (e.g. a scale-free generalist) gets ``val_loss`` only (no softmax; ``{}``
-  if ``y`` is None too). A state without ``controlled`` (any other
-  optimizer, made to accept the keyword arguments with
-  ``optax.with_extra_args_support``) gets ``{}``: one train step serves the
-  controller and the schedules it is compared with.
+  At a decision step (``decision_due(state)``): the softmax of the logits
+  ``apply_fn(params, x)`` and their mean cross entropy with the integer
+  labels ``y``; otherwise zeros of the same shapes, which ``update`` does
+  not read. Both sit in one ``jax.lax.cond``, so inside ``jax.jit`` the
+  forward pass runs at decisions only. A controller that does not observe
+  predictions (e.g. a scale-free generalist) gets ``val_loss`` only (no
+  softmax; ``{}`` if neither ``y`` nor ``loss_fn`` is given). A state
+  without ``controlled`` (any other optimizer, made to accept the keyword
+  arguments with ``optax.with_extra_args_support``) gets ``{}``: one train
+  step serves the controller and the schedules it is compared with.
+
+  Logits may have any rank ``(B, ..., C)`` with labels ``(B, ...)``: a
+  language model's ``(B, L, V)`` logits and ``(B, L)`` next tokens. The
+  loss is then the mean over every position (``mask``: over the positions
+  it marks, ``lr_meta.tasks.objectives.token_cross_entropy``), and the
+  predictions have one row per position, ``(B * L, V)``: the shape to give
+  ``controlled``'s ``predictions_shape``. Rank-2 logits give the plain
+  softmax and mean cross entropy, as before. A model that is not a
+  classifier (an autoencoder, a regression) passes ``loss_fn(outputs, y)
+  -> scalar`` instead; it then has no predictions, so only controllers that
+  do not observe them (the generalist) can use it.
 
   Args:
     state: the optimizer state before this ``update`` (holding one
       ``ControlledState``).
-    apply_fn: ``apply_fn(params, x) -> logits (B, classes)`` in evaluation
-      mode (no dropout, batch-norm statistics not updated).
+    apply_fn: ``apply_fn(params, x) -> outputs`` in evaluation mode (no
+      dropout, batch-norm statistics not updated): logits ``(B, ..., C)``
+      unless ``loss_fn`` is given.
     params: the params passed to this ``update``.
     x: the fixed probe inputs, the same examples at every step (the
       controller's "prediction change" compares them across decisions).
-    y: their integer labels, shape ``(B,)``; None: no ``val_loss`` (the
-      controller then observes the train loss in its place).
+    y: their integer labels, shape ``(B, ...)`` (the logits' shape without
+      its class axis); or, with ``loss_fn``, whatever it takes as targets;
+      None: no ``val_loss`` (the controller then observes the train loss in
+      its place).
+    mask: optional ``(B, ...)`` weights of the positions counted in the
+      cross entropy (padding 0); only with integer labels.
+    loss_fn: ``loss_fn(outputs, y) -> scalar`` for outputs that are not
+      class logits; replaces the cross entropy.
 
   Returns:
     ``{"predictions": ..., "val_loss": ...}`` (``predictions`` only for a
-    controller that observes them, ``val_loss`` only if ``y`` is given);
-    ``{}`` if ``state`` holds no ``ControlledState``.
+    controller that observes them, ``val_loss`` only if ``y`` or
+    ``loss_fn`` is given); ``{}`` if ``state`` holds no
+    ``ControlledState``.
 
   Raises:
-    ValueError: ``state`` holds several ``ControlledState``.
+    ValueError: ``state`` holds several ``ControlledState``; a controller
+      that observes predictions with ``loss_fn``; ``mask`` with
+      ``loss_fn``.
   """
   if not states_lib.find_states(state, ControlledState):
     return {}
+  if loss_fn is not None and mask is not None:
+    raise ValueError("probe_inputs: mask= weights the cross entropy; with "
+                     "loss_fn= apply the mask inside your loss.")
   # Only 'dynamics' controllers keep a DynamicsState of the predictions.
   wants_predictions = isinstance(_controlled_state(state).features,
                                  dynamics.DynamicsState)
-  if not wants_predictions and y is None:
+  if wants_predictions and loss_fn is not None:
+    raise ValueError(
+        "probe_inputs: this controller observes softmax predictions of the "
+        "probe (an 'xu2019' dynamics controller), which a model scored by "
+        "loss_fn= does not have; use a controller that does not observe "
+        "them, e.g. pretrained_controller('generalist').")
+  has_loss = y is not None or loss_fn is not None
+  if not wants_predictions and not has_loss:
     return {}
+
   def probe(_):
-    logits = apply_fn(params, x)
-    chex.assert_rank(logits, 2)
+    outputs = apply_fn(params, x)
     out = {}
+    if loss_fn is not None:
+      out["val_loss"] = jnp.asarray(loss_fn(outputs, y), jnp.float32)
+      return out
+    chex.assert_rank(outputs, {2, 3, 4, 5, 6})
     if wants_predictions:
-      out["predictions"] = jax.nn.softmax(logits)
+      out["predictions"] = jax.nn.softmax(outputs).reshape(
+          -1, outputs.shape[-1])
     if y is not None:
-      chex.assert_shape(y, logits.shape[:1])
-      out["val_loss"] = jnp.mean(
-          optax.softmax_cross_entropy_with_integer_labels(logits, y))
+      chex.assert_shape(y, outputs.shape[:-1])
+      out["val_loss"] = objectives.token_cross_entropy(outputs, y, mask)
     return out
 
   shapes = jax.eval_shape(probe, None)
