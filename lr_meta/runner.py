@@ -50,7 +50,7 @@ def default_strategy(model_name: str, backend: str | None = None) -> str:
   """
   backend = backend or jax.default_backend()
   conv_models = ("lenet5", "small_cnn", "nos_convnet", "resnet18",
-                 "wide_resnet", "xu2019_cnn")
+                 "wide_resnet", "xu2019_cnn", "resnet_norm")
   if backend == "cpu" and model_name in conv_models:
     return "chunk"
   return "scan"

@@ -351,3 +351,23 @@ def test_generalist_in_a_jitted_transformer_loop_matches_the_env(lm_task):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=2e-5),
                p, env_state.opt.params)
+
+
+def test_xu2019_observation_reads_one_prediction_row_per_token(lm_task):
+  """On a language model Xu et al.'s prediction features see the probe's
+  per-token softmax: ``num_val_examples * context_length`` rows."""
+  import controller_helpers  # tests/controller_helpers.py
+  from lr_meta.policies import controller as controller_lib
+  nv = 4
+  env = lr_env.LREnv(lm_task, "xu2019")
+  params = lr_env.LREnvParams(num_decisions=3, steps_per_decision=2,
+                              num_val_examples=nv)
+  spec = controller_lib.ControllerSpec(
+      name="lm_probe", action_type="xu2019", network="gaussian_mlp",
+      hidden_sizes=(4,), steps_per_decision=2, num_val_examples=nv * L)
+  ctrl = controller_helpers.scaled_controller(spec, 30.0)
+  state, infos = rollout.run_episode(env, params, ctrl.act, ctrl.params,
+                                     jax.random.key(0), lr0=1e-3)
+  assert state.features.prev_predictions.shape == (nv * L, 65)
+  assert np.all(np.isfinite(state.obs))
+  assert np.ptp(np.asarray(infos["lr"])) > 0   # the LR moved

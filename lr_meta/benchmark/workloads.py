@@ -42,6 +42,9 @@ class Workload:
     divergence_loss: a run whose loss exceeds it is diverged; it is the
       worst test loss of the scores.
     description: one line for the report.
+    context_length: tokens per example of a sequence data set (None for
+      data sets of examples; ``tasks.make_task``).
+    loss: the task's objective (None: the model's, ``tasks.make_task``).
   """
   name: str
   split: str
@@ -59,6 +62,8 @@ class Workload:
   num_test_examples: Optional[int] = None
   divergence_loss: float = DEFAULT_DIVERGENCE_LOSS
   description: str = ""
+  context_length: Optional[int] = None
+  loss: Optional[str] = None
 
   def __post_init__(self):
     if self.split not in SPLITS:
@@ -93,7 +98,8 @@ class Workload:
         num_train_examples=self.num_train_examples,
         num_val_examples=self.num_val_examples,
         num_test_examples=self.num_test_examples, data_dir=data_dir,
-        divergence_loss=self.divergence_loss)
+        divergence_loss=self.divergence_loss, loss=self.loss,
+        context_length=self.context_length)
 
   def summary(self) -> str:
     kwargs = ", ".join(f"{k}={v}" for k, v in self.model_kwargs)
