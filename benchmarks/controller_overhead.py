@@ -19,7 +19,14 @@ the same base optimizer (``tasks.make_optimizer('momentum')``, an
                (LREnv uses the first ``num_val_examples`` val examples).
 
 Tasks: Fashion-MNIST LeNet-5 and the mnist1d MLP, batch 128 (real data, on
-device, batches gathered by index as in ``lr_meta.tasks.Task``). Loop: the
+device, batches gathered by index as in ``lr_meta.tasks.Task``), with the
+shipped mnist1d controller; and the Tiny Shakespeare character transformer
+(4 layers, 4 heads, width 128, context 64, batch 12, AdamW) and a residual
+conv net with GroupNorm on Fashion-MNIST (``resnet_norm``, batch 128,
+momentum) with the shipped ``generalist``, which decides at 20 fixed
+fractions of a run (``--run_steps``, default 2000: a decision every 100
+steps) and reads the probe's loss only (``+ probe N``: N validation
+examples, windows of 64 characters for the transformer). Loop: the
 measured default per model (``lr_meta.runner.default_strategy``): conv
 nets on CPU run a Python loop over a jitted step ('loop'); MLPs run
 ``--chunk`` steps in one ``lax.scan`` ('scan'). Timing as
@@ -31,17 +38,28 @@ threads; insensitive to being descheduled); ``--iters`` steps per round per vari
 multiple of K so every variant sees the same number of decisions.
 
 The controller's weights do not change the cost; the shipped mnist1d
-controller (MLP(32), K=10) is used for both tasks.
+controller (MLP(32), K=10) is used for both image classifiers.
+
+``--mesh=4`` (with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``)
+shards every parameter whose last axis divides by 4 over a 4-device
+'model' axis (the rest replicated) and lets ``jit`` propagate the sharding
+to the optimizer state: the controller's global norms and features then
+reduce across devices.
 
 Usage:
   python benchmarks/controller_overhead.py                  # both tasks
   python benchmarks/controller_overhead.py --tasks=mnist1d --rounds=9
+  python benchmarks/controller_overhead.py --tasks=char_transformer,resnet_norm \
+      --chunk=100 --iters=100 --probe_sizes=16
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python \
+      benchmarks/controller_overhead.py --tasks=char_transformer --mesh=4
 """
 
 import argparse
 import os
 import statistics
 import time
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -51,27 +69,44 @@ from lr_meta import tasks
 import lr_meta.optax as lmo
 from lr_meta import runner
 
+class Bench(NamedTuple):
+  """A task of the table: what it trains and which controller drives it."""
+  task: dict
+  optimizer: str
+  controller: str
+  batch_size: Optional[int] = None   # None: --batch_size
+
+
 TASKS = {
-    "fashion_mnist": dict(dataset="fashion_mnist", model="lenet5"),
-    "mnist1d": dict(dataset="mnist1d", model="mlp"),
+    "fashion_mnist": Bench(dict(dataset="fashion_mnist", model="lenet5"),
+                           "momentum", "mnist1d_mlp_quickstart"),
+    "mnist1d": Bench(dict(dataset="mnist1d", model="mlp"), "momentum",
+                     "mnist1d_mlp_quickstart"),
+    "char_transformer": Bench(
+        dict(dataset="tiny_shakespeare", model="transformer",
+             model_kwargs=dict(num_layers=4, num_heads=4, width=128),
+             context_length=64), "adamw", "generalist", batch_size=12),
+    "resnet_norm": Bench(dict(dataset="fashion_mnist", model="resnet_norm",
+                              model_kwargs=dict(norm="group")),
+                         "momentum", "generalist"),
 }
 
 
-def make_step(task, tx, mode, probe_size):
+def make_step(task, tx, mode, probe_size, wants_predictions):
   """One jitted training step (``chunk`` steps for 'scan')."""
-  xv = task.data.x_val[:probe_size]
-  yv = task.data.y_val[:probe_size]
+  if probe_size:
+    xv, yv = task.first_examples("val", probe_size)
 
   def probe(params):
-    logits, _ = task.apply(params, {}, xv)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-        logits, yv))
-    return loss, jax.nn.softmax(logits)
+    loss, probs = task.probe(params, {}, xv, yv)
+    return (loss, probs) if wants_predictions else (loss,)
+
+  shapes = jax.eval_shape(probe, task.init(jax.random.PRNGKey(0)).params
+                          ) if probe_size else ()
 
   def skip(params):
     del params
-    return jnp.zeros([], jnp.float32), jnp.zeros((probe_size, 10),
-                                                 jnp.float32)
+    return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
 
   def one(carry, probe_values):
     params, opt_state, key = carry
@@ -82,15 +117,19 @@ def make_step(task, tx, mode, probe_size):
     if mode == "plain":
       updates, opt_state = tx.update(grads, opt_state, params)
     elif mode == "controlled":
+      extra = (dict(predictions=jax.nn.softmax(logits))
+               if wants_predictions else {})
       updates, opt_state = tx.update(grads, opt_state, params, loss=loss,
-                                     predictions=jax.nn.softmax(logits))
+                                     **extra)
     else:
       if probe_values is None:   # inside the jit, gated by lax.cond
         probe_values = jax.lax.cond(lmo.decision_due(opt_state), probe,
                                     skip, params)
-      val_loss, probs = probe_values
+      extra = dict(val_loss=probe_values[0])
+      if wants_predictions:
+        extra["predictions"] = probe_values[1]
       updates, opt_state = tx.update(grads, opt_state, params, loss=loss,
-                                     val_loss=val_loss, predictions=probs)
+                                     **extra)
     return (optax.apply_updates(params, updates), opt_state, key), loss
 
   return one, probe, skip
@@ -117,24 +156,49 @@ def host_gated(one, probe, skip, every):
   return fn
 
 
-def build(name, probe_sizes, chunk, batch_size):
-  task = tasks.make_task(batch_size=batch_size, optimizer="momentum",
-                         **TASKS[name])
+def shard_params(params, mesh_size):
+  """Params with every leaf whose last axis divides by ``mesh_size`` split
+  over a 'model' axis, the rest replicated."""
+  mesh = jax.make_mesh((mesh_size,), ("model",))
+  def place(p):
+    spec = (jax.sharding.PartitionSpec(*([None] * (p.ndim - 1)), "model")
+            if p.ndim and p.shape[-1] % mesh_size == 0
+            else jax.sharding.PartitionSpec())
+    return jax.device_put(p, jax.sharding.NamedSharding(mesh, spec))
+  return jax.tree.map(place, params)
+
+
+def build(name, probe_sizes, chunk, batch_size, run_steps, mesh_size=None):
+  bench = TASKS[name]
+  batch_size = bench.batch_size or batch_size
+  task = tasks.make_task(batch_size=batch_size, optimizer=bench.optimizer,
+                         **bench.task)
   strategy = runner.default_strategy(task.model_name)
-  controller = lmo.pretrained_controller("mnist1d_mlp_quickstart")
-  base = tasks.make_optimizer("momentum", learning_rate=0.05)
-  variants = {"plain": (base, "plain", 1)}
-  variants["controlled"] = (lmo.controlled(
-      base, controller, predictions_shape=(batch_size, 10)), "controlled", 1)
+  controller = lmo.pretrained_controller(bench.controller)
+  lr0 = 1e-3 if bench.optimizer == "adamw" else 0.05
+  base = tasks.make_optimizer(bench.optimizer, learning_rate=lr0)
+  fraction = controller.spec.decision_schedule == "fraction"
+  wants_predictions = not fraction
+  rows = task.context_length or 1    # prediction rows per probe example
+
+  def wrap(n):
+    if fraction:
+      return lmo.controlled(base, controller, num_steps=run_steps)
+    return lmo.controlled(base, controller, predictions_shape=(n * rows, 10))
+
+  variants = {"plain": (base, "plain", 0)}
+  variants["controlled"] = (wrap(batch_size), "controlled", 0)
   for n in probe_sizes:
-    n = min(n, task.data.x_val.shape[0])   # mnist1d has 800 val examples
-    variants[f"+ probe {n}"] = (lmo.controlled(
-        base, controller, predictions_shape=(n, 10)), "probe", n)
+    n = min(n, task.num_examples("val"))   # mnist1d has 800 val examples
+    variants[f"+ probe {n}"] = (wrap(n), "probe", n)
   params = task.init(jax.random.PRNGKey(0)).params
+  if mesh_size:
+    params = shard_params(params, mesh_size)
   fns, states = {}, {}
-  every = controller.spec.steps_per_decision
+  every = (run_steps // controller.spec.num_decisions if fraction
+           else controller.spec.steps_per_decision)
   for label, (tx, mode, n) in variants.items():
-    one, probe, skip = make_step(task, tx, mode, n)
+    one, probe, skip = make_step(task, tx, mode, n, wants_predictions)
     if strategy != "scan" and mode == "probe":
       fns[label] = (host_gated(one, probe, skip, every), 1)
     elif strategy == "scan":
@@ -143,8 +207,8 @@ def build(name, probe_sizes, chunk, batch_size):
       fns[label] = (fn, chunk)
     else:
       fns[label] = (jax.jit(lambda t, c, one=one: one(c, None)[0]), 1)
-    states[label] = (params, tx.init(params), jax.random.PRNGKey(1))
-  return task, strategy, fns, states, controller.spec.steps_per_decision
+    states[label] = (params, jax.jit(tx.init)(params), jax.random.PRNGKey(1))
+  return task, strategy, fns, states, every
 
 
 def time_variants(task, fns, states, rounds, iters):
@@ -189,6 +253,11 @@ def main():
   parser.add_argument("--probe_sizes", default="500,128",
                       help="val probe sizes (configs/xu2019_ppo.py: 128; "
                       "runs before 2026-11-23 session 3: 500)")
+  parser.add_argument("--run_steps", type=int, default=2000,
+                      help="the run length a 'fraction' controller (the "
+                      "generalist) spreads its 20 decisions over")
+  parser.add_argument("--mesh", type=int, default=0,
+                      help="shard params over this many devices (0: none)")
   args = parser.parse_args()
   probe_sizes = [int(n) for n in args.probe_sizes.split(",") if n]
   print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
@@ -199,7 +268,8 @@ def main():
   print("|---|---|---|---|---|---|---|---|")
   for name in args.tasks.split(","):
     task, strategy, fns, states, k = build(name, probe_sizes, args.chunk,
-                                           args.batch_size)
+                                           args.batch_size, args.run_steps,
+                                           args.mesh)
     if args.iters % k:
       raise ValueError(f"--iters={args.iters} must be a multiple of K={k}.")
     res = time_variants(task, fns, states, args.rounds, args.iters)
@@ -209,7 +279,9 @@ def main():
                    else f"{100 * (best_ratio - 1):+.1f}%")
       cpu_over = ("-" if label == "plain"
                   else f"{100 * (cpu_ratio - 1):+.1f}%")
-      print(f"| {name} {task.model_name} b{args.batch_size} | {strategy} | "
+      mesh = f" mesh {args.mesh}" if args.mesh else ""
+      print(f"| {name} {task.model_name} b{task.batch_size}{mesh} | "
+            f"{strategy} | "
             f"{label} | {1e3 * med:.3f} | {over} | {1e3 * best:.3f} | "
             f"{best_over} | {cpu_over} |", flush=True)
   print(f"load after {os.getloadavg()}")

@@ -371,3 +371,16 @@ def test_xu2019_observation_reads_one_prediction_row_per_token(lm_task):
   assert state.features.prev_predictions.shape == (nv * L, 65)
   assert np.all(np.isfinite(state.obs))
   assert np.ptp(np.asarray(infos["lr"])) > 0   # the LR moved
+
+
+def test_tfds_text_passes_the_same_validator(tmp_path, monkeypatch, data_dir):
+  """With no local file, TFDS's three splits are joined and checked like the
+  file (a bad one is a format error naming TFDS, not 'data not found')."""
+  text = (pathlib.Path(data_dir) / "tiny_shakespeare.txt").read_text()
+  monkeypatch.setattr(datasets, "_load_tfds_text", lambda name, d: text)
+  ds = datasets._load_cached("tiny_shakespeare", str(tmp_path), 0)
+  assert ds.decode(ds.x_train[:14]) == "First Citizen:"
+  monkeypatch.setattr(datasets, "_load_tfds_text", lambda name, d: text[:-5])
+  with pytest.raises(tasks.DataFormatError, match=r"TFDS 'tiny_shakespeare'"
+                     r".*1,115,389 characters"):
+    datasets._load_cached("tiny_shakespeare", str(tmp_path / "other"), 0)
