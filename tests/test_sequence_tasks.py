@@ -384,3 +384,11 @@ def test_tfds_text_passes_the_same_validator(tmp_path, monkeypatch, data_dir):
   with pytest.raises(tasks.DataFormatError, match=r"TFDS 'tiny_shakespeare'"
                      r".*1,115,389 characters"):
     datasets._load_cached("tiny_shakespeare", str(tmp_path / "other"), 0)
+
+
+def test_rule_search_refuses_a_loss_without_accuracy():
+  from lr_meta.nos import search
+  with pytest.raises(ValueError, match=r"loss 'mse', which has no accuracy"):
+    search.Scorer(search.ScoringConfig(dataset="mnist1d", model="autoencoder",
+                                       num_train_examples=200,
+                                       num_val_examples=50))

@@ -249,6 +249,12 @@ class Scorer:
         batch_size=config.batch_size,
         num_train_examples=config.num_train_examples,
         num_val_examples=config.num_val_examples, data_dir=data_dir)
+    if base.objective.per_example_metric is None:
+      raise ValueError(
+          f"ScoringConfig model={config.model!r} trains on loss "
+          f"{base.loss!r}, which has no accuracy; a rule's reward is its "
+          "validation accuracy (Bello et al. 2017, section 4.2): score "
+          "rules on a classifier or language model.")
     self.batch_mode = config.batch_mode or runner.default_batch_mode(
         config.model)
     if self.batch_mode not in BATCH_MODES:
@@ -257,7 +263,8 @@ class Scorer:
     self.train_task = rule_task(base, config.num_groups, config.train_steps)
     sweep = rule_task(base, config.num_groups, config.sweep_steps)
     if config.sweep_train_examples is not None:
-      n = config.sweep_train_examples
+      # Examples are windows of context_length tokens on sequence data.
+      n = config.sweep_train_examples * (base.context_length or 1)
       sweep = sweep.replace(data=sweep.data.replace(
           x_train=sweep.data.x_train[:n], y_train=sweep.data.y_train[:n]))
     self.sweep_task = sweep
