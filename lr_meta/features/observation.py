@@ -51,9 +51,10 @@ __all__ = [
     "DECISION_SCHEDULES", "DYNAMICS", "DYNAMICS_PER_EXAMPLE",
     "OBSERVATION_KINDS", "ObservationConfig", "ObservationParts",
     "ObservedLayers", "PER_EXAMPLE", "PER_EXAMPLE_DECAY", "SCALE_FREE",
-    "NUM_PER_EXAMPLE_OBSERVATIONS", "PROGRESS_OBSERVATION", "WEIGHT_STATS",
-    "decision_step", "dynamics_observation", "observation_parts",
-    "observation_size", "observes_progress", "observe",
+    "NUM_PER_EXAMPLE_OBSERVATIONS", "PER_EXAMPLE_OBSERVATION_NAMES",
+    "PROGRESS_OBSERVATION", "WEIGHT_STATS",
+    "decision_step", "dynamics_observation", "observation_names",
+    "observation_parts", "observation_size", "observes_progress", "observe",
     "per_example_observation", "per_example_update", "progress_feature",
     "resolve_layers", "weight_stats_observation",
 ]
@@ -110,6 +111,41 @@ def observation_size(kind: str) -> int:
           + parts.progress
           + weight_stats.NUM_WEIGHT_FEATURES * parts.weight_stats
           + scale_free_lib.NUM_FEATURES * parts.scale_free)
+
+
+# The per-example part's names: [phi1_hat, phi2_hat, u1, u2]
+# (``smoothing.running_stats_features``: the smoothed features, then their
+# uncertainties).
+PER_EXAMPLE_OBSERVATION_NAMES = tuple(
+    [f"{n}_hat" for n in per_example_lib.FEATURE_NAMES]
+    + [f"{n}_uncertainty" for n in per_example_lib.FEATURE_NAMES])
+assert len(PER_EXAMPLE_OBSERVATION_NAMES) == NUM_PER_EXAMPLE_OBSERVATIONS
+
+
+def observation_names(kind: str) -> tuple[str, ...]:
+  """The name of each entry of an observation of ``kind``, in ``observe``'s
+  order (``len == observation_size(kind)``).
+
+  The parts concatenated as ``observe`` does: the dynamics'
+  ``dynamics.OBSERVATION_NAMES`` (its 'lr' entry holds ``log10(lr)`` when
+  ``ObservationConfig.log_lr``), the per-example
+  ``PER_EXAMPLE_OBSERVATION_NAMES``, 'progress'; or the weight statistics'
+  ``weight_stats.FEATURE_NAMES`` (the last, 'prev_lr', the previous LR); or
+  the scale-free ``scale_free.FEATURE_NAMES``.
+  """
+  parts = observation_parts(kind)
+  if parts.weight_stats:
+    return tuple(weight_stats.FEATURE_NAMES)
+  if parts.scale_free:
+    return tuple(scale_free_lib.FEATURE_NAMES)
+  names = ()
+  if parts.dynamics:
+    names += tuple(dynamics.OBSERVATION_NAMES)
+  if parts.per_example:
+    names += PER_EXAMPLE_OBSERVATION_NAMES
+  if parts.progress:
+    names += ("progress",)
+  return names
 
 
 class ObservedLayers(NamedTuple):

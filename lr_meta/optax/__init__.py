@@ -3,8 +3,10 @@
 Every optimizer is an `optax.GradientTransformationExtraArgs`.
 
 Learned LR controllers: ``controlled(base, pretrained_controller(name))``
-(Xu, Dai, Kemp & Metz 2019) with ``probe_inputs`` in the train step and
-``current_lr`` to read the LR; see ``lr_meta/optax/_src/controlled.py``.
+(Xu, Dai, Kemp & Metz 2019) with ``probe_inputs`` in the train step,
+``current_lr`` to read the LR and ``controller_readout`` for the whole
+decision (LR, action, named inputs) to log; see
+``lr_meta/optax/_src/controlled.py``.
 """
 
 from lr_meta.nos.compiler import from_dsl
@@ -19,6 +21,8 @@ from lr_meta.policies.controller import save_controller
 from lr_meta.optax._src.controlled import controlled
 from lr_meta.optax._src.controlled import ControlledState
 from lr_meta.optax._src.controlled import ControllerMismatchWarning
+from lr_meta.optax._src.controlled import controller_readout
+from lr_meta.optax._src.controlled import ControllerReadout
 from lr_meta.optax._src.controlled import current_lr
 from lr_meta.optax._src.controlled import decision_due
 from lr_meta.optax._src.controlled import probe_inputs
@@ -39,8 +43,9 @@ from lr_meta.optax._src.sign import ScaleBySignState
 
 __all__ = [
     "add_sign", "controlled", "ControlledState", "Controller",
-    "ControllerMismatchWarning", "ControllerSpec", "cosine_sign_decay",
-    "current_lr", "decision_due", "DSLError", "find_state", "find_states",
+    "ControllerMismatchWarning", "ControllerReadout", "ControllerSpec",
+    "controller_readout", "cosine_sign_decay", "current_lr", "decision_due",
+    "DSLError", "find_state", "find_states",
     "from_dsl", "linear_cosine_decay", "linear_cosine_decay_schedule",
     "linear_sign_decay", "load_controller", "noisy_linear_cosine_decay",
     "noisy_linear_cosine_decay_schedule", "power_sign",

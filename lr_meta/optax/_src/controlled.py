@@ -20,6 +20,16 @@ Usage, with a shipped controller (one extra line in a train step)::
     return optax.apply_updates(params, updates), opt_state
 
   lmo.current_lr(opt_state)   # the LR in use, wherever `controlled` sits
+  lmo.controller_readout(opt_state)   # the whole decision, to log
+
+``current_lr(state)`` is the float32 LR in use; ``controller_readout(state)``
+(a ``ControllerReadout`` of scalars, jittable, for TensorBoard / CLU / W&B)
+adds ``lr0``, the last decision's ``action`` (0 before the first), its
+``inputs`` by name (``{name: value}`` of the observation it acted on, names
+from ``lr_meta.features.observation.observation_names``), ``decisions``,
+``skipped_decisions`` and ``next_decision`` (the call of the next one). Both
+find the ``ControlledState`` wherever ``controlled`` sits (``optax.chain``,
+``optax.MultiSteps``, ``flax.nnx.Optimizer``'s ``opt_state``).
 
 Call ``update(grads, state, params, loss=..., val_loss=..., predictions=...)``
 at every step, like ``optax.contrib.reduce_on_plateau``'s ``value=``:
@@ -72,6 +82,47 @@ size than the controller's, or a run (``num_steps``) longer than the
 training episodes of a controller that does not observe run progress (it
 keeps acting as at the end of its training episode, e.g. decaying further).
 
+In a real training loop (each convention is tested in
+tests/test_controlled_conventions.py):
+
+* Gradient accumulation, ``optax.MultiSteps(controlled(...), k)``:
+  ``controlled`` counts optimizer steps, not micro-batches: ``num_steps``
+  is the run's optimizer steps and decision t falls on optimizer step
+  ``floor(t T / D)``. MultiSteps calls ``update`` at every micro-batch and
+  keeps the state of the k-th call only, so the value read is the ``loss=``
+  of the LAST micro-batch call. Pass there the MEAN of the accumulated
+  micro-batch losses (at every micro-batch, the running mean of the
+  micro-batch losses so far, as MultiSteps averages the gradients): the
+  loss of the batch the step's gradient is the mean over, so the train
+  loss, its log-slope and its noise (``loss_cv``) are those of the
+  effective batch, as in training; one micro-batch's loss would be another
+  batch than the step's and noisier by about sqrt(k). ``val_loss`` (the
+  probe at the same params, identical for the k calls) needs nothing.
+* Mixed precision: bfloat16 params and grads are fine; the observation,
+  the controller, its carry and the LR stay float32. The base's injected
+  LR must be float32 too: ``optax.inject_hyperparams(opt,
+  hyperparam_dtype=jnp.float32)`` (by default it casts hyperparameters to
+  the params' dtype; ``init`` raises a ValueError then). On the mnist1d
+  MLP the bfloat16 run's LR path stays within rtol 1e-2 of the float32
+  run's.
+* Abstract init, sharding, checkpoints: ``jax.eval_shape(tx.init, params)``
+  works (abstract params, with shardings too); the ``ControlledState``'s
+  own leaves are scalars (replicated) and the base state's follow the
+  params as the base optimizer's do (an eager ``init`` of sharded params,
+  or ``jax.jit(tx.init)`` under explicit mesh axes; a jitted init under
+  auto axes places its outputs itself, as for any optax optimizer, so give
+  it ``out_shardings``). A sharded run takes the single-device run's LRs
+  (up to the reductions' float32 rounding: rtol 1e-6 in the test).
+  Restore a checkpoint into ``jax.eval_shape(tx.init, params)`` of the
+  same ``tx``: a resumed run continues bit for bit; a state of another
+  shape (another controller, base optimizer, ``num_steps`` / ``every``,
+  probe or model) makes ``update`` raise a ValueError at trace time
+  instead of running on.
+* ``flax.nnx.Optimizer(model, tx, wrt=nnx.Param)``: pass the controller's
+  inputs through ``optimizer.update(model, grads, loss=...,
+  **probe_inputs(optimizer.opt_state, apply_fn, model, x, y))``
+  (``apply_fn(model, x)``).
+
 Correspondence with the environment (so that the same inputs give the same
 LR trajectory): at call ``i = t * every`` (decision t) the observation uses
 ``params`` (= the environment's parameters after ``t * every`` inner steps),
@@ -103,8 +154,9 @@ from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import objectives
 
 __all__ = [
-    "ControlledState", "ControllerMismatchWarning", "controlled",
-    "current_lr", "decision_due", "probe_inputs",
+    "ControlledState", "ControllerMismatchWarning", "ControllerReadout",
+    "controlled", "controller_readout", "current_lr", "decision_due",
+    "probe_inputs",
 ]
 
 
@@ -126,6 +178,8 @@ class ControlledState(NamedTuple):
       for 'scale_free' controllers, update-to-weight ratios).
     decisions: decisions taken (skipped ones included; int32).
     next_decision: the call (``count``) of the next decision (int32).
+    action: the action of the last decision taken (float32 scalar; 0 before
+      the first; kept when a decision is skipped).
   """
   base_state: optax.OptState
   features: Any
@@ -139,6 +193,7 @@ class ControlledState(NamedTuple):
   window: scale_free.Window
   decisions: jax.Array
   next_decision: jax.Array
+  action: jax.Array
 
 
 class ControllerMismatchWarning(UserWarning):
@@ -178,6 +233,26 @@ def _get_lr(base_state) -> jax.Array:
   return found[0][1]
 
 
+def _check_lr_dtype(lr: Any) -> None:
+  """ValueError unless the base's LR is a float of at least 32 bits: the
+  controller's float32 LR must reach the update unrounded."""
+  dtype = jnp.result_type(lr)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(
+        f"the base optimizer's learning_rate is a {dtype} (an integer "
+        "learning_rate=1 stays one in optax.inject_hyperparams): the "
+        "controller's LR would be truncated; pass a float, e.g. "
+        "learning_rate=1.0.")
+  if jnp.finfo(dtype).bits < 32:
+    raise ValueError(
+        f"the base optimizer holds its learning_rate in {dtype} "
+        "(optax.inject_hyperparams casts its hyperparameters to the params' "
+        "dtype unless told otherwise): the controller's float32 LR would be "
+        f"rounded to {dtype} at every step (and e.g. Adam's b2=0.999 is 1.0 "
+        "in bfloat16). Build it with optax.inject_hyperparams(<optimizer>, "
+        "hyperparam_dtype=jnp.float32)(learning_rate=...).")
+
+
 def _set_lr(base_state, lr):
   old = _get_lr(base_state)
   return otu.tree_set(base_state,
@@ -206,7 +281,112 @@ def current_lr(state: Any) -> jax.Array:
   LR). ``state`` may be the ``ControlledState`` or any optimizer state
   holding exactly one, wherever ``controlled`` sits in an ``optax.chain``.
   """
-  return _controlled_state(state).lr
+  return jnp.asarray(_controlled_state(state).lr)
+
+
+class ControllerReadout(NamedTuple):
+  """What the controller did, as numbers for a metrics writer.
+
+  ``controller_readout(opt_state)``; every leaf is a scalar, so the tuple
+  goes to TensorBoard / CLU / W&B as is (e.g. ``{f"controller/{k}": v for
+  k, v in readout._asdict().items()}`` with ``inputs`` flattened).
+
+  Attributes:
+    lr: the learning rate in use (float32; ``current_lr``).
+    lr0: the initial learning rate (float32).
+    action: the action of the last decision taken (float32; 0 before the
+      first decision; a skipped decision keeps the previous one).
+    inputs: ``{name: float32 scalar}``: the last observation the controller
+      acted on, by ``lr_meta.features.observation.observation_names`` (all
+      0 before the first decision).
+    decisions: decisions taken so far, skipped ones included (int32).
+    skipped_decisions: decisions skipped for a non-finite observation or LR
+      (int32).
+    next_decision: the ``update`` call (0-based) of the next decision
+      (int32).
+  """
+  lr: jax.Array
+  lr0: jax.Array
+  action: jax.Array
+  inputs: dict[str, jax.Array]
+  decisions: jax.Array
+  skipped_decisions: jax.Array
+  next_decision: jax.Array
+
+
+def _observation_kind(s: ControlledState) -> str:
+  """The observation kind of a ``ControlledState``, from its feature state
+  and its observation's length."""
+  features = s.features
+  size = jnp.shape(s.obs)[-1]
+  kinds = [k for k in observation_lib.OBSERVATION_KINDS
+           if observation_lib.observation_size(k) == size
+           and observation_lib.observation_parts(k).scale_free
+           == isinstance(features, scale_free.ScaleFreeState)
+           and observation_lib.observation_parts(k).dynamics
+           == isinstance(features, dynamics.DynamicsState)]
+  if len(kinds) != 1:
+    raise ValueError(f"controller_readout: cannot tell the observation of a "
+                     f"ControlledState with {size} inputs and features "
+                     f"{type(features).__name__} (candidates {kinds}).")
+  return kinds[0]
+
+
+def controller_readout(state: Any) -> ControllerReadout:
+  """The controller's LR, last action and inputs, for logging.
+
+  A pytree of scalars (``ControllerReadout``), pure and jittable (read it
+  inside or outside the train step). ``state`` may be the
+  ``ControlledState`` or any optimizer state holding exactly one, wherever
+  ``controlled`` sits in an ``optax.chain`` (as ``current_lr``).
+  """
+  s = _controlled_state(state)
+  names = observation_lib.observation_names(_observation_kind(s))
+  obs = jnp.asarray(s.obs, jnp.float32)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  i32 = lambda x: jnp.asarray(x, jnp.int32)
+  return ControllerReadout(
+      lr=f32(s.lr), lr0=f32(s.lr0), action=f32(s.action),
+      inputs={name: obs[i] for i, name in enumerate(names)},
+      decisions=i32(s.decisions),
+      skipped_decisions=i32(s.skipped_decisions),
+      next_decision=i32(s.next_decision))
+
+
+def _leaf_signatures(tree: Any, dtypes: bool) -> list[str]:
+  return [str(tuple(jnp.shape(x))) + (f" {getattr(x, 'dtype', '')}"
+                                      if dtypes else "")
+          for x in jax.tree.leaves(tree)]
+
+
+def _check_state_matches(state: Any, expected: ControlledState) -> None:
+  """ValueError unless ``state`` has the structure, shapes and dtypes that
+  ``init`` gives (``expected``: its ``jax.eval_shape``; trace time only)."""
+  if not isinstance(state, ControlledState):
+    raise ValueError(
+        f"controlled.update got a {type(state).__name__} as its state; "
+        "expected the ControlledState of this controlled's init (restore a "
+        "checkpoint into jax.eval_shape(tx.init, params)).")
+  problems = []
+  for name in ControlledState._fields:
+    got, want = getattr(state, name), getattr(expected, name)
+    # The base optimizer's state: its leaves' shapes (its containers follow
+    # the params', e.g. a dict or a FrozenDict; optax checks those itself).
+    own = name != "base_state"
+    if own and jax.tree.structure(got) != jax.tree.structure(want):
+      problems.append(f"{name} is {jax.tree.structure(got)}, expected "
+                      f"{jax.tree.structure(want)}")
+      continue
+    got, want = _leaf_signatures(got, own), _leaf_signatures(want, own)
+    if got != want:
+      problems.append(f"{name} has leaves {got}, expected {want}")
+  if problems:
+    raise ValueError(
+        "controlled.update: the optimizer state does not match this "
+        "controller (saved with another controller, base optimizer, "
+        "num_steps/every, probe shape or model?); restore a checkpoint into "
+        "jax.eval_shape(tx.init, params) of the same tx. Mismatches: "
+        + "; ".join(problems) + ".")
 
 
 def probe_inputs(
@@ -302,18 +482,46 @@ def probe_inputs(
     if loss_fn is not None:
       out["val_loss"] = jnp.asarray(loss_fn(outputs, y), jnp.float32)
       return out
-    chex.assert_rank(outputs, {2, 3, 4, 5, 6})
+    _check_probe(outputs, y, mask)
     if wants_predictions:
       out["predictions"] = jax.nn.softmax(outputs).reshape(
           -1, outputs.shape[-1])
     if y is not None:
-      chex.assert_shape(y, outputs.shape[:-1])
       out["val_loss"] = objectives.token_cross_entropy(outputs, y, mask)
     return out
 
   shapes = jax.eval_shape(probe, None)
   skip = lambda _: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
   return jax.lax.cond(decision_due(state), probe, skip, None)
+
+
+def _check_probe(outputs: Any, y: Any, mask: Any) -> None:
+  """ValueError unless the probe's logits, labels and mask fit together."""
+  shape = tuple(jnp.shape(outputs))
+  if not 2 <= len(shape) <= 6:
+    raise ValueError(
+        f"probe_inputs: apply_fn(params, x) gave outputs of shape {shape}; "
+        "allowed: class logits (B, ..., C) of rank 2 to 6 (or pass "
+        "loss_fn=<loss of outputs and y> for outputs that are not logits).")
+  if y is None:
+    return
+  want = shape[:-1]
+  dtype = jnp.result_type(y)
+  if not jnp.issubdtype(dtype, jnp.integer):
+    raise ValueError(
+        f"probe_inputs: labels y of dtype {dtype}; allowed: integer class "
+        f"indices of shape {want} (the logits' {shape} without the class "
+        "axis). One-hot or soft labels: pass loss_fn=<loss of outputs and "
+        "y> instead.")
+  if tuple(jnp.shape(y)) != want:
+    raise ValueError(
+        f"probe_inputs: labels y of shape {tuple(jnp.shape(y))} do not match "
+        f"the logits of shape {shape}; allowed: labels of shape {want} (one "
+        "integer class per example, or per position of a sequence).")
+  if mask is not None and tuple(jnp.shape(mask)) != want:
+    raise ValueError(
+        f"probe_inputs: mask of shape {tuple(jnp.shape(mask))}; allowed: "
+        f"{want}, the labels' shape.")
 
 
 def _predictions_shape(spec: controller_lib.ControllerSpec,
@@ -518,7 +726,11 @@ def controlled(
 
   def init_fn(params):
     resolved["layers"] = layers(params)
+    return init_state(params)
+
+  def init_state(params):
     base_state = base.init(params)
+    _check_lr_dtype(_get_lr(base_state))
     lr0 = jnp.asarray(_get_lr(base_state), jnp.float32)
     if parts.scale_free:   # set from the first losses at the first update
       features = scale_free.scale_free_init(0.0, 0.0)
@@ -535,7 +747,8 @@ def controlled(
         losses=jnp.zeros((every,), jnp.float32),
         obs=jnp.zeros((spec.observation_size,), jnp.float32),
         skipped_decisions=zero, window=scale_free.window_init(),
-        decisions=zero, next_decision=zero)
+        decisions=zero, next_decision=zero,
+        action=jnp.zeros([], jnp.float32))
 
   def update_fn(updates, state, params=None, *, loss=None, val_loss=None,
                 predictions=None, **extra_args):
@@ -545,6 +758,7 @@ def controlled(
     if loss is None:
       raise ValueError("controlled.update needs loss=<this batch's training "
                        "loss> as a keyword argument.")
+    _check_state_matches(state, jax.eval_shape(init_state, params))
     if needs_predictions:
       if predictions is None:
         raise ValueError(
@@ -560,7 +774,7 @@ def controlled(
     due = state.count == state.next_decision
     first = state.count == 0
 
-    old = (state.features, state.carry, state.lr, state.obs)
+    old = (state.features, state.carry, state.lr, state.obs, state.action)
 
     def observe():
       window = state.window
@@ -600,15 +814,16 @@ def controlled(
       if parts.scale_free:
         features = scale_free.record_action(features, action)
       finite = jnp.all(jnp.isfinite(obs)) & jnp.isfinite(lr)
+      action = jnp.reshape(action, ()).astype(jnp.float32)
       new = jax.tree.map(lambda o, n: jnp.where(finite, n, o), old,
-                         (features, carry, lr, obs))
+                         (features, carry, lr, obs, action))
       return new, state.skipped_decisions + (~finite).astype(jnp.int32)
 
     def keep(_):
       return old, state.skipped_decisions
 
-    (features, carry, lr, obs), skipped = jax.lax.cond(due, decide, keep,
-                                                       None)
+    (features, carry, lr, obs, action), skipped = jax.lax.cond(
+        due, decide, keep, None)
     decisions = state.decisions + due.astype(jnp.int32)
     next_decision = jnp.where(due, decision_call(decisions),
                               state.next_decision)
@@ -627,6 +842,6 @@ def controlled(
         base_state=base_state, features=features, carry=carry, lr=lr,
         lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs,
         skipped_decisions=skipped, window=window, decisions=decisions,
-        next_decision=next_decision)
+        next_decision=next_decision, action=action)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
