@@ -23,6 +23,15 @@ call them with the same defaults, so both report the same table for a run.
   ``'step_decay(lr=0.1, every=50, factor=0.99)'`` is re-run as is (reuse a
   winner tuned by ``scripts/run_baselines.py``), ``'adam:constant'`` changes
   the optimizer.
+* Context rows: ``config.eval.benchmark_methods``, names of self-tuning
+  methods of ``lr_meta.benchmark`` (``'controller:generalist'``: a shipped
+  controller, pretrained elsewhere and untuned here;
+  ``'schedule_free_adamw'``: an LR-free optax.contrib optimizer at its
+  defaults). Each runs as the benchmark runs it (its ``Program`` through
+  ``lr_meta.benchmark.harness.execute``) on the evaluation task from
+  ``eval.initial_lrs[0]`` (a controller's starting LR, the base optimizer's
+  default), on the same test seeds, scored on the same test split and
+  t-tested against the trained controller like every baseline.
 * Transfer (Xu's Table 2): the agent settings come from the training run's
   config, the task and environment from the evaluation config.
 """
@@ -44,10 +53,15 @@ from lr_meta import plotting
 from lr_meta import rundir
 from lr_meta import seeds as seeds_lib
 from lr_meta import tasks
+from lr_meta.benchmark import harness
+from lr_meta.benchmark import methods as methods_lib
+from lr_meta.benchmark import workloads as workloads_lib
+from lr_meta.tasks.task import DEFAULT_DIVERGENCE_LOSS
 
 __all__ = ["DEFAULT_BASELINES", "NUM_CANDIDATES", "SELECTION_SEEDS",
            "RESULTS_JSON", "MethodResult", "Evaluation",
-           "candidate_iterations", "welch_p", "baseline_key", "evaluate",
+           "candidate_iterations", "welch_p", "baseline_key",
+           "check_benchmark_methods", "evaluation_workload", "evaluate",
            "markdown", "results_json", "write"]
 
 DEFAULT_BASELINES = ("xu2019_step_decay", "cosine")
@@ -72,6 +86,10 @@ class MethodResult(NamedTuple):
   learning_rates: np.ndarray   # (L,) (controller: mean over seeds)
   controller: bool             # the trained controller (else a baseline)
   lr0: float = float("nan")    # a controller's initial LR
+  # A row of config.eval.benchmark_methods: the lr_meta.benchmark method's
+  # name and what it is (printed under the table); "" for the others.
+  benchmark_method: str = ""
+  note: str = ""
 
 
 class Evaluation(NamedTuple):
@@ -84,7 +102,8 @@ class Evaluation(NamedTuple):
   test_seeds: Sequence[int]
   config: Any                     # the evaluation config
   num_steps: int
-  methods: List[MethodResult]     # controllers first, then baselines
+  # Controllers first, then baselines, then benchmark methods.
+  methods: List[MethodResult]
   wall_s: float
 
 
@@ -124,6 +143,88 @@ def baseline_key(task_config, text: str, specs, num_steps: int,
               **({"selection": "whole_val_split"} if len(specs) > 1 else {}),
               specs=[sp.label() for sp in specs], num_steps=num_steps,
               num_seeds=num_seeds, **run_kw)
+
+
+def check_benchmark_methods(names: Sequence[str]) -> None:
+  """Raises ``ValueError`` unless every name of ``config.eval.
+  benchmark_methods`` is a self-tuning ``lr_meta.benchmark`` method (one
+  setting, nothing tuned on the task; tuned schedules belong in
+  ``config.eval.baselines``). Loads no controller and runs no JAX, so a
+  script can check before it trains."""
+  for name in names:
+    try:
+      if name.startswith(methods_lib.CONTROLLER_PREFIX):
+        methods_lib.check_names([name])
+      elif methods_lib.get_method(name).kind != methods_lib.SELF_TUNING:
+        raise ValueError(
+            f"{name!r} is tuned by the benchmark; allowed: its "
+            f"{methods_lib.SELF_TUNING!r} methods and 'controller:<name or "
+            "path>' (tuned schedules go in config.eval.baselines).")
+    except ValueError as e:
+      raise ValueError(f"config.eval.benchmark_methods: {e}") from e
+
+
+def evaluation_workload(eval_config, num_steps: int, eval_every: int,
+                        initial_lr: float) -> workloads_lib.Workload:
+  """The evaluation task as a benchmark ``Workload``, what a benchmark
+  method builds its program from: the config's data set (and slices), model,
+  optimizer and batch size, ``num_steps`` steps, validation every
+  ``eval_every``, and ``initial_lr``, the base optimizer's default LR and a
+  learned controller's starting LR."""
+  t = eval_config.task
+  pairs = lambda d: tuple(sorted(
+      (k, tuple(v) if isinstance(v, list) else v)
+      for k, v in dict(d or {}).items()))
+  return workloads_lib.Workload(
+      name="evaluation", split=workloads_lib.HELDOUT, dataset=t.dataset,
+      model=t.model, optimizer=t.optimizer, batch_size=int(t.batch_size),
+      num_steps=num_steps, initial_lr=float(initial_lr),
+      model_kwargs=pairs(t.get("model_kwargs")),
+      optimizer_kwargs=pairs(t.get("optimizer_kwargs")),
+      num_evals=num_steps // eval_every,
+      num_train_examples=t.get("num_train_examples"),
+      num_val_examples=t.get("num_val_examples"),
+      num_test_examples=t.get("num_test_examples"),
+      divergence_loss=t.get("divergence_loss", DEFAULT_DIVERGENCE_LOSS),
+      context_length=t.get("context_length"), loss=t.get("loss"),
+      description="a controller's evaluation task")
+
+
+class _Unkept:
+  """``harness.execute``'s run store when runs are kept nowhere: an
+  evaluation runs its benchmark methods afresh (seconds on CPU)."""
+
+  def get(self, key):
+    del key
+
+  def put(self, key, record):
+    del key, record
+
+
+def _benchmark_row(name: str, task, workload, seeds: Sequence[int],
+                   strategy: Optional[str]) -> MethodResult:
+  """The benchmark method ``name`` run as the benchmark runs it (its one
+  setting, ``harness.execute``) on ``seeds``: one row of the table."""
+  t0 = time.time()
+  method = methods_lib.get_method(name)
+  program, (setting,) = method.build(workload, task)
+  runs = [harness.Run(harness.run_key(workload, program, setting.label, s),
+                      setting.label, s, setting.hp) for s in seeds]
+  records = harness.execute(task, workload, program, method.family, runs,
+                            _Unkept(), strategy=strategy)
+  records = [records[r.key] for r in runs]
+  # A record's non-finite numbers are None (JSON): NaN here.
+  column = lambda field: np.array([r[field] for r in records], float)
+  val, lrs = column("val_loss"), column("learning_rate")
+  controller = name.startswith(methods_lib.CONTROLLER_PREFIX)
+  label = (f"{name} (pretrained, lr0={workload.initial_lr:g}, untuned)"
+           if controller else f"{name} (untuned)")
+  return MethodResult(
+      label, column("test_loss"), column("test_accuracy"),
+      column("diverged").astype(bool), time.time() - t0,
+      np.asarray(records[0]["steps"]), val.mean(0), val.std(0),
+      np.arange(workload.num_evals) * workload.eval_every, lrs.mean(0),
+      False, benchmark_method=name, note=method.description)
 
 
 def _no_cache(key, compute):
@@ -173,7 +274,9 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
 
   candidates = candidate_iterations(snapshot_metrics, num_candidates)
   texts = tuple(eval_config.eval.get("baselines", DEFAULT_BASELINES))
-  total = len(candidates) + len(lr0s) + len(texts)
+  names = tuple(eval_config.eval.get("benchmark_methods", ()))
+  check_benchmark_methods(names)
+  total = len(candidates) + len(lr0s) + len(texts) + len(names)
   done = []
 
   def progress(line):
@@ -183,8 +286,9 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
 
   # The stages, said before the first one compiles (a minute on a CPU).
   progress(f"{len(candidates)} candidate snapshots {candidates} on "
-           f"{selection_seeds} seeds, then {len(lr0s)} controller run(s) "
-           f"and {len(texts)} baseline(s) {list(texts)} on {n} seeds")
+           f"{selection_seeds} seeds, then {len(lr0s)} controller run(s), "
+           f"{len(texts)} baseline(s) {list(texts)} and {len(names)} "
+           f"benchmark method(s) {list(names)} on {n} seeds")
 
   # 1. Checkpoint selection by validation loss (seeds never used for testing).
   t0 = time.time()
@@ -242,6 +346,15 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
         False))
     progress(f"{label}: test loss {np.mean(res.test_loss):.4f} "
              f"({time.time() - t0:.0f} s)")
+
+  # 4. Benchmark methods, untuned, on the same test seeds (context rows).
+  for name in names:
+    methods.append(_benchmark_row(
+        name, task, evaluation_workload(eval_config, num_steps, k, lr0s[0]),
+        test_seeds, eval_config.get("strategy") or None))
+    progress(f"{methods[-1].label}: test loss "
+             f"{np.mean(methods[-1].test_loss):.4f} "
+             f"({methods[-1].wall_s:.0f} s)")
   return Evaluation(workdir, best_it, max(snapshot_metrics), scores,
                     selection_seeds, test_seeds, eval_config, num_steps,
                     methods, time.time() - t_start)
@@ -249,7 +362,8 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
 
 def markdown(ev: Evaluation) -> str:
   """The results table: mean (std), diverged counts, p-values vs the first
-  controller row; a mean over partly diverged seeds is marked."""
+  controller row; a mean over partly diverged seeds is marked; what each
+  benchmark-method row is, under the table."""
   first = ev.methods[0]
   n, s0 = len(ev.test_seeds), ev.test_seeds[0]
   config = ev.config
@@ -273,6 +387,11 @@ def markdown(ev: Evaluation) -> str:
                  f"{p[0]} | {p[1]} |")
   if any(m.diverged.any() for m in ev.methods):
     lines += ["", baselines.DIVERGED_NOTE]
+  extra = [m for m in ev.methods if m.benchmark_method]
+  if extra:
+    lines += ["", "Untuned rows for context, run as `lr_meta.benchmark` runs "
+              "them (nothing tuned on this task; same seeds and test split):"]
+    lines += [f"- `{m.benchmark_method}`: {m.note}." for m in extra]
   return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,8 @@ rejects a field name not listed here, naming the valid ones)::
     ``lr_meta.envs.LREnvParams``,
   <agent>: fields of that agent's config dataclass (any agent's sub-config
     may be present; ``agent`` picks the one used),
-  eval: num_seeds, initial_lrs, constant_lrs, baselines (the evaluation's),
+  eval: num_seeds, initial_lrs, constant_lrs, baselines, benchmark_methods
+    (the evaluation's: ``lr_meta.evaluation``),
   task_family (optional, agent 'reps' only): fields of
     ``lr_meta.tasks.family.TaskFamilyConfig``; the agent then trains over
     the family's members (``make_agent``) and ``task`` is the held-out task
@@ -75,7 +76,8 @@ KNOWN_AGENTS = tuple(AGENTS)
 # The config schema: field names each part of a controller config may hold.
 TOP_FIELDS = ("seed", "agent", "strategy", "num_iterations",
               "checkpoint_every", "task", "env", "eval", "task_family")
-EVAL_FIELDS = ("num_seeds", "initial_lrs", "constant_lrs", "baselines")
+EVAL_FIELDS = ("num_seeds", "initial_lrs", "constant_lrs", "baselines",
+               "benchmark_methods")
 def _field_names(cls, exclude=()) -> Tuple[str, ...]:
   return tuple(f.name for f in dataclasses.fields(cls)
                if f.name not in exclude)

@@ -24,6 +24,10 @@ t-test (unequal variances) of each baseline against the controller.
   ``'step_decay(lr=0.1, every=50, factor=0.99)'`` is re-run as is (use it to
   reuse a winner tuned by ``scripts/run_baselines.py``), ``'adam:constant'``
   changes the optimizer.
+* Untuned rows for context: ``config.eval.benchmark_methods``, self-tuning
+  methods of ``lr_meta.benchmark`` (e.g. ``'controller:generalist'``,
+  ``'schedule_free_adamw'``) run as the benchmark runs them on the same
+  seeds (``lr_meta.evaluation``).
 
 Writes to --outdir (``lr_meta.evaluation.write``, also what the main job
 ``scripts/train_controller.py`` writes to <workdir>/eval): results.md (the

@@ -13,8 +13,10 @@ selection), controller.msgpack (the final controller, for PPO and DQN),
 tb/ (TensorBoard: see ``Watch``) and the evaluation: the protocol of
 ``scripts/evaluate_controller.py`` (``lr_meta.evaluation``: checkpoint
 chosen by validation loss, baselines ``config.eval.baselines`` tuned on this
-task, Welch's t-test), written to eval/ (results.md, results.json,
-schedule.png, val_loss.png) and as results.md; running
+task, the untuned ``lr_meta.benchmark`` methods of
+``config.eval.benchmark_methods`` on the same seeds, Welch's t-test),
+written to eval/ (results.md, results.json, schedule.png, val_loss.png) and
+as results.md; running
 ``evaluate_controller.py --workdir`` on the run reports the same table.
 
 Progress: a tqdm bar on a terminal; in a redirected log one plain line
@@ -164,7 +166,8 @@ class Watch:
       self.writer.add_image(f"evaluation/{name}", image, step,
                             dataformats="HWC")
     controllers = [np.mean(m.test_loss) for m in ev.methods if m.controller]
-    others = [np.mean(m.test_loss) for m in ev.methods if not m.controller]
+    others = [np.mean(m.test_loss) for m in ev.methods
+              if not m.controller and not m.benchmark_method]
     metrics = {"hparams/controller_test_loss": float(min(controllers))}
     if others:
       metrics["hparams/best_baseline_test_loss"] = float(min(others))
@@ -230,6 +233,8 @@ def run(config, workdir, data_dir=None, log=print, allow_changes=(),
   Returns:
     The Markdown results table.
   """
+  # A misspelt benchmark method fails here, not after training.
+  evaluation.check_benchmark_methods(config.eval.get("benchmark_methods", ()))
   _, env, env_params, strategy = experiment.build(config, data_dir)
   agent = experiment.make_agent(config, env, env_params, strategy, data_dir,
                                mesh=distributed.job_mesh())

@@ -75,6 +75,7 @@ def test_end_to_end_writes_outputs(trained):
   assert "PPO controller (lr0=0.1)" in table
   assert "momentum constant(lr=0.1)" in table
   assert "momentum cosine(lr=0.1)" in table
+  assert "| schedule_free_adamw (untuned) |" in table   # tiny config's method
   for name in ("metrics.csv", "results.md", "controller.msgpack",
                "config.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
@@ -141,12 +142,14 @@ def test_progress_and_tensorboard(trained):
   assert progress.splitlines()[-1].startswith("[iterations] 3/3 (100%)")
   stages = [line for line in log if line.startswith("[evaluation ")]
   # The plan first, then each stage as it finishes: candidates (best 3 by
-  # return + the last: iterations 1..3), one lr0 and two baselines.
+  # return + the last: iterations 1..3), one lr0, two baselines and one
+  # benchmark method.
   assert [line.split(",")[0] for line in stages] == [
-      f"[evaluation {i}/6" for i in range(7)]
+      f"[evaluation {i}/7" for i in range(8)]
   assert stages[0].endswith("3 candidate snapshots [1, 2, 3] on 2 seeds, "
-                            "then 1 controller run(s) and 2 baseline(s) "
-                            "['constant', 'cosine'] on 2 seeds")
+                            "then 1 controller run(s), 2 baseline(s) "
+                            "['constant', 'cosine'] and 1 benchmark method(s) "
+                            "['schedule_free_adamw'] on 2 seeds")
   events = _events(workdir)
   assert [s for s, _ in events["episode_return"]] == [1, 2, 3]
   # The learned LR trajectory at every checkpoint (checkpoint_every = 1).
@@ -214,6 +217,7 @@ def test_evaluate_controller_selects_by_val_and_compares(trained, tmp_path):
   eval_config = tiny_config(3)
   eval_config.eval.baselines = ("constant", "step_decay(lr=0.1, every=2, factor=0.5)")
   eval_config.eval.constant_lrs = (0.3, 0.1)
+  eval_config.eval.benchmark_methods = ()
   log = []
   out = str(tmp_path / "eval")
   table = ec.evaluate(workdir, eval_config, outdir=out, num_candidates=1,
@@ -238,6 +242,80 @@ def test_evaluate_controller_selects_by_val_and_compares(trained, tmp_path):
   p = scipy.stats.ttest_ind(methods[other]["test_loss"], ctrl,
                             equal_var=False).pvalue
   assert f"{p:.3g}" in table
+
+
+def _table_row(table, label):
+  """The cells of the table row of ``label``."""
+  row, = [line for line in table.splitlines()
+          if line.startswith(f"| {label} |")]
+  return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def test_benchmark_method_rows_share_seeds_and_scoring(trained, tmp_path):
+  """config.eval.benchmark_methods (the quickstart's shipped generalist and
+  schedule-free AdamW) run as the benchmark runs them, on the controller's
+  seeds, t-tested against it. The evaluation is 20 steps (the generalist's
+  20 decisions); the fixed schedule 'schedule:constant(lr=0.1)' goes through
+  the benchmark's program and must give the numbers of the baseline
+  'constant' (lr 0.1), run on the evaluation seeds by the sweep: same seeds,
+  task and test-loss scoring."""
+  workdir, _, _, _ = trained
+  eval_config = tiny_config(3)
+  eval_config.env.steps_per_decision = 10
+  quickstart = config_lib.load_config(REPO / "configs" / "quickstart.py")
+  names = tuple(quickstart.eval.benchmark_methods)
+  assert names == ("controller:generalist", "schedule_free_adamw")
+  eval_config.eval.baselines = ("constant",)          # constant_lrs: (0.1,)
+  eval_config.eval.benchmark_methods = names + ("schedule:constant(lr=0.1)",)
+  log = []
+  ev = evaluation.evaluate(workdir, eval_config, num_candidates=1,
+                           selection_seeds=1, log=log.append)
+  table = evaluation.markdown(ev)
+  assert ev.num_steps == 20 and len(ev.methods) == 5
+  by_name = {m.benchmark_method: m for m in ev.methods if m.benchmark_method}
+  assert list(by_name) == list(eval_config.eval.benchmark_methods)
+  controller = ev.methods[0]
+  assert list(ev.test_seeds) == [10_000, 10_001]
+  for name, m in by_name.items():
+    assert m.test_loss.shape == m.test_accuracy.shape == (2,), name
+    assert np.all(np.isfinite(m.test_loss)), name
+    assert not m.diverged.any() and not m.controller, name
+    cells = _table_row(table, m.label)   # p (loss), p (acc): Welch's
+    assert cells[4:] == [
+        f"{evaluation.welch_p(getattr(m, k), getattr(controller, k)):.3g}"
+        for k in ("test_loss", "test_accuracy")], name
+    assert f"- `{name}`: " in table     # what it is, under the table
+  assert by_name["controller:generalist"].label == (
+      "controller:generalist (pretrained, lr0=0.1, untuned)")
+  assert "schedule-free AdamW, optax defaults" in table
+  constant = ev.methods[1]
+  assert constant.label == "momentum constant(lr=0.1)"
+  np.testing.assert_allclose(by_name["schedule:constant(lr=0.1)"].test_loss,
+                             constant.test_loss, rtol=1e-5)
+  np.testing.assert_allclose(
+      by_name["schedule:constant(lr=0.1)"].test_accuracy,
+      constant.test_accuracy)
+  # The plan names them; each is a stage of its own, the last one here.
+  assert log[0].endswith(" and 3 benchmark method(s) "
+                         f"{list(eval_config.eval.benchmark_methods)} on 2 "
+                         "seeds")
+  assert log[-1].split("] ", 1)[1].startswith(
+      "schedule:constant(lr=0.1) (untuned): test loss ")
+
+
+@pytest.mark.parametrize("name,match", [
+    ("no_such_method", "Unknown method 'no_such_method'"),
+    ("controller:no_such_controller", "Unknown method 'controller:no_such"),
+    ("cosine", "'cosine' is tuned by the benchmark"),
+])
+def test_bad_benchmark_methods_are_refused_before_training(name, match,
+                                                           tmp_path):
+  config = tiny_config()
+  config.eval.benchmark_methods = ("schedule_free_adamw", name)
+  with pytest.raises(ValueError, match="config.eval.benchmark_methods: "
+                     + match):
+    tc.run(config, str(tmp_path / "run"), log=lambda *a: None)
+  assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_controller_bad_workdir_and_snapshot(trained, tmp_path):

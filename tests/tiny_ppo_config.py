@@ -22,5 +22,8 @@ def get_config():
   config.ppo.update(num_envs=2, num_minibatches=1, num_epochs=1)
   config.num_iterations = 4
   config.checkpoint_every = 1
-  config.eval.update(num_seeds=2, initial_lrs=(0.1,), constant_lrs=(0.1,))
+  # The quickstart's shipped generalist takes 20 decisions, more than these
+  # 4 steps (tests/test_train_controller.py runs it on a 20-step evaluation).
+  config.eval.update(num_seeds=2, initial_lrs=(0.1,), constant_lrs=(0.1,),
+                     benchmark_methods=("schedule_free_adamw",))
   return config
