@@ -392,3 +392,25 @@ def test_rule_search_refuses_a_loss_without_accuracy():
     search.Scorer(search.ScoringConfig(dataset="mnist1d", model="autoencoder",
                                        num_train_examples=200,
                                        num_val_examples=50))
+
+
+def test_tasks_on_the_same_data_share_one_device_copy():
+  """However many tasks, optimizers or models use a data set, a process
+  holds one device copy of it (counted in jax's live buffers)."""
+  import gc
+  gc.collect()
+  def live_bytes():
+    return sum(a.nbytes for a in jax.live_arrays())
+  kw = dict(num_train_examples=300, num_val_examples=40, num_test_examples=40)
+  before = live_bytes()
+  first = tasks.make_task("mnist1d", "mlp", **kw)
+  one_copy = live_bytes() - before
+  others = [tasks.make_task("mnist1d", model, optimizer=opt, batch_size=b, **kw)
+            for model, opt, b in (("mlp", "adam", 32), ("gru", "sgd", 16),
+                                  ("autoencoder", "adamw", 64))]
+  assert one_copy >= 380 * 41 * 4          # x (40 floats) and y of 380 examples
+  assert live_bytes() - before == one_copy
+  assert all(t.data is first.data for t in others)
+  # Other slices are other data.
+  assert tasks.make_task("mnist1d", "mlp", num_train_examples=200).data \
+      is not first.data

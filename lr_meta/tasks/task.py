@@ -36,6 +36,8 @@ are the objective's metric (token accuracy for a language model; NaN for
 import dataclasses
 import functools
 import numbers
+import os
+import weakref
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import chex
@@ -525,6 +527,9 @@ def make_task(dataset: str = "mnist1d",
   (``models.default_loss``: 'mse' for the autoencoder, else
   'cross_entropy').
 
+  Tasks built on the same data (data set, directory and slices) share one
+  device copy of it (``_DEVICE_DATA``), whatever their model or optimizer.
+
   Raises:
     ValueError: a non-positive size, ``num_*_examples`` outside ``[1, the
       split]``, ``batch_size`` larger than the training examples kept
@@ -574,10 +579,16 @@ def make_task(dataset: str = "mnist1d",
         f"batch_size={batch_size!r} is larger than the training split "
         f"({num_train} examples of {dataset!r}, num_train_examples="
         f"{num_train_examples!r}); allowed: an integer in [1, {num_train}].")
-  arrays = {k: jnp.asarray(v) for k, v in host.items()}
+  key = (dataset, data_dir, os.environ.get(datasets_lib.DATA_DIR_ENV),
+         tuple(limits.values()), window,
+         str(jax.config.jax_default_device))
+  data = _DEVICE_DATA.get(key)
+  if data is None:
+    data = DeviceData(**{k: jnp.asarray(v) for k, v in host.items()})
+    _DEVICE_DATA[key] = data
   model_kwargs.setdefault("num_classes", ds.num_classes)
   return Task(
-      data=DeviceData(**arrays),
+      data=data,
       model=models_lib.get_model(model, **model_kwargs),
       optimizer=make_optimizer(optimizer, **(optimizer_kwargs or {})),
       batch_size=int(batch_size),
@@ -592,6 +603,10 @@ def make_task(dataset: str = "mnist1d",
 
 
 DEFAULT_CONTEXT_LENGTH = 64
+# One device copy of each data set (and slicing) per process, however many
+# tasks, sweeps or optimizer prefixes are built on it: tasks that ask for
+# the same data share its arrays, which live while any task holds them.
+_DEVICE_DATA: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 # Models whose outputs are not class logits, and the loss they train on.
 MODEL_LOSSES = {"autoencoder": "mse"}
 
