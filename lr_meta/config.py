@@ -9,9 +9,13 @@ needs ``PYTHONPATH`` or a ``sys.path`` entry:
 * a config built on another one loads it with ``sibling(__file__, name)``
   (``configs/quickstart.py`` extends ``configs/xu2019_ppo.py`` this way);
 * scripts define their config flags with ``DEFINE_config_file`` and run
-  ``app.run(main, flags_parser=parse_flags)``: a missing file and an override
-  naming no field (``--config.num_iteratons=3``) are one clear line, which
-  lists the valid field names, instead of a traceback.
+  ``app.run(main, flags_parser=parse_flags)``: a missing file, an override
+  naming no field (``--config.num_iteratons=3``, the line lists the valid
+  field names) and an override of the wrong type (``--config.task.
+  batch_size=abc``; ``--config.env.initial_lrs=(abc,)`` for a tuple of
+  numbers) are one clear line naming the field, instead of a traceback.
+  Values of the right type are range-checked where the config is used
+  (``lr_meta.experiment.check_config`` and the objects it builds).
 """
 
 import importlib.util
@@ -117,14 +121,20 @@ def check_fields(config, schema: Mapping[str, Sequence[str]]):
 
 def DEFINE_config_file(  # pylint: disable=invalid-name
     name: str, default: Optional[str] = None,
-    help_string: str = "Config file.") -> flags.FlagHolder:
+    help_string: str = "Config file.", flag_values=flags.FLAGS,
+    sys_argv: Optional[Sequence[str]] = None) -> flags.FlagHolder:
   """An ``ml_collections`` config-file flag, checked by ``parse_flags``.
 
   Overrides (``--<name>.field=value``) work as in ``ml_collections``; run the
   script with ``app.run(main, flags_parser=parse_flags)`` so that a missing
-  file and an override naming no field are one line each.
+  file, an override naming no field and an override of the wrong type are
+  one line each. ``flag_values`` and ``sys_argv`` are ``ml_collections``'
+  (another flag registry and command line than the process's, e.g. in
+  tests).
   """
-  holder = config_flags.DEFINE_config_file(name, default, help_string)
+  holder = config_flags.DEFINE_config_file(
+      name, default, help_string, flag_values=flag_values,
+      sys_argv=None if sys_argv is None else list(sys_argv))
   _CONFIG_FLAGS[name] = default
   return holder
 
@@ -141,14 +151,10 @@ def _config_paths(argv: Sequence[str]) -> Dict[str, str]:
   return paths
 
 
-def _flag_errors(argv: Sequence[str]) -> List[str]:
-  """One message per missing config file or override naming no field."""
-  out = []
+def _overrides(argv: Sequence[str]):
+  """``(argument, flag name, dotted field, the file's config)`` of every
+  config override in ``argv`` whose config file loads."""
   paths = _config_paths(argv)
-  for name, path in paths.items():
-    if not os.path.isfile(path.split(":", 1)[0]):
-      out.append(f"--{name}: config file {path.split(':', 1)[0]!r} not "
-                 "found.")
   for arg in argv:
     head = arg.split("=", 1)[0]
     name, _, dotted = head[2:].partition(".")
@@ -157,26 +163,80 @@ def _flag_errors(argv: Sequence[str]) -> List[str]:
     try:
       config = load_config(*paths[name].split(":", 1))
     except Exception:  # pylint: disable=broad-except
-      continue   # a missing file is reported above; a broken one by absl
+      continue   # a missing file is reported apart; a broken one by absl
+    yield arg, name, dotted, config
+
+
+def _flag_errors(argv: Sequence[str]) -> List[str]:
+  """One message per missing config file or override naming no field."""
+  out = []
+  for name, path in _config_paths(argv).items():
+    if not os.path.isfile(path.split(":", 1)[0]):
+      out.append(f"--{name}: config file {path.split(':', 1)[0]!r} not "
+                 "found.")
+  for arg, _, dotted, config in _overrides(argv):
     message = field_error(config, dotted)
     if message:
-      out.append(f"{head}: {message}")
+      out.append(f"{arg.split('=', 1)[0]}: {message}")
   return out
 
 
-def parse_flags(argv: Sequence[str]) -> List[str]:
+def _is_number(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _kind_of_items(value) -> Optional[str]:
+  """'numbers' or 'strings' for a non-empty tuple of one kind, else None."""
+  if not isinstance(value, tuple) or not value:
+    return None
+  for kind, test in (("numbers", _is_number),
+                     ("strings", lambda x: isinstance(x, str))):
+    if all(test(x) for x in value):
+      return kind
+  return None
+
+
+def _get(config, dotted: str):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def _override_type_errors(argv: Sequence[str], flag_values) -> List[str]:
+  """One message per override of a tuple field whose items have another type.
+
+  ``ml_collections`` checks scalar overrides against the field's type, but
+  reads a tuple override it cannot parse (``(abc,)``, ``(0.1, inf)``) as a
+  tuple of one string, which would fail far from the flag.
+  """
+  out = []
+  for arg, name, dotted, config in _overrides(argv):
+    kind = _kind_of_items(_get(config, dotted))
+    value = _get(flag_values[name].value, dotted)
+    if kind is not None and value and _kind_of_items(value) != kind:
+      out.append(f"{arg}: config.{dotted} is a tuple of {kind} (as "
+                 f"{_get(config, dotted)!r}); got {value!r}.")
+  return out
+
+
+def parse_flags(argv: Sequence[str], flag_values=flags.FLAGS) -> List[str]:
   """``app.run``'s flags parser with one-line config errors.
 
   As absl's default (``FATAL Flags parsing error: ...`` and exit status 1),
-  and the same for a missing config file and for a config override naming no
-  field, whose message lists the valid field names.
+  and the same for a missing config file, for a config override naming no
+  field, whose message lists the valid field names, and for an override of
+  a tuple of numbers or strings whose items are not.
   """
   errors = _flag_errors(argv)
   if not errors:
     try:
-      return flags.FLAGS(argv)
+      rest = flag_values(argv)
     except (flags.Error, AttributeError, KeyError) as e:
       errors = [str(e).strip().splitlines()[0]]
+    else:
+      errors = _override_type_errors(argv, flag_values)
+      if not errors:
+        return rest
   for line in errors:
     sys.stderr.write(f"FATAL Flags parsing error: {line}\n")
   sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")

@@ -9,7 +9,10 @@ schedule-free, Prodigy, DoG, DoWG, Mechanic, D-Adaptation, COCOB,
 reduce_on_plateau, the untuned base optimizer, every shipped learned
 controller) with its one setting, and writes leaderboard.md, results.json,
 profile.png and curves/ to --outdir. Every run is cached there: rerunning
-the same command after a kill continues where it stopped.
+the same command after a kill continues where it stopped; a cached run that
+is damaged or was computed under another version of the code is reported in
+one line and recomputed. One benchmark per --outdir: a second process on a
+busy outdir stops with one line naming the one that holds it.
 
 --methods takes names and the groups all, tuned, self_tuning, plus
 controller:<pretrained name or .msgpack path>; --workloads restricts the
@@ -27,6 +30,7 @@ from absl import flags
 
 from lr_meta import benchmark
 from lr_meta import distributed
+from lr_meta import rundir
 
 _SUITE = flags.DEFINE_string(
     "suite", "tiny", f"Suite: one of {', '.join(benchmark.KNOWN_SUITES)}.")
@@ -67,13 +71,16 @@ def main(argv):
       a for a in sys.argv[1:]
       if not a.startswith(("--data_dir", "--coordinator_address",
                            "--process_id"))])
-  results = benchmark.run_suite(
-      _SUITE.value, _METHODS.value, num_seeds=_NUM_SEEDS.value,
-      outdir=_OUTDIR.value, workloads=_WORKLOADS.value,
-      data_dir=_DATA_DIR.value, strategy=_STRATEGY.value,
-      batch_mode=_BATCH_MODE.value, max_batch=_MAX_BATCH.value,
-      command=command, progress_interval=_PROGRESS_INTERVAL.value,
-      mesh=distributed.job_mesh())
+  try:
+    results = benchmark.run_suite(
+        _SUITE.value, _METHODS.value, num_seeds=_NUM_SEEDS.value,
+        outdir=_OUTDIR.value, workloads=_WORKLOADS.value,
+        data_dir=_DATA_DIR.value, strategy=_STRATEGY.value,
+        batch_mode=_BATCH_MODE.value, max_batch=_MAX_BATCH.value,
+        command=command, progress_interval=_PROGRESS_INTERVAL.value,
+        mesh=distributed.job_mesh())
+  except rundir.WorkdirBusyError as e:   # one benchmark per outdir
+    sys.exit(f"error: {e}")
   session = results["cost"]["session"]
   if distributed.is_main_process():
     print(f"Wrote {_OUTDIR.value}/leaderboard.md, results.json, profile.png, "

@@ -11,30 +11,38 @@ Protocol per workload:
    are the cells of the results.
 
 Every run is keyed by (workload, program, setting, seed) and cached as one
-JSON file in ``<outdir>/runs`` the moment it finishes (atomic rename), so a
-killed benchmark resumes where it stopped and an equal run (the untuned
-base optimizer is also a point of the constant-LR grid) is done once.
+JSON file in ``<outdir>/runs`` the moment it finishes (``RunStore``: the
+atomic write of ``lr_meta.rundir``), so a killed benchmark resumes where it
+stopped and an equal run (the untuned base optimizer is also a point of the
+constant-LR grid) is done once. A cached cell is trusted only when it is
+intact and was computed under this ``CACHE_VERSION`` and lr_meta version;
+any other cell is reported in one line and recomputed. One benchmark
+process per outdir: ``outdir_lock`` (``lr_meta.rundir.WorkdirLock`` on
+``<outdir>/lock``) refuses a second one, naming the holder.
 The runs of one program on one workload use one compiled program: the
 settings are traced (``lr_meta.tasks.optax_training``), and in the
 ``'sequential'`` batch mode (CPU) the same executable is called per run, in
 ``'vmap'`` (accelerators) up to ``max_batch`` runs share one call.
 """
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import os
-import tempfile
+import sys
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import lr_meta
 from lr_meta import distributed
 from lr_meta import progress as progress_lib
+from lr_meta import rundir
 from lr_meta import runner
 from lr_meta import seeds as seeds_lib
 from lr_meta.benchmark import methods as methods_lib
@@ -93,13 +101,32 @@ def compile_counter() -> CompileCounter:
 
 # -- run keys and the cache ---------------------------------------------------
 
+# What a cached run means: bump it whenever a change makes the numbers or the
+# fields of a run's record differ from what an old cell holds (the training
+# engine ``lr_meta.tasks.optax_training``, the workloads' tasks, ``_record``,
+# the protocol of a run). A cell of another version, or of another lr_meta
+# version, is reported and recomputed, never reused.
+CACHE_VERSION = 1   # cells written before versioning record none
+# The fields of a cell (``RunStore``) and of the run record it holds.
+CELL_FIELDS = ("cache_version", "key", "lr_meta_version", "record", "sha256")
+RECORD_FIELDS = ("key", "workload", "family", "label", "seed",
+                 "final_val_loss", "final_val_accuracy", "test_loss",
+                 "test_accuracy", "diverged", "diverged_at_step", "steps",
+                 "val_loss", "train_loss", "learning_rate", "cost")
+
 
 def fingerprint(obj) -> Any:
   """A JSON-able, process-independent description of a program or workload
-  (functions by qualified name, dataclasses field by field)."""
+  (functions by qualified name, dataclasses field by field, arrays by
+  dtype, shape and digest)."""
   if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
     return {type(obj).__name__: {f.name: fingerprint(getattr(obj, f.name))
                                  for f in dataclasses.fields(obj)}}
+  if isinstance(obj, (np.ndarray, jax.Array)):
+    return {"array": [str(obj.dtype), list(obj.shape),
+                      rundir.tree_digest(obj)]}
+  if isinstance(obj, np.generic):
+    return fingerprint(obj.item())
   if callable(obj):
     module = getattr(obj, "__module__", "")
     return f"{module}.{getattr(obj, '__qualname__', obj)}"
@@ -112,33 +139,142 @@ def fingerprint(obj) -> Any:
   return repr(obj)
 
 
-def run_key(workload, program, label: str, seed: int) -> str:
-  text = json.dumps([fingerprint(workload), fingerprint(program), label,
-                     int(seed)], sort_keys=True)
+def run_key(workload, program, label: str, seed: int, hp=None) -> str:
+  """The cache key of one run: a digest of everything that decides it.
+
+  The workload (every field), the program (its class and every field: the
+  method and its fixed settings), the setting's ``label``, the seed and,
+  when given, the setting's hyperparameters ``hp`` (their arrays' digest: a
+  label such as ``constant(lr=0.1)`` rounds its numbers). The code that
+  runs it is not in the key: it is ``CACHE_VERSION``'s, checked when a cell
+  is read (``RunStore``).
+  """
+  parts = [fingerprint(workload), fingerprint(program), label, int(seed)]
+  if hp is not None:
+    parts.append(rundir.tree_digest(hp))
+  text = json.dumps(parts, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-class RunStore:
-  """One JSON file per finished run under ``<outdir>/runs``."""
+def cache_stamp() -> dict:
+  """The versions a cell is computed under (stored in it, checked on read)."""
+  return {"cache_version": CACHE_VERSION,
+          "lr_meta_version": lr_meta.__version__}
 
-  def __init__(self, outdir: str):
+
+def warn(line: str) -> None:
+  """The default report of the benchmark: one line on stderr."""
+  print(line, file=sys.stderr, flush=True)
+
+
+def _cell_problem(cell, key: str) -> Optional[str]:
+  """Why the parsed cell ``cell`` of ``key`` is not a trusted run (None: it
+  is)."""
+  if not isinstance(cell, dict):
+    return f"holds a JSON {type(cell).__name__}, not a run cell"
+  if "cache_version" not in cell:
+    return ("records no cache_version (written by an older lr_meta, or "
+            "damaged)")
+  missing = sorted(set(CELL_FIELDS) - set(cell))
+  extra = sorted(set(cell) - set(CELL_FIELDS))
+  if missing or extra:
+    return f"has wrong fields (missing {missing}, unexpected {extra})"
+  if cell["key"] != key:
+    return f"holds the key {cell['key']!r}, not its file name's"
+  stamp = cache_stamp()
+  if {k: cell[k] for k in stamp} != stamp:
+    return (f"was computed under cache_version {cell['cache_version']!r}, "
+            f"lr_meta {cell['lr_meta_version']!r} (this code: "
+            f"cache_version {stamp['cache_version']}, lr_meta "
+            f"{stamp['lr_meta_version']})")
+  record = cell["record"]
+  if not isinstance(record, dict) or record.get("key") != key:
+    return "holds a record of another run"
+  missing = sorted(set(RECORD_FIELDS) - set(record))
+  if missing:
+    return f"holds a record without the fields {missing}"
+  if rundir.json_digest(record) != cell["sha256"]:
+    return "fails its content digest (corrupted)"
+  return None
+
+
+class RunStore:
+  """One JSON file (a cell) per finished run under ``<outdir>/runs``.
+
+  A cell is ``{"key", "cache_version", "lr_meta_version", "record",
+  "sha256"}``: the run's key (also its file name), the versions it was
+  computed under (``cache_stamp``), the run's record and the SHA-256 of the
+  record (``lr_meta.rundir.json_digest``). ``get`` trusts a cell only when
+  it is valid JSON with exactly these fields, its key is its file name's,
+  its versions are this code's and the digest matches; any other cell is
+  reported in one line through ``log`` (the file and why) and read as
+  missing, so the run is recomputed and its cell rewritten.
+  """
+
+  def __init__(self, outdir: str, log: Callable[[str], Any] = warn):
     self.root = os.path.join(outdir, "runs")
+    self.log = log
 
   def _path(self, key):
     return os.path.join(self.root, key[:2], key + ".json")
 
   def get(self, key) -> Optional[dict]:
+    """The record of run ``key``; None when absent or not trusted."""
+    path = self._path(key)
     try:
-      with open(self._path(key)) as f:
-        record = json.load(f)
+      with open(path, "rb") as f:
+        data = f.read()
     except FileNotFoundError:
       return None
-    return record if record.get("key") == key else None
+    except OSError as e:
+      problem = f"cannot be read ({type(e).__name__}: {e})"
+    else:
+      try:
+        cell = json.loads(data.decode("utf-8"))
+      # ValueError: also UnicodeDecodeError and JSONDecodeError.
+      except (ValueError, RecursionError) as e:
+        problem = f"is not valid JSON, truncated or corrupted ({e})"
+      else:
+        problem = _cell_problem(cell, key)
+        if problem is None:
+          return cell["record"]
+    self.log(f"Run cache: {path} {problem}; recomputing that run.")
+    return None
 
   def put(self, key, record):
     path = self._path(key)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_json_atomic(path, record)
+    record = json_safe(record)
+    write_json_atomic(path, dict(cache_stamp(), key=key, record=record,
+                                 sha256=rundir.json_digest(record)))
+
+
+OUTDIR_ADVICE = ("one benchmark per outdir (wait for it to finish, or pass "
+                 "another --outdir)")
+_HELD_OUTDIRS = set()   # real paths of the outdirs this process locks
+
+
+@contextlib.contextmanager
+def outdir_lock(outdir: str, log: Callable[[str], Any] = warn):
+  """One benchmark process per ``outdir``, for the duration of the block.
+
+  Holds ``<outdir>/lock`` (``lr_meta.rundir.WorkdirLock``): a second process
+  on the same outdir is refused with ``lr_meta.rundir.WorkdirBusyError``
+  naming the holder, before it reads or writes anything there; a lock left
+  by a killed process is taken over (and ``log`` says so). Re-entrant in one
+  process (``run_suite`` holds it around ``run_benchmark``); in a
+  multi-process job only process 0, the one that writes, takes it.
+  """
+  path = os.path.realpath(outdir)
+  if path in _HELD_OUTDIRS or not distributed.is_main_process():
+    yield
+    return
+  with rundir.WorkdirLock(outdir, log, advice=OUTDIR_ADVICE):
+    _HELD_OUTDIRS.add(path)
+    try:
+      yield
+    finally:
+      _HELD_OUTDIRS.discard(path)
 
 
 def json_safe(obj):
@@ -156,12 +292,10 @@ def json_safe(obj):
 
 
 def write_json_atomic(path: str, obj):
-  """Writes JSON to ``path`` through a temporary file and a rename."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-  os.fchmod(fd, 0o644)   # mkstemp's 0600 would hide results from others
-  with os.fdopen(fd, "w") as f:
-    json.dump(json_safe(obj), f, indent=1, sort_keys=True, allow_nan=False)
-  os.replace(tmp, path)
+  """Writes ``obj`` as JSON to ``path`` with ``lr_meta.rundir``'s atomic
+  write (a temporary file, fsync, rename)."""
+  rundir.atomic_write(path, json.dumps(json_safe(obj), indent=1,
+                                       sort_keys=True, allow_nan=False))
 
 
 # -- progress -----------------------------------------------------------------
@@ -371,8 +505,8 @@ class BenchmarkRuns(NamedTuple):
 
 
 def _grid_runs(workload, program, settings, seeds):
-  return [Run(run_key(workload, program, s.label, seed), s.label, seed, s.hp)
-          for s in settings for seed in seeds]
+  return [Run(run_key(workload, program, s.label, seed, s.hp), s.label, seed,
+              s.hp) for s in settings for seed in seeds]
 
 
 def _at_grid_edge(settings, best: int) -> bool:
@@ -415,12 +549,12 @@ def _plan(suite, methods, data_dir, num_seeds):
 
 
 def _tuning_summary(workload, settings, seeds, records, program, wall):
-  val = np.array([[records[run_key(workload, program, s.label, seed)]
-                   ["final_val_loss"] for seed in seeds] for s in settings])
+  runs = [_grid_runs(workload, program, [s], seeds) for s in settings]
+  val = np.array([[records[r.key]["final_val_loss"] for r in rs]
+                  for rs in runs])
   mean = val.mean(axis=1)
   best = scoring.best_setting(val)
-  costs = [records[run_key(workload, program, s.label, seed)]["cost"]
-           for s in settings for seed in seeds]
+  costs = [records[r.key]["cost"] for rs in runs for r in rs]
   return best, {
       "grid": [{"label": s.label, "val_loss": float(mean[i]),
                 "val_loss_per_seed": [float(v) for v in val[i]]}
@@ -440,20 +574,35 @@ def run_benchmark(suite: Sequence[workloads_lib.Workload],
                   strategy: Optional[str] = None,
                   batch_mode: Optional[str] = None, max_batch: int = 64,
                   progress_stream=None, progress_interval: float = 30.0,
-                  mesh: Optional[jax.sharding.Mesh] = None):
+                  mesh: Optional[jax.sharding.Mesh] = None,
+                  log: Callable[[str], Any] = warn):
   """Tunes and evaluates every method on every workload (module docstring).
 
   The runs of one family on one workload go through ``execute`` together
   (in ``'vmap'`` mode in batches of one width: one compile per family);
-  ``mesh`` spreads them over processes (``execute``).
+  ``mesh`` spreads them over processes (``execute``). ``outdir`` is held
+  (``outdir_lock``) while it runs; ``log`` gets the one-line reports of
+  cache cells that cannot be trusted (recomputed) and of a stale lock.
 
   Returns:
     ``BenchmarkRuns``.
+
+  Raises:
+    lr_meta.rundir.WorkdirBusyError: another process runs a benchmark in
+      ``outdir`` (the message names it).
   """
   if not isinstance(num_seeds, int) or num_seeds < 2:
     raise ValueError(f"num_seeds={num_seeds!r}; allowed: an integer >= 2 "
                      "(a t-test needs two seeds).")
-  store = RunStore(outdir)
+  with outdir_lock(outdir, log):
+    return _run_benchmark(suite, methods, num_seeds, RunStore(outdir, log),
+                          data_dir, strategy, batch_mode, max_batch,
+                          progress_stream, progress_interval, mesh)
+
+
+def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
+                   batch_mode, max_batch, progress_stream, progress_interval,
+                   mesh):
   tuning_seeds = seeds_lib.seed_range("benchmark_tuning", NUM_TUNING_SEEDS)
   eval_seeds = seeds_lib.seed_range("benchmark_evaluation", num_seeds)
   tasks_, built, total_runs, total_steps = _plan(suite, methods, data_dir,

@@ -1,7 +1,7 @@
 """One call from names to a finished report: ``run_suite``."""
 
 import time
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 
@@ -19,7 +19,8 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
               batch_mode: Optional[str] = None, max_batch: int = 64,
               command: str = "", progress_stream=None,
               progress_interval: float = 30.0,
-              mesh: Optional[jax.sharding.Mesh] = None) -> dict:
+              mesh: Optional[jax.sharding.Mesh] = None,
+              log: Callable[[str], Any] = harness.warn) -> dict:
   """Runs (or resumes) a benchmark and writes its report into ``outdir``.
 
   Args:
@@ -36,22 +37,31 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
     command: the command line, recorded in the report.
     mesh: ``lr_meta.distributed.global_mesh()`` to spread the runs over the
       processes of a multi-process job; process 0 alone writes ``outdir``.
+    log: where one-line reports go (run cache cells that cannot be trusted
+      and are recomputed, a stale lock taken over); default stderr.
 
   Returns:
     The ``results.json`` dict.
+
+  Raises:
+    lr_meta.rundir.WorkdirBusyError: another process runs a benchmark in
+      ``outdir`` (one per outdir, ``harness.outdir_lock``); the message
+      names it. Nothing is read or written there then.
   """
   start = time.time()
   chosen = workloads_lib.suite_workloads(suite, workloads)
   resolved = methods_lib.resolve(methods)
-  runs = harness.run_benchmark(
-      chosen, resolved, num_seeds=num_seeds, outdir=outdir,
-      data_dir=data_dir, strategy=strategy, batch_mode=batch_mode,
-      max_batch=max_batch, progress_stream=progress_stream,
-      progress_interval=progress_interval, mesh=mesh)
-  results = report.build_results(
-      suite, chosen, resolved, runs.cells, runs.tuning, num_seeds=num_seeds,
-      command=command, session=report.session_info(time.time() - start),
-      run_costs=runs.run_costs)
-  if distributed.is_main_process():
-    report.write_report(results, outdir)
+  with harness.outdir_lock(outdir, log):   # the runs and the report
+    runs = harness.run_benchmark(
+        chosen, resolved, num_seeds=num_seeds, outdir=outdir,
+        data_dir=data_dir, strategy=strategy, batch_mode=batch_mode,
+        max_batch=max_batch, progress_stream=progress_stream,
+        progress_interval=progress_interval, mesh=mesh, log=log)
+    results = report.build_results(
+        suite, chosen, resolved, runs.cells, runs.tuning,
+        num_seeds=num_seeds, command=command,
+        session=report.session_info(time.time() - start),
+        run_costs=runs.run_costs)
+    if distributed.is_main_process():
+      report.write_report(results, outdir)
   return results

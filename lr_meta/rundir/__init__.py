@@ -39,6 +39,10 @@ Guarantees (each has a test reproducing the fault, tests/test_rundir.py):
   is deterministic).
 * Controller params are finite: a non-finite controller is never saved.
 
+Other writers reuse the pieces: ``WorkdirLock`` (the benchmark holds its
+outdir with it), ``atomic_write`` (a temporary file, fsync, rename) and
+``json_digest`` (the benchmark's run cache, ``lr_meta.benchmark.harness``).
+
 Modules: ``layout`` (file names, errors, config and metrics files), ``store``
 (verified orbax storage, snapshots), ``run`` (``Run``), ``artifact`` (the
 portable controller of a run).
@@ -46,6 +50,7 @@ portable controller of a run).
 
 from lr_meta.rundir.artifact import controller_from_training
 from lr_meta.rundir.artifact import write_training_artifact
+from lr_meta.rundir.layout import atomic_write
 from lr_meta.rundir.layout import CHECKPOINT_DIR
 from lr_meta.rundir.layout import check_allow_changes
 from lr_meta.rundir.layout import check_and_store_config
@@ -70,6 +75,7 @@ from lr_meta.rundir.layout import training_return
 from lr_meta.rundir.layout import WorkdirBusyError
 from lr_meta.rundir.lock import WorkdirLock
 from lr_meta.rundir.run import Run
+from lr_meta.rundir.store import json_digest
 from lr_meta.rundir.store import load_snapshot
 from lr_meta.rundir.store import non_finite_leaves
 from lr_meta.rundir.store import snapshot_metrics
@@ -85,4 +91,5 @@ __all__ = [
     "check_allow_changes", "check_and_store_config",
     "tree_digest", "non_finite_leaves", "snapshot_steps", "snapshot_metrics",
     "load_snapshot", "controller_from_training", "write_training_artifact",
+    "atomic_write", "json_digest",
 ]

@@ -162,6 +162,9 @@ def check_and_store_config(workdir: str, config,
 
 
 def atomic_write(path: str, text: str):
+  """Writes ``text`` to ``path`` so that a reader sees the old file or the
+  whole new one, never a part: ``<path>.tmp``, fsync, then a rename (one
+  writer per path: the run directory's, or the benchmark outdir's, lock)."""
   tmp = f"{path}.tmp"
   with open(tmp, "w", newline="") as f:
     f.write(text)

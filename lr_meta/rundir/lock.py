@@ -14,6 +14,9 @@ from typing import Any, Callable, Optional
 from lr_meta.rundir.layout import LOCK_FILE
 from lr_meta.rundir.layout import WorkdirBusyError
 
+RUN_ADVICE = ("one run per workdir (wait for it to finish, or pass another "
+              "--workdir)")
+
 
 class WorkdirLock:
   """Context manager: holds ``WORKDIR/lock`` while a process writes there.
@@ -23,9 +26,12 @@ class WorkdirLock:
       entering the block), naming that process.
   """
 
-  def __init__(self, workdir: str, log: Callable[[str], Any] = print):
+  def __init__(self, workdir: str, log: Callable[[str], Any] = print,
+               advice: str = RUN_ADVICE):
+    """``advice`` ends the busy message: the rule and what to do instead."""
     self.workdir = workdir
     self.log = log
+    self.advice = advice
     self._file: Optional[Any] = None
 
   def acquire(self) -> None:
@@ -38,8 +44,7 @@ class WorkdirLock:
       holder = f.read().strip() or "another process"
       f.close()
       raise WorkdirBusyError(
-          f"{self.workdir} is in use by {holder}; one run per workdir (wait "
-          "for it to finish, or pass another --workdir).") from None
+          f"{self.workdir} is in use by {holder}; {self.advice}.") from None
     f.seek(0)
     previous = f.read().strip()
     if previous:

@@ -47,6 +47,7 @@ file is refused, never executed.
 
 import functools
 import os
+import tokenize
 import zipfile
 import zlib
 from typing import Mapping, NamedTuple, Optional
@@ -215,7 +216,8 @@ def _load_npz(path: str) -> dict:
         f"allowed: {expected}.")
   try:
     npz = np.load(path, allow_pickle=False)
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile,
+          NotImplementedError) as e:   # e.g. a damaged zip version field
     raise DataFormatError(
         f"{path}: not a readable .npz file ({type(e).__name__}: {e}); "
         f"allowed: {expected}.") from e
@@ -234,7 +236,11 @@ def _load_npz(path: str) -> dict:
             f"{path}: array {key!r} cannot be read ({e}); allowed: plain "
             f"numeric arrays (uint8 images, integer labels), no pickle."
         ) from e
-      except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+      # A damaged member: its zip entry (flags read as encryption or an
+      # unknown compression: RuntimeError, NotImplementedError) or its .npy
+      # header (parsed as Python source: SyntaxError, tokenize.TokenError).
+      except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
+              NotImplementedError, SyntaxError, tokenize.TokenError) as e:
         raise DataFormatError(
             f"{path}: array {key!r} is corrupt ({type(e).__name__}: {e}); "
             f"allowed: {expected}.") from e
