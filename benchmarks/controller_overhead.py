@@ -159,7 +159,8 @@ def host_gated(one, probe, skip, every):
 def shard_params(params, mesh_size):
   """Params with every leaf whose last axis divides by ``mesh_size`` split
   over a 'model' axis, the rest replicated."""
-  mesh = jax.make_mesh((mesh_size,), ("model",))
+  mesh = jax.make_mesh((mesh_size,), ("model",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
   def place(p):
     spec = (jax.sharding.PartitionSpec(*([None] * (p.ndim - 1)), "model")
             if p.ndim and p.shape[-1] % mesh_size == 0
@@ -207,7 +208,8 @@ def build(name, probe_sizes, chunk, batch_size, run_steps, mesh_size=None):
       fns[label] = (fn, chunk)
     else:
       fns[label] = (jax.jit(lambda t, c, one=one: one(c, None)[0]), 1)
-    states[label] = (params, jax.jit(tx.init)(params), jax.random.PRNGKey(1))
+    # Eagerly: the state's leaves take the params' shardings.
+    states[label] = (params, tx.init(params), jax.random.PRNGKey(1))
   return task, strategy, fns, states, every
 
 
