@@ -54,7 +54,18 @@ class RuntimeConfig:
     initialization_timeout: seconds to wait for every process to connect.
     heartbeat_timeout: seconds after which the coordinator declares a
       silent process dead and stops the job (a killed host does not hang
-      the others for longer).
+      the others for longer). JAX's coordination client then terminates
+      every other process itself (SIGABRT) with a fatal log line
+      "Terminating process because the JAX distributed service detected
+      fatal errors" and the service's error, which names the lost process
+      ("Task 1 heartbeat timeout"; "Failed to send RPC to coordination
+      service. Either the leader task was preempted/died..." for process
+      0). Python cannot print a line of its own there: jaxlib 0.10.2's
+      ``missed_heartbeat_callback`` cannot pass its status to Python (it
+      aborts with ``std::bad_cast``), so it is not used. Measured on one
+      host: the survivor exits about ``heartbeat_timeout`` s after process
+      1 dies, at once when process 0 dies. Under the local launcher, the
+      launcher names the dead process at once and stops the others.
     shutdown_timeout: seconds a finishing process waits for the others.
     launch_timeout: local launcher only: seconds after which every child is
       stopped and the launch fails (None: no limit).
