@@ -351,20 +351,13 @@ class LREnv:
     return jnp.where(opt.diverged | ~jnp.isfinite(loss), cap,
                      jnp.minimum(loss, cap))
 
-  def _predictions(self, outputs):
-    """Softmax predictions per position, or None for a task without classes
-    (no observation of this environment reads them then: ``__init__``)."""
-    if not self.task.objective.has_predictions:
-      return None
-    return self.task.objective.predictions(outputs)
-
   def _val(self, opt: OptimizeeState, params: LREnvParams):
-    """Loss and softmax predictions on the fixed validation subset."""
+    """Loss and softmax predictions on the fixed validation subset (None
+    for a task without classes: no observation here reads them, ``__init__``)."""
     x, y = self.task.first_examples("val", params.num_val_examples,
                                     name="env.num_val_examples")
-    outputs, _ = self.task.apply(opt.params, opt.batch_stats, x)
-    loss = jnp.mean(self.task.per_example_loss(outputs, x, y))
-    return self._cap(loss, opt), self._predictions(outputs)
+    loss, probs = self.task.probe(opt.params, opt.batch_stats, x, y)
+    return self._cap(loss, opt), probs
 
   def _step_batch(self, opt: OptimizeeState):
     """Loss and softmax of the batch the next inner step trains on, at
@@ -373,7 +366,7 @@ class LREnv:
     loss, (outputs, _) = self.task.loss_and_logits(
         opt.params, opt.batch_stats, x, y, train=True,
         dropout_key=dropout_key)
-    return self._cap(loss, opt), self._predictions(outputs)
+    return self._cap(loss, opt), self.task.predictions(outputs)
 
   def _measure(self, opt: OptimizeeState, params: LREnvParams,
                window_loss: jax.Array):

@@ -231,14 +231,19 @@ class Task:
     """Mean loss and softmax predictions of a fixed batch, evaluation mode.
 
     Predictions have one row per position (``Objective.predictions``): the
-    rows Xu et al. 2019's observation compares across decisions.
-
-    Raises:
-      ValueError: the objective has no class predictions (``'mse'``).
+    rows Xu et al. 2019's observation compares across decisions; None for
+    an objective without classes (``'mse'``).
     """
     outputs, _ = self.apply(params, batch_stats, x)
     loss = jnp.mean(self.per_example_loss(outputs, x, y))
-    return loss, self.objective.predictions(outputs)
+    return loss, self.predictions(outputs)
+
+  def predictions(self, outputs):
+    """``Objective.predictions`` of model outputs, or None for an objective
+    without classes."""
+    if not self.objective.has_predictions:
+      return None
+    return self.objective.predictions(outputs)
 
   # -- training ------------------------------------------------------------
 
@@ -524,8 +529,7 @@ def make_task(dataset: str = "mnist1d",
   this one unless ``model_kwargs`` sets it.
 
   ``loss``: one of ``objectives.KNOWN_OBJECTIVES``; None takes the model's
-  (``models.default_loss``: 'mse' for the autoencoder, else
-  'cross_entropy').
+  (``default_loss``: 'mse' for the autoencoder, else 'cross_entropy').
 
   Tasks built on the same data (data set, directory and slices) share one
   device copy of it (``_DEVICE_DATA``), whatever their model or optimizer.
