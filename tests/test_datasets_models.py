@@ -29,6 +29,22 @@ def test_real_splits_shapes_dtypes_scaling(data_dir, name, train, val, test, sha
   assert np.all(np.bincount(ds.y_test, minlength=10) == 1000)
 
 
+def test_images_held_as_uint8_and_scaled_on_device_bit_for_bit(data_dir):
+  # The host keeps the stored uint8 images (a quarter of float32); a task's
+  # device copy is scaled there and equals the host-scaled split exactly.
+  ds = tasks.load_dataset("cifar10", data_dir=data_dir)
+  x_stored, _ = ds.stored_split("val")
+  assert x_stored.dtype == np.uint8
+  task = tasks.make_task("cifar10", "mlp", num_train_examples=64,
+                         num_val_examples=500, num_test_examples=10,
+                         batch_size=32, data_dir=data_dir)
+  assert task.data.x_val.dtype == jnp.float32
+  np.testing.assert_array_equal(np.asarray(task.data.x_val), ds.x_val[:500])
+  # The old host scaling, bit for bit.
+  np.testing.assert_array_equal(ds.x_val[:500],
+                                x_stored[:500].astype(np.float32) / 255.0)
+
+
 def test_fashion_mnist_known_statistics(data_dir):
   ds = tasks.load_dataset("fashion_mnist", data_dir=data_dir)
   full = np.concatenate([ds.x_train, ds.x_val])

@@ -1,4 +1,4 @@
-"""Data sets with the papers' splits, as float32 arrays ready to put on device.
+"""Data sets with the papers' splits, held as stored and scaled on use.
 
 Sources, in order (issue 2):
   1. an explicit ``data_dir`` (argument, ``--data_dir`` flag, or the
@@ -34,7 +34,7 @@ file (or source), the array, what was found and what is allowed, instead of
 surfacing later as "every run diverged". The format, per split:
 
 * images: ``uint8`` of shape ``(N,) + image_shape`` (NHWC), pixels 0..255,
-  scaled to float32 in [0, 1] here. Float or wider-integer images are refused,
+  scaled to float32 in [0, 1] on use (``scale_features``). Float or wider-integer images are refused,
   even when their values look scaled: one stored format, no guessing whether
   a float array is in [0, 1] or 0..255 (the error says how to convert).
   mnist1d's features are the exception: finite floats, kept as they are;
@@ -45,6 +45,7 @@ Local files are read with ``allow_pickle=False``: a pickled or object-array
 file is refused, never executed.
 """
 
+import dataclasses
 import functools
 import os
 import tokenize
@@ -113,8 +114,47 @@ TEXT_FILES = {"tiny_shakespeare": "tiny_shakespeare.txt"}
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-class Dataset(NamedTuple):
+# Every uint8 pixel value in [0, 1], divided exactly once here: a lookup is
+# the same float32 on any device (XLA turns a division by a constant into a
+# multiplication by its reciprocal, which differs in the last bit).
+PIXEL_VALUES = np.arange(256, dtype=np.float32) / np.float32(255)
+
+
+def scale_features(x):
+  """Features as models read them: stored uint8 images scaled to float32 in [0, 1].
+
+  Works on numpy and jax arrays alike, with the same bits (``make_task``
+  scales on device, so the host keeps only the 4x smaller uint8 images); any
+  other dtype (float features, int32 tokens) is returned as it is.
+  """
+  if x.dtype != np.uint8:
+    return x
+  if isinstance(x, np.ndarray):
+    return PIXEL_VALUES[x]
+  import jax.numpy as jnp   # pylint: disable=g-import-not-at-top
+  return jnp.asarray(PIXEL_VALUES)[x]
+
+
+def _features_property(split: str) -> property:
+  return property(lambda self: scale_features(self.stored[f"x_{split}"]),
+                  doc=f"``{split}`` features as float32 (a new array when "
+                      f"stored as uint8).")
+
+
+def _labels_property(split: str) -> property:
+  return property(lambda self: self.stored[f"y_{split}"],
+                  doc=f"``{split}`` labels (int32).")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
   """Train/validation/test arrays. Images float32 in [0, 1]; labels int32.
+
+  Held as stored (``stored``: images uint8, a quarter of float32; a process
+  caches every data set it loaded, so CIFAR-10 holds 184 MB instead of 737 MB);
+  ``x_<split>`` and ``split`` give the float32 features, a new array on each
+  access for images. ``stored_split`` gives the arrays as held, for code that
+  slices first and scales on device (``make_task``).
 
   Sequence data sets (``is_sequence``): every split is a stream of next-token
   pairs, ``x`` token ``t`` and ``y`` token ``t + 1`` (int32, 1-D), and
@@ -122,13 +162,15 @@ class Dataset(NamedTuple):
   """
   name: str
   num_classes: int
-  x_train: np.ndarray
-  y_train: np.ndarray
-  x_val: np.ndarray
-  y_val: np.ndarray
-  x_test: np.ndarray
-  y_test: np.ndarray
+  stored: Mapping[str, np.ndarray]
   vocabulary: Optional[str] = None
+
+  x_train = _features_property("train")
+  x_val = _features_property("val")
+  x_test = _features_property("test")
+  y_train = _labels_property("train")
+  y_val = _labels_property("val")
+  y_test = _labels_property("test")
 
   @property
   def is_sequence(self) -> bool:
@@ -141,8 +183,13 @@ class Dataset(NamedTuple):
     return "".join(self.vocabulary[int(t)] for t in np.asarray(tokens).ravel())
 
   def split(self, split: str):
-    """Returns ``(x, y)`` of 'train', 'val' or 'test'."""
+    """Returns ``(x, y)`` of 'train', 'val' or 'test', features as float32."""
     return get_split(self, split)
+
+  def stored_split(self, split: str):
+    """``(x, y)`` of ``split`` as stored (see ``scale_features``)."""
+    get_split(self, split)   # checks the name
+    return self.stored[f"x_{split}"], self.stored[f"y_{split}"]
 
 
 SPLITS = ("train", "val", "test")
@@ -355,24 +402,23 @@ def validate_arrays(name: str, source: str,
         f"its end).")
 
 
-def _scale_features(x: np.ndarray) -> np.ndarray:
-  if x.dtype == np.uint8:
-    return x.astype(np.float32) / 255.0
-  return x.astype(np.float32)
+def _stored_features(x: np.ndarray) -> np.ndarray:
+  """uint8 images as they are (scaled on use), other features as float32."""
+  return x if x.dtype == np.uint8 else x.astype(np.float32)
 
 
 def _assemble(name: str, source: str, arrays: Mapping[str, np.ndarray]) -> Dataset:
   """Validates the official splits and carves validation from train's end."""
   validate_arrays(name, source, arrays)
   n = SPECS[name].num_train
-  x_train, x_test = (_scale_features(np.asarray(arrays[k]))
+  x_train, x_test = (_stored_features(np.asarray(arrays[k]))
                      for k in ("x_train", "x_test"))
   y_train, y_test = (np.asarray(arrays[k]).astype(np.int32)
                      for k in ("y_train", "y_test"))
   return Dataset(name=name, num_classes=SPECS[name].num_classes,
-                 x_train=x_train[:n], y_train=y_train[:n],
-                 x_val=x_train[n:], y_val=y_train[n:],
-                 x_test=x_test, y_test=y_test)
+                 stored=dict(x_train=x_train[:n], y_train=y_train[:n],
+                             x_val=x_train[n:], y_val=y_train[n:],
+                             x_test=x_test, y_test=y_test))
 
 
 # -- sequence data ---------------------------------------------------------------
@@ -456,7 +502,7 @@ def _assemble_sequence(name: str, tokens: np.ndarray,
   for split, stream in zip(SPLITS, streams):
     arrays[f"x_{split}"], arrays[f"y_{split}"] = _pairs(stream)
   return Dataset(name=name, num_classes=len(vocabulary),
-                 vocabulary=vocabulary, **arrays)
+                 vocabulary=vocabulary, stored=arrays)
 
 
 def _assemble_text(name: str, source: str, text: str) -> Dataset:

@@ -268,19 +268,21 @@ def member_tasks(members: Iterable[MemberSpec],
       keep = {"val": num_val_examples, "test": num_test_examples}
       arrays = {}
       for split, limit in keep.items():
-        x, y = ds.split(split)
+        x, y = ds.stored_split(split)
         if limit is not None and not 0 < limit <= len(x):
           raise ValueError(f"num_{split}_examples={limit!r}; allowed: None "
                            f"or an integer in [1, {len(x)}] for "
                            f"{m.dataset!r}.")
-        arrays[f"x_{split}"] = jnp.asarray(x[:limit])
+        arrays[f"x_{split}"] = datasets_lib.scale_features(
+            jnp.asarray(x[:limit]))
         arrays[f"y_{split}"] = jnp.asarray(y[:limit])
       splits[m.dataset] = (ds, arrays)
     ds, arrays = splits[m.dataset]
     key = (m.dataset, m.num_train_examples)
     if key not in train:
-      x, y = ds.split("train")
-      train[key] = (jnp.asarray(x[:m.num_train_examples]),
+      x, y = ds.stored_split("train")
+      train[key] = (datasets_lib.scale_features(
+                        jnp.asarray(x[:m.num_train_examples])),
                     jnp.asarray(y[:m.num_train_examples]))
     # Built on a batch-sized slice, then given the shared arrays.
     task = task_lib.make_task(

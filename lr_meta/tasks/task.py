@@ -565,7 +565,7 @@ def make_task(dataset: str = "mnist1d",
             "test": num_test_examples}
   host = {}
   for split, limit in limits.items():
-    x, y = ds.split(split)
+    x, y = ds.stored_split(split)   # scaled once on device, below
     size = len(x) // window
     if limit is not None:
       if not 0 < limit <= size:
@@ -588,7 +588,8 @@ def make_task(dataset: str = "mnist1d",
          str(jax.config.jax_default_device))
   data = _DEVICE_DATA.get(key)
   if data is None:
-    data = DeviceData(**{k: jnp.asarray(v) for k, v in host.items()})
+    data = DeviceData(**{k: datasets_lib.scale_features(jnp.asarray(v))
+                         for k, v in host.items()})
     _DEVICE_DATA[key] = data
   model_kwargs.setdefault("num_classes", ds.num_classes)
   return Task(
