@@ -5,9 +5,10 @@ allowed (``name=value; allowed: ...``). The checks here are the ones several
 layers need; a check used by one module stays in that module.
 """
 
-from typing import Any, Optional
+import math
+from typing import Any, Optional, Sequence
 
-__all__ = ["check_int"]
+__all__ = ["check_int", "check_finite", "check_positive_floats"]
 
 
 def check_int(name: str, value: Any, low: int,
@@ -24,3 +25,24 @@ def check_int(name: str, value: Any, low: int,
     suffix = f" ({what})" if what else ""
     raise ValueError(f"{name}={value!r}; allowed: an integer >= {low}"
                      f"{suffix}.")
+
+
+def check_finite(name: str, value: Any) -> None:
+  """Raises ``ValueError`` unless ``value`` is a finite real number."""
+  if (isinstance(value, bool) or not isinstance(value, (int, float))
+      or not math.isfinite(value)):
+    raise ValueError(f"{name}={value!r}; allowed: a finite number.")
+
+
+def check_positive_floats(name: str, values: Sequence[Any]) -> None:
+  """Raises ``ValueError`` unless ``values`` is a non-empty sequence of
+  finite numbers > 0 (learning rates)."""
+  try:
+    items = tuple(values)
+  except TypeError:
+    items = None
+  if not items or any(
+      isinstance(v, bool) or not isinstance(v, (int, float))
+      or not math.isfinite(v) or v <= 0 for v in items):
+    raise ValueError(f"{name}={values!r}; allowed: a non-empty tuple of "
+                     "finite numbers > 0.")

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import baselines
 from lr_meta import checks
 from lr_meta import config as config_lib
 from lr_meta import tasks
@@ -109,15 +110,20 @@ def check_config(config):
   check_field_names(config)
   if config.agent not in AGENTS:
     raise ValueError(f"config.agent={config.agent!r}; allowed: {KNOWN_AGENTS}.")
+  checks.check_int("config.seed", config.seed, 0)
   checks.check_int("config.num_iterations", config.num_iterations, 1)
   checks.check_int("config.checkpoint_every", config.checkpoint_every, 1)
   checks.check_int("config.eval.num_seeds", config.eval.num_seeds, 1)
   if config.strategy not in ("",) + runner.STRATEGIES:
     raise ValueError(f"config.strategy={config.strategy!r}; allowed: "
                      f"{('',) + runner.STRATEGIES}.")
-  if not config.eval.initial_lrs or not config.eval.constant_lrs:
-    raise ValueError("config.eval.initial_lrs and config.eval.constant_lrs "
-                     "must be non-empty tuples of positive floats.")
+  # Evaluation runs after training: its settings are checked before it.
+  checks.check_positive_floats("config.eval.initial_lrs",
+                               config.eval.initial_lrs)
+  checks.check_positive_floats("config.eval.constant_lrs",
+                               config.eval.constant_lrs)
+  for text in config.eval.get("baselines", ()):
+    baselines.parse_baseline(text, tuple(config.eval.constant_lrs))
   action_type = config.env.action_type
   if action_type not in lr_env.ACTION_TYPES:
     raise ValueError(f"config.env.action_type={action_type!r}; allowed: "

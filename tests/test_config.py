@@ -10,6 +10,7 @@ import pytest
 
 from lr_meta import config as config_lib
 from lr_meta import experiment
+from lr_meta.envs import lr_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -118,6 +119,39 @@ def _controller_configs():
     if "agent" in config and "task" in config:
       out.append(pytest.param(config, id=path.stem))
   return out
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("seed", -1, "config.seed=-1; allowed: an integer >= 0."),
+    ("eval.constant_lrs", (-1.0,), "config.eval.constant_lrs=(-1.0,); "
+     "allowed: a non-empty tuple of finite numbers > 0."),
+    ("eval.initial_lrs", (0.1, float("nan")), "config.eval.initial_lrs="
+     "(0.1, nan); allowed: a non-empty tuple of finite numbers > 0."),
+    ("eval.initial_lrs", (), "config.eval.initial_lrs=(); allowed: a "
+     "non-empty tuple of finite numbers > 0."),
+    ("eval.baselines", ("cosin",), "Unknown baseline grid 'cosin'"),
+])
+def test_values_are_checked_before_training(path, value, message):
+  # Evaluation settings are used only after training: a bad one must fail
+  # at the start, not after hours.
+  config = config_lib.load_config(REPO / "configs" / "quickstart.py")
+  *parents, leaf = path.split(".")
+  node = config
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+  with pytest.raises(ValueError) as e:
+    experiment.check_config(config)
+  assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("field", ["divergence_penalty", "reward_baseline"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_rewards_are_refused(field, value):
+  params = lr_env.LREnvParams(**{field: value})
+  with pytest.raises(ValueError, match=rf"^env.{field}={value!r}; allowed: "
+                     r"a finite number.$"):
+    params.check("xu2019")
 
 
 @pytest.mark.parametrize("config", _controller_configs())

@@ -116,6 +116,7 @@ from lr_meta.features import per_example as per_example_lib
 from lr_meta.features import scale_free as scale_free_lib
 from lr_meta.features import smoothing
 from lr_meta.features import xu_protocol
+from lr_meta import checks
 from lr_meta import runner
 from lr_meta.tasks.task import OptimizeeState, Task
 
@@ -182,6 +183,9 @@ class LREnvParams:
                        "non-empty tuple of positive floats.")
     if self.reward not in REWARDS:
       raise ValueError(f"env.reward={self.reward!r}; allowed: {REWARDS}.")
+    # A NaN penalty would be the very poison the penalty keeps out.
+    checks.check_finite("env.divergence_penalty", self.divergence_penalty)
+    checks.check_finite("env.reward_baseline", self.reward_baseline)
     rule = lr_actions.action_rule(action_type)
     if not isinstance(self.protocol, xu_protocol.XuProtocol):
       raise ValueError(f"env.protocol={self.protocol!r}; allowed: a "
