@@ -26,7 +26,7 @@ mark, which needs no polling) and the child's own lines:
   ``/proc/self/status`` and jax's live arrays counted after iterations 1,
   10, 20, 50, 100, 150 and 200; the target compares the RSS after
   iteration 200 with that after iteration 20.
-- ``suite``: ``scripts/benchmark.py --suite=cpu`` restricted to
+- ``suite``: ``scripts/benchmark.py --suite=cpu_v1`` (``--suite``) restricted to
   ``--workloads`` (default: two of the eight) and ``--methods`` (default:
   schedule_free_adamw; the references best_constant and cosine always
   run, tuned over their grids), with
@@ -136,7 +136,7 @@ def _child_ppo(args):
 def _child_suite(args):
   outdir = tempfile.mkdtemp(prefix="memory_suite_")
   cmd = [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"),
-         "--suite=cpu", f"--workloads={args.workloads}",
+         f"--suite={args.suite}", f"--workloads={args.workloads}",
          f"--methods={args.methods}", "--num_seeds=2", f"--outdir={outdir}"]
   print("command: " + " ".join(cmd), flush=True)
   # exec: the benchmark IS this child, so ru_maxrss is its peak.
@@ -178,6 +178,9 @@ def main(argv=None):
   parser.add_argument("--workloads", default="mnist1d_mlp_momentum,"
                       "cifar10_small_cnn_momentum")
   parser.add_argument("--methods", default="schedule_free_adamw")
+  parser.add_argument("--suite", default="cpu_v1",
+                      help="suite mode: the benchmark suite (its workloads "
+                           "must hold --workloads)")
   parser.add_argument("--timeout", type=float, default=None,
                       help="seconds per workload; the peak so far is "
                       "reported when it runs out")
@@ -188,7 +191,7 @@ def main(argv=None):
     return
   extra = {"sweep": [f"--num_specs={args.num_specs}", f"--grid={args.grid}"],
            "ppo": [f"--iterations={args.iterations}"],
-           "suite": [f"--workloads={args.workloads}",
+           "suite": [f"--suite={args.suite}", f"--workloads={args.workloads}",
                      f"--methods={args.methods}"]}
   modes = ["sweep", "ppo", "suite"] if args.mode == "all" else [args.mode]
   out = [_run(m, extra[m], args.timeout) for m in modes]
