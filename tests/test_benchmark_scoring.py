@@ -9,31 +9,22 @@ import scipy.stats
 from lr_meta.benchmark import scoring
 
 
-def test_divergence_counts_as_worst_and_stays_in_the_mean():
+def test_divergence_is_counted_apart_and_ranks_worst():
   s = scoring.apply_divergence([0.5, 0.7, 0.6, float("nan")],
                                [0.8, 0.7, 0.9, 0.5],
                                [False, True, False, False], worst_loss=1000.0)
-  np.testing.assert_array_equal(s.test_loss, [0.5, 1000.0, 0.6, 1000.0])
-  np.testing.assert_array_equal(s.test_accuracy, [0.8, 0.0, 0.9, 0.0])
   np.testing.assert_array_equal(s.diverged, [False, True, False, True])
   ws = scoring.score_workload({"cosine": s, "best_constant": s}, "cosine",
                               "best_constant")["cosine"]
-  assert ws.loss_mean == pytest.approx((0.5 + 1000 + 0.6 + 1000) / 4)
+  # Means over the seeds that did not diverge; the cap enters no mean.
+  assert ws.loss_mean == pytest.approx(0.55)
+  assert ws.accuracy_mean == pytest.approx(0.85)
   assert ws.diverged == 2 and ws.num_seeds == 4
-  # A finite loss above the cap is capped there too.
+  assert ws.normalized_seeds == (0.5 / 0.55, math.inf, 0.6 / 0.55, math.inf)
+  assert ws.normalized == math.inf         # half the seeds diverged
+  # A finite loss above the cap is capped there (not a divergence).
   capped = scoring.apply_divergence([2e3], [0.1], [False], worst_loss=1e3)
   assert capped.test_loss[0] == 1e3 and not capped.diverged[0]
-
-
-def test_normalized_loss_and_geometric_mean():
-  assert scoring.normalized_loss([0.9, 1.1], [2.0, 2.0]) == pytest.approx(0.5)
-  assert scoring.geometric_mean([0.5, 2.0]) == pytest.approx(1.0)
-  assert scoring.geometric_mean([1.0, 4.0, 2.0]) == pytest.approx(2.0)
-  assert math.isnan(scoring.geometric_mean([]))
-  with pytest.raises(ValueError, match="non-positive"):
-    scoring.geometric_mean([1.0, 0.0])
-  with pytest.raises(ValueError, match="must be > 0"):
-    scoring.normalized_loss([1.0], [0.0])
 
 
 def test_welch_p_matches_scipy_and_degenerate_cases():
@@ -50,26 +41,6 @@ def test_welch_p_matches_scipy_and_degenerate_cases():
   assert math.isnan(scoring.welch_p([1.0], [2.0, 3.0]))
 
 
-def test_win_tie_loss():
-  ref = [1.0, 1.1, 0.9, 1.0, 1.05]
-  assert scoring.outcome([0.5, 0.55, 0.45, 0.5, 0.52], ref) == scoring.WIN
-  assert scoring.outcome([2.0, 2.1, 1.9, 2.0, 2.05], ref) == scoring.LOSS
-  assert scoring.outcome([1.0, 1.1, 0.9, 1.02, 1.0], ref) == scoring.TIE
-  # Constant samples: p undefined, decided by the means.
-  assert scoring.outcome([1e3, 1e3], [1e3, 1e3]) == scoring.TIE
-  assert scoring.outcome([1e3, 1e3], [0.5, 0.5]) == scoring.LOSS
-
-
-def test_summary_over_workloads():
-  mk = lambda norm, out: scoring.WorkloadScore(
-      1.0, 0.0, 0.5, 0.0, 0, 5, norm, 0.01, 0.01, out)
-  s = scoring.summarize([mk(0.5, scoring.WIN), mk(2.0, scoring.LOSS),
-                         mk(1.0, scoring.TIE), mk(4.0, scoring.LOSS)])
-  assert s.median == pytest.approx(1.5)
-  assert s.geometric_mean == pytest.approx((0.5 * 2 * 1 * 4) ** 0.25)
-  assert (s.wins, s.ties, s.losses, s.num_workloads) == (1, 1, 2, 4)
-
-
 def test_score_workload_against_the_references():
   cos = scoring.apply_divergence([1.0, 1.2], [0.6, 0.5], [False, False], 1e3)
   const = scoring.apply_divergence([1.4, 1.6], [0.5, 0.4], [False, False], 1e3)
@@ -80,12 +51,32 @@ def test_score_workload_against_the_references():
   assert s["x"].normalized == pytest.approx(0.5 / 1.1)
   assert s["cosine"].normalized == pytest.approx(1.0)
   assert s["x"].p_reference == pytest.approx(
-      scipy.stats.ttest_ind([0.55, 0.45], [1.0, 1.2], equal_var=False).pvalue)
-  assert s["x"].p_best_constant == pytest.approx(
-      scipy.stats.ttest_ind([0.55, 0.45], [1.4, 1.6], equal_var=False).pvalue)
+      scipy.stats.mannwhitneyu([0.55, 0.45], [1.0, 1.2]).pvalue)
+  assert s["x"].p_baseline == pytest.approx(
+      scipy.stats.mannwhitneyu([0.55, 0.45], [1.4, 1.6]).pvalue)
   assert s["x"].accuracy_mean == pytest.approx(0.75)
+  # 2 seeds against 2 cannot reach p < 0.05: a tie, uncorrected too.
+  assert s["x"].outcome == scoring.TIE
   with pytest.raises(ValueError, match="reference 'cosine' is missing"):
     scoring.score_workload({"x": other}, "cosine", "best_constant")
+  gone = scoring.apply_divergence([1.0, 1.0], [0.1, 0.1], [True, True], 1e3)
+  with pytest.raises(ValueError, match="diverged on every seed"):
+    scoring.score_workload({"cosine": gone, "best_constant": const},
+                           "cosine", "best_constant")
+
+
+def test_summary_over_workloads():
+  groups = [[0.5, 0.6, 0.7], [1.0, 1.1, math.inf], [2.0, 2.0, 2.0]]
+  s = scoring.summarize(groups, [scoring.WIN, scoring.TIE, scoring.LOSS],
+                        [scoring.WIN, scoring.WIN, scoring.TIE],
+                        num_resamples=500)
+  pooled = [0.5, 0.6, 0.7, 1.0, 1.1, math.inf, 2.0, 2.0, 2.0]
+  assert s.median == 1.1
+  assert s.iqm == pytest.approx(scoring.interquartile_mean(pooled))
+  assert s.median_low <= s.median <= s.median_high
+  assert (s.wins, s.ties, s.losses) == (1, 1, 1)
+  assert (s.baseline_wins, s.baseline_ties, s.baseline_losses) == (2, 1, 0)
+  assert (s.diverged, s.num_seeds, s.num_workloads) == (1, 9, 3)
 
 
 def test_performance_profile():
