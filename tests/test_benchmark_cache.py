@@ -257,6 +257,10 @@ def test_the_key_covers_workload_program_setting_and_seed():
   ]
   keys = [harness.run_key(*v) for v in variants]
   assert len(set(keys + [base])) == len(variants) + 1
+  # Its side and description do not decide a run: a workload moved to the
+  # train side of another suite keeps its cells.
+  moved = dataclasses.replace(workload, split="heldout", description="x")
+  assert harness.run_key(moved, program, "constant(lr=0.1)", 0, hp) == base
 
 
 def test_equal_labels_of_different_schedules_are_different_runs():

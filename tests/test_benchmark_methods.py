@@ -238,7 +238,7 @@ def test_controllers_observe_conv_layers_of_an_all_conv_model(task,
 
 def test_tuned_grids_and_the_untuned_default(workload, task):
   sizes = {}
-  for name in ("best_constant", "cosine", "warmup_cosine",
+  for name in ("best_constant", "cosine", "warmup_cosine", "step_decay",
                "xu2019_step_decay"):
     method = benchmark.get_method(name)
     assert method.kind == benchmark.TUNED and method.family == "schedule"
@@ -248,11 +248,61 @@ def test_tuned_grids_and_the_untuned_default(workload, task):
                for s in settings)
     sizes[name] = len(settings)
   assert sizes == {"best_constant": 6, "cosine": 6, "warmup_cosine": 6,
-                   "xu2019_step_decay": 48}
+                   "step_decay": 24, "xu2019_step_decay": 48}
   _, (default,) = benchmark.get_method("default_lr").build(workload, task)
   _, grid = benchmark.get_method("best_constant").build(workload, task)
   # The untuned base optimizer is a point of the constant grid: one run.
   assert default.label in [s.label for s in grid]
+  # Xu's fixed grid runs by name only, not in the groups.
+  assert "xu2019_step_decay" not in benchmark.known_methods()
+
+
+def _winner(settings, **coords):
+  return next(i for i, s in enumerate(settings) if dict(s.point) == coords)
+
+
+def test_a_grid_extends_past_the_edge_where_its_winner_sits(workload, task):
+  method = benchmark.get_method("step_decay")
+  _, settings = method.build(workload, task)
+  # SGD's grid is 1 .. 0.003: a winner at LR 1 with the shortest period and
+  # the smallest factor sits on three edges: one point past each.
+  best = _winner(settings, lr=1.0, every_fraction=0.25, factor=0.1)
+  new = method.extend(workload, settings, best)
+  assert sorted(dict(s.point).items() for s in new) == sorted([
+      {"lr": 3.0, "every_fraction": 0.25, "factor": 0.1}.items(),
+      {"lr": 1.0, "every_fraction": 0.125, "factor": 0.1}.items(),
+      {"lr": 1.0, "every_fraction": 0.25, "factor": 0.03}.items()])
+  assert [s.label for s in new][0] == (
+      f"step_decay(lr=3, every={workload.num_steps // 4}, factor=0.1)")
+  # An interior winner (on every axis it can move along) adds nothing; the
+  # period's upper edge (1/2: longer is a constant) is a bound, not an edge.
+  best = _winner(settings, lr=0.1, every_fraction=0.5, factor=0.3)
+  assert [dict(s.point) for s in method.extend(workload, settings, best)] == [
+      {"lr": 0.1, "every_fraction": 0.5, "factor": 0.55}]
+  # A point already in the grid is not added again.
+  grown = settings + method.extend(workload, settings, best)
+  assert method.extend(workload, grown, _winner(
+      grown, lr=0.1, every_fraction=0.5, factor=0.3)) == []
+
+
+def test_grid_extension_finds_an_optimum_outside_the_first_grid():
+  """A synthetic objective (no training): its best LR is 3e-5, far below
+  Adam's first grid (3e-2 .. 1e-4); extending from the edge winner walks
+  there and stops at the interior optimum."""
+  method = benchmark.get_method("cosine")
+  wl = benchmark.get_workload("tiny_mnist1d_mlp_adam")
+  _, settings = method.build(wl, None)
+  objective = lambda s: (np.log10(dict(s.point)["lr"]) - np.log10(3e-5)) ** 2
+  extensions = 0
+  while True:
+    best = int(np.argmin([objective(s) for s in settings]))
+    new = method.extend(wl, settings, best)
+    if not new:
+      break
+    settings, extensions = settings + new, extensions + 1
+  assert dict(settings[best].point)["lr"] == 3e-5
+  assert extensions == 2     # 3e-5 past 1e-4, then 1e-5 to see it turn up
+  assert extensions <= methods_lib.MAX_GRID_EXTENSIONS
 
 
 def test_unknown_names_list_the_known_ones():
@@ -262,7 +312,8 @@ def test_unknown_names_list_the_known_ones():
   with pytest.raises(ValueError, match="Unknown method 'controller:nope'.*"
                      "mnist1d_mlp_quickstart"):
     benchmark.get_method("controller:nope")
-  with pytest.raises(ValueError, match="Unknown suite 'huge'.*tiny, cpu, gpu"):
+  with pytest.raises(ValueError, match="Unknown suite 'huge'.*tiny, cpu, "
+                     "cpu_v1, gpu"):
     benchmark.get_suite("huge")
   with pytest.raises(ValueError, match="Unknown workload 'x'.*fmnist_mlp_sgd"):
     benchmark.get_workload("x")
@@ -273,7 +324,8 @@ def test_unknown_names_list_the_known_ones():
 
 def test_method_groups_always_hold_the_references():
   names = [m.name for m in benchmark.resolve_methods(["prodigy"])]
-  assert names == ["best_constant", "cosine", "prodigy"]
+  assert names == ["best_constant", "cosine", "warmup_cosine", "step_decay",
+                   "default_lr", "prodigy"]
   self_tuning = benchmark.resolve_methods(["self_tuning"])
   assert {m.name for m in self_tuning} >= {
       f"controller:{n}" for n in lmo.pretrained_names()}
@@ -284,19 +336,21 @@ def test_method_groups_always_hold_the_references():
                                      benchmark.SELF_TUNING].index)
 
 
-@pytest.mark.parametrize("suite", ["cpu", "gpu"])
+@pytest.mark.parametrize("suite", ["cpu", "cpu_v1", "gpu"])
 def test_heldout_side_is_honest(suite):
   shipped = [t for n in lmo.pretrained_names() for t in
              benchmark.training_tasks(lmo.pretrained_controller(n).spec)]
   workloads = benchmark.get_suite(suite)
-  assert benchmark.check_heldout_rules(workloads, shipped) == []
-  assert len(workloads) >= 8 if suite == "cpu" else True
+  rules = benchmark.workloads.SUITE_RULES[suite]
+  assert benchmark.check_heldout_rules(workloads, shipped, rules) == []
+  assert len(workloads) >= 8 if suite.startswith("cpu") else True
   train_only = benchmark.get_suite(suite)[:4]
-  assert benchmark.check_heldout_rules(train_only) == ["no held-out workload"]
+  assert benchmark.check_heldout_rules(train_only, (), rules) == [
+      "no held-out workload"]
 
 
-def test_cpu_suite_mixes_data_models_optimizers_and_horizons():
-  ws = benchmark.get_suite("cpu")
+def test_cpu_v1_suite_mixes_data_models_optimizers_and_horizons():
+  ws = benchmark.get_suite("cpu_v1")
   assert {w.dataset for w in ws} == {"mnist1d", "fashion_mnist", "cifar10"}
   assert {w.model for w in ws} >= {"mlp", "lenet5", "small_cnn"}
   assert {w.optimizer for w in ws} == {"sgd", "momentum", "adam"}
@@ -307,6 +361,37 @@ def test_cpu_suite_mixes_data_models_optimizers_and_horizons():
   assert "Adam must be a held-out-only base optimizer" in (
       benchmark.check_heldout_rules(bad))
   assert all(w.num_steps <= 100 for w in benchmark.get_suite("tiny"))
+
+
+def test_cpu_suite_v2_held_out_side_and_its_rules():
+  ws = benchmark.get_suite("cpu")
+  heldout = benchmark.select(ws, "heldout")
+  train = benchmark.select(ws, "train")
+  # The old held-out workloads moved to the train side; 8 new held out.
+  assert {w.name for w in train} == {
+      w.name for w in benchmark.get_suite("cpu_v1")}
+  assert len(heldout) == 8
+  assert benchmark.get_workload("fmnist_mlp_adam_long").split == "heldout"
+  shipped = [t for n in lmo.pretrained_names() for t in
+             benchmark.training_tasks(lmo.pretrained_controller(n).spec)]
+  rules = lambda w, t=shipped: benchmark.check_heldout_rules(w, t, "v2")
+  assert rules(ws) == []
+  # Each rule names what is missing.
+  no_lm = [w for w in ws if w.model != "transformer"]
+  assert ("0 held-out transformer language models on Tiny Shakespeare with "
+          "AdamW; at least 2 needed") in rules(no_lm)
+  short = [w for w in ws if w.num_steps < 2000 or w.split == "train"]
+  assert any(p.startswith("0 held-out horizons >= 2 x 1000 steps")
+             for p in rules(short))
+  # A controller trained on the held-out text, or on a held-out workload's
+  # (data set, model, optimizer), breaks the side.
+  on_text = shipped + [benchmark.workloads.TrainingTask(
+      "tiny_shakespeare", "gru", "adam", 500)]
+  assert any("held-out text tiny_shakespeare" in p for p in rules(ws, on_text))
+  same = shipped + [benchmark.workloads.TrainingTask(
+      "fashion_mnist", "autoencoder", "adam", 500)]
+  assert ("held-out 'fmnist_autoencoder_adam': (fashion_mnist, autoencoder, "
+          "adam) was trained on") in rules(ws, same)
 
 
 def test_names_are_checked_without_any_jax_work(tmp_path):

@@ -50,7 +50,7 @@ from lr_meta.benchmark import scoring
 from lr_meta.benchmark import workloads as workloads_lib
 from lr_meta.tasks import optax_training
 
-NUM_TUNING_SEEDS = 2
+NUM_TUNING_SEEDS = 3
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                    "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
@@ -142,13 +142,18 @@ def fingerprint(obj) -> Any:
 def run_key(workload, program, label: str, seed: int, hp=None) -> str:
   """The cache key of one run: a digest of everything that decides it.
 
-  The workload (every field), the program (its class and every field: the
+  The workload (every field but its side and description), the program (its class and every field: the
   method and its fixed settings), the setting's ``label``, the seed and,
   when given, the setting's hyperparameters ``hp`` (their arrays' digest: a
   label such as ``constant(lr=0.1)`` rounds its numbers). The code that
   runs it is not in the key: it is ``CACHE_VERSION``'s, checked when a cell
   is read (``RunStore``).
   """
+  # A workload's side and description do not decide its runs: a workload
+  # moved to another side of another suite reuses them.
+  if isinstance(workload, workloads_lib.Workload):
+    workload = dataclasses.replace(workload, split=workloads_lib.TRAIN,
+                                   description="")
   parts = [fingerprint(workload), fingerprint(program), label, int(seed)]
   if hp is not None:
     parts.append(rundir.tree_digest(hp))
@@ -548,7 +553,8 @@ def _plan(suite, methods, data_dir, num_seeds):
   return tasks_, built, total_runs, total_steps
 
 
-def _tuning_summary(workload, settings, seeds, records, program, wall):
+def _tuning_summary(workload, settings, seeds, records, program, wall,
+                    extended=0):
   runs = [_grid_runs(workload, program, [s], seeds) for s in settings]
   val = np.array([[records[r.key]["final_val_loss"] for r in rs]
                   for rs in runs])
@@ -560,7 +566,11 @@ def _tuning_summary(workload, settings, seeds, records, program, wall):
                 "val_loss_per_seed": [float(v) for v in val[i]]}
                for i, s in enumerate(settings)],
       "best": settings[best].label,
+      "best_val_loss": float(mean[best]),
       "best_at_grid_edge": _at_grid_edge(settings, best),
+      # Points added past an edge where the winner sat (``Method.extend``).
+      "extended_by": extended,
+      "seeds_disagree": scoring.seeds_disagree(val[best]),
       "tuning_seeds": list(seeds),
       "cost": {"runs": len(costs), "steps": len(costs) * workload.num_steps,
                "wall_s": float(sum(c["wall_s"] for c in costs)),
@@ -642,10 +652,19 @@ def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
         t0 = time.time()
         records = go(family, runs)
         for m in tuned:
-          best, summary = _tuning_summary(
-              workload, made[m.name][1], tuning_seeds, records, program,
-              time.time() - t0)
-          chosen[m.name] = made[m.name][1][best]
+          settings = list(made[m.name][1])
+          for extensions in range(methods_lib.MAX_GRID_EXTENSIONS + 1):
+            best, summary = _tuning_summary(
+                workload, settings, tuning_seeds, records, program,
+                time.time() - t0, len(settings) - len(made[m.name][1]))
+            new = (m.extend(workload, settings, best) if m.extend and
+                   extensions < methods_lib.MAX_GRID_EXTENSIONS else [])
+            if not new:
+              break
+            records.update(go(family, _grid_runs(workload, program, new,
+                                                 tuning_seeds)))
+            settings += new
+          chosen[m.name] = settings[best]
           tuning[workload.name][m.name] = summary
       for family, (program, members) in families.items():
         runs = {m.name: _grid_runs(workload, program, [chosen[m.name]],

@@ -26,6 +26,7 @@ controller file, through ``lr_meta.optax.controlled`` as a user would.
 
 import dataclasses
 import hashlib
+import itertools
 import os
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -50,7 +51,12 @@ KINDS = (TUNED, SELF_TUNING)
 # The references every score is relative to (always run; see ``resolve``).
 REFERENCE = "cosine"
 BEST_CONSTANT = "best_constant"
+WARMUP_COSINE = "warmup_cosine"
+STEP_DECAY = "step_decay"
 DEFAULT_LR = "default_lr"   # the base optimizer untuned
+# Every score is relative to the strongest of these per workload (by its
+# tuning validation loss): they always run (``resolve``).
+REFERENCES = (BEST_CONSTANT, REFERENCE, WARMUP_COSINE, STEP_DECAY)
 
 # Initial LRs of the tuned grids, half decades around the usual ranges
 # (baselines.DEFAULT_GRID_LRS / ADAPTIVE_GRID_LRS, one point wider).
@@ -64,9 +70,43 @@ WARMUP_FRACTION = 0.05
 
 
 class Setting(NamedTuple):
-  """One hyperparameter point: ``label`` names it in tables and caches."""
+  """One hyperparameter point: ``label`` names it in tables and caches.
+
+  ``point``: a tuned setting's coordinates on its grid's axes (sorted
+  ``(axis, value)`` pairs), for extending the grid (``GridAxis``).
+  """
   label: str
   hp: Any
+  point: tuple = ()
+
+
+class GridAxis(NamedTuple):
+  """One axis of a tuned reference's grid and how it extends past an edge.
+
+  Attributes:
+    name: the axis (``'lr'``, ``'every_fraction'``, ``'factor'``).
+    values: the first grid's values.
+    lower, upper: ``value -> the next value beyond that end`` (None where
+      the axis is bounded: the grid is not extended there).
+  """
+  name: str
+  values: tuple
+  lower: Optional[Callable[[float], Optional[float]]]
+  upper: Optional[Callable[[float], Optional[float]]]
+
+
+# A winner on an edge of its grid extends the grid by one point along that
+# axis (from the winner's other coordinates), at most this many times per
+# tuned method and workload.
+MAX_GRID_EXTENSIONS = 4
+
+
+def _half_decade(value: float, up: bool) -> float:
+  """The next point of a 1-3-10 grid (the LR grids' half decades)."""
+  target = value * 10 ** (0.5 if up else -0.5)
+  k = np.floor(np.log10(target))
+  candidates = [10 ** (k + j) * m for j in (-1, 0, 1) for m in (1, 3)]
+  return float(f"{min(candidates, key=lambda c: abs(np.log(c / target))):.1g}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +128,10 @@ class Method:
   build: Callable[[workloads_lib.Workload, tasks.Task],
                   Tuple[optax_training.Program, List[Setting]]]
   description: str
+  # Tuned methods: ``(workload, settings, best index) -> new settings``
+  # beyond the grid's edge where the winner sits (``extend_grid``).
+  extend: Optional[Callable[[workloads_lib.Workload, Sequence[Setting],
+                             int], List[Setting]]] = None
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -112,12 +156,93 @@ def _grid_lrs(workload):
   return GRID_LRS[workload.optimizer]
 
 
-def _tuned_schedule(name, specs_fn, description):
+def _lr_axis(workload) -> GridAxis:
+  return GridAxis("lr", _grid_lrs(workload),
+                  lambda v: _half_decade(v, up=False),
+                  lambda v: _half_decade(v, up=True))
+
+
+def _schedule_spec(schedule, workload, point) -> baselines.ScheduleSpec:
+  """The spec of a grid point: ``lr`` is the peak LR; 'every_fraction' is
+  step decay's period as a fraction of the horizon."""
+  coords = dict(point)
+  lr = coords.pop("lr")
+  if "every_fraction" in coords:
+    coords["every"] = max(1, int(round(coords.pop("every_fraction")
+                                       * workload.num_steps)))
+  return baselines.ScheduleSpec(schedule, float(lr),
+                                tuple(sorted(coords.items())))
+
+
+def _grid_setting(schedule, workload, point) -> Setting:
+  spec = _schedule_spec(schedule, workload, point)
+  return Setting(spec.label(),
+                 {"learning_rates": spec.sequence(workload.num_steps)},
+                 tuple(sorted(point)))
+
+
+def extend_grid(axes: Sequence[GridAxis], settings: Sequence[Setting],
+                best: int) -> List[tuple]:
+  """Points beyond the grid's edge where the winner ``settings[best]`` sits.
+
+  For each axis on which the winner holds the smallest (largest) value
+  among the settings that share its other coordinates, one new point: the
+  winner with that axis moved one step further (``GridAxis.lower`` /
+  ``upper``), unless the axis is bounded there or the point exists.
+  """
+  winner = dict(settings[best].point)
+  have = {tuple(sorted(s.point)) for s in settings}
+  new = []
+  for axis in axes:
+    line = [dict(s.point)[axis.name] for s in settings
+            if all(dict(s.point).get(k) == v for k, v in winner.items()
+                   if k != axis.name)]
+    if len(set(line)) < 2:
+      continue
+    value = winner[axis.name]
+    for edge, step in ((min(line), axis.lower), (max(line), axis.upper)):
+      if value != edge or step is None:
+        continue
+      beyond = step(value)
+      if beyond is None:
+        continue
+      point = tuple(sorted(dict(winner, **{axis.name: beyond}).items()))
+      if point not in have:
+        have.add(point)
+        new.append(point)
+  return new
+
+
+def _tuned_schedule(name, schedule, axes_fn, description):
+  """A tuned reference: ``schedule`` over the product of ``axes_fn(workload)``
+  (``GridAxis``es), extended past an edge where the winner sits."""
   def build(workload, task):
     del task
+    axes = axes_fn(workload)
+    points = itertools.product(*[[(a.name, v) for v in a.values]
+                                 for a in axes])
     return (_schedule_program(workload),
-            _schedule_settings(workload, specs_fn(workload)))
-  return Method(name, TUNED, "schedule", build, description)
+            [_grid_setting(schedule, workload, p) for p in points])
+
+  def extend(workload, settings, best):
+    return [_grid_setting(schedule, workload, p)
+            for p in extend_grid(axes_fn(workload), settings, best)]
+
+  return Method(name, TUNED, "schedule", build, description, extend)
+
+
+def _step_decay_axes(workload):
+  del workload
+  return [
+      # Period as a fraction of the run: more often, down to 1 step;
+      # 1/2 is the top (a longer period is a constant LR, its own grid).
+      GridAxis("every_fraction", (0.25, 0.5), lambda v: v / 2, None),
+      # Decay factor: a half decade smaller, or its square root (< 0.95).
+      GridAxis("factor", (0.1, 0.3),
+               lambda v: _half_decade(v, up=False) if v > 1e-3 else None,
+               lambda v: float(f"{v ** 0.5:.2g}") if v ** 0.5 < 0.95
+               else None),
+  ]
 
 
 def _default_lr_build(workload, task):
@@ -477,21 +602,23 @@ def fixed_schedule_method(label: str) -> Method:
 
 METHODS = {m.name: m for m in [
     _tuned_schedule(
-        BEST_CONSTANT, lambda w: baselines.grid("constant", _grid_lrs(w)),
+        BEST_CONSTANT, "constant", lambda w: [_lr_axis(w)],
         "constant LR, tuned over a 6-point half-decade grid"),
     _tuned_schedule(
-        REFERENCE, lambda w: baselines.grid("cosine", _grid_lrs(w)),
+        REFERENCE, "cosine", lambda w: [_lr_axis(w)],
         "cosine decay to 0 (Loshchilov & Hutter 2017), peak LR tuned over "
         "the same grid"),
     _tuned_schedule(
-        "warmup_cosine",
-        lambda w: baselines.grid("warmup_cosine", _grid_lrs(w),
-                                 warmup_fraction=(WARMUP_FRACTION,)),
+        WARMUP_COSINE, "warmup_cosine",
+        lambda w: [_lr_axis(w), GridAxis("warmup_fraction",
+                                         (WARMUP_FRACTION,), None, None)],
         f"linear warm-up over {WARMUP_FRACTION:.0%} of the steps, then "
         "cosine; peak LR tuned over the same grid"),
     _tuned_schedule(
-        "xu2019_step_decay", lambda w: baselines.xu2019_step_decay_grid(),
-        "step decay, Xu et al. 2019's 48-point grid (LR x every x factor)"),
+        STEP_DECAY, "step_decay",
+        lambda w: [_lr_axis(w)] + _step_decay_axes(w),
+        "step decay lr * factor ** floor(t / every): LR over the same "
+        "grid x every in {T/4, T/2} x factor in {0.1, 0.3} (24 points)"),
     Method(DEFAULT_LR, SELF_TUNING, "schedule", _default_lr_build,
            "the base optimizer at the workload's default constant LR"),
     _contrib_method(
@@ -532,6 +659,21 @@ STATIC_METHODS = tuple(METHODS)
 GROUPS = ("all", TUNED, SELF_TUNING)
 
 
+def _xu2019_step_decay_build(workload, task):
+  del task
+  return (_schedule_program(workload),
+          _schedule_settings(workload, baselines.xu2019_step_decay_grid()))
+
+
+# Methods run by name only (not in the groups): Xu et al. 2019's fixed
+# 48-point step-decay grid (their Table 2 reference, ``transfer``).
+NAMED_ONLY_METHODS = {m.name: m for m in [
+    Method("xu2019_step_decay", TUNED, "schedule", _xu2019_step_decay_build,
+           "step decay, Xu et al. 2019's 48-point grid (LR x every x "
+           "factor), not extended"),
+]}
+
+
 def known_methods() -> Tuple[str, ...]:
   """Every method name: the registry and one per shipped controller."""
   return STATIC_METHODS + tuple(CONTROLLER_PREFIX + n
@@ -542,6 +684,8 @@ def get_method(name: str) -> Method:
   """The method ``name``; unknown names list the known ones."""
   if name in METHODS:
     return METHODS[name]
+  if name in NAMED_ONLY_METHODS:
+    return NAMED_ONLY_METHODS[name]
   if name.startswith(SCHEDULE_PREFIX):
     try:
       return fixed_schedule_method(name[len(SCHEDULE_PREFIX):])
@@ -556,7 +700,8 @@ def get_method(name: str) -> Method:
                        f"{', '.join(known_methods())}; or "
                        "'controller:<path to a .msgpack file>'.") from e
   raise ValueError(f"Unknown method {name!r}; known methods: "
-                   f"{', '.join(known_methods())}, the groups "
+                   f"{', '.join(known_methods() + tuple(NAMED_ONLY_METHODS))}"
+                   f", the groups "
                    f"{', '.join(GROUPS)}, 'controller:<path to a "
                    ".msgpack file>' or 'schedule:<spec>' (e.g. "
                    "'schedule:cosine(lr=0.3)').")
@@ -580,8 +725,9 @@ def check_names(names: Sequence[str]) -> None:
 
 def resolve(names: Sequence[str]) -> Tuple[Method, ...]:
   """Methods for a command line list (names and the groups 'all', 'tuned',
-  'self_tuning'), references first; the references ``best_constant`` and
-  ``cosine`` are always included (every score is relative to them)."""
+  'self_tuning'), references first; the tuned ``REFERENCES`` and the
+  untuned ``default_lr`` are always included (every score is relative to
+  the best reference, and the default LR is the bar to beat)."""
   wanted = []
   for name in names:
     name = name.strip()
@@ -594,5 +740,5 @@ def resolve(names: Sequence[str]) -> Tuple[Method, ...]:
     else:
       wanted.append(name)
   methods = [get_method(n) for n in dict.fromkeys(
-      [BEST_CONSTANT, REFERENCE] + wanted)]
+      list(REFERENCES) + [DEFAULT_LR] + wanted)]
   return tuple(sorted(methods, key=lambda m: KINDS.index(m.kind)))
