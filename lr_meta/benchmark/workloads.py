@@ -7,9 +7,15 @@ where learned controllers start). Its ``split`` says whether controllers may
 be trained on it (``'train'``) or only evaluated (``'heldout'``).
 
 Suites group workloads: ``'tiny'`` (tests, seconds), ``'cpu'`` (the
-benchmark on 2 CPU cores) and ``'gpu'`` (the same questions at accelerator
-scale). ``check_heldout_rules`` states what makes a held-out side honest and
-is tested on every suite.
+benchmark on 2 CPU cores), ``'cpu_v1'`` (the cpu suite before its held-out
+side was renewed, kept to compare) and ``'gpu'`` (the same questions at
+accelerator scale). A suite may put a workload on another side than its
+registered ``split`` (``SUITE_SPLITS``: in ``'cpu'`` the four old held-out
+workloads are on the train side, because the generalist's development
+looked at them). ``check_heldout_rules`` states what makes a held-out side
+honest (``SUITE_RULES``: v2 for ``'cpu'``: eight workloads users train,
+language models on held-out text among them, against every shipped
+controller's training tasks) and is tested on every suite.
 """
 
 import dataclasses
@@ -17,6 +23,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from lr_meta import tasks
 from lr_meta.tasks.task import DEFAULT_DIVERGENCE_LOSS
+from lr_meta.tasks.task import default_loss
 
 TRAIN = "train"
 HELDOUT = "heldout"
@@ -176,6 +183,68 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
        batch_size=128, num_steps=1000, initial_lr=0.01,
        num_val_examples=2000,
        description="deeper MLP, momentum, 2x the longest training horizon"),
+    # -- cpu (v2) held-out side: what users train, never trained on ----
+    # Tiny Shakespeare is held-out text: no controller and no training-side
+    # workload reads it (the training-side sequence source is 'markov').
+    # AdamW's weight decay and clipping-free setup are optax's defaults
+    # except the decay; default LRs: Adam/AdamW 1e-3, momentum 0.01.
+    _w(name="shakespeare_transformer_adamw", split=HELDOUT,
+       dataset="tiny_shakespeare", model="transformer",
+       model_kwargs={"num_layers": 2, "num_heads": 4, "width": 64},
+       context_length=64, optimizer="adamw",
+       optimizer_kwargs={"weight_decay": 0.1}, batch_size=16,
+       num_steps=1000, initial_lr=1e-3, num_evals=10,
+       num_val_examples=128, num_test_examples=256,
+       description="character transformer (2 layers, width 64, context "
+                   "64), AdamW wd 0.1: the workload users run"),
+    _w(name="shakespeare_transformer_adamw_long", split=HELDOUT,
+       dataset="tiny_shakespeare", model="transformer",
+       model_kwargs={"num_layers": 1, "num_heads": 2, "width": 64},
+       context_length=32, optimizer="adamw",
+       optimizer_kwargs={"weight_decay": 0.01}, batch_size=32,
+       num_steps=2000, initial_lr=1e-3, num_evals=20,
+       num_val_examples=256, num_test_examples=512,
+       description="smaller transformer (1 layer, context 32), AdamW wd "
+                   "0.01, 2x the longest training horizon"),
+    _w(name="shakespeare_lstm_adam", split=HELDOUT,
+       dataset="tiny_shakespeare", model="lstm",
+       model_kwargs={"width": 128}, context_length=32, optimizer="adam",
+       batch_size=16, num_steps=1000, initial_lr=1e-3, num_evals=10,
+       num_val_examples=256, num_test_examples=512,
+       description="character LSTM (width 128, context 32), Adam"),
+    _w(name="fmnist_autoencoder_adam", split=HELDOUT,
+       dataset="fashion_mnist", model="autoencoder",
+       model_kwargs={"hidden_sizes": (256, 32)}, optimizer="adam",
+       batch_size=128, num_steps=1000, initial_lr=1e-3, num_evals=10,
+       num_val_examples=2000, num_test_examples=5000,
+       description="MLP autoencoder (256, 32), mean squared error, Adam"),
+    _w(name="cifar10_resnet_group_momentum", split=HELDOUT,
+       dataset="cifar10", model="resnet_norm",
+       model_kwargs={"width": 8, "norm": "group", "num_groups": 4},
+       optimizer="momentum", num_steps=400, initial_lr=0.01,
+       description="pre-activation ResNet (width 8, group norm), momentum",
+       **_CONV),
+    _w(name="fmnist_resnet_layer_adamw", split=HELDOUT,
+       dataset="fashion_mnist", model="resnet_norm",
+       model_kwargs={"width": 8, "norm": "layer"}, optimizer="adamw",
+       optimizer_kwargs={"weight_decay": 0.05}, batch_size=32,
+       num_steps=400, initial_lr=1e-3, num_evals=5, num_val_examples=1000,
+       num_test_examples=2000,
+       description="pre-activation ResNet (width 8, layer norm), AdamW wd "
+                   "0.05"),
+    _w(name="fmnist_gru_rows_rmsprop", split=HELDOUT,
+       dataset="fashion_mnist", model="gru",
+       model_kwargs={"width": 64, "output": "last"}, optimizer="rmsprop",
+       batch_size=128, num_steps=1000, initial_lr=1e-3, num_evals=10,
+       num_val_examples=2000, num_test_examples=5000,
+       description="GRU reading the 28 image rows, RMSProp"),
+    _w(name="cifar10_mlp_adamw_b256_long", split=HELDOUT,
+       dataset="cifar10", model="mlp", model_kwargs={"hidden_sizes": (256,)},
+       optimizer="adamw", optimizer_kwargs={"weight_decay": 0.01},
+       batch_size=256, num_steps=2000, initial_lr=1e-3, num_evals=20,
+       num_val_examples=2000, num_test_examples=5000,
+       description="MLP(256), AdamW wd 0.01, batch 256, 2x the longest "
+                   "training horizon"),
     # -- gpu: the same questions at accelerator scale ------------------
     _w(name="gpu_fmnist_lenet5_sgd", split=TRAIN, dataset="fashion_mnist",
        model="lenet5", optimizer="sgd", batch_size=128, num_steps=500,
@@ -208,13 +277,32 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
 ]}
 KNOWN_WORKLOADS = tuple(WORKLOADS)
 
+# The cpu suite before its held-out side was renewed, kept to compare.
+_CPU_V1 = ("mnist1d_mlp_momentum", "fmnist_mlp_sgd", "fmnist_lenet5_sgd",
+           "cifar10_mlp_sgd", "fmnist_mlp_adam_long", "cifar10_mlp_adam",
+           "cifar10_small_cnn_momentum", "fmnist_mlp2_momentum_long")
+_CPU_HELDOUT = (
+    "shakespeare_transformer_adamw", "shakespeare_transformer_adamw_long",
+    "shakespeare_lstm_adam", "fmnist_autoencoder_adam",
+    "cifar10_resnet_group_momentum", "fmnist_resnet_layer_adamw",
+    "fmnist_gru_rows_rmsprop", "cifar10_mlp_adamw_b256_long")
 SUITES: Dict[str, Tuple[str, ...]] = {
     "tiny": ("tiny_mnist1d_mlp_sgd", "tiny_mnist1d_mlp_adam"),
-    "cpu": ("mnist1d_mlp_momentum", "fmnist_mlp_sgd", "fmnist_lenet5_sgd",
-            "cifar10_mlp_sgd", "fmnist_mlp_adam_long", "cifar10_mlp_adam",
-            "cifar10_small_cnn_momentum", "fmnist_mlp2_momentum_long"),
+    # v2: cpu_v1's eight workloads are its train side (its four old
+    # held-out ones were looked at while the generalist was developed:
+    # 'seen', so they moved to the train side), and eight new held-out ones.
+    "cpu": _CPU_V1 + _CPU_HELDOUT,
+    "cpu_v1": _CPU_V1,
     "gpu": tuple(name for name in WORKLOADS if name.startswith("gpu_")),
 }
+# Workloads whose side differs in a suite from their registered ``split``.
+SUITE_SPLITS: Dict[str, Dict[str, str]] = {
+    "cpu": {"fmnist_mlp_adam_long": TRAIN, "cifar10_mlp_adam": TRAIN,
+            "cifar10_small_cnn_momentum": TRAIN,
+            "fmnist_mlp2_momentum_long": TRAIN},
+}
+# Which held-out rules (``check_heldout_rules``) a suite must satisfy.
+SUITE_RULES = {"tiny": "v1", "cpu": "v2", "cpu_v1": "v1", "gpu": "v1"}
 KNOWN_SUITES = tuple(SUITES)
 
 
@@ -231,7 +319,9 @@ def get_suite(name: str) -> Tuple[Workload, ...]:
   if name not in SUITES:
     raise ValueError(f"Unknown suite {name!r}; known suites: "
                      f"{', '.join(KNOWN_SUITES)}.")
-  return tuple(WORKLOADS[n] for n in SUITES[name])
+  sides = SUITE_SPLITS.get(name, {})
+  return tuple(dataclasses.replace(WORKLOADS[n], split=sides[n])
+               if n in sides else WORKLOADS[n] for n in SUITES[name])
 
 
 def suite_workloads(suite: str,
@@ -299,22 +389,48 @@ def training_task(spec) -> TrainingTask:
                       int(env["num_decisions"]) * spec.steps_per_decision)
 
 
+# The v2 held-out side (suite 'cpu'): what users train, far enough away.
+HELDOUT_TEXT = "tiny_shakespeare"
+MIN_HELDOUT_V2 = 8
+RECURRENT_MODELS = ("rnn", "gru", "lstm")
+NORMALIZED_RESIDUAL_MODELS = ("resnet_norm", "resnet18")
+
+
 def check_heldout_rules(workloads: Iterable[Workload],
-                        trained_on: Iterable[TrainingTask] = ()) -> List[str]:
+                        trained_on: Iterable[TrainingTask] = (),
+                        rules: str = "v1") -> List[str]:
   """What keeps the held-out side of a suite honest; returns the violations.
 
-  Against every training task (the train side of the suite and
-  ``trained_on``, e.g. the shipped controllers' ``training_task``), the
-  held-out side must hold at least one (data set, model) pairing, and a base
-  optimizer (Adam), never trained on, and a horizon at least twice the
-  longest training horizon.
+  Training tasks are the train side of the suite and ``trained_on`` (every
+  shipped controller's ``training_tasks``).
+
+  ``rules='v1'``: the held-out side holds at least one (data set, model)
+  pairing and a base optimizer (Adam) never trained on, and a horizon at
+  least twice the longest training horizon.
+
+  ``rules='v2'`` (suite 'cpu', ``SUITE_RULES``): at least 8 held-out
+  workloads, none of whose (data set, model, optimizer) was trained on;
+  no training task on the held-out text (Tiny Shakespeare); among them at
+  least 2 transformer language models on that text with AdamW, 1
+  non-classification loss, 1 recurrent model, 1 residual net with
+  normalization, 2 at >= 2x the longest horizon any controller of
+  ``trained_on`` trained on (the suite's train side when none is given),
+  AdamW with weight decay, and a batch size of 256.
   """
-  workloads = tuple(workloads)
+  workloads, trained_on = tuple(workloads), tuple(trained_on)
   train = [TrainingTask(w.dataset, w.model, w.optimizer, w.num_steps)
            for w in select(workloads, TRAIN)] + list(trained_on)
   heldout = select(workloads, HELDOUT)
   if not heldout:
     return ["no held-out workload"]
+  if rules not in ("v1", "v2"):
+    raise ValueError(f"rules={rules!r}; allowed: 'v1', 'v2'.")
+  longest = max((t.num_steps for t in train), default=0)
+  if rules == "v2":
+    # The horizon rule is against what controllers were trained on; the
+    # suite's train side may hold long runs (its old held-out workloads).
+    shipped = [t.num_steps for t in trained_on]
+    return _v2_problems(heldout, train, max(shipped, default=longest))
   problems = []
   seen_pairings = {(t.dataset, t.model) for t in train}
   if all(w.pairing in seen_pairings for w in heldout):
@@ -323,8 +439,51 @@ def check_heldout_rules(workloads: Iterable[Workload],
   if "adam" in seen_optimizers or not any(w.optimizer == "adam"
                                           for w in heldout):
     problems.append("Adam must be a held-out-only base optimizer")
-  longest = max((t.num_steps for t in train), default=0)
   if max(w.num_steps for w in heldout) < 2 * longest:
     problems.append(f"no held-out horizon >= 2 x {longest} steps (the "
                     f"longest training horizon)")
+  return problems
+
+
+def _v2_problems(heldout, train, longest) -> List[str]:
+  problems = []
+  if len(heldout) < MIN_HELDOUT_V2:
+    problems.append(f"{len(heldout)} held-out workloads; at least "
+                    f"{MIN_HELDOUT_V2} needed")
+  trained = {(t.dataset, t.model, t.optimizer) for t in train}
+  for w in heldout:
+    if (w.dataset, w.model, w.optimizer) in trained:
+      problems.append(f"held-out {w.name!r}: ({w.dataset}, {w.model}, "
+                      f"{w.optimizer}) was trained on")
+  on_text = sorted({f"{t.dataset}/{t.model}/{t.optimizer}" for t in train
+                    if t.dataset == HELDOUT_TEXT})
+  if on_text:
+    problems.append(f"training tasks read the held-out text {HELDOUT_TEXT}: "
+                    f"{on_text}")
+
+  def count(pred):
+    return sum(1 for w in heldout if pred(w))
+
+  def decay(w):
+    return dict(w.optimizer_kwargs).get("weight_decay", 0) > 0
+
+  wanted = [
+      (2, "transformer language models on Tiny Shakespeare with AdamW",
+       lambda w: (w.dataset, w.model, w.optimizer) == (
+           HELDOUT_TEXT, "transformer", "adamw")),
+      (1, "non-classification losses", lambda w: (
+          w.loss or default_loss(w.model)) != "cross_entropy"),
+      (1, "recurrent models", lambda w: w.model in RECURRENT_MODELS),
+      (1, "residual nets with normalization",
+       lambda w: w.model in NORMALIZED_RESIDUAL_MODELS),
+      (2, f"horizons >= 2 x {longest} steps (the longest training horizon)",
+       lambda w: w.num_steps >= 2 * longest),
+      (1, "AdamW with weight decay", lambda w: w.optimizer == "adamw"
+       and decay(w)),
+      (1, "batch size 256", lambda w: w.batch_size >= 256),
+  ]
+  for need, what, pred in wanted:
+    have = count(pred)
+    if have < need:
+      problems.append(f"{have} held-out {what}; at least {need} needed")
   return problems
