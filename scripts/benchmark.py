@@ -16,13 +16,17 @@ busy outdir stops with one line naming the one that holds it.
 
 --methods takes names and the groups all, tuned, self_tuning, plus
 controller:<pretrained name or .msgpack path>; --workloads restricts the
-suite. Unknown names are errors that list the known ones.
+suite. Unknown names are errors that list the known ones. A controller file
+(not a shipped controller) scored on a held-out workload is a look at
+held-out results: it is entered in the held-out ledger (--heldout_ledger,
+--ledger_note).
 
 Many processes (``lr_meta.distributed``: ``--num_processes=P`` alone tries P
 local ones; ``--coordinator_address --num_processes --process_id`` on each
 host) split the runs of every phase; process 0 alone writes --outdir.
 """
 
+import os
 import sys
 
 from absl import app
@@ -56,7 +60,26 @@ _MAX_BATCH = flags.DEFINE_integer(
 _PROGRESS_INTERVAL = flags.DEFINE_float(
     "progress_interval", 30.0, "Seconds between progress lines when stdout "
     "is not a terminal.")
+_LEDGER = flags.DEFINE_string(
+    "heldout_ledger", None, "The held-out ledger to append to when a "
+    "controller file (a method that is not final) meets a held-out "
+    "workload; default: the repository's docs/heldout_ledger.md, else "
+    "<outdir>/heldout_ledger.md.")
+_LEDGER_NOTE = flags.DEFINE_string(
+    "ledger_note", "", "What this look at held-out results is for, or what "
+    "was decided from it (its ledger row).")
 distributed.define_flags()
+
+_REPO_LEDGER = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "docs", "heldout_ledger.md")
+
+
+def _ledger_path() -> str:
+  if _LEDGER.value:
+    return _LEDGER.value
+  if os.path.exists(_REPO_LEDGER):
+    return _REPO_LEDGER
+  return os.path.join(_OUTDIR.value, "heldout_ledger.md")
 
 
 def main(argv):
@@ -78,7 +101,8 @@ def main(argv):
         data_dir=_DATA_DIR.value, strategy=_STRATEGY.value,
         batch_mode=_BATCH_MODE.value, max_batch=_MAX_BATCH.value,
         command=command, progress_interval=_PROGRESS_INTERVAL.value,
-        mesh=distributed.job_mesh())
+        mesh=distributed.job_mesh(), ledger=_ledger_path(),
+        ledger_note=_LEDGER_NOTE.value)
   except rundir.WorkdirBusyError as e:   # one benchmark per outdir
     sys.exit(f"error: {e}")
   session = results["cost"]["session"]

@@ -49,7 +49,8 @@ def test_tiny_suite_writes_every_report_file(full_run):
     on_disk = json.load(f)
   assert _without_cost(on_disk) == _without_cost(
       json.loads(json.dumps(results)))
-  methods = ["best_constant", "cosine"] + METHODS
+  methods = ["best_constant", "cosine", "warmup_cosine", "step_decay"
+             ] + METHODS
   assert list(results["methods"]) == methods
   assert len(results["cells"]) == 2 * len(methods) * NUM_SEEDS
   cell = results["cells"][0]
@@ -62,14 +63,26 @@ def test_tiny_suite_writes_every_report_file(full_run):
           per["tiny_mnist1d_mlp_sgd"].items()} == {
               "schedule": 1, "schedule_free_sgd": 1,
               "controller:mnist1d_mlp_quickstart": 1}
-  tuning = results["tuning"]["tiny_mnist1d_mlp_adam"]["cosine"]
-  assert len(tuning["grid"]) == 6 and tuning["cost"]["runs"] == 12
-  assert results["scores"]["tiny_mnist1d_mlp_adam"]["cosine"][
-      "normalized"] == 1.0
+  for name, t in results["tuning"]["tiny_mnist1d_mlp_adam"].items():
+    # Grids of 6 LRs (step decay: x 2 periods x 2 factors), 3 seeds each,
+    # plus the points added past an edge where a winner sat.
+    first = 24 if name == "step_decay" else 6
+    assert len(t["grid"]) == first + t["extended_by"]
+    assert t["cost"]["runs"] == 3 * len(t["grid"])
+    assert not t["best_at_grid_edge"] or t["extended_by"] > 0
+  # The normaliser is the reference with the lowest tuning validation loss;
+  # its own median normalised loss is about 1.
+  for w, norm in results["normalizers"].items():
+    tuning = results["tuning"][w]
+    assert norm["method"] == min(
+        ("best_constant", "cosine", "warmup_cosine", "step_decay"),
+        key=lambda m: tuning[m]["best_val_loss"])
+    assert results["scores"][w][norm["method"]]["p_reference"] is None
   board = (outdir / report.LEADERBOARD).read_text()
   assert board.index("held-out workloads") < board.index("train workloads")
   assert board.index("## Summary") < board.index("## `tiny_mnist1d_mlp_sgd`")
-  assert "### Self-tuning" in board and "### Tuned references" in board
+  assert "| # | method | kind | median norm. loss [95% CI] |" in board
+  assert "`best_reference`" in board and "Normalized by `" in board
 
 
 def test_killed_and_resumed_run_gives_the_same_results(full_run, tmp_path,
@@ -81,8 +94,11 @@ def test_killed_and_resumed_run_gives_the_same_results(full_run, tmp_path,
   class Killed(Exception):
     pass
 
+  first = sum(len(t["grid"]) * 3 for t in uninterrupted["tuning"][
+      "tiny_mnist1d_mlp_sgd"].values())
+
   def dying_put(self, key, record):
-    if len(calls) == 30:      # mid-way through the second workload's tuning
+    if len(calls) == first + 30:   # in the second workload's tuning
       raise Killed()
     calls.append(key)
     put(self, key, record)
@@ -113,9 +129,12 @@ def test_vmap_batches_compile_once_per_family_and_agree(full_run, tmp_path):
       workloads=["tiny_mnist1d_mlp_adam"], batch_mode="vmap",
       progress_stream=io.StringIO())
   per = results["cost"]["per_family"]["tiny_mnist1d_mlp_adam"]
-  # 24 tuning runs in one call, then 6 evaluation runs padded to 24.
+  # The tuning runs in batches of one width (grid extensions too), then
+  # the 5 methods' evaluation runs padded to it: one compile.
+  tuned = sum(len(t["grid"]) * 3 for t in results["tuning"][
+      "tiny_mnist1d_mlp_adam"].values())
   assert per["schedule"]["program_compiles"] == 1
-  assert per["schedule"]["runs"] == 30
+  assert per["schedule"]["runs"] == tuned + 5 * NUM_SEEDS
   want = {(c["method"], c["seed"]): c["test_loss"]
           for c in sequential["cells"]
           if c["workload"] == "tiny_mnist1d_mlp_adam"}
@@ -133,3 +152,27 @@ def test_script_rejects_unknown_names(repo_root):
   assert out.returncode != 0
   assert "Unknown method 'adamax'" in out.stderr
   assert "schedule_free_adamw" in out.stderr
+
+
+def test_a_controller_file_on_the_held_out_side_is_entered_in_the_ledger(
+    tmp_path):
+  # A controller file is a method under development: scoring it on a
+  # held-out workload is a look, entered with the command and the note.
+  shipped = os.path.join(os.path.dirname(benchmark.__file__), "..",
+                         "pretrained", "mnist1d_mlp_quickstart.msgpack")
+  candidate = tmp_path / "candidate.msgpack"
+  candidate.write_bytes(open(shipped, "rb").read())
+  ledger = tmp_path / "ledger.md"
+  logged = []
+  benchmark.run_suite(
+      "tiny", ["default_lr", f"controller:{candidate}"], num_seeds=2,
+      outdir=str(tmp_path / "out"), workloads=["tiny_mnist1d_mlp_adam"],
+      command="python scripts/benchmark.py --suite=tiny ...",
+      progress_stream=io.StringIO(), ledger=str(ledger),
+      ledger_note="attempt 1 of a test", log=logged.append)
+  rows = [l for l in ledger.read_text().splitlines() if l.startswith("| 20")]
+  assert len(rows) == 1
+  assert f"controller:{candidate} (not final)" in rows[0]
+  assert "tiny_mnist1d_mlp_adam" in rows[0] and "attempt 1 of a test" in rows[0]
+  assert "`python scripts/benchmark.py --suite=tiny ...`" in rows[0]
+  assert any("Held-out ledger" in line for line in logged)

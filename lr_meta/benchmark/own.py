@@ -4,8 +4,9 @@ Before trusting a controller on a model, compare it there with what a
 practitioner would do instead: a constant learning rate and a cosine
 schedule, each tuned on the validation loss. ``evaluate_own`` does that with
 the user's own train step, over seeds, and scores it like the benchmark
-(``lr_meta.benchmark.scoring``: Welch's t-test against the tuned cosine and
-the best constant, a diverged seed counts as the worst loss)::
+(``lr_meta.benchmark.scoring``: a Mann-Whitney U test against the tuned
+cosine and the best constant, a diverged seed counted apart and ranked
+worst)::
 
   def make_train_step(tx):
     @jax.jit

@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from lr_meta import plotting
+from lr_meta import tasks as tasks_lib
 from lr_meta.benchmark import harness
 from lr_meta.benchmark import methods as methods_lib
 from lr_meta.benchmark import scoring
@@ -60,6 +61,90 @@ def _family_cost(run_costs) -> dict:
   return dict(out)
 
 
+BEST_REFERENCE = "best_reference"   # the normaliser's own summary row
+
+
+def _normalizer(tuning_of_workload: dict) -> str:
+  """The strongest tuned reference of a workload: the lowest tuning
+  validation loss of its winner (never a test number)."""
+  refs = {m: t for m, t in tuning_of_workload.items()
+          if m in methods_lib.REFERENCES}
+  if not refs:
+    raise ValueError("no tuned reference ran on this workload; the "
+                     f"references {methods_lib.REFERENCES} always run.")
+  return min(refs, key=lambda m: (refs[m]["best_val_loss"],
+                                  methods_lib.REFERENCES.index(m)))
+
+
+def _workload_scores(w, per_method, normalizer):
+  seed_scores = {
+      name: scoring.apply_divergence(
+          [c["test_loss"] for c in cs], [c["test_accuracy"] for c in cs],
+          [c["diverged"] for c in cs], w.divergence_loss)
+      for name, cs in per_method.items()}
+  baseline = (methods_lib.DEFAULT_LR if methods_lib.DEFAULT_LR in seed_scores
+              else normalizer)
+  scores = scoring.score_workload(seed_scores, normalizer, baseline)
+  # Time to target on each method's median validation curve over seeds
+  # (a diverged seed is +inf there); the target is the normaliser's median
+  # final validation loss, which its own curve reaches at the last step.
+  curves = {name: scoring.median_curve(
+      [[np.inf if c["diverged"] or v is None else v for v in c["val_loss"]]
+       for c in cs]) for name, cs in per_method.items()}
+  target = float(curves[normalizer][-1])
+  times = {name: scoring.steps_to_target(cs[0]["steps"], curves[name],
+                                         target)
+           for name, cs in per_method.items()}
+  ratios = scoring.step_ratios(times)
+  out = {}
+  for name, sc in scores.items():
+    d = sc._asdict()
+    if name == normalizer:
+      d["p_reference"] = float("nan")   # itself: no test
+    if name == baseline:
+      d["p_baseline"] = float("nan")
+    out[name] = dict(d, steps_to_target=times[name], step_ratio=ratios[name])
+  eval_test = [c["test_loss"] for c in per_method[normalizer]]
+  return out, {"method": normalizer, "target_val_loss": target,
+               "eval_seeds_disagree": scoring.seeds_disagree(
+                   [np.inf if c["diverged"] else c["test_loss"]
+                    for c in per_method[normalizer]]),
+               "test_loss_mean": float(np.mean(eval_test))}
+
+
+def _side_summary(side, methods, scores, normalizers):
+  """``{method: Summary + time area}`` over one side (module docstring of
+  ``scoring``), with the normaliser's own row under ``BEST_REFERENCE``."""
+  names = [m.name for m in methods]
+  pairs = [(n, w.name) for n in names for w in side]
+  adjusted = dict(zip(pairs, scoring.holm(
+      [scores[w][n]["p_reference"] for n, w in pairs])))
+  adjusted_base = dict(zip(pairs, scoring.holm(
+      [scores[w][n]["p_baseline"] for n, w in pairs])))
+  out = {}
+  for n in names + [BEST_REFERENCE]:
+    groups, outs, base_outs, ratios = [], [], [], []
+    for w in side:
+      ref = normalizers[w.name]["method"]
+      name = ref if n == BEST_REFERENCE else n
+      sc = scores[w.name][name]
+      groups.append(sc["normalized_seeds"])
+      ratios.append(sc["step_ratio"])
+      if n == BEST_REFERENCE:
+        continue
+      ref_seeds = scores[w.name][ref]["normalized_seeds"]
+      outs.append(scoring.corrected_outcome(
+          sc["normalized_seeds"], ref_seeds, adjusted[(n, w.name)]))
+      base = scores[w.name].get(methods_lib.DEFAULT_LR)
+      base_outs.append(scoring.corrected_outcome(
+          sc["normalized_seeds"], base["normalized_seeds"],
+          adjusted_base[(n, w.name)]) if base else scoring.TIE)
+    summary = scoring.summarize(groups, outs, base_outs)._asdict()
+    summary["time_to_target_area"] = scoring.profile_area(ratios)
+    out[n] = summary
+  return out
+
+
 def build_results(suite_name: str,
                   suite: Sequence[workloads_lib.Workload],
                   methods: Sequence[methods_lib.Method],
@@ -79,31 +164,33 @@ def build_results(suite_name: str,
   per = collections.defaultdict(lambda: collections.defaultdict(list))
   for c in cells_json:
     per[c["workload"]][c["method"]].append(c)
-  scores = {}
+  scores, normalizers = {}, {}
   for w in suite:
-    seed_scores = {
-        name: scoring.apply_divergence(
-            [c["test_loss"] for c in cs], [c["test_accuracy"] for c in cs],
-            [c["diverged"] for c in cs], w.divergence_loss)
-        for name, cs in per[w.name].items()}
-    scores[w.name] = {name: s._asdict() for name, s in scoring.score_workload(
-        seed_scores, methods_lib.REFERENCE, methods_lib.BEST_CONSTANT).items()}
-  summary, profile = {}, {}
-  for split in workloads_lib.SPLITS:
-    side = workloads_lib.select(suite, split)
-    summary[split] = {
-        m.name: scoring.summarize(
-            [scoring.WorkloadScore(**scores[w.name][m.name]) for w in side]
-        )._asdict() for m in methods}
+    normalizer = _normalizer(tuning[w.name])
+    scores[w.name], normalizers[w.name] = _workload_scores(
+        w, per[w.name], normalizer)
+    normalizers[w.name].update(
+        setting=tuning[w.name][normalizer]["best"],
+        tuning_val_loss=tuning[w.name][normalizer]["best_val_loss"],
+        tuning_seeds_disagree=tuning[w.name][normalizer]["seeds_disagree"])
+  summary = {split: _side_summary(workloads_lib.select(suite, split),
+                                  methods, scores, normalizers)
+             for split in workloads_lib.SPLITS}
   heldout = workloads_lib.select(suite, workloads_lib.HELDOUT)
   norms = {m.name: [scores[w.name][m.name]["normalized"] for w in heldout]
            for m in methods}
   finite = [v for vs in norms.values() for v in vs if np.isfinite(v)]
   taus = np.geomspace(min([0.9] + finite), min(max([2.0] + finite), 10.0),
                       120)
+  step_taus = np.linspace(1.0, scoring.PROFILE_TAU_MAX, 121)
   profile = {"taus": taus.tolist(),
              "heldout": {name: scoring.performance_profile(v, taus).tolist()
-                         for name, v in norms.items()}}
+                         for name, v in norms.items()},
+             "step_taus": step_taus.tolist(),
+             "heldout_steps": {
+                 m.name: scoring.performance_profile(
+                     [scores[w.name][m.name]["step_ratio"] for w in heldout],
+                     step_taus).tolist() for m in methods}}
   return harness.json_safe({
       "suite": suite_name, "command": command, "num_seeds": num_seeds,
       "tuning_seeds": list(harness.seeds_lib.seed_range(
@@ -115,7 +202,7 @@ def build_results(suite_name: str,
       "methods": {m.name: {"kind": m.kind, "family": m.family,
                            "description": m.description} for m in methods},
       "tuning": tuning, "cells": cells_json, "scores": scores,
-      "summary": summary, "profile": profile,
+      "normalizers": normalizers, "summary": summary, "profile": profile,
       "cost": {"session": session or {},
                "per_family": _family_cost(run_costs or {})},
   })
@@ -140,62 +227,108 @@ def _p(x) -> str:
   return f"{x:.2g}"
 
 
+def _inf(x, digits=3) -> str:
+  """A rank statistic: None is +inf (results.json stores inf as null)."""
+  return "∞" if x is None else f"{x:.{digits}f}"
+
+
+def _interval(s, stat) -> str:
+  return (f"{_inf(s[stat])} [{_inf(s[stat + '_low'])}, "
+          f"{_inf(s[stat + '_high'])}]")
+
+
 def _summary_tables(results, split) -> List[str]:
   side = [n for n, w in results["workloads"].items() if w["split"] == split]
   words = {workloads_lib.HELDOUT: "held-out", workloads_lib.TRAIN: "train"}
   if not side:
     return [f"## Summary over the {words[split]} workloads", "",
             f"No {words[split]} workload in this run.", ""]
-  lines = [f"## Summary over the {len(side)} {words[split]} workloads",
-           "", f"Workloads: {', '.join(f'`{n}`' for n in side)}. "
-           "Normalized loss = mean test loss / tuned cosine's (< 1: "
-           "better); W/T/L against tuned cosine (Welch p < 0.05); a diverged "
-           "seed counts as the worst loss.", ""]
-  for kind in (methods_lib.SELF_TUNING, methods_lib.TUNED):
-    names = [n for n, m in results["methods"].items() if m["kind"] == kind]
-    rows = sorted(names, key=lambda n: _or_inf(
-        results["summary"][split][n]["geometric_mean"]))
-    lines += [f"### {_KIND_TITLES[kind]}", "",
-              "| method | median norm. loss | geo. mean norm. loss | W / T / L "
-              "| diverged seeds |", "|---|---|---|---|---|"]
-    for n in rows:
-      s = results["summary"][split][n]
-      div = sum(results["scores"][w][n]["diverged"] for w in side)
-      seeds = sum(results["scores"][w][n]["num_seeds"] for w in side)
-      lines.append(f"| `{n}` | {_f(s['median'], 3)} | "
-                   f"{_f(s['geometric_mean'], 3)} | {s['wins']} / {s['ties']} "
-                   f"/ {s['losses']} | {div} / {seeds} |")
-    lines.append("")
+  summary = results["summary"][split]
+  kinds = {n: m["kind"] for n, m in results["methods"].items()}
+  kinds[BEST_REFERENCE] = methods_lib.TUNED
+  rows = sorted(summary, key=lambda n: (_or_inf(summary[n]["median"]),
+                                        _or_inf(summary[n]["iqm"]), n))
+  cis = {n: (_or_inf(summary[n]["median_low"]),
+             _or_inf(summary[n]["median_high"])) for n in rows}
+  n_seeds = results["num_seeds"]
+  lines = [
+      f"## Summary over the {len(side)} {words[split]} workloads", "",
+      f"Workloads: {', '.join(f'`{n}`' for n in side)}. Normalized loss = "
+      "a seed's test loss / the mean test loss of the workload's strongest "
+      "tuned reference (chosen by tuning validation loss; "
+      f"`{BEST_REFERENCE}` is that reference's own row), pooled over "
+      f"{len(side)} workloads x {n_seeds} seeds; [95% bootstrap interval "
+      "over workloads and seeds]. W/T/L: Mann-Whitney U, Holm-corrected over "
+      "every method and workload of this side, p < 0.05. A diverged seed is "
+      "counted apart and ranks worst (∞). Time to target: area under the "
+      "steps-to-target performance profile up to a ratio of "
+      f"{scoring.PROFILE_TAU_MAX:g} (1 = fastest everywhere). "
+      "'Not distinguishable from' lists the methods whose median interval "
+      "overlaps this one's.", "",
+      "| # | method | kind | median norm. loss [95% CI] | IQM [95% CI] | "
+      "W / T / L vs reference | W / T / L vs default LR | diverged seeds | "
+      "time-to-target area | not distinguishable from |",
+      "|---|---|---|---|---|---|---|---|---|---|"]
+  for i, n in enumerate(rows):
+    s = summary[n]
+    same = [str(j + 1) for j, other in enumerate(rows) if other != n and
+            scoring.intervals_overlap(cis[n], cis[other])]
+    wtl = ("-" if n == BEST_REFERENCE else
+           f"{s['wins']} / {s['ties']} / {s['losses']}")
+    base = ("-" if n in (BEST_REFERENCE, methods_lib.DEFAULT_LR) else
+            f"{s['baseline_wins']} / {s['baseline_ties']} / "
+            f"{s['baseline_losses']}")
+    lines.append(
+        f"| {i + 1} | `{n}` | {kinds[n]} | {_interval(s, 'median')} | "
+        f"{_interval(s, 'iqm')} | {wtl} | {base} | "
+        f"{s['diverged']} / {s['num_seeds']} | "
+        f"{_f(s['time_to_target_area'], 3)} | "
+        f"{', '.join(same) if same else 'none'} |")
+  lines.append("")
   return lines
 
 
+def _bits(loss) -> str:
+  return "n/a" if loss is None else f"{loss / np.log(2):.4f}"
+
+
 def score_table(header: str, scores: dict, settings: dict,
-                kinds: dict) -> List[str]:
+                kinds: dict, sequence: bool = False) -> List[str]:
   """Markdown lines: ``header``, then one row per method of one workload.
 
   Args:
     header: the sentence above the table (task, steps, seeds).
-    scores: ``{method: WorkloadScore or its _asdict()}``.
+    scores: ``{method: WorkloadScore or its _asdict()}`` (optionally with
+      ``steps_to_target``).
     settings: ``{method: the setting it ran with}``.
     kinds: ``{method: 'tuned' or 'self_tuning'}``; tuned rows first, each
-      group by mean test loss.
+      group by median normalised loss.
+    sequence: a language model's workload: bits per character next to the
+      loss (test loss / ln 2).
   """
   scores = {n: s._asdict() if hasattr(s, "_asdict") else s
             for n, s in scores.items()}
+  extra = " bits/char |" if sequence else ""
   lines = [header, "",
-           "| method | kind | setting | test loss | test accuracy | diverged "
-           "| norm. loss | p vs cosine | p vs best const. |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| method | kind | setting | test loss (finite seeds) |" + extra +
+           " test accuracy | diverged | median norm. loss | p vs reference "
+           "| p vs baseline | steps to target |",
+           "|---|---|---|---|---|---|---|---|---|---|" +
+           ("---|" if sequence else "")]
   order = sorted(scores, key=lambda n: (kinds[n] != methods_lib.TUNED,
-                                        _or_inf(scores[n]["loss_mean"])))
+                                        _or_inf(scores[n]["normalized"]), n))
   for n in order:
     s = scores[n]
+    steps = s.get("steps_to_target", "")
+    steps = "never" if steps is None else (
+        f"{steps:.0f}" if steps != "" else "")
     lines.append(
         f"| `{n}` | {kinds[n]} | {settings.get(n, '')} "
         f"| {_f(s['loss_mean'])} ({_f(s['loss_std'])}) "
+        + (f"| {_bits(s['loss_mean'])} " if sequence else "") +
         f"| {_f(s['accuracy_mean'])} ({_f(s['accuracy_std'])}) "
-        f"| {s['diverged']}/{s['num_seeds']} | {_f(s['normalized'], 3)} "
-        f"| {_p(s['p_reference'])} | {_p(s['p_best_constant'])} |")
+        f"| {s['diverged']}/{s['num_seeds']} | {_inf(s['normalized'])} "
+        f"| {_p(s['p_reference'])} | {_p(s['p_baseline'])} | {steps} |")
   return lines
 
 
@@ -205,21 +338,40 @@ def _workload_table(results, name) -> List[str]:
   for c in results["cells"]:
     if c["workload"] == name:
       settings[c["method"]] = c["setting"]
-  header = f"{w['description']}: {w['summary']}."
+  norm = results["normalizers"][name]
+  header = (f"{w['description']}: {w['summary']}. Normalized by "
+            f"`{norm['method']}` ({norm['setting']}, tuning validation loss "
+            f"{_f(norm['tuning_val_loss'])}); target validation loss "
+            f"{_f(norm['target_val_loss'])} (its median final validation "
+            "loss on the evaluation seeds; steps to target on each method's "
+            "median validation curve); p: Mann-Whitney U, uncorrected; "
+            "baseline: "
+            f"`{methods_lib.DEFAULT_LR}`.")
+  flags = []
+  if norm["tuning_seeds_disagree"]:
+    flags.append("the reference's tuning seeds disagree (spread > 10% or a "
+                 "divergence)")
+  if norm["eval_seeds_disagree"]:
+    flags.append("the reference's evaluation seeds disagree (test-loss "
+                 "spread > 10% or a divergence)")
+  sequence = w["dataset"] in tasks_lib.SEQUENCE_DATASETS
   lines = [f"## `{name}` ({w['split']})", ""] + score_table(
       header, results["scores"][name], settings,
-      {n: m["kind"] for n, m in results["methods"].items()})
-  edge = [m for m, t in results["tuning"].get(name, {}).items()
-          if t["best_at_grid_edge"]]
+      {n: m["kind"] for n, m in results["methods"].items()}, sequence)
   tuning = results["tuning"].get(name, {})
   if tuning:
     lines += ["", "Tuning: " + "; ".join(
-        f"`{m}` {len(t['grid'])} settings x {len(t['tuning_seeds'])} seeds "
+        f"`{m}` {len(t['grid'])} settings"
+        + (f" ({t['extended_by']} added past an edge)"
+           if t.get("extended_by") else "")
+        + f" x {len(t['tuning_seeds'])} seeds, best {t['best']} "
         f"({t['cost']['wall_s']:.0f} s)" for m, t in tuning.items()) + "."]
+  edge = [m for m, t in tuning.items() if t["best_at_grid_edge"]]
   if edge:
-    lines.append(f"Best setting at the edge of its LR grid: "
-                 f"{', '.join(f'`{m}`' for m in edge)} (the grid may be too "
-                 "narrow here).")
+    flags.append("best setting still at the edge of its LR grid after "
+                 f"extending it: {', '.join(f'`{m}`' for m in edge)}")
+  if flags:
+    lines.append("Flags: " + "; ".join(flags) + ".")
   lines.append("")
   return lines
 
@@ -257,7 +409,8 @@ def leaderboard(results) -> str:
            f"{results['num_seeds']} evaluation seeds "
            f"{results['evaluation_seeds'][0]}.."
            f"{results['evaluation_seeds'][-1]}"
-           f", tuning seeds {results['tuning_seeds']}. Command: "
+           f", tuning seeds {results['tuning_seeds']}; every score is "
+           "relative to each workload's strongest tuned reference. Command: "
            f"`{results['command']}`"
            + (f", {session.get('date', '')}" if session else "") + ".", ""]
   lines += _summary_tables(results, workloads_lib.HELDOUT)
@@ -290,23 +443,30 @@ def _style(results, name, i):
 
 
 def plot_profile(results, path):
-  """Performance profile over the held-out workloads."""
+  """Performance profiles over the held-out workloads: of normalised loss,
+  and of steps to the target (AlgoPerf's)."""
   plt = _pyplot()
-  taus = results["profile"]["taus"]
   n = sum(w["split"] == workloads_lib.HELDOUT
           for w in results["workloads"].values())
-  fig, ax = plt.subplots(figsize=(10, 5))
-  for i, (name, frac) in enumerate(results["profile"]["heldout"].items()):
-    ax.plot(taus, frac, label=name, drawstyle="steps-post",
-            **_style(results, name, i))
+  prof = results["profile"]
+  fig, (ax, ax_steps) = plt.subplots(1, 2, figsize=(15, 5))
+  for i, name in enumerate(prof["heldout"]):
+    style = _style(results, name, i)
+    ax.plot(prof["taus"], prof["heldout"][name], label=name,
+            drawstyle="steps-post", **style)
+    ax_steps.plot(prof["step_taus"], prof["heldout_steps"][name], label=name,
+                  drawstyle="steps-post", **style)
   plotting.log_scale(ax, "x")
-  ax.set(xlabel="tau (normalized test loss = method / tuned cosine)",
+  ax.set(xlabel="tau (normalized test loss = method / best tuned reference)",
          ylabel="fraction of held-out workloads with normalized loss <= tau",
          ylim=(-0.02, 1.02),
-         title=f"Performance profile, suite {results['suite']!r}, {n} "
-               "held-out workloads (dashed: tuned)")
+         title=f"Suite {results['suite']!r}, {n} held-out workloads "
+               "(dashed: tuned)")
   ax.axvline(1.0, color="grey", linewidth=0.8)
-  ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+  ax_steps.set(xlabel="tau (steps to target / fastest method's)",
+               ylabel="fraction of held-out workloads reached within tau",
+               ylim=(-0.02, 1.02), title="Time to target (AlgoPerf profile)")
+  ax_steps.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

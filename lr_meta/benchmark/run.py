@@ -7,6 +7,7 @@ import jax
 
 from lr_meta import distributed
 from lr_meta.benchmark import harness
+from lr_meta.benchmark import ledger as ledger_lib
 from lr_meta.benchmark import methods as methods_lib
 from lr_meta.benchmark import report
 from lr_meta.benchmark import workloads as workloads_lib
@@ -20,7 +21,8 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
               command: str = "", progress_stream=None,
               progress_interval: float = 30.0,
               mesh: Optional[jax.sharding.Mesh] = None,
-              log: Callable[[str], Any] = harness.warn) -> dict:
+              log: Callable[[str], Any] = harness.warn,
+              ledger: Optional[str] = None, ledger_note: str = "") -> dict:
   """Runs (or resumes) a benchmark and writes its report into ``outdir``.
 
   Args:
@@ -39,6 +41,10 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
       processes of a multi-process job; process 0 alone writes ``outdir``.
     log: where one-line reports go (run cache cells that cannot be trusted
       and are recomputed, a stale lock taken over); default stderr.
+    ledger: the held-out ledger to append to when a method that is not
+      final meets a held-out workload (``lr_meta.benchmark.ledger``); None
+      writes nothing.
+    ledger_note: what the look is for or what was decided, for its row.
 
   Returns:
     The ``results.json`` dict.
@@ -64,4 +70,11 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
         run_costs=runs.run_costs)
     if distributed.is_main_process():
       report.write_report(results, outdir)
+      if ledger:
+        heldout = workloads_lib.select(chosen, workloads_lib.HELDOUT)
+        if ledger_lib.record_look(
+            ledger, command=command or f"run_suite({suite!r})",
+            methods=[m.name for m in resolved],
+            heldout_workloads=[w.name for w in heldout], note=ledger_note):
+          log(f"Held-out ledger: the look is entered in {ledger}.")
   return results
