@@ -257,6 +257,35 @@ def test_tuned_grids_and_the_untuned_default(workload, task):
   assert "xu2019_step_decay" not in benchmark.known_methods()
 
 
+@pytest.mark.parametrize("suite", ["cpu", "gpu"])
+def test_every_reference_builds_on_every_workload(suite):
+  # Building reads only what the workload states (its optimizer's grid,
+  # its horizon): every base optimizer of a suite needs an LR grid.
+  for w in benchmark.get_suite(suite):
+    for name in methods_lib.REFERENCES:
+      _, settings = benchmark.get_method(name).build(w, None)
+      assert len(settings) >= 6
+      assert all(s.hp["learning_rates"].shape == (w.num_steps,)
+                 for s in settings)
+  assert set(methods_lib.GRID_LRS) == set(tasks.KNOWN_OPTIMIZERS)
+
+
+def test_a_prediction_controller_is_not_applicable_to_a_regression_loss(
+    data_dir):
+  wl = benchmark.get_workload("fmnist_autoencoder_adam")
+  small = tasks.make_task("fashion_mnist", "autoencoder",
+                          dict(wl.model_kwargs), "adam", batch_size=8,
+                          num_train_examples=16, num_val_examples=16,
+                          num_test_examples=16, data_dir=data_dir)
+  with pytest.raises(methods_lib.NotApplicable,
+                     match="observes class predictions.*'fmnist_autoencoder"
+                     "_adam' trains"):
+    benchmark.get_method("controller:mnist1d_mlp_quickstart").build(wl, small)
+  # The generalist reads the loss only: it runs there.
+  program, _ = benchmark.get_method("controller:generalist").build(wl, small)
+  assert program.observed_layers is None
+
+
 def _winner(settings, **coords):
   return next(i for i, s in enumerate(settings) if dict(s.point) == coords)
 

@@ -503,10 +503,13 @@ class BenchmarkRuns(NamedTuple):
     cells: the evaluation ``Cell``s in (workload, method, seed) order.
     tuning: ``{workload: {tuned method: grid, winner, cost}}``.
     run_costs: ``{(workload, family): [cost of each distinct run]}``.
+    not_applicable: ``{workload: {method: why}}``: methods that cannot run
+      there (``methods.NotApplicable``), left out of its cells.
   """
   cells: List[Cell]
   tuning: Dict[str, Dict[str, dict]]
   run_costs: Dict[tuple, List[dict]]
+  not_applicable: Dict[str, Dict[str, str]] = {}
 
 
 def _grid_runs(workload, program, settings, seeds):
@@ -536,12 +539,22 @@ def _by_family(methods, built):
 
 
 def _plan(suite, methods, data_dir, num_seeds):
-  """Tasks, built methods and the progress totals (building is cheap)."""
+  """Tasks, built methods, the methods not applicable to each workload
+  (``{workload: {method: why}}``) and the progress totals (building is
+  cheap)."""
   tasks_, built, total_runs, total_steps = {}, {}, 0, 0
+  not_applicable = {}
   for workload in suite:
     task = tasks_[workload.name] = workload_task(workload, data_dir)
-    built[workload.name] = {m.name: m.build(workload, task) for m in methods}
+    built[workload.name] = {}
     for m in methods:
+      try:
+        built[workload.name][m.name] = m.build(workload, task)
+      except methods_lib.NotApplicable as e:
+        not_applicable.setdefault(workload.name, {})[m.name] = str(e)
+    for m in methods:
+      if m.name not in built[workload.name]:
+        continue
       settings = built[workload.name][m.name][1]
       if m.kind == methods_lib.SELF_TUNING and len(settings) != 1:
         raise ValueError(f"self-tuning method {m.name!r} must have exactly "
@@ -550,7 +563,7 @@ def _plan(suite, methods, data_dir, num_seeds):
                        if m.kind == methods_lib.TUNED else 0)
       total_runs += n
       total_steps += n * workload.num_steps
-  return tasks_, built, total_runs, total_steps
+  return tasks_, built, not_applicable, total_runs, total_steps
 
 
 def _tuning_summary(workload, settings, seeds, records, program, wall,
@@ -615,15 +628,16 @@ def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
                    mesh):
   tuning_seeds = seeds_lib.seed_range("benchmark_tuning", NUM_TUNING_SEEDS)
   eval_seeds = seeds_lib.seed_range("benchmark_evaluation", num_seeds)
-  tasks_, built, total_runs, total_steps = _plan(suite, methods, data_dir,
-                                                 num_seeds)
+  tasks_, built, not_applicable, total_runs, total_steps = _plan(
+      suite, methods, data_dir, num_seeds)
   progress = Progress(total_runs, total_steps, progress_stream,
                       progress_interval)
   cells, tuning, run_costs = [], {}, {}
   try:
     for workload in suite:
       task, made = tasks_[workload.name], built[workload.name]
-      families = _by_family(methods, made)
+      applicable = [m for m in methods if m.name in made]
+      families = _by_family(applicable, made)
       tuning[workload.name] = {}
 
       # vmap batch width per family: its largest phase, at most max_batch.
@@ -640,8 +654,8 @@ def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
 
       grids = {m.name: _grid_runs(workload, made[m.name][0], made[m.name][1],
                                   tuning_seeds)
-               for m in methods if m.kind == methods_lib.TUNED}
-      chosen = {m.name: made[m.name][1][0] for m in methods}
+               for m in applicable if m.kind == methods_lib.TUNED}
+      chosen = {m.name: made[m.name][1][0] for m in applicable}
       for family, (program, members) in families.items():
         tuned = [m for m in members if m.kind == methods_lib.TUNED]
         runs = [r for m in tuned for r in grids[m.name]]
@@ -679,4 +693,5 @@ def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
   names = [w.name for w in suite]
   cells.sort(key=lambda c: (names.index(c.workload), order[c.method]))
   return BenchmarkRuns(cells, tuning, {k: list(v.values())
-                                       for k, v in run_costs.items()})
+                                       for k, v in run_costs.items()},
+                       not_applicable)

@@ -64,9 +64,16 @@ GRID_LRS = {
     "sgd": (1.0, 0.3, 0.1, 0.03, 0.01, 0.003),
     "momentum": (0.3, 0.1, 0.03, 0.01, 0.003, 0.001),
     "adam": (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4),
+    "adamw": (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4),
     "rmsprop": (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4),
 }
 WARMUP_FRACTION = 0.05
+
+
+class NotApplicable(ValueError):
+  """A method that cannot run on a workload (e.g. a controller that reads
+  class predictions on a regression loss): the benchmark leaves its cells
+  out there and says why, instead of failing the suite."""
 
 
 class Setting(NamedTuple):
@@ -533,14 +540,18 @@ def controller_program(spec, workload, task) -> Controlled:
   compiled program serves every set of params of the same spec (e.g. the
   snapshots of a meta-training scored on the train side).
   """
+  dynamics = observation_lib.observation_parts(spec.observation_kind).dynamics
+  if dynamics and not task.objective.has_predictions:
+    raise NotApplicable(
+        f"controller {spec.name!r} observes class predictions (observation "
+        f"{spec.observation_kind!r}); workload {workload.name!r} trains "
+        f"{task.objective.description}, which has none")
   val = task.num_examples("val")
   probe = min(spec.num_val_examples or val, val)
   return Controlled(spec, workload.optimizer, float(workload.initial_lr),
                     workload.num_steps, probe, task.num_classes,
                     workload.optimizer_kwargs,
-                    observed_layers(task) if observation_lib.
-                    observation_parts(spec.observation_kind).dynamics
-                    else None,
+                    observed_layers(task) if dynamics else None,
                     positions=task.context_length or 1)
 
 

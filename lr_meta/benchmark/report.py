@@ -116,7 +116,7 @@ def _side_summary(side, methods, scores, normalizers):
   """``{method: Summary + time area}`` over one side (module docstring of
   ``scoring``), with the normaliser's own row under ``BEST_REFERENCE``."""
   names = [m.name for m in methods]
-  pairs = [(n, w.name) for n in names for w in side]
+  pairs = [(n, w.name) for n in names for w in side if n in scores[w.name]]
   adjusted = dict(zip(pairs, scoring.holm(
       [scores[w][n]["p_reference"] for n, w in pairs])))
   adjusted_base = dict(zip(pairs, scoring.holm(
@@ -127,6 +127,8 @@ def _side_summary(side, methods, scores, normalizers):
     for w in side:
       ref = normalizers[w.name]["method"]
       name = ref if n == BEST_REFERENCE else n
+      if name not in scores[w.name]:
+        continue   # not applicable there (``methods.NotApplicable``)
       sc = scores[w.name][name]
       groups.append(sc["normalized_seeds"])
       ratios.append(sc["step_ratio"])
@@ -151,10 +153,13 @@ def build_results(suite_name: str,
                   cells: Sequence[harness.Cell], tuning: dict, *,
                   num_seeds: int, command: str = "",
                   session: Optional[dict] = None,
-                  run_costs: Optional[dict] = None) -> dict:
+                  run_costs: Optional[dict] = None,
+                  not_applicable: Optional[dict] = None) -> dict:
   """Everything of one benchmark as a JSON-able dict (see module docstring).
 
   Args:
+    not_applicable: ``{workload: {method: why}}``: a method is scored on
+      the workloads it can run on; the summary says on how many.
     run_costs: ``{(workload, family): [cost of every distinct run]}``
       (tuning and evaluation), for the compile and wall-time table.
     session: this invocation's measurements (date, wall time).
@@ -177,8 +182,8 @@ def build_results(suite_name: str,
                                   methods, scores, normalizers)
              for split in workloads_lib.SPLITS}
   heldout = workloads_lib.select(suite, workloads_lib.HELDOUT)
-  norms = {m.name: [scores[w.name][m.name]["normalized"] for w in heldout]
-           for m in methods}
+  norms = {m.name: [scores[w.name][m.name]["normalized"] for w in heldout
+                    if m.name in scores[w.name]] for m in methods}
   finite = [v for vs in norms.values() for v in vs if np.isfinite(v)]
   taus = np.geomspace(min([0.9] + finite), min(max([2.0] + finite), 10.0),
                       120)
@@ -189,7 +194,8 @@ def build_results(suite_name: str,
              "step_taus": step_taus.tolist(),
              "heldout_steps": {
                  m.name: scoring.performance_profile(
-                     [scores[w.name][m.name]["step_ratio"] for w in heldout],
+                     [scores[w.name][m.name]["step_ratio"] for w in heldout
+                      if m.name in scores[w.name]],
                      step_taus).tolist() for m in methods}}
   return harness.json_safe({
       "suite": suite_name, "command": command, "num_seeds": num_seeds,
@@ -203,6 +209,7 @@ def build_results(suite_name: str,
                            "description": m.description} for m in methods},
       "tuning": tuning, "cells": cells_json, "scores": scores,
       "normalizers": normalizers, "summary": summary, "profile": profile,
+      "not_applicable": not_applicable or {},
       "cost": {"session": session or {},
                "per_family": _family_cost(run_costs or {})},
   })
@@ -246,8 +253,9 @@ def _summary_tables(results, split) -> List[str]:
   summary = results["summary"][split]
   kinds = {n: m["kind"] for n, m in results["methods"].items()}
   kinds[BEST_REFERENCE] = methods_lib.TUNED
-  rows = sorted(summary, key=lambda n: (_or_inf(summary[n]["median"]),
-                                        _or_inf(summary[n]["iqm"]), n))
+  rows = sorted((n for n in summary if summary[n]["num_workloads"]),
+                key=lambda n: (_or_inf(summary[n]["median"]),
+                               _or_inf(summary[n]["iqm"]), n))
   cis = {n: (_or_inf(summary[n]["median_low"]),
              _or_inf(summary[n]["median_high"])) for n in rows}
   n_seeds = results["num_seeds"]
@@ -278,8 +286,10 @@ def _summary_tables(results, split) -> List[str]:
     base = ("-" if n in (BEST_REFERENCE, methods_lib.DEFAULT_LR) else
             f"{s['baseline_wins']} / {s['baseline_ties']} / "
             f"{s['baseline_losses']}")
+    cover = ("" if s["num_workloads"] == len(side) else
+             f" ({s['num_workloads']} of {len(side)} workloads)")
     lines.append(
-        f"| {i + 1} | `{n}` | {kinds[n]} | {_interval(s, 'median')} | "
+        f"| {i + 1} | `{n}`{cover} | {kinds[n]} | {_interval(s, 'median')} | "
         f"{_interval(s, 'iqm')} | {wtl} | {base} | "
         f"{s['diverged']} / {s['num_seeds']} | "
         f"{_f(s['time_to_target_area'], 3)} | "
@@ -372,6 +382,8 @@ def _workload_table(results, name) -> List[str]:
                  f"extending it: {', '.join(f'`{m}`' for m in edge)}")
   if flags:
     lines.append("Flags: " + "; ".join(flags) + ".")
+  for m, why in results.get("not_applicable", {}).get(name, {}).items():
+    lines.append(f"Not applicable here: `{m}`: {why}.")
   lines.append("")
   return lines
 

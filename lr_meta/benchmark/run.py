@@ -67,7 +67,7 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
         suite, chosen, resolved, runs.cells, runs.tuning,
         num_seeds=num_seeds, command=command,
         session=report.session_info(time.time() - start),
-        run_costs=runs.run_costs)
+        run_costs=runs.run_costs, not_applicable=runs.not_applicable)
     if distributed.is_main_process():
       report.write_report(results, outdir)
       if ledger:
