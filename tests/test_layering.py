@@ -1,6 +1,6 @@
 """The package's layering, checked on the source and on a fresh interpreter.
 
-Layers, lowest first (DESIGN.md section 2): bottom utilities -> tasks,
+Layers, lowest first (docs/DESIGN.md, Layers): bottom utilities -> tasks,
 features -> policies, the NOS rule language -> optax -> envs, baselines ->
 agents, nos.search -> experiment / evaluation / benchmark / run directory.
 A module may import modules of its own layer entry and of strictly lower
@@ -27,6 +27,7 @@ LAYERS = (
     ("lazy exports", 0, ("lr_meta._lazy",)),
     ("runner", 0, ("lr_meta.runner",)),
     ("argument checks", 0, ("lr_meta.checks",)),
+    ("atomic files", 0, ("lr_meta.files",)),
     ("seeds", 0, ("lr_meta.seeds",)),
     ("plotting", 0, ("lr_meta.plotting",)),
     ("progress", 0, ("lr_meta.progress",)),

@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import files
 from lr_meta.features import dynamics
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
@@ -503,10 +504,7 @@ def save_controller(path: str, controller: Controller) -> str:
   """Writes ``controller`` to ``path`` atomically; returns the path."""
   data = controller_to_bytes(controller)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
+  files.atomic_write(path, data)
   return path
 
 

@@ -50,7 +50,7 @@ portable controller of a run).
 
 from lr_meta.rundir.artifact import controller_from_training
 from lr_meta.rundir.artifact import write_training_artifact
-from lr_meta.rundir.layout import atomic_write
+from lr_meta.files import atomic_write
 from lr_meta.rundir.layout import CHECKPOINT_DIR
 from lr_meta.rundir.layout import check_allow_changes
 from lr_meta.rundir.layout import check_and_store_config

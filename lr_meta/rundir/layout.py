@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 import ml_collections
 import numpy as np
 
+from lr_meta.files import atomic_write  # pylint: disable=unused-import (re-exported: rundir.atomic_write)
 from lr_meta.policies import controller as controller_lib
 
 CONFIG_FILE = "config.json"
@@ -159,18 +160,6 @@ def check_and_store_config(workdir: str, config,
 
 # ----------------------------------------------------------------------------
 # Files.
-
-
-def atomic_write(path: str, text: str):
-  """Writes ``text`` to ``path`` so that a reader sees the old file or the
-  whole new one, never a part: ``<path>.tmp``, fsync, then a rename (one
-  writer per path: the run directory's, or the benchmark outdir's, lock)."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", newline="") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
