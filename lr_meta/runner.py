@@ -2,7 +2,7 @@
 
 A training run (or an agent's rollout) is a loop of identical bodies. How the
 loop is executed is a choice made per model and backend, by measurement
-(DESIGN.md section 3; BUILD_NOTES.md "Execution strategies"):
+(docs/DESIGN.md; BUILD_NOTES.md "Execution strategies"):
 
 * ``'scan'``: the whole loop is one ``lax.scan`` inside one ``jit``. Fastest for
   MLPs on CPU and the usual choice on GPU/TPU.
