@@ -1,7 +1,8 @@
 """A generalist LR controller: PPO over a distribution of training tasks.
 
 The distribution holds ONLY the (data set, model, base optimizer)
-combinations of the cpu benchmark's ``train`` side (``lr_meta.benchmark``),
+combinations of the ``train`` side of benchmark suite ``cpu_v1`` (the suite
+this controller was trained and first scored on; ``lr_meta.benchmark``),
 each centred on that workload's default LR; members draw MLP depths and
 widths, batch sizes and training subsets, episodes draw the initial LR
 (log-uniform over x3 either side) and the run length (log-uniform in
@@ -25,7 +26,7 @@ import ml_collections
 from lr_meta import benchmark
 
 
-def train_side(suite: str = "cpu", include_conv: bool = True):
+def train_side(suite: str = "cpu_v1", include_conv: bool = True):
   """``[dataset, model, optimizer, default_lr]`` of the suite's train side
   (``include_conv=False``: its MLP workloads only)."""
   seen, out = set(), []
@@ -41,13 +42,16 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.agent = "ppo"
-  config.suite = "cpu"
+  # The shipped generalist's recipe: suite cpu_v1's train side (SGD and
+  # momentum MLPs). Suite cpu (v2) moved Adam workloads to its train side.
+  config.suite = "cpu_v1"
   config.distribution = ml_collections.ConfigDict(dict(
       # [dataset, model, optimizer, default_lr, weight]. CPU-sized: the
       # train side's MLPs only; a LeNet-5 episode of 1000 steps at batch 128
       # costs ~100x an MLP's on 2 shared cores. Set include_conv=True on an
       # accelerator.
-      combinations=[c + [1.0] for c in train_side("cpu", include_conv=False)],
+      combinations=[c + [1.0] for c in train_side("cpu_v1",
+                                                   include_conv=False)],
       num_members=8,
       mlp_depths=(1, 3),
       mlp_widths=(32, 64, 128, 256),

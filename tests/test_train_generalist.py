@@ -119,13 +119,13 @@ def test_ablation_removes_exactly_the_named_inputs(runs):
 
 def test_score_workloads_restrict_and_name_the_allowed_ones(tmp_path):
   tg = load_script("train_generalist")
-  scorer = tg.TrainSideScore("cpu", 1, None, str(tmp_path),
+  scorer = tg.TrainSideScore("cpu_v1", 1, None, str(tmp_path),
                              ("cifar10_mlp_sgd",))
   assert [w.name for w in scorer.workloads] == ["cifar10_mlp_sgd"]
-  assert len(tg.TrainSideScore("cpu", 1, None, str(tmp_path)).workloads) == 4
+  assert len(tg.TrainSideScore("cpu_v1", 1, None, str(tmp_path)).workloads) == 4
   with pytest.raises(ValueError, match=r"score_workloads \['fmnist_mlp_adam_"
-                     r"long'\]; allowed: the train workloads of suite 'cpu'"):
-    tg.TrainSideScore("cpu", 1, None, str(tmp_path),
+                     r"long'\]; allowed: the train workloads of suite 'cpu_v1'"):
+    tg.TrainSideScore("cpu_v1", 1, None, str(tmp_path),
                       ("fmnist_mlp_adam_long",))
 
 
