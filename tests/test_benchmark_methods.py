@@ -392,6 +392,24 @@ def test_cpu_v1_suite_mixes_data_models_optimizers_and_horizons():
   assert all(w.num_steps <= 100 for w in benchmark.get_suite("tiny"))
 
 
+def test_a_controller_trained_on_a_held_out_task_is_named():
+  ws = benchmark.get_suite("cpu")
+  heldout = benchmark.select(ws, "heldout")
+  generalist = benchmark.get_method("controller:generalist")
+  assert {t.dataset for t in generalist.trained_on} == {
+      "mnist1d", "fashion_mnist", "cifar10"}
+  assert benchmark.workloads.trained_on_heldout(
+      heldout, generalist.trained_on) == []
+  task = benchmark.workloads.TrainingTask
+  assert benchmark.workloads.trained_on_heldout(heldout, [
+      task("cifar10", "resnet_norm", "momentum", 300),
+      task("tiny_shakespeare", "lstm", "sgd", 100)]) == [
+          "held-out 'cifar10_resnet_group_momentum': (cifar10, resnet_norm, "
+          "momentum) was trained on",
+          "training tasks read the held-out text tiny_shakespeare: "
+          "['tiny_shakespeare/lstm/sgd']"]
+
+
 def test_cpu_suite_v2_held_out_side_and_its_rules():
   ws = benchmark.get_suite("cpu")
   heldout = benchmark.select(ws, "heldout")

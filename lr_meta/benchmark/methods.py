@@ -139,6 +139,8 @@ class Method:
   # beyond the grid's edge where the winner sits (``extend_grid``).
   extend: Optional[Callable[[workloads_lib.Workload, Sequence[Setting],
                              int], List[Setting]]] = None
+  # Learned controllers: what they were trained on (held-out checks).
+  trained_on: Tuple[workloads_lib.TrainingTask, ...] = ()
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -572,18 +574,20 @@ def controller_method(name: str) -> Method:
     return controller_program(spec, workload, task), [setting]
 
   try:
+    trained_on = workloads_lib.training_tasks(spec)
     trained = "trained on " + "; ".join(
         f"{t.dataset} {t.model} {t.optimizer}, {t.num_steps} steps"
-        for t in workloads_lib.training_tasks(spec))
+        for t in trained_on)
   except ValueError:
-    trained = "training task not recorded"
+    trained_on, trained = (), "training task not recorded"
   # Its own family: two files of one spec name (e.g. a shipped controller
   # and a retrained one) are two methods with two sets of params.
   return Method(CONTROLLER_PREFIX + name, SELF_TUNING,
                 CONTROLLER_PREFIX + name, build,
                 f"learned controller {spec.name!r} ({spec.agent or 'agent'}, "
                 f"observation {spec.observation_kind}, {trained}), through "
-                "lr_meta.optax.controlled from the workload's default LR")
+                "lr_meta.optax.controlled from the workload's default LR",
+                trained_on=tuple(trained_on))
 
 
 SCHEDULE_PREFIX = "schedule:"

@@ -425,6 +425,9 @@ def leaderboard(results) -> str:
            "relative to each workload's strongest tuned reference. Command: "
            f"`{results['command']}`"
            + (f", {session.get('date', '')}" if session else "") + ".", ""]
+  for name, problems in results.get("trained_on_heldout", {}).items():
+    lines += [f"**`{name}` is not held out from this suite**: "
+              f"{'; '.join(problems)}.", ""]
   lines += _summary_tables(results, workloads_lib.HELDOUT)
   lines += _summary_tables(results, workloads_lib.TRAIN)
   lines += ["## Methods", ""] + [

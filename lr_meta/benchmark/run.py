@@ -57,6 +57,16 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
   start = time.time()
   chosen = workloads_lib.suite_workloads(suite, workloads)
   resolved = methods_lib.resolve(methods)
+  # A controller trained on a held-out workload's task is scored, but its
+  # score there is not a transfer result: said once, and in the report.
+  contaminated = {
+      m.name: workloads_lib.trained_on_heldout(
+          workloads_lib.select(chosen, workloads_lib.HELDOUT), m.trained_on)
+      for m in resolved}
+  contaminated = {k: v for k, v in contaminated.items() if v}
+  for name, problems in contaminated.items():
+    log(f"{name}: {'; '.join(problems)}: its held-out scores are not "
+        "transfer results.")
   with harness.outdir_lock(outdir, log):   # the runs and the report
     runs = harness.run_benchmark(
         chosen, resolved, num_seeds=num_seeds, outdir=outdir,
@@ -68,6 +78,7 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
         num_seeds=num_seeds, command=command,
         session=report.session_info(time.time() - start),
         run_costs=runs.run_costs, not_applicable=runs.not_applicable)
+    results["trained_on_heldout"] = contaminated
     if distributed.is_main_process():
       report.write_report(results, outdir)
       if ledger:

@@ -445,21 +445,30 @@ def check_heldout_rules(workloads: Iterable[Workload],
   return problems
 
 
+def trained_on_heldout(heldout: Iterable[Workload],
+                       trained_on: Iterable[TrainingTask]) -> List[str]:
+  """The held-out workloads whose (data set, model, optimizer) a training
+  task has, and training tasks on the held-out text: what makes a held-out
+  score not a transfer result."""
+  trained_on = tuple(trained_on)
+  trained = {(t.dataset, t.model, t.optimizer) for t in trained_on}
+  problems = [f"held-out {w.name!r}: ({w.dataset}, {w.model}, "
+              f"{w.optimizer}) was trained on" for w in heldout
+              if (w.dataset, w.model, w.optimizer) in trained]
+  on_text = sorted({f"{t.dataset}/{t.model}/{t.optimizer}" for t in trained_on
+                    if t.dataset == HELDOUT_TEXT})
+  if on_text:
+    problems.append(f"training tasks read the held-out text {HELDOUT_TEXT}: "
+                    f"{on_text}")
+  return problems
+
+
 def _v2_problems(heldout, train, longest) -> List[str]:
   problems = []
   if len(heldout) < MIN_HELDOUT_V2:
     problems.append(f"{len(heldout)} held-out workloads; at least "
                     f"{MIN_HELDOUT_V2} needed")
-  trained = {(t.dataset, t.model, t.optimizer) for t in train}
-  for w in heldout:
-    if (w.dataset, w.model, w.optimizer) in trained:
-      problems.append(f"held-out {w.name!r}: ({w.dataset}, {w.model}, "
-                      f"{w.optimizer}) was trained on")
-  on_text = sorted({f"{t.dataset}/{t.model}/{t.optimizer}" for t in train
-                    if t.dataset == HELDOUT_TEXT})
-  if on_text:
-    problems.append(f"training tasks read the held-out text {HELDOUT_TEXT}: "
-                    f"{on_text}")
+  problems += trained_on_heldout(heldout, train)
 
   def count(pred):
     return sum(1 for w in heldout if pred(w))
