@@ -55,13 +55,17 @@ class AgentKind(NamedTuple):
   config_class: type                # the agent's config dataclass
   make: Callable[..., Any]          # (agent config, env, env_params, mesh=) -> agent
   policy_params: Callable[[Any], Any]   # learner state -> policy params
+  # (agent config, env, policy params, common spec fields) -> Controller,
+  # the controller file of a trained agent; None: the agent has no file
+  # format (its controller is a snapshot).
+  export: Optional[Callable[..., Any]] = None
 
 
 AGENTS = {
     "ppo": AgentKind("xu2019", ppo_lib.PPOConfig, ppo_lib.make_ppo,
-                     lambda s: s.params),
+                     lambda s: s.params, ppo_lib.export_controller),
     "dqn": AgentKind("fu2016", dqn_lib.DQNConfig, dqn_lib.make_dqn,
-                     lambda s: s.params),
+                     lambda s: s.params, dqn_lib.export_controller),
     # Daniel et al. 2016: the deterministic controller is the search
     # distribution's mean theta (linear in [phi_hat, u, 1]).
     "reps": AgentKind("daniel2016", reps_lib.REPSConfig, reps_lib.make_reps,
@@ -72,6 +76,15 @@ AGENTS = {
                               lambda s: s.params),
 }
 KNOWN_AGENTS = tuple(AGENTS)
+
+
+def exporter(config) -> Optional[Callable[..., Any]]:
+  """The controller export of ``config.agent`` (``AgentKind.export``), for
+  ``lr_meta.rundir.controller_from_training``."""
+  if config["agent"] not in AGENTS:
+    raise ValueError(f"config.agent={config['agent']!r}; allowed: "
+                     f"{KNOWN_AGENTS}.")
+  return AGENTS[config["agent"]].export
 
 
 # The config schema: field names each part of a controller config may hold.

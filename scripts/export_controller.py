@@ -37,7 +37,7 @@ def from_snapshot(config, workdir, iteration, name, data_dir=None):
   _, env, env_params, _ = experiment.build(config, data_dir)
   return rundir.controller_from_training(
       config, env, env_params, rundir.load_snapshot(workdir, iteration),
-      name=name)
+      export=experiment.exporter(config), name=name)
 
 
 def export(workdir, name, out_dir=controller_lib.PRETRAINED_DIR,

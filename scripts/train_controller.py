@@ -253,7 +253,8 @@ def run(config, workdir, data_dir=None, log=print, allow_changes=(),
     if distributed.is_main_process():
       rundir.write_training_artifact(
           workdir, config, env, env_params,
-          experiment.policy_params(config, state), log=log)
+          experiment.policy_params(config, state),
+          export=experiment.exporter(config), log=log)
     ev = evaluation.evaluate(workdir, data_dir=data_dir, log=log)
     outdir = os.path.join(workdir, rundir.EVAL_DIR)
     table = evaluation.markdown(ev)

@@ -40,6 +40,7 @@ import orbax.checkpoint as ocp
 
 from lr_meta import benchmark
 from lr_meta import config as config_lib
+from lr_meta import experiment
 from lr_meta import rundir
 from lr_meta.rundir import layout
 from lr_meta import seeds as seeds_lib
@@ -148,7 +149,8 @@ def build(config, data_dir=None):
 
 def controller_of(config, env, env_params, state, name="generalist"):
   return rundir.controller_from_training(
-      config, env, env_params, jax.device_get(state.params), name=name)
+      config, env, env_params, jax.device_get(state.params),
+      export=experiment.exporter(config), name=name)
 
 
 class TrainSideScore:

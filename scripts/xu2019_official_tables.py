@@ -152,6 +152,7 @@ def select_checkpoint(train_config, eval_config, env, env_params, snapshots,
   # static policy function: other params reuse the compiled program).
   ctrl = rundir.controller_from_training(
       train_config, env, env_params, snapshots[max(snapshots)],
+      export=experiment.exporter(train_config),
       name=f"iter_{max(snapshots)}")
   with_params = lambda it: dataclasses.replace(
       ctrl, params=controller_lib.check_params(ctrl.spec,

@@ -391,7 +391,8 @@ def test_training_artifact_and_export(tmp_path, repo_root):
   agent_params = {"actor": actor, "critic": {"unused": jnp.zeros(3)}}
   workdir = tmp_path / "run"
   path = rundir.write_training_artifact(
-      str(workdir), config, env, env_params, agent_params)
+      str(workdir), config, env, env_params, agent_params,
+      export=experiment.exporter(config))
   ctrl = lmo.load_controller(path)
   assert ctrl.spec.steps_per_decision == 10
   assert ctrl.spec.initial_lrs == (0.1, 0.03)

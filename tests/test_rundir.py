@@ -55,7 +55,8 @@ def _artifact(setup, workdir, state):
   env, env_params, _ = setup
   return rundir.write_training_artifact(
       str(workdir), tiny_config(), env, env_params,
-      experiment.policy_params(tiny_config(), state), log=quiet)
+      experiment.policy_params(tiny_config(), state),
+      export=experiment.exporter(tiny_config()), log=quiet)
 
 
 @pytest.fixture(scope="module")

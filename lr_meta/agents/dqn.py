@@ -40,6 +40,7 @@ from flax import struct
 
 from lr_meta import distributed
 from lr_meta.agents import _common
+from lr_meta.policies import controller as controller_lib
 from lr_meta.policies import networks
 
 TARGET_UPDATES = ("hard", "polyak")
@@ -373,3 +374,28 @@ def make_train(config: DQNConfig, env, env_params, num_iterations: int,
   (``_common.make_train``; needs ``strategy='scan'``)."""
   return _common.make_train(make_dqn(config, env, env_params, mesh),
                             num_iterations)
+
+
+def export_controller(agent_config, env, agent_params, common: dict):
+  """The deployable controller of a DQN learner: its online Q-network,
+  acting greedily (Fu 2016's two actions).
+
+  Args:
+    agent_config: the ``dqn`` sub-config (mapping; ``hidden_sizes``).
+    env: the ``LREnv`` it trained on (its actions, the monitored layer).
+    agent_params: the online Q-network's params.
+    common: the ``ControllerSpec`` fields every agent's controller shares
+      (``lr_meta.rundir.controller_from_training``).
+
+  Raises:
+    ValueError: an action type other than 'fu2016'.
+  """
+  if common["action_type"] != "fu2016":
+    raise ValueError(f"action_type {common['action_type']!r} with DQN; "
+                     "controllers can be exported for ('fu2016',).")
+  spec = controller_lib.ControllerSpec(
+      network="q_mlp",
+      hidden_sizes=tuple(int(h) for h in agent_config["hidden_sizes"]),
+      num_actions=int(env.num_actions),
+      monitored_layer=tuple(env.monitored_layer), **common)
+  return controller_lib.make_controller(spec, jax.device_get(agent_params))

@@ -47,6 +47,7 @@ from lr_meta import distributed
 from lr_meta import runner
 from lr_meta.agents import _common
 from lr_meta.agents import gaussian_ac
+from lr_meta.policies import controller as controller_lib
 from lr_meta.policies import networks
 
 
@@ -367,3 +368,38 @@ def make_train(config: PPOConfig, env, env_params, num_iterations: int,
   """
   return _common.make_train(make_ppo(config, env, env_params, mesh),
                             num_iterations)
+
+
+# Continuous action types a PPO-trained Gaussian controller can act with.
+CONTROLLER_ACTIONS = ("xu2019", "daniel2016", "xu2017")
+
+
+def export_controller(agent_config, env, agent_params, common: dict):
+  """The deployable controller of a PPO learner: its Gaussian actor.
+
+  Args:
+    agent_config: the ``ppo`` sub-config (mapping; ``actor``,
+      ``hidden_size``, ``action_std``, ``learn_log_std``).
+    env: the ``LREnv`` it trained on (the layers its observation read).
+    agent_params: the learner's ``state.params`` (``{'actor', 'critic'}``).
+    common: the ``ControllerSpec`` fields every agent's controller shares
+      (``lr_meta.rundir.controller_from_training``).
+
+  Raises:
+    ValueError: an action type a Gaussian actor does not act with.
+  """
+  if common["action_type"] not in CONTROLLER_ACTIONS:
+    raise ValueError(f"action_type {common['action_type']!r} with PPO; "
+                     f"controllers can be exported for {CONTROLLER_ACTIONS}.")
+  network = {"mlp": "gaussian_mlp",
+             "lstm": "gaussian_lstm"}[agent_config["actor"]]
+  # Only an observation with kernel moments names the layers it read.
+  layers = (dict(first_dense=tuple(env.first_dense),
+                 last_dense=tuple(env.last_dense))
+            if env.uses_dynamics else {})
+  spec = controller_lib.ControllerSpec(
+      network=network, hidden_sizes=(int(agent_config["hidden_size"]),),
+      action_std=float(agent_config["action_std"]),
+      learn_log_std=bool(agent_config["learn_log_std"]), **layers, **common)
+  return controller_lib.make_controller(
+      spec, jax.device_get(agent_params["actor"]))

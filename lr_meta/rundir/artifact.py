@@ -3,45 +3,52 @@
 import os
 from typing import Any, Callable, Optional
 
-import jax
-
 from lr_meta.policies import controller as controller_lib
 from lr_meta.rundir.layout import config_dict
 from lr_meta.rundir.layout import CONTROLLER_FILE
 from lr_meta.rundir.layout import SNAPSHOT_DIR
 
 
-# Continuous action types a PPO-trained Gaussian controller can act with.
-CONTINUOUS_PPO_ACTIONS = ("xu2019", "daniel2016", "xu2017")
-
-
 def controller_from_training(config, env, env_params, agent_params, *,
-                             name: str, description: str = ""
+                             export: Optional[Callable[..., Any]], name: str,
+                             description: str = ""
                             ) -> controller_lib.Controller:
   """The controller of an agent trained by ``scripts/train_controller.py``.
+
+  The fields every controller shares (decision schedule, observation
+  settings, the config) are read here; the agent's own part (network, params)
+  is its registry entry's ``export`` (``lr_meta.experiment.AGENTS``: e.g.
+  ``lr_meta.agents.ppo.export_controller``), so this module names no agent.
 
   Args:
     config: the training config (``ml_collections.ConfigDict`` or dict) with
       ``agent`` and the agent's sub-config.
     env: the ``LREnv`` it trained on (layer paths, action type).
     env_params: its ``LREnvParams`` (K, EMA decay, observation settings).
-    agent_params: the learner's ``state.params`` (PPO: ``{'actor',
-      'critic'}``; DQN: the online Q-network params).
+    agent_params: the learner's policy params (``experiment.policy_params``).
+    export: ``(agent config, env, agent_params, common spec fields) ->
+      Controller``, or None for an agent without a controller file format.
     name: the controller's name.
     description: free text stored with it.
 
   Returns:
     A checked ``Controller``.
+
+  Raises:
+    ValueError: the agent has no controller file format, or its export
+      refuses the action type.
   """
   agent = config["agent"]
-  action_type = env.action_type
+  if export is None:
+    raise ValueError(f"config.agent={agent!r} has no controller file format "
+                     "(its registry entry exports none)")
   observation = getattr(env, "observation", "dynamics")
   if observation not in controller_lib.OBSERVATION_SIZE:
     raise ValueError(f"env.observation={observation!r}; controllers support "
                      f"the observations "
                      f"{tuple(controller_lib.OBSERVATION_SIZE)}.")
   common = dict(
-      name=name, action_type=action_type,
+      name=name, action_type=env.action_type,
       steps_per_decision=int(env_params.steps_per_decision),
       ema_decay=float(env_params.ema_decay),
       log_lr_observation=bool(env_params.log_lr_observation),
@@ -53,43 +60,20 @@ def controller_from_training(config, env, env_params, agent_params, *,
       slope_decay=float(env_params.slope_decay),
       protocol=env_params.protocol,
       agent=agent, description=description, config=config_dict(config))
-  if agent == "ppo" and action_type in CONTINUOUS_PPO_ACTIONS:
-    sub = config["ppo"]
-    network = {"mlp": "gaussian_mlp", "lstm": "gaussian_lstm"}[sub["actor"]]
-    # Only an observation with kernel moments names the layers it read.
-    layers = (dict(first_dense=tuple(env.first_dense),
-                   last_dense=tuple(env.last_dense))
-              if env.uses_dynamics else {})
-    spec = controller_lib.ControllerSpec(
-        network=network, hidden_sizes=(int(sub["hidden_size"]),),
-        action_std=float(sub["action_std"]),
-        learn_log_std=bool(sub["learn_log_std"]), **layers, **common)
-    params = agent_params["actor"]
-  elif agent == "dqn" and action_type == "fu2016":
-    sub = config["dqn"]
-    spec = controller_lib.ControllerSpec(
-        network="q_mlp",
-        hidden_sizes=tuple(int(h) for h in sub["hidden_sizes"]),
-        num_actions=int(env.num_actions),
-        monitored_layer=tuple(env.monitored_layer), **common)
-    params = agent_params
-  else:
-    raise ValueError(
-        f"config.agent={agent!r} with action_type {action_type!r}; "
-        f"controllers can be exported for ('ppo', {CONTINUOUS_PPO_ACTIONS}) "
-        "and ('dqn', 'fu2016').")
-  return controller_lib.make_controller(spec, jax.device_get(params))
+  return export(config[agent], env, agent_params, common)
 
 
 def write_training_artifact(workdir: str, config, env, env_params,
-                            agent_params, name: Optional[str] = None,
+                            agent_params, *,
+                            export: Optional[Callable[..., Any]],
+                            name: Optional[str] = None,
                             log: Callable[[str], Any] = print) -> str:
   """Saves the trained controller as ``workdir/controller.msgpack``.
 
   Called once at the end of ``scripts/train_controller.py``; export it into
   the package with ``scripts/export_controller.py``. Agents whose controller
-  has no file format (REPS, actor-critic) are skipped with a message: their
-  controller is the latest snapshot (``load_snapshot``).
+  has no file format (``export`` None: REPS, actor-critic) are skipped with
+  a message: their controller is the latest snapshot (``load_snapshot``).
 
   Returns:
     The path written, or '' when the agent is not exportable.
@@ -97,7 +81,8 @@ def write_training_artifact(workdir: str, config, env, env_params,
   name = name or os.path.basename(os.path.normpath(workdir))
   try:
     controller = controller_from_training(config, env, env_params,
-                                          agent_params, name=name)
+                                          agent_params, export=export,
+                                          name=name)
   except ValueError as e:
     log(f"No {CONTROLLER_FILE} written ({e}); the controller is the latest "
         f"snapshot in {SNAPSHOT_DIR}/.")
