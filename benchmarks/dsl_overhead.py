@@ -20,8 +20,8 @@ import optax
 
 import lr_meta.optax as lmo
 from lr_meta import nos
-from lr_meta.nos import interpreter
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import interpreter
+from lr_meta.rules import vocabulary as voc
 
 _REPEATS = flags.DEFINE_integer("repeats", 7, "Timing repeats (median).")
 _INNER = flags.DEFINE_integer("inner", 50, "Steps per timing.")

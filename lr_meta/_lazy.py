@@ -6,16 +6,16 @@ flashbax) declares them instead of importing them::
 
   __getattr__, __dir__, __all__ = _lazy.attach(__name__, {
       "search": ("Search", "train_rules"),
-      "compiler": ("from_dsl",),
+      "controller": ("RuleController",),
   })
 
-``lr_meta.nos.from_dsl`` then imports ``lr_meta.nos.compiler`` on first
-access, and ``import lr_meta.nos.compiler`` no longer runs the search
+``lr_meta.nos.Search`` then imports ``lr_meta.nos.search`` on first
+access, and ``import lr_meta.nos.controller`` no longer runs the search
 module. A name can be
 exported under another name with ``"alias=attr"``
 (``"make_ppo_train=make_train"``). Submodules are reachable as attributes
 too (``lr_meta.nos.search``); a dotted key names a module outside the
-package (``"lr_meta.policies.networks": ("MLP",)``).
+package (``"lr_meta.rules.compiler": ("from_dsl",)``).
 """
 
 import importlib

@@ -41,7 +41,7 @@ from lr_meta import progress as progress_lib
 from lr_meta import rundir
 from lr_meta import seeds
 from lr_meta.nos import controller as controller_lib
-from lr_meta.nos import programs as programs_lib
+from lr_meta.rules import programs as programs_lib
 from lr_meta.nos import search as search_lib
 
 _CONFIG = config_lib.DEFINE_config_file("config", None, "NOS config file.")

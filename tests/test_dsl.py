@@ -12,7 +12,7 @@ import pytest
 
 import lr_meta.optax as lmo
 from lr_meta import nos
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import vocabulary as voc
 
 PAPER_RULES = [
     "exp(sign(g) * sign(m)) * g",

@@ -11,8 +11,8 @@ import optax
 import pytest
 
 from lr_meta import nos
-from lr_meta.nos import interpreter
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import interpreter
+from lr_meta.rules import vocabulary as voc
 
 DECAY_STEPS = 30
 RULES = [

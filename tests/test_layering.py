@@ -1,8 +1,9 @@
 """The package's layering, checked on the source and on a fresh interpreter.
 
 Layers, lowest first (docs/DESIGN.md, Layers): bottom utilities -> tasks,
-features -> policies, the NOS rule language -> optax -> envs, baselines ->
-agents, nos.search -> experiment / evaluation / benchmark / run directory.
+features -> policies, the rule language (lr_meta.rules) -> optax, the NOS
+controller -> envs, baselines -> agents, nos.search -> experiment /
+evaluation / benchmark / run directory.
 A module may import modules of its own layer entry and of strictly lower
 rank; siblings of equal rank (tasks and features) stay independent.
 """
@@ -34,7 +35,8 @@ LAYERS = (
     ("distributed", 0, ("lr_meta.distributed",)),
     ("tasks", 1, ("lr_meta.tasks",)),
     ("features", 1, ("lr_meta.features",)),
-    ("NOS rule language", 2, ("lr_meta.nos",)),
+    ("rule language", 2, ("lr_meta.rules",)),
+    ("NOS controller", 3, ("lr_meta.nos",)),
     ("policies", 2, ("lr_meta.policies",)),
     ("optax", 3, ("lr_meta.optax",)),
     ("envs", 4, ("lr_meta.envs",)),
@@ -116,7 +118,8 @@ def test_layer_table_sees_the_package():
   assert {"lr_meta.optax", "lr_meta.features.observation",
           "lr_meta.nos.search", "lr_meta.runner"} <= names
   assert layer_of("lr_meta.nos.search") == ("NOS search", 5)
-  assert layer_of("lr_meta.nos.compiler") == ("NOS rule language", 2)
+  assert layer_of("lr_meta.rules.compiler") == ("rule language", 2)
+  assert layer_of("lr_meta.nos.controller") == ("NOS controller", 3)
   assert layer_of("lr_meta.features.observation") == ("features", 1)
   assert layer_of("lr_meta") == ("package root", 0)
   assert layer_of("lr_meta.experiment") == APPLICATION
@@ -159,8 +162,9 @@ _CHILD = ("import json, sys; import {module}; "
 
 
 @pytest.mark.parametrize("module", ["lr_meta.optax", "lr_meta.policies",
-                                    "lr_meta.features",
-                                    "lr_meta.nos.compiler"])
+                                    "lr_meta.features", "lr_meta.rules",
+                                    "lr_meta.rules.compiler",
+                                    "lr_meta.nos.controller"])
 def test_light_imports_load_no_training_stack(module):
   """``import lr_meta.optax`` (and what it stands on) in a fresh interpreter."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -179,7 +183,7 @@ def test_light_imports_load_no_training_stack(module):
     "lr_meta", "lr_meta.runner", "lr_meta.seeds", "lr_meta.tasks",
     "lr_meta.features", "lr_meta.features.observation",
     "lr_meta.features.lr_actions", "lr_meta.policies", "lr_meta.optax",
-    "lr_meta.nos", "lr_meta.envs", "lr_meta.envs.lr_env", "lr_meta.agents",
+    "lr_meta.nos", "lr_meta.rules", "lr_meta.envs", "lr_meta.envs.lr_env", "lr_meta.agents",
     "lr_meta.baselines"])
 def test_public_modules_declare_what_they_export(module):
   """``__all__`` exists and every name in it resolves (lazy ones included)."""

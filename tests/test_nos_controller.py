@@ -10,7 +10,7 @@ import pytest
 from lr_meta import nos
 from lr_meta.nos import controller as C
 from lr_meta.nos import search as S
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import vocabulary as voc
 
 NUM_OPS = nos.NUM_OPERANDS
 

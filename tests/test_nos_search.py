@@ -16,9 +16,9 @@ import pytest
 from lr_meta import nos
 from lr_meta import tasks
 from lr_meta.nos import controller as C
-from lr_meta.nos import interpreter
+from lr_meta.rules import interpreter
 from lr_meta.nos import search as S
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import vocabulary as voc
 
 TINY = dict(model_kwargs=dict(hidden_sizes=(8,)), batch_size=16,
             num_train_examples=400, num_val_examples=100,
@@ -122,7 +122,8 @@ def test_sharded_rule_training_on_four_forced_cpu_devices(repo_root):
       import jax, jax.numpy as jnp, numpy as np
       from lr_meta import tasks
       from lr_meta import nos
-      from lr_meta.nos import search as S, interpreter
+      from lr_meta.nos import search as S
+      from lr_meta.rules import interpreter
       assert jax.device_count() == 4
       base = tasks.make_task("mnist1d", "mlp", model_kwargs=dict(hidden_sizes=(8,)),
                              batch_size=16, num_train_examples=400, num_val_examples=100)

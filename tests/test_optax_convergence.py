@@ -16,7 +16,7 @@ import pytest
 
 import lr_meta.optax as lmo
 from lr_meta import nos
-from lr_meta.nos import interpreter
+from lr_meta.rules import interpreter
 
 STEPS = 10_000
 

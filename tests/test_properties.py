@@ -5,7 +5,7 @@
   alphabet and for grammar-shaped rules built from the real vocabulary.
   The library does not refuse rules that may overflow: the language says
   ``exp``, ``log``, ``x ^ y`` and ``x / y`` can give inf or NaN
-  (``lr_meta.nos.compiler``) and ``lr_meta.nos.interpreter.all_finite``
+  (``lr_meta.rules.compiler``) and ``lr_meta.rules.interpreter.all_finite``
   flags it (the optimizer search scores such a run as diverged). So every
   accepted rule runs two steps on a fixed finite gradient without raising;
   a rule without those four operations gives finite updates; any other
@@ -47,8 +47,8 @@ from lr_meta import experiment
 from lr_meta import nos
 from lr_meta import optax as lmo
 from lr_meta import tasks
-from lr_meta.nos import interpreter
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import interpreter
+from lr_meta.rules import vocabulary as voc
 from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import datasets
 
@@ -95,7 +95,7 @@ INFIX = [a for tok in voc.BINARY for a in tok.aliases]
 ALPHABET = "".join(sorted(set("".join(OPERANDS + INFIX + ["keep"])
                               + "".join(c.format("") for c in CALLS)
                               + string.digits + ".eE+-*/^(), _")))
-# What may give inf or NaN on finite inputs (``lr_meta.nos.compiler``).
+# What may give inf or NaN on finite inputs (``lr_meta.rules.compiler``).
 PARTIAL_UNARY = {voc.UN["exp"], voc.UN["log"]}
 PARTIAL_BINARY = {voc.BIN["div"], voc.BIN["pow"]}
 

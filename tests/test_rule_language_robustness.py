@@ -15,8 +15,9 @@ import pytest
 
 import lr_meta.optax as lmo
 from lr_meta import nos
-from lr_meta.nos import interpreter
-from lr_meta.nos import vocabulary as voc
+from lr_meta import rules
+from lr_meta.rules import interpreter
+from lr_meta.rules import vocabulary as voc
 
 LIMIT = voc.MAX_RULE_SIZE
 
@@ -60,13 +61,13 @@ def test_oversized_token_programs_raise_dsl_error():
 
 
 def test_hand_built_trees_too_deep_raise_dsl_error():
-  tree = nos.syntax.Operand(voc.OP["g"])
+  tree = rules.syntax.Operand(voc.OP["g"])
   for _ in range(5000):
-    tree = nos.syntax.Unary(voc.UN["exp"], tree)
+    tree = rules.syntax.Unary(voc.UN["exp"], tree)
   with pytest.raises(nos.DSLError, match="at most"):
-    nos.programs.compile_expression(tree)
+    rules.programs.compile_expression(tree)
   with pytest.raises(nos.DSLError, match="at most"):
-    nos.syntax.format_expression(tree)
+    rules.syntax.format_expression(tree)
 
 
 def test_learning_rate_none_is_refused():

@@ -18,7 +18,7 @@ base operands and functions, giving the paper's 10^6 .. 10^11 rule spaces
 (`search_space_size`); earlier group outputs are always allowed operands.
 
 Programs are int32 ``(num_groups, 5)`` arrays in the layout of
-`lr_meta.nos.vocabulary`; a batch is ``(B, num_groups, 5)``.
+`lr_meta.rules.vocabulary`; a batch is ``(B, num_groups, 5)``.
 """
 
 import dataclasses
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import vocabulary as voc
 
 __all__ = (
     "HIDDEN_SIZE",
@@ -132,7 +132,7 @@ def make_search_space(num_groups: int = 2,
                       distinct_operands: bool = True,
                       no_final_add: bool = True,
                       reuse_previous: bool = True) -> SearchSpace:
-  """A validated `SearchSpace` from token names (see `lr_meta.nos.vocabulary`).
+  """A validated `SearchSpace` from token names (see `lr_meta.rules.vocabulary`).
 
   Raises:
     ValueError: naming an unknown token (and the allowed names), a bad

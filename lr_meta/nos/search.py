@@ -49,9 +49,9 @@ from lr_meta import distributed
 from lr_meta import runner
 from lr_meta import tasks
 from lr_meta.nos import controller as controller_lib
-from lr_meta.nos import interpreter
-from lr_meta.nos import programs as programs_lib
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import interpreter
+from lr_meta.rules import programs as programs_lib
+from lr_meta.rules import vocabulary as voc
 from lr_meta.tasks.task import OptimizeeState, Task
 
 __all__ = (

@@ -9,9 +9,9 @@ decision (LR, action, named inputs) to log; see
 ``lr_meta/optax/_src/controlled.py``.
 """
 
-from lr_meta.nos.compiler import from_dsl
-from lr_meta.nos.compiler import scale_by_rule
-from lr_meta.nos.vocabulary import DSLError
+from lr_meta.rules.compiler import from_dsl
+from lr_meta.rules.compiler import scale_by_rule
+from lr_meta.rules.vocabulary import DSLError
 from lr_meta.policies.controller import Controller
 from lr_meta.policies.controller import ControllerSpec
 from lr_meta.policies.controller import load_controller

@@ -5,7 +5,7 @@ Reference: TF `linear_cosine_decay` / `noisy_linear_cosine_decay` (Keras
 
   lr(t) = lr0 * ((alpha + ld(t') [+ eps_t]) * cd_n(t') + beta)
 
-``ld`` and ``cd_n`` are the NOS decay operands (`lr_meta.nos.decays`).
+``ld`` and ``cd_n`` are the NOS decay operands (`lr_meta.rules.decays`).
 """
 
 import chex
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lr_meta.nos import decays
+from lr_meta.rules import decays
 
 __all__ = [
     "linear_cosine_decay_schedule", "noisy_linear_cosine_decay_schedule",

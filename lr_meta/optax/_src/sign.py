@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lr_meta.nos import decays
+from lr_meta.rules import decays
 
 __all__ = [
     "add_sign", "cosine_sign_decay", "linear_sign_decay", "power_sign",

@@ -1,11 +1,11 @@
 """Compiles a NOS update rule to an optax transform (Bello et al. 2017).
 
 ``from_dsl(rule, learning_rate)`` turns a readable rule (see
-`lr_meta.nos.syntax` for the grammar, `lr_meta.nos.vocabulary` for the
+`lr_meta.rules.syntax` for the grammar, `lr_meta.rules.vocabulary` for the
 spellings) or a token program into an `optax.GradientTransformationExtraArgs`
 whose update is plain jnp code: the program is unrolled in Python over the
-one semantics table of `lr_meta.nos.semantics`, computing only the operands
-and functions the rule names. `lr_meta.nos.interpreter` evaluates the same
+one semantics table of `lr_meta.rules.semantics`, computing only the operands
+and functions the rule names. `lr_meta.rules.interpreter` evaluates the same
 tables for traced programs and gives the same numbers.
 
 NaN and inf: valid programs never raise, but ``exp`` overflows, ``log(0)`` is
@@ -20,19 +20,19 @@ import jax
 import numpy as np
 import optax
 
-from lr_meta.nos import decays
-from lr_meta.nos import semantics
-from lr_meta.nos import programs
-from lr_meta.nos.semantics import BINARY_FNS
-from lr_meta.nos.semantics import Hyperparams
-from lr_meta.nos.semantics import LeafInputs
-from lr_meta.nos.semantics import OPERAND_FNS
-from lr_meta.nos.semantics import UNARY_FNS
-from lr_meta.nos.semantics import unary_key
-from lr_meta.nos.vocabulary import DSLError
-from lr_meta.nos.vocabulary import NUM_OPERANDS
-from lr_meta.nos.vocabulary import OPERANDS_NEEDING_DECAY_STEPS
-from lr_meta.nos.vocabulary import OPERANDS_NEEDING_W
+from lr_meta.rules import decays
+from lr_meta.rules import semantics
+from lr_meta.rules import programs
+from lr_meta.rules.semantics import BINARY_FNS
+from lr_meta.rules.semantics import Hyperparams
+from lr_meta.rules.semantics import LeafInputs
+from lr_meta.rules.semantics import OPERAND_FNS
+from lr_meta.rules.semantics import UNARY_FNS
+from lr_meta.rules.semantics import unary_key
+from lr_meta.rules.vocabulary import DSLError
+from lr_meta.rules.vocabulary import NUM_OPERANDS
+from lr_meta.rules.vocabulary import OPERANDS_NEEDING_DECAY_STEPS
+from lr_meta.rules.vocabulary import OPERANDS_NEEDING_W
 
 __all__ = (
     "evaluate_program_static",

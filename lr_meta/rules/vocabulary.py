@@ -2,11 +2,11 @@
 
 Paper sections 3.1 (the language), 4.1 (the vocabulary) and 5 (the rules it
 found). The language lives in four modules, lowest first: this one (token
-tables and ids), `lr_meta.nos.semantics` (what every token computes: ONE
+tables and ids), `lr_meta.rules.semantics` (what every token computes: ONE
 table of functions shared by the compiler and the interpreter),
-`lr_meta.nos.syntax` (parser, canonical formatter, token-program checks) and
-`lr_meta.nos.compiler` (a rule -> optax transform, ``from_dsl``);
-`lr_meta.nos.interpreter` evaluates batches of traced programs.
+`lr_meta.rules.syntax` (parser, canonical formatter, token-program checks) and
+`lr_meta.rules.compiler` (a rule -> optax transform, ``from_dsl``);
+`lr_meta.rules.interpreter` evaluates batches of traced programs.
 
 A rule has two forms:
 
@@ -21,7 +21,7 @@ A rule has two forms:
   transform). This is what the search controller emits (one softmax per
   position: ``NUM_OPERANDS + i`` operand choices in group ``i``,
   ``NUM_UNARY`` unary and ``NUM_BINARY`` binary choices) and what
-  `lr_meta.nos.interpreter` evaluates in batches.
+  `lr_meta.rules.interpreter` evaluates in batches.
 * a **readable expression** that people write, e.g.
   ``exp(sign(g) * sign(m)) * g`` (PowerSign), ``(1 + sign(g) * sign(m)) * g``
   (AddSign), ``m / sqrt(v)`` (Adam with eps = delta = 1e-8),

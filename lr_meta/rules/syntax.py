@@ -2,9 +2,9 @@
 
 Bello et al. 2017, section 3.1. `parse_expression` turns a readable rule such
 as ``exp(sign(g) * sign(m)) * g`` into an expression tree (`Operand`,
-`Unary`, `Binary`, with the token ids of `lr_meta.nos.vocabulary`);
+`Unary`, `Binary`, with the token ids of `lr_meta.rules.vocabulary`);
 `format_expression` writes a tree in the canonical spelling.
-`lr_meta.nos.programs` lays trees out as token programs (``parse``,
+`lr_meta.rules.programs` lays trees out as token programs (``parse``,
 ``format_program``).
 
 Grammar of the readable form (usual precedence; ``^`` is right-associative and
@@ -40,16 +40,16 @@ import math
 import re
 from typing import Any, NamedTuple, Union
 
-from lr_meta.nos.vocabulary import BIN
-from lr_meta.nos.vocabulary import CLIP_BOUNDS
-from lr_meta.nos.vocabulary import DROP_RATES
-from lr_meta.nos.vocabulary import DSLError
-from lr_meta.nos.vocabulary import MAX_RULE_SIZE
-from lr_meta.nos.vocabulary import OP
-from lr_meta.nos.vocabulary import OPERANDS
-from lr_meta.nos.vocabulary import OPERANDS_NEEDING_W
-from lr_meta.nos.vocabulary import UN
-from lr_meta.nos.vocabulary import W_COEFFICIENTS
+from lr_meta.rules.vocabulary import BIN
+from lr_meta.rules.vocabulary import CLIP_BOUNDS
+from lr_meta.rules.vocabulary import DROP_RATES
+from lr_meta.rules.vocabulary import DSLError
+from lr_meta.rules.vocabulary import MAX_RULE_SIZE
+from lr_meta.rules.vocabulary import OP
+from lr_meta.rules.vocabulary import OPERANDS
+from lr_meta.rules.vocabulary import OPERANDS_NEEDING_W
+from lr_meta.rules.vocabulary import UN
+from lr_meta.rules.vocabulary import W_COEFFICIENTS
 
 __all__ = (
     "Binary",

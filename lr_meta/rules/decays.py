@@ -10,7 +10,7 @@ the batched interpreter all call them.
 traced integer; `decay_steps` (T) may be a Python number or a traced scalar
 (e.g. under `optax.inject_hyperparams`).
 
-This module (and all of `lr_meta.nos`) must not import `lr_meta.optax`, which
+This module (and all of `lr_meta.rules`) must not import `lr_meta.optax`, which
 re-exports from here: `lr_meta.optax` is the higher layer.
 """
 

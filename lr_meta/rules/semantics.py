@@ -1,9 +1,9 @@
 """What every token of the NOS rule language computes (Bello et al. 2017).
 
 Paper section 4.1. The tables `OPERAND_FNS`, `UNARY_FNS` and `BINARY_FNS`
-(indexed by the token ids of `lr_meta.nos.vocabulary`) are the ONE definition
-of the language's semantics: `lr_meta.nos.compiler` unrolls them for a
-concrete rule and `lr_meta.nos.interpreter` switches over them for traced
+(indexed by the token ids of `lr_meta.rules.vocabulary`) are the ONE definition
+of the language's semantics: `lr_meta.rules.compiler` unrolls them for a
+concrete rule and `lr_meta.rules.interpreter` switches over them for traced
 programs, so both give the same numbers. `rule_update` is the optax update
 step both share (moments, keys, per-leaf evaluation).
 
@@ -21,21 +21,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lr_meta.nos import decays
-from lr_meta.nos.vocabulary import BIN
-from lr_meta.nos.vocabulary import CLIP_BOUNDS
-from lr_meta.nos.vocabulary import DROP_RATES
-from lr_meta.nos.vocabulary import DSLError
-from lr_meta.nos.vocabulary import EPS_VARIANCE
-from lr_meta.nos.vocabulary import NUM_BINARY
-from lr_meta.nos.vocabulary import NUM_OPERANDS
-from lr_meta.nos.vocabulary import NUM_UNARY
-from lr_meta.nos.vocabulary import OP
-from lr_meta.nos.vocabulary import OPERANDS_NEEDING_GAMMA
-from lr_meta.nos.vocabulary import OPERANDS_NEEDING_M
-from lr_meta.nos.vocabulary import OPERANDS_NEEDING_V
-from lr_meta.nos.vocabulary import UN
-from lr_meta.nos.vocabulary import W_COEFFICIENTS
+from lr_meta.rules import decays
+from lr_meta.rules.vocabulary import BIN
+from lr_meta.rules.vocabulary import CLIP_BOUNDS
+from lr_meta.rules.vocabulary import DROP_RATES
+from lr_meta.rules.vocabulary import DSLError
+from lr_meta.rules.vocabulary import EPS_VARIANCE
+from lr_meta.rules.vocabulary import NUM_BINARY
+from lr_meta.rules.vocabulary import NUM_OPERANDS
+from lr_meta.rules.vocabulary import NUM_UNARY
+from lr_meta.rules.vocabulary import OP
+from lr_meta.rules.vocabulary import OPERANDS_NEEDING_GAMMA
+from lr_meta.rules.vocabulary import OPERANDS_NEEDING_M
+from lr_meta.rules.vocabulary import OPERANDS_NEEDING_V
+from lr_meta.rules.vocabulary import UN
+from lr_meta.rules.vocabulary import W_COEFFICIENTS
 
 __all__ = (
     "ALL_TRACKED",

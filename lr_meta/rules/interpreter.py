@@ -1,6 +1,6 @@
 """Batched interpreter of NOS token programs (Bello et al. 2017, section 3.1).
 
-A token program (int32 ``(num_groups, 5)``, see `lr_meta.nos.vocabulary`) is data
+A token program (int32 ``(num_groups, 5)``, see `lr_meta.rules.vocabulary`) is data
 here, not code: `scale_by_program` builds an optax transform whose program may
 be a traced array, so ONE compiled function serves every rule of the same
 number of groups, and ``jax.vmap`` over programs (and learning rates, seeds,
@@ -17,7 +17,7 @@ initial parameters) trains a whole batch of candidate rules at once::
 Each update evaluates all ``NUM_OPERANDS`` operands of every parameter leaf,
 then per group picks the operands by index from the growing bank and applies
 the unary/binary functions with `lax.switch` over the tables of
-`lr_meta.nos.semantics` (the same functions `from_dsl` unrolls, so the
+`lr_meta.rules.semantics` (the same functions `from_dsl` unrolls, so the
 numbers are the same as `from_dsl` on each rule; under `vmap` the switch
 becomes a select over all branches, which also keeps a NaN of an unused
 branch out of the result). The state always tracks m, v and gamma.
@@ -38,10 +38,10 @@ from jax import lax
 import numpy as np
 import optax
 
-from lr_meta.nos import decays
-from lr_meta.nos import programs as programs_lib
-from lr_meta.nos import semantics
-from lr_meta.nos import vocabulary as voc
+from lr_meta.rules import decays
+from lr_meta.rules import programs as programs_lib
+from lr_meta.rules import semantics
+from lr_meta.rules import vocabulary as voc
 
 __all__ = (
     "ProgramState",

@@ -2,8 +2,8 @@
 
 Bello et al. 2017, section 3.1. A token program is an int32 array
 ``(num_groups, 5)`` of groups ``(op1, op2, u1, u2, b)`` (layout and ids in
-`lr_meta.nos.vocabulary`). `parse` turns a readable rule into one (via the
-expression tree of `lr_meta.nos.syntax`), `format_program` writes a program
+`lr_meta.rules.vocabulary`). `parse` turns a readable rule into one (via the
+expression tree of `lr_meta.rules.syntax`), `format_program` writes a program
 as its canonical readable rule, `validate_program` checks a concrete program.
 
 ``parse(format_program(p))`` gives back ``p`` for every program in canonical
@@ -17,18 +17,18 @@ which format back to ``u(x)``. A program has at most
 
 import numpy as np
 
-from lr_meta.nos import syntax
-from lr_meta.nos.vocabulary import BIN
-from lr_meta.nos.vocabulary import BINARY
-from lr_meta.nos.vocabulary import DSLError
-from lr_meta.nos.vocabulary import GROUP_SIZE
-from lr_meta.nos.vocabulary import MAX_RULE_SIZE
-from lr_meta.nos.vocabulary import NUM_BINARY
-from lr_meta.nos.vocabulary import NUM_OPERANDS
-from lr_meta.nos.vocabulary import NUM_UNARY
-from lr_meta.nos.vocabulary import num_bank_entries
-from lr_meta.nos.vocabulary import UN
-from lr_meta.nos.vocabulary import UNARY
+from lr_meta.rules import syntax
+from lr_meta.rules.vocabulary import BIN
+from lr_meta.rules.vocabulary import BINARY
+from lr_meta.rules.vocabulary import DSLError
+from lr_meta.rules.vocabulary import GROUP_SIZE
+from lr_meta.rules.vocabulary import MAX_RULE_SIZE
+from lr_meta.rules.vocabulary import NUM_BINARY
+from lr_meta.rules.vocabulary import NUM_OPERANDS
+from lr_meta.rules.vocabulary import NUM_UNARY
+from lr_meta.rules.vocabulary import num_bank_entries
+from lr_meta.rules.vocabulary import UN
+from lr_meta.rules.vocabulary import UNARY
 
 __all__ = (
     "canonicalize",
