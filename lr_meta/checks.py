@@ -6,6 +6,7 @@ layers need; a check used by one module stays in that module.
 """
 
 import math
+import numbers
 from typing import Any, Optional, Sequence
 
 __all__ = ["check_int", "check_finite", "check_positive_floats"]
@@ -29,7 +30,7 @@ def check_int(name: str, value: Any, low: int,
 
 def check_finite(name: str, value: Any) -> None:
   """Raises ``ValueError`` unless ``value`` is a finite real number."""
-  if (isinstance(value, bool) or not isinstance(value, (int, float))
+  if (isinstance(value, bool) or not isinstance(value, numbers.Real)
       or not math.isfinite(value)):
     raise ValueError(f"{name}={value!r}; allowed: a finite number.")
 
@@ -42,7 +43,7 @@ def check_positive_floats(name: str, values: Sequence[Any]) -> None:
   except TypeError:
     items = None
   if not items or any(
-      isinstance(v, bool) or not isinstance(v, (int, float))
+      isinstance(v, bool) or not isinstance(v, numbers.Real)
       or not math.isfinite(v) or v <= 0 for v in items):
     raise ValueError(f"{name}={values!r}; allowed: a non-empty tuple of "
                      "finite numbers > 0.")

@@ -104,12 +104,10 @@ def _workload_scores(w, per_method, normalizer):
     if name == baseline:
       d["p_baseline"] = float("nan")
     out[name] = dict(d, steps_to_target=times[name], step_ratio=ratios[name])
-  eval_test = [c["test_loss"] for c in per_method[normalizer]]
   return out, {"method": normalizer, "target_val_loss": target,
                "eval_seeds_disagree": scoring.seeds_disagree(
                    [np.inf if c["diverged"] else c["test_loss"]
-                    for c in per_method[normalizer]]),
-               "test_loss_mean": float(np.mean(eval_test))}
+                    for c in per_method[normalizer]])}
 
 
 def _side_summary(side, methods, scores, normalizers):

@@ -59,10 +59,10 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
   resolved = methods_lib.resolve(methods)
   # A controller trained on a held-out workload's task is scored, but its
   # score there is not a transfer result: said once, and in the report.
-  contaminated = {
-      m.name: workloads_lib.trained_on_heldout(
-          workloads_lib.select(chosen, workloads_lib.HELDOUT), m.trained_on)
-      for m in resolved}
+  heldout = workloads_lib.select(chosen, workloads_lib.HELDOUT)
+  contaminated = {m.name: workloads_lib.trained_on_heldout(heldout,
+                                                           m.trained_on)
+                  for m in resolved}
   contaminated = {k: v for k, v in contaminated.items() if v}
   for name, problems in contaminated.items():
     log(f"{name}: {'; '.join(problems)}: its held-out scores are not "
@@ -82,7 +82,6 @@ def run_suite(suite: str, methods: Sequence[str] = ("all",), *,
     if distributed.is_main_process():
       report.write_report(results, outdir)
       if ledger:
-        heldout = workloads_lib.select(chosen, workloads_lib.HELDOUT)
         if ledger_lib.record_look(
             ledger, command=command or f"run_suite({suite!r})",
             methods=[m.name for m in resolved],

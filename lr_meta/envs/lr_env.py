@@ -178,9 +178,7 @@ class LREnvParams:
       v = getattr(self, name)
       if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         raise ValueError(f"env.{name}={v!r}; allowed: an integer >= 1.")
-    if not self.initial_lrs or any(not lr > 0 for lr in self.initial_lrs):
-      raise ValueError(f"env.initial_lrs={self.initial_lrs!r}; allowed: a "
-                       "non-empty tuple of positive floats.")
+    checks.check_positive_floats("env.initial_lrs", self.initial_lrs)
     if self.reward not in REWARDS:
       raise ValueError(f"env.reward={self.reward!r}; allowed: {REWARDS}.")
     # A NaN penalty would be the very poison the penalty keeps out.

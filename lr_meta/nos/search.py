@@ -45,6 +45,7 @@ import numpy as np
 import optax
 import rlax
 
+from lr_meta import checks
 from lr_meta import distributed
 from lr_meta import runner
 from lr_meta import tasks
@@ -239,9 +240,7 @@ class Scorer:
       if not isinstance(value, int) or value < 1:
         raise ValueError(f"ScoringConfig.{name}={value!r}; allowed: an "
                          "integer >= 1")
-    if not config.sweep_lrs or min(config.sweep_lrs) <= 0:
-      raise ValueError(f"ScoringConfig.sweep_lrs={config.sweep_lrs!r}; "
-                       "allowed: a non-empty tuple of positive floats")
+    checks.check_positive_floats("ScoringConfig.sweep_lrs", config.sweep_lrs)
     self.config = config
     self.mesh = mesh
     base = tasks.make_task(
