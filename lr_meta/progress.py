@@ -112,6 +112,15 @@ class Progress:
       self.last_line = now
       print(self.line(info), file=self.stream, flush=True)
 
+  def extend(self, n: int, work: Optional[float] = None):
+    """``n`` more units (of ``work``, default ``n``) joined the loop, e.g.
+    grid points added past an edge while it ran."""
+    self.total += n
+    self.total_work += float(n if work is None else work)
+    if self.bar is not None:
+      self.bar.total = self.total
+      self.bar.refresh()
+
   def close(self, message: str = ""):
     """Ends the bar; ``message`` (if any) as a last line."""
     if self.bar is not None:

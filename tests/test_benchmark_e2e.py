@@ -52,7 +52,12 @@ def test_tiny_suite_writes_every_report_file(full_run):
   methods = ["best_constant", "cosine", "warmup_cosine", "step_decay"
              ] + METHODS
   assert list(results["methods"]) == methods
-  assert len(results["cells"]) == 2 * len(methods) * NUM_SEEDS
+  # Schedule-free SGD runs on SGD workloads only (its LR rule reads the
+  # default SGD LR): left out of the Adam workload, with the reason.
+  assert list(results["not_applicable"]) == ["tiny_mnist1d_mlp_adam"]
+  assert list(results["not_applicable"]["tiny_mnist1d_mlp_adam"]) == [
+      "schedule_free_sgd"]
+  assert len(results["cells"]) == (2 * len(methods) - 1) * NUM_SEEDS
   cell = results["cells"][0]
   assert len(cell["val_loss"]) == len(cell["learning_rate"]) == 4
   assert set(cell["cost"]) >= {"wall_s", "compile_s", "compiles"}
@@ -83,6 +88,14 @@ def test_tiny_suite_writes_every_report_file(full_run):
   assert board.index("## Summary") < board.index("## `tiny_mnist1d_mlp_sgd`")
   assert "| # | method | kind | median norm. loss [95% CI] |" in board
   assert "`best_reference`" in board and "Normalized by `" in board
+  # The controller's probe cost: 4 decisions of 200 examples on the 40
+  # steps x 32 examples of the SGD workload, 62.5% of its training examples.
+  probe = results["cost"]["probes"]["tiny_mnist1d_mlp_sgd"]
+  assert list(probe) == ["controller:mnist1d_mlp_quickstart"]
+  assert probe["controller:mnist1d_mlp_quickstart"]["probe_examples"] == 800
+  assert probe["controller:mnist1d_mlp_quickstart"]["probe_fraction"] == (
+      800 / (40 * 32))
+  assert "## What the probing methods pay" in board
 
 
 def test_killed_and_resumed_run_gives_the_same_results(full_run, tmp_path,

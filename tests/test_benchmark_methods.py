@@ -35,7 +35,19 @@ def _plateau():
       factor=0.5, patience=5, accumulation_size=10, rtol=1e-4, cooldown=0))
 
 
+# Warm-up over 2 steps then cosine over the other 38, peak 1, written out
+# (the multiplier of prodigy_cosine and dadapt_adamw_cosine).
+WARMUP_COSINE_40 = np.concatenate([
+    [0.5, 1.0], 0.5 * (1 + np.cos(np.pi * np.arange(38) / 38))])
+
+
+def _multiplier(peak=1.0):
+  table = jax.numpy.asarray(peak * WARMUP_COSINE_40, jax.numpy.float32)
+  return lambda count: table[jax.numpy.minimum(count, 39)]
+
+
 DIRECT = {
+    # lr: 10x the workload's default 0.1 (the authors' 10x-50x rule).
     "schedule_free_sgd": lambda: optax.contrib.schedule_free_sgd(
         learning_rate=1.0, warmup_steps=2),
     "schedule_free_adamw": lambda: optax.contrib.schedule_free_adamw(
@@ -47,6 +59,15 @@ DIRECT = {
     "dadapt_adamw": optax.contrib.dadapt_adamw,
     "cocob": optax.contrib.cocob,
     "reduce_on_plateau": _plateau,
+    "prodigy_cosine": lambda: optax.contrib.prodigy(
+        learning_rate=_multiplier()),
+    "dadapt_adamw_cosine": lambda: optax.contrib.dadapt_adamw(
+        learning_rate=_multiplier()),
+    "dog_averaged": lambda: optax.chain(optax.contrib.dog(),
+                                        lmo.polynomial_average(8.0)),
+    "calibrated_adamw": lambda: optax.adamw(
+        learning_rate=_multiplier(methods_lib.CALIBRATED_ADAMW["lr"]),
+        weight_decay=methods_lib.CALIBRATED_ADAMW["weight_decay"]),
 }
 
 
@@ -104,8 +125,12 @@ def test_contrib_methods_equal_optax_called_directly(name, workload, task):
            if name == "reduce_on_plateau" else _no_extra_args)
   params, opt_states = _direct_run(task, DIRECT[name](), key, STEPS, extra)
   opt_state = opt_states[-1]
+  # AdamW at a peak of 1e-2 turns last-bit differences between the jitted
+  # program and these eager steps into ~3e-7 where the second moment is
+  # near eps; 1e-6 is still 1e-4 of one step.
+  atol = 1e-6 if name == "calibrated_adamw" else 1e-7
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5,
-                                                       atol=1e-7),
+                                                       atol=atol),
                state.params, params)
   if name == "reduce_on_plateau":
     ours = lmo.find_state(state.opt_state,
@@ -120,6 +145,61 @@ def test_contrib_methods_equal_optax_called_directly(name, workload, task):
                                rtol=1e-6)
   if name == "cocob":
     assert all(np.isnan(lrs))
+  if name.endswith("_cosine"):
+    # The step size it reports: the estimate times the multiplier.
+    cls = (optax.contrib.ProdigyState if name.startswith("prodigy")
+           else optax.contrib.DAdaptAdamWState)
+    estimates = [float(lmo.find_state(s, cls).estim_lr) for s in opt_states]
+    np.testing.assert_allclose(lrs, np.array(estimates)
+                               * WARMUP_COSINE_40[:STEPS], rtol=1e-5)
+  if name == "calibrated_adamw":
+    np.testing.assert_allclose(
+        lrs, methods_lib.CALIBRATED_ADAMW["lr"] * WARMUP_COSINE_40[:STEPS],
+        rtol=1e-6)
+
+
+def test_dog_averaged_is_evaluated_at_its_polynomial_average(workload, task):
+  program, (setting,) = benchmark.get_method("dog_averaged").build(
+      workload, task)
+  state = ot.init(task, program, setting.hp, jax.random.key(0))
+  for _ in range(STEPS):
+    state, _ = ot.train_step(task, program, setting.hp, state)
+  average = lmo.averaged_params(state.opt_state)
+  want = task.evaluate(state.replace(params=average), "val")
+  got = ot.evaluate(task, program, setting.hp, state, "val")
+  assert float(got.loss) == pytest.approx(float(want.loss), rel=1e-6)
+
+
+def test_schedule_free_sgd_lr_follows_its_rule_and_runs_on_sgd_only(task):
+  momentum = benchmark.get_workload("mnist1d_mlp_momentum")
+  _, (setting,) = benchmark.get_method("schedule_free_sgd").build(momentum,
+                                                                  None)
+  assert "learning_rate=1.0" in setting.label   # 10 x lr0 0.1
+  adam = benchmark.get_workload("tiny_mnist1d_mlp_adam")
+  for name in ("schedule_free_sgd", "tuned_adamw"):
+    with pytest.raises(methods_lib.NotApplicable, match="adam"):
+      benchmark.get_method(name).build(adam, None)
+
+
+def test_adamw_methods_share_one_program_with_a_traced_weight_decay(
+    workload, task):
+  built = {n: benchmark.get_method(n).build(workload, task)
+           for n in ("tuned_adamw", "calibrated_adamw", "adamw_calibration")}
+  programs = {b[0] for b in built.values()}
+  assert len(programs) == 1
+  grid = built["adamw_calibration"][1]
+  assert len(grid) == (len(methods_lib.CALIBRATION_LRS)
+                       * len(methods_lib.CALIBRATION_WEIGHT_DECAYS))
+  decays = sorted({float(s.hp["weight_decay"]) for s in grid})
+  np.testing.assert_allclose(decays,
+                             sorted(methods_lib.CALIBRATION_WEIGHT_DECAYS),
+                             rtol=1e-6)
+  # tuned_adamw's LR axis extends past its edge like the references'.
+  tuned = benchmark.get_method("tuned_adamw")
+  settings = built["tuned_adamw"][1]
+  lrs = [dict(s.point)["lr"] for s in settings]
+  new = tuned.extend(workload, settings, int(np.argmax(lrs)))
+  assert [dict(s.point)["lr"] for s in new] == [0.1]
 
 
 def test_schedule_free_is_evaluated_at_its_eval_params(workload, task):
@@ -215,6 +295,30 @@ def test_a_scale_free_controller_runs_as_a_user_would(workload, task,
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
                                                        atol=1e-6),
                state.params, params)
+
+
+@pytest.mark.parametrize("which", ["every", "fraction"])
+def test_probe_examples_count_the_probes_a_run_takes(workload, task, which,
+                                                     tmp_path):
+  """The probe cost the report charges: decisions counted on a whole run
+  (the steps where ``decision_due`` holds), times the probe's size."""
+  if which == "every":
+    name = "controller:mnist1d_mlp_quickstart"
+  else:
+    name = "controller:" + lmo.save_controller(
+        str(tmp_path / "g.msgpack"), _scale_free_controller())
+  program, (setting,) = benchmark.get_method(name).build(workload, task)
+  state = ot.init(task, program, setting.hp, jax.random.key(0))
+  step = jax.jit(ot.train_step, static_argnums=1)
+  due = 0
+  for _ in range(workload.num_steps):
+    due += bool(lmo.decision_due(state.opt_state))
+    state, _ = step(task, program, setting.hp, state)
+  assert due == program.num_decisions(workload.num_steps)
+  assert due == (4 if which == "fraction" else -(-40 // 10))
+  assert program.probe_examples(workload.num_steps) == due * 200
+  assert benchmark.get_method("prodigy").build(workload, task)[
+      0].probe_examples(workload.num_steps) == 0
 
 
 def test_controllers_observe_conv_layers_of_an_all_conv_model(task,

@@ -167,3 +167,18 @@ def test_median_curve_ranks_divergence_worst():
   # Reached at the median's step, not the best seed's.
   assert scoring.steps_to_target([1, 2, 3], scoring.median_curve(curves),
                                  1.2) == 3
+
+
+def test_single_configuration_by_hand():
+  # Two workloads, three configurations. Ratios to each workload's best:
+  # w0: [1.0, 1.1, 1.5]; w1: [1.2, 1.0, 1.05]; means 1.1, 1.05, 1.275.
+  val = [[2.0, 2.2, 3.0], [0.6, 0.5, 0.525]]
+  best, ratio = scoring.single_configuration(val)
+  assert best == 1
+  np.testing.assert_allclose(ratio, [1.1, 1.05, 1.275])
+  # A configuration that diverged on one workload is never chosen, even
+  # though it is best by far on the other.
+  best, ratio = scoring.single_configuration([[1.0, 2.0], [np.nan, 1.0]])
+  assert best == 1 and ratio[0] == np.inf
+  with pytest.raises(ValueError, match="finite, positive"):
+    scoring.single_configuration([[np.inf, np.nan]])

@@ -143,3 +143,22 @@ def test_bad_arguments_are_named(task):
                  jnp.stack([jax.random.key(0)] * 2), T, eval_every=E)
   with pytest.raises(ValueError, match="Unknown optimizer 'lamb'"):
     ot.ScheduledOptimizer("lamb")
+
+
+def test_a_traced_hyperparameter_equals_the_same_value_fixed(task):
+  """``hp['weight_decay']`` (one program for a whole decay grid) trains as
+  ``optimizer_kwargs`` with the same value, numpy scalar or not."""
+  hp = {"learning_rates": _lrs(1e-3)}
+  fixed = ot.run(task, ot.ScheduledOptimizer("adamw", (("weight_decay",
+                                                         0.1),)),
+                 hp, jax.random.key(0), T, eval_every=E, strategy="scan")
+  for value in (np.float32(0.1), np.asarray(0.1, np.float32), 0.1):
+    traced = ot.run(task, ot.ScheduledOptimizer("adamw"),
+                    dict(hp, weight_decay=value), jax.random.key(0), T,
+                    eval_every=E, strategy="scan")
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6,
+                                                         atol=1e-7),
+                 traced[0].params, fixed[0].params)
+  with pytest.raises(ValueError, match=r"\['weight_decay'\] given both"):
+    ot.init(task, ot.ScheduledOptimizer("adamw", (("weight_decay", 0.1),)),
+            dict(hp, weight_decay=0.1), jax.random.key(0))

@@ -68,3 +68,15 @@ def test_warmup_updates_are_left_out_of_the_rate():
   lines = out.getvalue().splitlines()
   assert lines[0].endswith("ETA ?") and lines[1].endswith("ETA 0m09s")
 
+
+
+def test_extend_grows_the_total_and_its_work():
+  stream = io.StringIO()
+  p = progress_lib.Progress(2, "bench", total_work=20, stream=stream,
+                            interval=0.0)
+  p.update(2, work=20, seconds=1.0)
+  p.extend(2, 30)
+  assert (p.total, p.total_work) == (4, 50.0)
+  assert p.eta() == pytest.approx(1.5)   # 30 work left at 20 per second
+  p.update(2, work=30, seconds=1.0)
+  assert "4/4 (100%)" in stream.getvalue().splitlines()[-1]

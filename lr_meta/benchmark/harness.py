@@ -427,6 +427,11 @@ def execute(task, workload, program, family: str, runs: Sequence[Run],
   if progress:
     for _ in records:
       progress.update(1, workload.num_steps, None, workload.name)
+  # Known from the program alone: also given to cells cached before it was
+  # recorded.
+  probe_examples = int(program.probe_examples(workload.num_steps))
+  for record in records.values():
+    record["cost"].setdefault("probe_examples", probe_examples)
   batch_mode = batch_mode or runner.default_batch_mode(task.model_name)
   strategy = benchmark_strategy(task.model_name, strategy)
   size = 1 if batch_mode == "sequential" else batch_size
@@ -448,6 +453,7 @@ def execute(task, workload, program, family: str, runs: Sequence[Run],
     wall = time.time() - t0
     after = counter.snapshot()
     cost = {"wall_s": wall / len(group), "batch_runs": len(padded),
+            "probe_examples": probe_examples,
             "compiles": after[0] - before[0],
             "program_compiles": after[1] - before[1],
             "compile_s": after[2] - before[2]}
@@ -675,6 +681,8 @@ def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
                    extensions < methods_lib.MAX_GRID_EXTENSIONS else [])
             if not new:
               break
+            progress.extend(len(new) * len(tuning_seeds),
+                            len(new) * len(tuning_seeds) * workload.num_steps)
             records.update(go(family, _grid_runs(workload, program, new,
                                                  tuning_seeds)))
             settings += new

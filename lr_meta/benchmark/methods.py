@@ -25,6 +25,7 @@ controller file, through ``lr_meta.optax.controlled`` as a user would.
 """
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
@@ -161,14 +162,15 @@ def _schedule_settings(workload, specs):
           for s in specs]
 
 
-def _grid_lrs(workload):
-  return GRID_LRS[workload.optimizer]
+def _lr_axis_of(optimizer: str) -> GridAxis:
+  """The tuned LR axis of ``optimizer``'s grid, extended by half decades."""
+  return GridAxis("lr", GRID_LRS[optimizer],
+                  lambda v: _half_decade(v, up=False),
+                  lambda v: _half_decade(v, up=True))
 
 
 def _lr_axis(workload) -> GridAxis:
-  return GridAxis("lr", _grid_lrs(workload),
-                  lambda v: _half_decade(v, up=False),
-                  lambda v: _half_decade(v, up=True))
+  return _lr_axis_of(workload.optimizer)
 
 
 def _schedule_spec(schedule, workload, point) -> baselines.ScheduleSpec:
@@ -222,22 +224,32 @@ def extend_grid(axes: Sequence[GridAxis], settings: Sequence[Setting],
   return new
 
 
-def _tuned_schedule(name, schedule, axes_fn, description):
-  """A tuned reference: ``schedule`` over the product of ``axes_fn(workload)``
-  (``GridAxis``es), extended past an edge where the winner sits."""
+def _tuned_grid(name, family, program_fn, setting_fn, axes_fn, description,
+                extends=True):
+  """A tuned method: ``setting_fn(workload, point)`` over the product of
+  ``axes_fn(workload)`` (``GridAxis``es) through ``program_fn(workload)``,
+  extended past an edge where the winner sits (unless ``extends`` is
+  False: a fixed grid). ``program_fn`` may raise ``NotApplicable``."""
   def build(workload, task):
     del task
-    axes = axes_fn(workload)
+    program = program_fn(workload)
     points = itertools.product(*[[(a.name, v) for v in a.values]
-                                 for a in axes])
-    return (_schedule_program(workload),
-            [_grid_setting(schedule, workload, p) for p in points])
+                                 for a in axes_fn(workload)])
+    return program, [setting_fn(workload, p) for p in points]
 
   def extend(workload, settings, best):
-    return [_grid_setting(schedule, workload, p)
+    return [setting_fn(workload, p)
             for p in extend_grid(axes_fn(workload), settings, best)]
 
-  return Method(name, TUNED, "schedule", build, description, extend)
+  return Method(name, TUNED, family, build, description,
+                extend if extends else None)
+
+
+def _tuned_schedule(name, schedule, axes_fn, description):
+  """A tuned reference: ``schedule`` through the workload's own optimizer."""
+  return _tuned_grid(name, "schedule", _schedule_program,
+                     functools.partial(_grid_setting, schedule), axes_fn,
+                     description)
 
 
 def _step_decay_axes(workload):
@@ -252,6 +264,57 @@ def _step_decay_axes(workload):
                lambda v: float(f"{v ** 0.5:.2g}") if v ** 0.5 < 0.95
                else None),
   ]
+
+
+# -- AdamW with warm-up + cosine on any workload -------------------------------
+#
+# One program for every AdamW setting (the weight decay is a traced
+# hyperparameter, ``ScheduledOptimizer``): the tuned AdamW of SGD workloads,
+# the calibrated single configuration and the grid it was chosen from.
+
+ADAMW_FAMILY = "adamw_warmup_cosine"
+# Kasimbeg et al. 2025's "calibrated single configuration": AdamW, linear
+# warm-up over WARMUP_FRACTION then cosine to 0, ONE peak LR and weight decay
+# for every workload, chosen on the cpu suite's TRAIN side only
+# (``benchmarks/calibrate_adamw.py``: the grid point with the lowest mean
+# over train workloads of its tuning validation loss relative to the best
+# grid point there; BUILD_NOTES "Calibrated AdamW").
+CALIBRATED_ADAMW = dict(lr=1e-2, weight_decay=1e-4)
+CALIBRATION_LRS = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4)
+CALIBRATION_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1)
+SGD_BASES = ("sgd", "momentum")
+
+
+def _adamw_program(workload):
+  del workload
+  return optax_training.ScheduledOptimizer("adamw")
+
+
+def _adamw_setting(workload, point) -> Setting:
+  """AdamW, warm-up + cosine at ``point`` (``lr``, ``weight_decay``)."""
+  coords = dict(point)
+  weight_decay = float(coords.pop("weight_decay"))
+  spec = _schedule_spec("warmup_cosine", workload, dict(
+      coords, warmup_fraction=WARMUP_FRACTION).items())
+  label = f"adamw {spec.label()[:-1]}, weight_decay={weight_decay:g})"
+  return Setting(label, {"learning_rates": spec.sequence(workload.num_steps),
+                         "weight_decay": np.float32(weight_decay)},
+                 tuple(sorted(point)))
+
+
+def _sgd_base_adamw_program(workload):
+  if workload.optimizer not in SGD_BASES:
+    raise NotApplicable(
+        f"tuned AdamW runs on SGD workloads ({SGD_BASES}) only; workload "
+        f"{workload.name!r} already trains with {workload.optimizer!r}, "
+        "whose tuned references measure the same thing")
+  return _adamw_program(workload)
+
+
+def _calibrated_adamw_build(workload, task):
+  del task
+  point = tuple(sorted(CALIBRATED_ADAMW.items()))
+  return _adamw_program(workload), [_adamw_setting(workload, point)]
 
 
 def _default_lr_build(workload, task):
@@ -334,6 +397,83 @@ class Contrib(optax_training.Program):
 
 def _warmup_steps(workload):
   return max(1, int(round(WARMUP_FRACTION * workload.num_steps)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduledContrib(Contrib):
+  """An ``optax.contrib`` optimizer whose ``learning_rate`` multiplier is a
+  per-step sequence, ``hp = {'lr_multipliers': (T,) float32}``: warm-up +
+  cosine peaking at 1 (``baselines.warmup_cosine``, the references' own
+  shape, never exactly 0: at a multiplier of 0 Prodigy's estimate is 0/0).
+  This is Prodigy's and D-Adaptation's authors' setup (Mishchenko & Defazio
+  2023, Defazio & Mishchenko 2023 pair the estimated step size with a
+  cosine and, for transformers, a warm-up). The reported step size is the
+  method's estimate times the multiplier."""
+
+  def _multiplier(self, hp):
+    multipliers = jnp.asarray(hp["lr_multipliers"], jnp.float32)
+    last = multipliers.shape[0] - 1
+    return lambda count: multipliers[jnp.clip(count, 0, last)]
+
+  def optimizer(self, hp):
+    return getattr(optax.contrib, self.factory)(
+        learning_rate=self._multiplier(hp), **dict(self.kwargs))
+
+  def learning_rate(self, hp, opt_state):
+    # The step just taken used the multiplier at count - 1.
+    step = optax.tree_utils.tree_get(opt_state, "count") - 1
+    return (jnp.asarray(self.lr_fn(hp, opt_state), jnp.float32)
+            * self._multiplier(hp)(step))
+
+
+@dataclasses.dataclass(frozen=True)
+class Averaged(Contrib):
+  """An ``optax.contrib`` optimizer evaluated at the polynomial-decay average
+  of its iterates (``lmo.polynomial_average``; Ivgi et al. 2023 report DoG
+  with it, gamma = 8)."""
+  gamma: float = 8.0
+
+  def optimizer(self, hp):
+    return optax.chain(super().optimizer(hp),
+                       lmo.polynomial_average(self.gamma))
+
+  def eval_params(self, hp, opt_state, params):
+    del hp, params
+    return lmo.averaged_params(opt_state)
+
+
+def _scheduled_contrib_method(name, factory, description, lr_fn):
+  def build(workload, task):
+    del task
+    spec = baselines.ScheduleSpec("warmup_cosine", 1.0, (
+        ("warmup_fraction", WARMUP_FRACTION),))
+    hp = {"lr_multipliers": spec.sequence(workload.num_steps)}
+    return (ScheduledContrib(factory, (), lr_fn),
+            [Setting(f"{factory}(learning_rate={spec.label()})", hp)])
+  return Method(name, SELF_TUNING, name, build, description)
+
+
+def _dog_averaged_build(workload, task):
+  del workload, task
+  program = Averaged("dog", (), _dog_lr, _same_params, 8.0)
+  return program, [Setting("dog() + polynomial_average(gamma=8)", {})]
+
+
+# Schedule-free SGD's LR: Defazio et al.'s recommendation, "a learning rate
+# 10x-50x larger than classical rates" (facebookresearch/schedule_free
+# README), at its low end, from the workload's default SGD LR.
+SCHEDULE_FREE_SGD_LR_FACTOR = 10.0
+
+
+def _schedule_free_sgd_kwargs(workload):
+  if workload.optimizer not in SGD_BASES:
+    raise NotApplicable(
+        f"schedule-free SGD's LR rule is {SCHEDULE_FREE_SGD_LR_FACTOR:g}x "
+        f"the workload's default SGD LR; workload {workload.name!r} trains "
+        f"with {workload.optimizer!r} (its matched schedule-free method is "
+        "schedule_free_adamw)")
+  return dict(learning_rate=SCHEDULE_FREE_SGD_LR_FACTOR * workload.initial_lr,
+              warmup_steps=_warmup_steps(workload))
 
 
 def _contrib_method(name, kwargs_fn, description, lr_fn=_no_lr,
@@ -498,6 +638,19 @@ class Controlled(optax_training.Program):
     del hp
     return lmo.current_lr(opt_state)
 
+  def num_decisions(self, num_steps: int) -> int:
+    """Decisions in a run: at fixed fractions, ``spec.num_decisions``;
+    'every': at steps 0, K, 2K, ... below ``num_steps``."""
+    if self.spec.decision_schedule == "fraction":
+      return int(self.spec.num_decisions)
+    return -(-num_steps // self.spec.steps_per_decision)
+
+  def probe_examples(self, num_steps: int) -> int:
+    """The probe's examples at every decision, if it reads a probe."""
+    if not self._observes_val_loss:
+      return 0
+    return self.num_decisions(num_steps) * self.probe_size
+
 
 def observed_layers(task: tasks.Task):
   """What an 'xu2019' controller observes on ``task``'s model.
@@ -637,11 +790,12 @@ METHODS = {m.name: m for m in [
     Method(DEFAULT_LR, SELF_TUNING, "schedule", _default_lr_build,
            "the base optimizer at the workload's default constant LR"),
     _contrib_method(
-        "schedule_free_sgd",
-        lambda w: dict(learning_rate=1.0, warmup_steps=_warmup_steps(w)),
-        "schedule-free SGD (Defazio et al. 2024), optax defaults (lr 1.0, "
-        f"b1 0.9), warm-up {WARMUP_FRACTION:.0%}; evaluated at "
-        "schedule_free_eval_params", _schedule_free_lr, _schedule_free_eval),
+        "schedule_free_sgd", _schedule_free_sgd_kwargs,
+        "schedule-free SGD (Defazio et al. 2024) on SGD workloads only, lr "
+        f"{SCHEDULE_FREE_SGD_LR_FACTOR:g}x the workload's default (its "
+        "authors' 10x-50x rule), b1 0.9, warm-up "
+        f"{WARMUP_FRACTION:.0%}; evaluated at schedule_free_eval_params",
+        _schedule_free_lr, _schedule_free_eval),
     _contrib_method(
         "schedule_free_adamw",
         lambda w: dict(learning_rate=0.0025, warmup_steps=_warmup_steps(w)),
@@ -651,9 +805,17 @@ METHODS = {m.name: m for m in [
     _contrib_method("prodigy", lambda w: {},
                     "Prodigy (Mishchenko & Defazio 2023), optax defaults",
                     _prodigy_lr),
+    _scheduled_contrib_method(
+        "prodigy_cosine", "prodigy",
+        "Prodigy with its authors' warm-up + cosine on its LR multiplier "
+        f"(warm-up {WARMUP_FRACTION:.0%}, then cosine to 0), optax defaults",
+        _prodigy_lr),
     _contrib_method("dog", lambda w: {},
                     "DoG (Ivgi et al. 2023), optax defaults, no averaging",
                     _dog_lr),
+    Method("dog_averaged", SELF_TUNING, "dog_averaged", _dog_averaged_build,
+           "DoG evaluated at its polynomial-decay average (gamma 8), as its "
+           "authors report it"),
     _contrib_method("dowg", lambda w: {},
                     "DoWG (Khaled et al. 2023), optax defaults", _dowg_lr),
     Method("mechanize", SELF_TUNING, "mechanize", _mechanize_build,
@@ -662,6 +824,10 @@ METHODS = {m.name: m for m in [
     _contrib_method("dadapt_adamw", lambda w: {},
                     "D-Adaptation AdamW (Defazio & Mishchenko 2023), optax "
                     "defaults", _dadapt_lr),
+    _scheduled_contrib_method(
+        "dadapt_adamw_cosine", "dadapt_adamw",
+        "D-Adaptation AdamW with warm-up + cosine on its LR multiplier "
+        f"(warm-up {WARMUP_FRACTION:.0%}), optax defaults", _dadapt_lr),
     _contrib_method("cocob", lambda w: {},
                     "COCOB-Backprop (Orabona & Tommasi 2017), optax defaults "
                     "(no step size: LR curve empty)"),
@@ -669,6 +835,21 @@ METHODS = {m.name: m for m in [
            _plateau_build,
            "base optimizer at the default LR with reduce_on_plateau on the "
            "training loss (factor 0.5, patience 5 x 10-step windows)"),
+    Method("calibrated_adamw", SELF_TUNING, ADAMW_FAMILY,
+           _calibrated_adamw_build,
+           "one AdamW configuration for every workload (Kasimbeg et al. "
+           f"2025): warm-up {WARMUP_FRACTION:.0%} + cosine, peak lr "
+           f"{CALIBRATED_ADAMW['lr']:g}, weight decay "
+           f"{CALIBRATED_ADAMW['weight_decay']:g}, chosen on the cpu "
+           "suite's train side only"),
+    _tuned_grid(
+        "tuned_adamw", ADAMW_FAMILY, _sgd_base_adamw_program,
+        _adamw_setting,
+        lambda w: [_lr_axis_of("adamw"), GridAxis(
+            "weight_decay", (CALIBRATED_ADAMW["weight_decay"],), None, None)],
+        "on SGD workloads: AdamW (weight decay of calibrated_adamw), "
+        f"warm-up {WARMUP_FRACTION:.0%} + cosine, peak LR tuned over AdamW's "
+        "grid: the optimizer's choice apart from its LR's tuning"),
 ]}
 STATIC_METHODS = tuple(METHODS)
 GROUPS = ("all", TUNED, SELF_TUNING)
@@ -681,11 +862,22 @@ def _xu2019_step_decay_build(workload, task):
 
 
 # Methods run by name only (not in the groups): Xu et al. 2019's fixed
-# 48-point step-decay grid (their Table 2 reference, ``transfer``).
+# 48-point step-decay grid (their Table 2 reference, ``transfer``), and the
+# grid ``calibrated_adamw`` was chosen from (``benchmarks/calibrate_adamw.py``,
+# train side only).
 NAMED_ONLY_METHODS = {m.name: m for m in [
     Method("xu2019_step_decay", TUNED, "schedule", _xu2019_step_decay_build,
            "step decay, Xu et al. 2019's 48-point grid (LR x every x "
            "factor), not extended"),
+    _tuned_grid(
+        "adamw_calibration", ADAMW_FAMILY, _adamw_program,
+        _adamw_setting,
+        lambda w: [GridAxis("lr", CALIBRATION_LRS, None, None),
+                   GridAxis("weight_decay", CALIBRATION_WEIGHT_DECAYS, None,
+                            None)],
+        "AdamW warm-up + cosine over a fixed peak LR x weight decay grid "
+        "(the calibration of calibrated_adamw; train side only)",
+        extends=False),
 ]}
 
 

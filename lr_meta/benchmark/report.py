@@ -110,6 +110,38 @@ def _workload_scores(w, per_method, normalizer):
                     for c in per_method[normalizer]])}
 
 
+def _median_wall(cells) -> float:
+  """Median wall time of a method's evaluation runs, leaving out the runs
+  that paid a compile (their wall is mostly compiling)."""
+  walls = [c["cost"]["wall_s"] for c in cells if not c["cost"]["compiles"]]
+  walls = walls or [c["cost"]["wall_s"] for c in cells]
+  return float(np.median(walls))
+
+
+def probe_costs(w, per_method) -> dict:
+  """What each method that probes pays on workload ``w``:
+  ``{method: {probe_examples, probe_fraction, wall_vs_default}}``.
+
+  ``probe_examples``: examples its probes forward in one run (recorded by
+  the harness from the program); ``probe_fraction``: that over the run's
+  training examples (batch size x steps); ``wall_vs_default``: the median
+  wall time of its evaluation runs over ``default_lr``'s on the same
+  workload (runs that compiled left out; NaN without ``default_lr``).
+  """
+  base = per_method.get(methods_lib.DEFAULT_LR)
+  base_wall = _median_wall(base) if base else float("nan")
+  out = {}
+  for name, cells in per_method.items():
+    examples = int(np.median([c["cost"].get("probe_examples", 0)
+                              for c in cells]))
+    if not examples:
+      continue
+    out[name] = {"probe_examples": examples,
+                 "probe_fraction": examples / (w.batch_size * w.num_steps),
+                 "wall_vs_default": _median_wall(cells) / base_wall}
+  return out
+
+
 def _side_summary(side, methods, scores, normalizers):
   """``{method: Summary + time area}`` over one side (module docstring of
   ``scoring``), with the normaliser's own row under ``BEST_REFERENCE``."""
@@ -176,6 +208,7 @@ def build_results(suite_name: str,
         setting=tuning[w.name][normalizer]["best"],
         tuning_val_loss=tuning[w.name][normalizer]["best_val_loss"],
         tuning_seeds_disagree=tuning[w.name][normalizer]["seeds_disagree"])
+  probes = {w.name: probe_costs(w, per[w.name]) for w in suite}
   summary = {split: _side_summary(workloads_lib.select(suite, split),
                                   methods, scores, normalizers)
              for split in workloads_lib.SPLITS}
@@ -208,7 +241,7 @@ def build_results(suite_name: str,
       "tuning": tuning, "cells": cells_json, "scores": scores,
       "normalizers": normalizers, "summary": summary, "profile": profile,
       "not_applicable": not_applicable or {},
-      "cost": {"session": session or {},
+      "cost": {"session": session or {}, "probes": probes,
                "per_family": _family_cost(run_costs or {})},
   })
 
@@ -412,6 +445,30 @@ def _cost_table(results) -> List[str]:
   return lines + [""]
 
 
+def _probe_table(results) -> List[str]:
+  probes = results["cost"].get("probes", {})
+  names = sorted({m for per in probes.values() for m in per})
+  if not names:
+    return []
+  lines = ["## What the probing methods pay", "",
+           "Per workload where the method ran: the examples its validation "
+           "probes forward in one run, as a share of the run's training "
+           "examples, and the median wall time of its evaluation runs over "
+           "`default_lr`'s (the same base optimizer without a controller; "
+           "runs that compiled left out; wall times are as noisy as the "
+           "machine's load). The scores above do not charge it.", "",
+           "| method | workload | probe examples / run | share of training "
+           "examples | wall time vs default LR |", "|---|---|---|---|---|"]
+  for name in names:
+    for workload, per in probes.items():
+      if name in per:
+        p = per[name]
+        lines.append(f"| `{name}` | `{workload}` | {p['probe_examples']} | "
+                     f"{p['probe_fraction']:.1%} | "
+                     f"{_f(p['wall_vs_default'], 2)}x |")
+  return lines + [""]
+
+
 def leaderboard(results) -> str:
   """The Markdown leaderboard (summary first, then per-workload tables)."""
   session = results["cost"]["session"]
@@ -428,6 +485,7 @@ def leaderboard(results) -> str:
               f"{'; '.join(problems)}.", ""]
   lines += _summary_tables(results, workloads_lib.HELDOUT)
   lines += _summary_tables(results, workloads_lib.TRAIN)
+  lines += _probe_table(results)
   lines += ["## Methods", ""] + [
       f"- `{n}` ({m['kind']}): {m['description']}"
       for n, m in results["methods"].items()] + [""]

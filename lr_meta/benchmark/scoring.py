@@ -96,6 +96,38 @@ def best_setting(final_val_loss: Sequence[Sequence[float]]) -> int:
   return int(np.argmin(mean))
 
 
+def single_configuration(val_loss: Sequence[Sequence[float]]
+                         ) -> Tuple[int, np.ndarray]:
+  """The one configuration to use unchanged on every workload.
+
+  Kasimbeg et al. 2025's calibrated baseline, chosen on training workloads
+  only: the configuration with the lowest mean, over workloads, of its
+  validation loss relative to the best configuration on that workload.
+  Ratios, not raw losses, so that no workload weighs more for having a
+  larger loss; a non-finite loss (a diverged seed) makes the ratio +inf, so
+  a configuration that diverges anywhere is never chosen while one exists
+  that does not.
+
+  Args:
+    val_loss: ``(workloads, configurations)`` mean tuning validation losses.
+
+  Returns:
+    ``(index, mean ratio per configuration)``; the first of equal means.
+  """
+  val = np.asarray(val_loss, np.float64)
+  if val.ndim != 2 or val.size == 0:
+    raise ValueError(f"val_loss of shape {val.shape}; allowed: "
+                     "(workloads, configurations), both >= 1.")
+  finite = np.where(np.isfinite(val), val, np.inf)
+  best = finite.min(axis=1, keepdims=True)
+  if not np.all(np.isfinite(best)) or np.any(best <= 0):
+    raise ValueError("every workload needs one configuration with a finite, "
+                     "positive validation loss; got per-workload minima "
+                     f"{best.ravel().tolist()}.")
+  ratio = (finite / best).mean(axis=0)
+  return int(np.argmin(ratio)), ratio
+
+
 class WorkloadScore(NamedTuple):
   """One method on one workload (benchmark v2).
 

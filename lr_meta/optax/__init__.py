@@ -18,6 +18,9 @@ from lr_meta.policies.controller import load_controller
 from lr_meta.policies.controller import pretrained_controller
 from lr_meta.policies.controller import pretrained_names
 from lr_meta.policies.controller import save_controller
+from lr_meta.optax._src.averaging import averaged_params
+from lr_meta.optax._src.averaging import polynomial_average
+from lr_meta.optax._src.averaging import PolynomialAverageState
 from lr_meta.optax._src.controlled import controlled
 from lr_meta.optax._src.controlled import ControlledState
 from lr_meta.optax._src.controlled import ControllerMismatchWarning
@@ -42,13 +45,14 @@ from lr_meta.optax._src.sign import scale_by_power_sign
 from lr_meta.optax._src.sign import ScaleBySignState
 
 __all__ = [
-    "add_sign", "controlled", "ControlledState", "Controller",
+    "add_sign", "averaged_params", "controlled", "ControlledState", "Controller",
     "ControllerMismatchWarning", "ControllerReadout", "ControllerSpec",
     "controller_readout", "cosine_sign_decay", "current_lr", "decision_due",
     "DSLError", "find_state", "find_states",
     "from_dsl", "linear_cosine_decay", "linear_cosine_decay_schedule",
     "linear_sign_decay", "load_controller", "noisy_linear_cosine_decay",
-    "noisy_linear_cosine_decay_schedule", "power_sign",
+    "noisy_linear_cosine_decay_schedule", "polynomial_average",
+    "PolynomialAverageState", "power_sign",
     "pretrained_controller", "pretrained_names", "probe_inputs",
     "restart_sign_decay",
     "save_controller", "scale_by_add_sign", "scale_by_power_sign",

@@ -67,6 +67,13 @@ class Program:
     del hp, opt_state
     return params
 
+  def probe_examples(self, num_steps: int) -> int:
+    """Examples a run of ``num_steps`` steps forwards besides its training
+    batches and its scheduled evaluations (a learned controller's
+    validation probes): the method's own extra cost."""
+    del num_steps
+    return 0
+
 
 def _check_optimizer_name(name: str) -> str:
   if name not in task_lib.OPTIMIZERS:
@@ -82,7 +89,9 @@ class ScheduledOptimizer(Program):
   ``hp = {'learning_rates': (T,) float32}``: step ``t`` uses
   ``learning_rates[t]``, exactly as ``run_training`` does (same numbers), but
   the sequence is a traced argument: a whole grid of schedules runs in one
-  compiled program.
+  compiled program. Any other entry of ``hp`` is a traced hyperparameter of
+  the optax factory (e.g. ``'weight_decay'`` of ``adamw``), so a grid over it
+  shares that program too.
 
   Attributes:
     optimizer_name: one of ``lr_meta.tasks.KNOWN_OPTIMIZERS``.
@@ -99,8 +108,18 @@ class ScheduledOptimizer(Program):
     learning_rates = jnp.asarray(hp["learning_rates"], jnp.float32)
     last = learning_rates.shape[0] - 1
     schedule = lambda count: learning_rates[jnp.minimum(count, last)]
+    # As arrays, so that inject_hyperparams keeps them in its state however
+    # they arrive (a numpy scalar would be baked in at init and traced at
+    # update: two different states).
+    traced = {k: jnp.asarray(v) for k, v in hp.items()
+              if k != "learning_rates"}
+    fixed = dict(self.optimizer_kwargs)
+    both = sorted(set(traced) & set(fixed))
+    if both:
+      raise ValueError(f"ScheduledOptimizer: {both} given both as fixed "
+                       "optimizer_kwargs and in hp; allowed: one of the two.")
     return optax.inject_hyperparams(task_lib.OPTIMIZERS[self.optimizer_name])(
-        learning_rate=schedule, **dict(self.optimizer_kwargs))
+        learning_rate=schedule, **fixed, **traced)
 
   def learning_rate(self, hp, opt_state):
     del hp
