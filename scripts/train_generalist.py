@@ -9,15 +9,19 @@ combinations, which must all lie on the benchmark suite's ``train`` side
 iteration collects ``ppo.num_envs`` episodes from drawn members and makes one
 PPO update (``lr_meta.agents.population``).
 
-Writes to --workdir (one process at a time: ``lock``, as every run directory
-of ``lr_meta.rundir``): config.json, members.txt, checkpoints/ (the whole learner
-state, orbax, every ``checkpoint_every`` iterations; rerunning with the same
-workdir resumes bit-identically), snapshots/iter_N.msgpack (the controller at
+--workdir is a run directory of ``lr_meta.rundir`` (``rundir.Run``: one
+process at a time, the config checked on resume, ``--allow_change`` for the
+fields of ``rundir.SAFE_CHANGES``): config.json, members.txt, checkpoints/<N>/
+(the whole learner state, the metrics rows and the train-side scores, with
+digests, every ``checkpoint_every`` iterations; rerunning with the same
+workdir resumes bit-identically), snapshots/<N>/ (the controller params at
 every checkpoint), metrics.csv and tb/ (TensorBoard: PPO losses, episode
 returns per combination, compiles, and the train-side score), scores.csv
 (the train-side score of snapshots) and controller.msgpack (the snapshot
 with the best train-side score; export it into the package with
-``scripts/export_controller.py --workdir WORKDIR --name NAME``).
+``scripts/export_controller.py --workdir WORKDIR --name NAME``). A directory
+of the earlier layout (snapshots/iter_N.msgpack, plain orbax checkpoints)
+is refused for resuming; its controller files still load.
 
 Train-side score: each train workload of the suite run through
 ``lr_meta.optax.controlled`` exactly as the benchmark runs it (from the
@@ -36,7 +40,6 @@ from absl import app
 from absl import flags
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from lr_meta import benchmark
 from lr_meta import config as config_lib
@@ -147,9 +150,10 @@ def build(config, data_dir=None):
   return members, envs, env_params, agent
 
 
-def controller_of(config, env, env_params, state, name="generalist"):
+def controller_of(config, env, env_params, params, name="generalist"):
+  """The controller file of the learner's ``params`` (``state.params``)."""
   return rundir.controller_from_training(
-      config, env, env_params, jax.device_get(state.params),
+      config, env, env_params, jax.device_get(params),
       export=experiment.exporter(config), name=name)
 
 
@@ -231,7 +235,7 @@ def score_and_ablate(config, workdir, path, ablate, data_dir=None,
   if ablate:
     variants.update({f"without {k}": v for k, v in ABLATION_GROUPS.items()})
   out_path = os.path.join(workdir, "ablation.csv")
-  rows = _read_csv(out_path, float("inf"), key=None)
+  rows = layout.read_rows(out_path)
   for label, names in variants.items():
     score, ratios = scorer(without_features(controller, names) if names
                            else controller)
@@ -244,11 +248,6 @@ def score_and_ablate(config, workdir, path, ablate, data_dir=None,
 def _write_csv(path, rows):
   if rows:
     layout.atomic_write(path, layout.metrics_text(rows))
-
-
-def _read_csv(path, upto, key="iteration"):
-  return [r for r in layout.read_rows(path)
-          if key is None or int(r[key]) <= upto]
 
 
 def _row(it, metrics, members, elapsed, counter):
@@ -271,7 +270,7 @@ def train(config, workdir, data_dir=None, stop_after_minutes=0.0, log=print,
 
   Args:
     config: the generalist config.
-    workdir: output and resume directory.
+    workdir: output and resume directory (``rundir.Run``).
     data_dir: directory with ``<dataset>.npz`` (else ``$LR_META_DATA_DIR``).
     stop_after_minutes: checkpoint and return after this much wall time.
     log: where progress lines go.
@@ -280,41 +279,54 @@ def train(config, workdir, data_dir=None, stop_after_minutes=0.0, log=print,
 
   Raises:
     rundir.WorkdirBusyError: another process trains in ``workdir``.
-    rundir.ConfigMismatchError: ``workdir`` holds a run of another config.
+    rundir.ConfigMismatchError: ``workdir`` holds a run of another config,
+      or of the earlier layout.
   """
   rundir.check_allow_changes(allow_changes)
-  with rundir.WorkdirLock(workdir, log):
-    rundir.check_and_store_config(workdir, config, allow_changes, log)
-    return _train(config, workdir, data_dir, stop_after_minutes, log)
+  check_layout(workdir)
+  with rundir.Run(workdir, config, allow_changes=allow_changes,
+                  log=log) as run:
+    return _train(config, run, data_dir, stop_after_minutes, log)
 
 
-def _train(config, workdir, data_dir, stop_after_minutes, log):
+# The snapshot files of the earlier layout (one msgpack controller each).
+OLD_SNAPSHOT = "iter_"
+
+
+def check_layout(workdir: str) -> None:
+  """Refuses to resume a directory of the earlier layout (its orbax
+  checkpoints lack the digests ``rundir.Run`` verifies; moving them aside as
+  corrupt would lose the run)."""
+  snaps = os.path.join(workdir, rundir.SNAPSHOT_DIR)
+  old = sorted(n for n in (os.listdir(snaps) if os.path.isdir(snaps) else ())
+               if n.startswith(OLD_SNAPSHOT) and n.endswith(".msgpack"))
+  if old:
+    raise rundir.ConfigMismatchError(
+        f"{workdir} holds a meta-training of the earlier layout ({snaps}/"
+        f"{old[-1]} ...): it cannot be resumed; its controller.msgpack and "
+        "snapshot files still load with lr_meta.optax.load_controller. Use "
+        "another --workdir.")
+
+
+def _train(config, run, data_dir, stop_after_minutes, log):
   counter = harness.compile_counter()
   members, envs, env_params, agent = build(config, data_dir)
-  with open(os.path.join(workdir, "members.txt"), "w") as f:
-    f.write(dist_lib.describe(members) + "\n")
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  state = agent.init(jax.random.PRNGKey(config.seed))
-  start = 0
-  if manager.latest_step() is not None:
-    start = int(manager.latest_step())
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
-    log(f"Resumed from checkpoint at iteration {start}.")
-  metrics_path = os.path.join(workdir, "metrics.csv")
-  scores_path = os.path.join(workdir, "scores.csv")
-  rows = _read_csv(metrics_path, start)
-  scores = _read_csv(scores_path, start)
-  offset = float(rows[-1]["time_s"]) if rows else 0.0
+  rundir.atomic_write(run.path("members.txt"),
+                      dist_lib.describe(members) + "\n")
+  state, start = run.restore(agent.init(jax.random.PRNGKey(config.seed)),
+                             lambda s: s.params)
+  # The scores up to the restored checkpoint travel with it.
+  scores = list((run.data or {}).get("scores", []))
+  scores_path = run.path("scores.csv")
+  _write_csv(scores_path, scores)
+  offset = float(run.rows[-1]["time_s"]) if run.rows else 0.0
   scorer = (TrainSideScore(config.suite, config.score_seeds, data_dir,
-                           os.path.join(workdir, "score_runs"),
+                           run.path("score_runs"),
                            tuple(config.get("score_workloads", ())))
             if config.score_every else None)
   try:
     import tensorboardX  # pylint: disable=g-import-not-at-top
-    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tb"))
+    writer = tensorboardX.SummaryWriter(run.path(rundir.TENSORBOARD_DIR))
   except ImportError:
     writer = None
   t0 = time.time()
@@ -323,7 +335,8 @@ def _train(config, workdir, data_dir, stop_after_minutes, log):
     state, metrics = agent.update_iteration(state)
     it += 1
     row = _row(it, metrics, members, offset + time.time() - t0, counter)
-    rows.append(row)
+    run.record(it, {k: v for k, v in row.items() if k != "iteration"},
+               state.params)
     if writer is not None:
       for k, v in row.items():
         if k != "iteration":
@@ -334,15 +347,10 @@ def _train(config, workdir, data_dir, stop_after_minutes, log):
     stop = (stop_after_minutes and
             time.time() - t0 > 60 * stop_after_minutes)
     if it % config.checkpoint_every == 0 or it == config.num_iterations or stop:
-      manager.save(it, args=ocp.args.StandardSave(state))
-      manager.wait_until_finished()
-      controller = controller_of(config, envs[0], env_params[0], state)
-      controller_lib.save_controller(
-          os.path.join(workdir, "snapshots", f"iter_{it:06d}.msgpack"),
-          controller)
       if scorer is not None and (it % config.score_every == 0 or
                                  it == config.num_iterations):
-        score, ratios = scorer(controller)
+        score, ratios = scorer(controller_of(config, envs[0], env_params[0],
+                                             state.params))
         scores.append(dict(iteration=it, time_s=row["time_s"], score=score,
                            **ratios))
         log(f"iter {it}: train-side score {score:.4f} {ratios}")
@@ -350,36 +358,44 @@ def _train(config, workdir, data_dir, stop_after_minutes, log):
           writer.add_scalar("train_side_score", score, it)
           for k, v in ratios.items():
             writer.add_scalar(f"train_side/{k}", v, it)
-        _write_csv(scores_path, scores)
-      _write_csv(metrics_path, rows)
+      run.save(it, state, state.params, data={"scores": scores})
+      _write_csv(scores_path, scores)
       if writer is not None:
         writer.flush()
     if stop:
       log(f"Stopped after {stop_after_minutes} minutes at iteration {it}.")
       break
-  manager.close()
   if writer is not None:
     writer.close()
-  best = select_snapshot(workdir, scores)
+  best = select_snapshot(
+      run.workdir, scores,
+      lambda params: controller_of(config, envs[0], env_params[0], params),
+      jax.device_get(state.params))
   if best is not None:
     log(f"Best train-side score at iteration {best}.")
   return state
 
 
-def select_snapshot(workdir, scores):
-  """Copies the snapshot with the best train-side score to controller.msgpack
-  (the latest one if nothing was scored); returns its iteration."""
-  snaps = sorted(os.listdir(os.path.join(workdir, "snapshots")))
-  if not snaps:
+def select_snapshot(workdir, scores, to_controller, template):
+  """Writes the snapshot with the best train-side score as
+  controller.msgpack (the latest one if nothing was scored); returns its
+  iteration (None without snapshots).
+
+  Args:
+    workdir: the run directory.
+    scores: the rows of scores.csv (``iteration``, ``score``).
+    to_controller: learner params -> ``Controller``.
+    template: learner params of the run's structure.
+  """
+  try:
+    steps = rundir.snapshot_steps(workdir)
+  except FileNotFoundError:
     return None
-  if scores:
-    best = int(min(scores, key=lambda r: float(r["score"]))["iteration"])
-  else:
-    best = int(snaps[-1][len("iter_"):-len(".msgpack")])
-  controller = controller_lib.load_controller(
-      os.path.join(workdir, "snapshots", f"iter_{best:06d}.msgpack"))
+  best = (int(min(scores, key=lambda r: float(r["score"]))["iteration"])
+          if scores else steps[-1])
+  params = rundir.load_snapshot(workdir, best, template)
   controller_lib.save_controller(
-      os.path.join(workdir, rundir.CONTROLLER_FILE), controller)
+      os.path.join(workdir, rundir.CONTROLLER_FILE), to_controller(params))
   return best
 
 

@@ -57,8 +57,11 @@ def test_outputs_and_train_side_score(runs):
   root, *_ = runs
   work = root / "straight"
   for name in ("config.json", "members.txt", "metrics.csv", "scores.csv",
-               "controller.msgpack", "snapshots/iter_000002.msgpack"):
+               "controller.msgpack"):
     assert (work / name).exists(), name
+  # rundir's layout: snapshots/<N>/, checkpoints/<N>/.
+  assert rundir.snapshot_steps(str(work)) == [1, 2]
+  assert sorted(os.listdir(work / rundir.CHECKPOINT_DIR)) == ["1", "2"]
   with open(work / "metrics.csv") as f:
     header, *rows = f.read().splitlines()
   assert len(rows) == 2 and "compiles" in header
@@ -169,3 +172,41 @@ def test_a_resume_under_another_config_is_refused_naming_the_field(runs):
   with pytest.raises(ValueError, match=r"\['ppo'\] cannot change on resume"):
     tg.train(changed, work, allow_changes=("ppo",))
   assert (root / "resumed" / "config.json").read_text() == stored
+
+
+def test_the_resumed_run_restores_its_scores_and_its_best_snapshot(runs):
+  """scores.csv comes back from the checkpoint (not from a file a kill may
+  have cut short), and controller.msgpack is the best-scored snapshot."""
+  root, *_ = runs
+  for name in ("straight", "resumed"):
+    work = str(root / name)
+    rows = rundir.read_metrics(work)
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    # Scored every 2 iterations and at the end of each part: the resumed
+    # run's first part ended at iteration 1.
+    score_rows = rundir.layout.read_rows(os.path.join(work, "scores.csv"))
+    assert [int(r["iteration"]) for r in score_rows] == (
+        [2] if name == "straight" else [1, 2])
+    best = int(min(score_rows, key=lambda r: float(r["score"]))["iteration"])
+    shipped = lmo.load_controller(os.path.join(work, "controller.msgpack"))
+    snapshot = rundir.load_snapshot(work, best)
+    assert sorted(map(float, np.concatenate([
+        np.ravel(x) for x in jax.tree.leaves(shipped.params)]))) == sorted(
+            map(float, np.concatenate([np.ravel(x) for x in jax.tree.leaves(
+                snapshot["actor"])])))
+  scores = [rundir.layout.read_rows(str(root / n / "scores.csv"))[-1]["score"]
+            for n in ("straight", "resumed")]
+  assert scores[0] == scores[1]
+
+
+def test_a_directory_of_the_earlier_layout_is_refused_untouched(tmp_path):
+  tg = load_script("train_generalist")
+  snaps = tmp_path / "snapshots"
+  snaps.mkdir()
+  (snaps / "iter_000004.msgpack").write_bytes(b"old")
+  (tmp_path / "checkpoints").mkdir()
+  before = sorted(str(p) for p in tmp_path.rglob("*"))
+  with pytest.raises(rundir.ConfigMismatchError,
+                     match=r"earlier layout .*iter_000004\.msgpack"):
+    tg.train(_config(1), str(tmp_path))
+  assert sorted(str(p) for p in tmp_path.rglob("*")) == before
