@@ -26,7 +26,7 @@ values (benchmark v2):
   fraction of workloads whose normalised loss is <= tau.
 """
 
-from typing import Callable, Dict, Iterable, NamedTuple, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import scipy.stats

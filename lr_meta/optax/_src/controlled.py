@@ -647,10 +647,78 @@ def controlled(
     passed on to the base optimizer.
   """
   spec = controller.spec.check()
-  kind = spec.observation_kind
-  parts = observation_lib.observation_parts(kind)
-  fraction = spec.decision_schedule == "fraction"
-  if fraction:
+  parts = observation_lib.observation_parts(spec.observation_kind)
+  schedule = _decision_schedule(spec, every, num_steps, num_decisions)
+  if parts.dynamics:
+    predictions_shape = _predictions_shape(spec, predictions_shape,
+                                           num_classes)
+  if spec.uses_progress:
+    checks.check_int("num_decisions", schedule.num_decisions, 1, "the run's "
+                     "decisions, for the progress feature")
+  _warn_if_past_horizon(spec, schedule.run_steps)
+  base = optax.with_extra_args_support(base_optimizer)
+  key = jax.random.PRNGKey(0) if key is None else key
+  observer = _Observer(spec, schedule, first_dense, last_dense,
+                       monitored_layer)
+
+  def init_state(params):
+    return _initial_state(base, controller, schedule, predictions_shape, key,
+                          params)
+
+  def init_fn(params):
+    observer.resolve(params)   # the layers, in creation order
+    return init_state(params)
+
+  def update_fn(updates, state, params=None, *, loss=None, val_loss=None,
+                predictions=None, **extra_args):
+    loss, val_loss = _check_update_inputs(spec, predictions_shape, params,
+                                          loss, val_loss, predictions)
+    _check_state_matches(state, jax.eval_shape(init_state, params))
+    due = state.count == state.next_decision
+    old = (state.features, state.carry, state.lr, state.obs, state.action)
+
+    def decide(_):
+      return _decide(controller, state, old, lambda: observer.observe(
+          state, params, loss, val_loss, predictions))
+
+    def keep(_):
+      return old, state.skipped_decisions
+
+    decided, skipped = jax.lax.cond(due, decide, keep, None)
+    return _advance(base, state, decided, skipped, due, schedule, updates,
+                    params, loss, parts.scale_free, extra_args)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class _Schedule(NamedTuple):
+  """When a ``controlled`` run decides (``_decision_schedule``).
+
+  Attributes:
+    fraction: decisions at fixed fractions of ``run_steps`` (else every
+      ``every`` calls).
+    every: calls between 'every' decisions (1 for 'fraction': the length of
+      the unused loss buffer).
+    num_decisions: the run's decisions (the progress feature's horizon).
+    run_steps: the run's update calls, None when not known.
+  """
+  fraction: bool
+  every: int
+  num_decisions: int
+  run_steps: Optional[int]
+
+  def call(self, t):
+    """The ``count`` at which decision ``t`` is taken."""
+    if self.fraction:
+      return observation_lib.decision_step(t, self.run_steps,
+                                           self.num_decisions)
+    return jnp.asarray(t, jnp.int32) * self.every
+
+
+def _decision_schedule(spec, every, num_steps, num_decisions) -> _Schedule:
+  """The checked ``_Schedule`` of ``controlled``'s arguments (its docstring
+  says what each means for 'every' and 'fraction' controllers)."""
+  if spec.decision_schedule == "fraction":
     if every is not None:
       raise ValueError(
           f"every={every!r} for controller {spec.name!r}, which decides at "
@@ -667,181 +735,189 @@ def controlled(
       raise ValueError(f"num_decisions={num_decisions!r}; controller "
                        f"{spec.name!r} takes {spec.num_decisions} (leave it "
                        "None).")
-    num_decisions = spec.num_decisions
-    every = 1   # the length of the unused loss buffer
-    run_steps = num_steps
-  else:
-    if every is None:
-      every = spec.steps_per_decision
-    checks.check_int("every", every, 1, "steps between decisions")
-    if num_steps is not None and num_decisions is not None:
-      raise ValueError(f"num_steps={num_steps!r} and num_decisions="
-                       f"{num_decisions!r}; pass one of them (num_decisions "
-                       "= ceil(num_steps / every)).")
-    run_steps = None
-    if num_steps is not None:
-      checks.check_int("num_steps", num_steps, 1, "the run's update calls")
-      run_steps, num_decisions = num_steps, -(-num_steps // every)
-    elif num_decisions is not None:
-      checks.check_int("num_decisions", num_decisions, 1, "the run's "
-                       "decisions, for the progress feature")
-      run_steps = num_decisions * every
-    else:
-      num_decisions = spec.num_decisions
-  needs_predictions = parts.dynamics
-  if needs_predictions:
-    predictions_shape = _predictions_shape(spec, predictions_shape,
-                                           num_classes)
-  if spec.uses_progress:
+    return _Schedule(True, 1, spec.num_decisions, num_steps)
+  if every is None:
+    every = spec.steps_per_decision
+  checks.check_int("every", every, 1, "steps between decisions")
+  if num_steps is not None and num_decisions is not None:
+    raise ValueError(f"num_steps={num_steps!r} and num_decisions="
+                     f"{num_decisions!r}; pass one of them (num_decisions "
+                     "= ceil(num_steps / every)).")
+  if num_steps is not None:
+    checks.check_int("num_steps", num_steps, 1, "the run's update calls")
+    return _Schedule(False, every, -(-num_steps // every), num_steps)
+  if num_decisions is not None:
     checks.check_int("num_decisions", num_decisions, 1, "the run's "
                      "decisions, for the progress feature")
-  _warn_if_past_horizon(spec, run_steps)
-  base = optax.with_extra_args_support(base_optimizer)
-  if key is None:
-    key = jax.random.PRNGKey(0)
+    return _Schedule(False, every, num_decisions, num_decisions * every)
+  return _Schedule(False, every, spec.num_decisions, None)
 
-  protocol = spec.protocol
 
-  def decision_call(t):
-    """The ``count`` at which decision ``t`` is taken."""
-    if fraction:
-      return observation_lib.decision_step(t, num_steps, num_decisions)
-    return jnp.asarray(t, jnp.int32) * every
+def _initial_state(base, controller, schedule, predictions_shape, key,
+                   params) -> ControlledState:
+  """The state before the first call: the base's state at its lr0, zero
+  counters, the features' initial values."""
+  spec = controller.spec
+  parts = observation_lib.observation_parts(spec.observation_kind)
+  base_state = base.init(params)
+  _check_lr_dtype(_get_lr(base_state))
+  lr0 = jnp.asarray(_get_lr(base_state), jnp.float32)
+  if parts.scale_free:   # set from the first losses at the first update
+    features = scale_free.scale_free_init(0.0, 0.0)
+  elif parts.dynamics:
+    features = dynamics.dynamics_init(predictions_shape, key)
+  else:
+    features = ()
+  zero = jnp.zeros([], jnp.int32)
+  return ControlledState(
+      base_state=base_state, features=features,
+      carry=(controller.initial_carry(key=jax.random.fold_in(key, 1))
+             if controller.samples else controller.initial_carry()),
+      lr=lr0, lr0=lr0, count=zero,
+      losses=jnp.zeros((schedule.every,), jnp.float32),
+      obs=jnp.zeros((spec.observation_size,), jnp.float32),
+      skipped_decisions=zero, window=scale_free.window_init(),
+      decisions=zero, next_decision=zero,
+      action=jnp.zeros([], jnp.float32))
 
-  def layers(params):
-    return observation_lib.resolve_layers(
-        params, kind, first_dense=first_dense, last_dense=last_dense,
-        monitored_layer=monitored_layer)
 
-  # Resolved at init from the params the user passes (creation order).
-  resolved = {}
+def _check_update_inputs(spec, predictions_shape, params, loss, val_loss,
+                         predictions):
+  """``(loss, val_loss)`` as float32 scalars; a clear error for a missing or
+  misshapen input of ``update``."""
+  if params is None:
+    raise ValueError("controlled.update needs params (the controller "
+                     "observes the weights).")
+  if loss is None:
+    raise ValueError("controlled.update needs loss=<this batch's training "
+                     "loss> as a keyword argument.")
+  if observation_lib.observation_parts(spec.observation_kind).dynamics:
+    if predictions is None:
+      raise ValueError(
+          f"controller {spec.name!r} needs predictions=<softmax of the "
+          f"probe batch>, shape {tuple(predictions_shape)} (pass "
+          "**lr_meta.optax.probe_inputs(state, apply_fn, params, x, y)).")
+    chex.assert_shape(predictions, tuple(predictions_shape))
+  loss = jnp.asarray(loss, jnp.float32)
+  chex.assert_rank(loss, 0)
+  if val_loss is not None:
+    val_loss = jnp.asarray(val_loss, jnp.float32)
+    chex.assert_rank(val_loss, 0)
+  return loss, val_loss
 
-  def config(params):
-    if "layers" not in resolved:
-      resolved["layers"] = layers(params)
+
+class _Observer:
+  """The observation of a decision, as the environment builds it.
+
+  The observed layers are resolved once, from the params given to ``init``
+  (their dict order is the model's creation order; params inside a jitted
+  update come with sorted keys); ``observe`` resolves them itself when
+  ``init`` ran elsewhere (e.g. ``jax.eval_shape``).
+  """
+
+  def __init__(self, spec, schedule, first_dense, last_dense,
+               monitored_layer):
+    self.spec = spec
+    self.parts = observation_lib.observation_parts(spec.observation_kind)
+    self.schedule = schedule
+    self.layer_specs = dict(first_dense=first_dense, last_dense=last_dense,
+                            monitored_layer=monitored_layer)
+    self.layers = None
+
+  def resolve(self, params):
+    self.layers = observation_lib.resolve_layers(
+        params, self.spec.observation_kind, **self.layer_specs)
+
+  def config(self, params) -> observation_lib.ObservationConfig:
+    if self.layers is None:
+      self.resolve(params)
+    spec = self.spec
     return observation_lib.ObservationConfig(
-        kind=kind, layers=resolved["layers"], ema_decay=spec.ema_decay,
-        log_lr=spec.log_lr_observation, num_decisions=num_decisions,
+        kind=spec.observation_kind, layers=self.layers,
+        ema_decay=spec.ema_decay, log_lr=spec.log_lr_observation,
+        num_decisions=self.schedule.num_decisions,
         slope_decay=spec.slope_decay)
 
-  def init_fn(params):
-    resolved["layers"] = layers(params)
-    return init_state(params)
-
-  def init_state(params):
-    base_state = base.init(params)
-    _check_lr_dtype(_get_lr(base_state))
-    lr0 = jnp.asarray(_get_lr(base_state), jnp.float32)
-    if parts.scale_free:   # set from the first losses at the first update
-      features = scale_free.scale_free_init(0.0, 0.0)
-    elif needs_predictions:
-      features = dynamics.dynamics_init(predictions_shape, key)
+  def train_loss(self, state, loss):
+    """The decision's train loss: this call's (protocol 'step'), else the
+    window's mean (decision 0: this call's)."""
+    if self.spec.protocol.train_loss == "step":
+      return loss
+    window = state.window
+    if self.schedule.fraction:
+      mean = window.loss_sum / jnp.maximum(window.count, 1).astype(
+          jnp.float32)
     else:
-      features = ()
-    zero = jnp.zeros([], jnp.int32)
-    return ControlledState(
-        base_state=base_state, features=features,
-        carry=(controller.initial_carry(key=jax.random.fold_in(key, 1))
-               if controller.samples else controller.initial_carry()),
-        lr=lr0, lr0=lr0, count=zero,
-        losses=jnp.zeros((every,), jnp.float32),
-        obs=jnp.zeros((spec.observation_size,), jnp.float32),
-        skipped_decisions=zero, window=scale_free.window_init(),
-        decisions=zero, next_decision=zero,
-        action=jnp.zeros([], jnp.float32))
+      mean = jnp.mean(state.losses)
+    return jnp.where(state.count == 0, loss, mean)
 
-  def update_fn(updates, state, params=None, *, loss=None, val_loss=None,
-                predictions=None, **extra_args):
-    if params is None:
-      raise ValueError("controlled.update needs params (the controller "
-                       "observes the weights).")
-    if loss is None:
-      raise ValueError("controlled.update needs loss=<this batch's training "
-                       "loss> as a keyword argument.")
-    _check_state_matches(state, jax.eval_shape(init_state, params))
-    if needs_predictions:
-      if predictions is None:
-        raise ValueError(
-            f"controller {spec.name!r} needs predictions=<softmax of the "
-            f"probe batch>, shape {tuple(predictions_shape)} (pass "
-            "**lr_meta.optax.probe_inputs(state, apply_fn, params, x, y)).")
-      chex.assert_shape(predictions, tuple(predictions_shape))
-    loss = jnp.asarray(loss, jnp.float32)
-    chex.assert_rank(loss, 0)
-    if val_loss is not None:
-      val_loss = jnp.asarray(val_loss, jnp.float32)
-      chex.assert_rank(val_loss, 0)
-    due = state.count == state.next_decision
-    first = state.count == 0
+  def observe(self, state, params, loss, val_loss, predictions):
+    """``(observation, features)`` at this call (protocol
+    ``first_observation='ones'``: all ones at call 0)."""
+    spec = self.spec
+    if spec.protocol.first_observation == "ones":
+      return jax.lax.cond(
+          state.count == 0,
+          lambda: (xu_protocol.ones_observation(spec.observation_size),
+                   state.features),
+          lambda: self._observe(state, params, loss, val_loss, predictions))
+    return self._observe(state, params, loss, val_loss, predictions)
 
-    old = (state.features, state.carry, state.lr, state.obs, state.action)
+  def _observe(self, state, params, loss, val_loss, predictions):
+    train_loss = self.train_loss(state, loss)
+    features = state.features
+    if self.parts.scale_free:
+      features = jax.tree.map(
+          lambda a, b: jnp.where(state.count == 0, a, b),
+          scale_free.scale_free_init(
+              loss, loss if val_loss is None else val_loss), features)
+    return observation_lib.observe(
+        self.config(params), params=params, lr=state.lr,
+        train_loss=train_loss,
+        val_loss=train_loss if val_loss is None and self.parts.scale_free
+        else val_loss, predictions=predictions, dynamics_state=features,
+        decisions_taken=state.decisions, lr0=state.lr0,
+        scale_free_state=features, window=state.window)
 
-    def observe():
-      window = state.window
-      if protocol.train_loss == "step":
-        train_loss = loss
-      else:
-        if fraction:
-          mean = window.loss_sum / jnp.maximum(window.count, 1).astype(
-              jnp.float32)
-        else:
-          mean = jnp.mean(state.losses)
-        train_loss = jnp.where(first, loss, mean)
-      features = state.features
-      if parts.scale_free:
-        features = jax.tree.map(
-            lambda a, b: jnp.where(first, a, b),
-            scale_free.scale_free_init(
-                loss, loss if val_loss is None else val_loss), features)
-      return observation_lib.observe(
-          config(params), params=params, lr=state.lr, train_loss=train_loss,
-          val_loss=train_loss if val_loss is None and parts.scale_free
-          else val_loss, predictions=predictions, dynamics_state=features,
-          decisions_taken=state.decisions, lr0=state.lr0,
-          scale_free_state=features, window=window)
 
-    def decide(_):
-      if protocol.first_observation == "ones":
-        obs, features = jax.lax.cond(
-            state.count == 0,
-            lambda: (xu_protocol.ones_observation(spec.observation_size),
-                     state.features),
-            observe)
-      else:
-        obs, features = observe()
-      action, carry = controller.act(controller.params, obs, state.carry)
-      lr = controller.next_lr(state.lr, state.lr0, action)
-      if parts.scale_free:
-        features = scale_free.record_action(features, action)
-      finite = jnp.all(jnp.isfinite(obs)) & jnp.isfinite(lr)
-      action = jnp.reshape(action, ()).astype(jnp.float32)
-      new = jax.tree.map(lambda o, n: jnp.where(finite, n, o), old,
-                         (features, carry, lr, obs, action))
-      return new, state.skipped_decisions + (~finite).astype(jnp.int32)
+def _decide(controller, state, old, observe):
+  """One decision: observe, act, the next LR; a non-finite observation or
+  LR leaves ``old`` (features, carry, LR, observation, action) and counts a
+  skipped decision."""
+  obs, features = observe()
+  action, carry = controller.act(controller.params, obs, state.carry)
+  lr = controller.next_lr(state.lr, state.lr0, action)
+  if observation_lib.observation_parts(
+      controller.spec.observation_kind).scale_free:
+    features = scale_free.record_action(features, action)
+  finite = jnp.all(jnp.isfinite(obs)) & jnp.isfinite(lr)
+  action = jnp.reshape(action, ()).astype(jnp.float32)
+  new = jax.tree.map(lambda o, n: jnp.where(finite, n, o), old,
+                     (features, carry, lr, obs, action))
+  return new, state.skipped_decisions + (~finite).astype(jnp.int32)
 
-    def keep(_):
-      return old, state.skipped_decisions
 
-    (features, carry, lr, obs, action), skipped = jax.lax.cond(
-        due, decide, keep, None)
-    decisions = state.decisions + due.astype(jnp.int32)
-    next_decision = jnp.where(due, decision_call(decisions),
-                              state.next_decision)
-    # No reset at a decision: slots 0..every-1 are all rewritten before the
-    # next decision reads them, and an O(every) clear per step would cost.
-    losses = state.losses.at[state.count % every].set(loss)
-    base_state = _set_lr(state.base_state, lr)
-    updates, base_state = base.update(updates, base_state, params,
-                                      **extra_args)
-    window = jax.tree.map(lambda e, w: jnp.where(due, e, w),
-                          scale_free.window_init(), state.window)
-    ratio = (scale_free.update_ratio(updates, params) if parts.scale_free
-             else jnp.zeros((), jnp.float32))
-    window = scale_free.window_add(window, loss, ratio)
-    return updates, ControlledState(
-        base_state=base_state, features=features, carry=carry, lr=lr,
-        lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs,
-        skipped_decisions=skipped, window=window, decisions=decisions,
-        next_decision=next_decision, action=action)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+def _advance(base, state, decided, skipped, due, schedule, updates, params,
+             loss, scale_free_window, extra_args):
+  """The base optimizer's update at the (maybe new) LR and the state after
+  this call: counters, the next decision's call, the loss window."""
+  features, carry, lr, obs, action = decided
+  decisions = state.decisions + due.astype(jnp.int32)
+  next_decision = jnp.where(due, schedule.call(decisions),
+                            state.next_decision)
+  # No reset at a decision: slots 0..every-1 are all rewritten before the
+  # next decision reads them, and an O(every) clear per step would cost.
+  losses = state.losses.at[state.count % schedule.every].set(loss)
+  base_state = _set_lr(state.base_state, lr)
+  updates, base_state = base.update(updates, base_state, params,
+                                    **extra_args)
+  window = jax.tree.map(lambda e, w: jnp.where(due, e, w),
+                        scale_free.window_init(), state.window)
+  ratio = (scale_free.update_ratio(updates, params) if scale_free_window
+           else jnp.zeros((), jnp.float32))
+  window = scale_free.window_add(window, loss, ratio)
+  return updates, ControlledState(
+      base_state=base_state, features=features, carry=carry, lr=lr,
+      lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs,
+      skipped_decisions=skipped, window=window, decisions=decisions,
+      next_decision=next_decision, action=action)
