@@ -3,6 +3,7 @@
 import dataclasses
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
@@ -113,3 +114,109 @@ def test_the_script_refuses_off_train_combinations(combo, match):
   config.distribution.combinations = [combo]
   with pytest.raises(ValueError, match=match):
     tg.check_train_side(tg.distribution_config(config), config.suite)
+
+
+# Every kind a broader distribution draws (sequence models on the training
+# side's token source, normalised ResNets, AdamW), none of them a held-out
+# (data set, model, optimizer) of the cpu suite.
+BROAD = (
+    dist_lib.Combination("markov", "transformer", "adamw", 1e-3),
+    dist_lib.Combination("markov", "lstm", "adam", 1e-3),
+    dist_lib.Combination("markov", "gru", "adamw", 1e-3),
+    dist_lib.Combination("fashion_mnist", "resnet_norm", "momentum", 0.01),
+    dist_lib.Combination("mnist1d", "mlp", "adamw", 1e-3),
+)
+
+
+def test_new_kinds_draw_their_architectures_and_settings():
+  config = dist_lib.DistributionConfig(
+      combinations=BROAD, num_members=60, seed=2, batch_sizes=(16,),
+      sequence_widths=(32, 64), resnet_widths=(4,), context_lengths=(16, 32),
+      weight_decays=(1e-2, 1e-1))
+  members = dist_lib.sample_members(config)
+  assert {m.combination for m in members} == {c.key for c in BROAD}
+  for m in members:
+    kwargs = dict(m.model_kwargs)
+    if m.dataset == "markov":
+      assert m.context_length in (16, 32)
+      windows = (datasets_lib.SPECS["markov"].num_train - 1) // (
+          m.context_length)
+      assert 16 <= m.num_train_examples <= windows
+    else:
+      assert m.context_length is None
+    if m.model == "transformer":
+      assert kwargs["width"] in (32, 64) and 1 <= kwargs["num_layers"] <= 2
+      assert kwargs["num_heads"] == kwargs["width"] // dist_lib.HEAD_WIDTH
+    if m.model in ("gru", "lstm"):
+      assert kwargs == {"width": kwargs["width"]} and kwargs["width"] in (
+          32, 64)
+    if m.model == "resnet_norm":
+      assert kwargs["width"] == 4 and kwargs["norm"] in (
+          "group", "layer", "batch")
+    if m.optimizer == "adamw":
+      assert dict(m.optimizer_kwargs)["weight_decay"] in (1e-2, 1e-1)
+    else:
+      assert m.optimizer_kwargs == ()
+  norms = {dict(m.model_kwargs)["norm"] for m in members
+           if m.model == "resnet_norm"}
+  assert len(norms) >= 2
+
+
+def test_the_old_kinds_draw_what_they_drew_before():
+  """New draws use keys folded off the old ones: the members of a config of
+  MLPs and CNNs (the shipped generalist's recipe) are unchanged."""
+  members = dist_lib.sample_members(_config(num_members=6, seed=3))
+  # Drawn by the code before the new kinds existed.
+  assert [(dict(m.model_kwargs)["hidden_sizes"], m.batch_size,
+           m.num_train_examples) for m in members] == [
+               ((128,), 64, 10000), ((32, 64, 64), 128, 640),
+               ((32, 32, 256), 128, 640), ((256, 64), 128, 3200),
+               ((32, 128, 256), 64, 25000), ((128, 64, 256), 128, 25000)]
+  for m in members:
+    assert m.optimizer_kwargs == () and m.context_length is None
+
+
+def test_every_new_kind_builds_a_task_that_trains(tmp_path):
+  config = dist_lib.DistributionConfig(
+      combinations=BROAD, num_members=12, seed=0, batch_sizes=(8,),
+      train_fractions=(0.05,), sequence_widths=(16,), resnet_widths=(4,),
+      transformer_layers=(1, 1), context_lengths=(8,))
+  members = dist_lib.sample_members(config)
+  assert {m.combination for m in members} == {c.key for c in BROAD}
+  seen = set()
+  tasks = dist_lib.member_tasks(members, num_val_examples=16,
+                                num_test_examples=1)
+  for m, task in zip(members, tasks):
+    if m.combination in seen:
+      continue
+    seen.add(m.combination)
+    state = task.init(jax.random.PRNGKey(0), m.default_lr)
+    state, metrics = task.train_step(state, m.default_lr)
+    assert np.isfinite(float(metrics.loss)), m.summary()
+    if m.optimizer == "adamw":
+      assert "weight_decay=" in m.summary()
+
+
+def test_the_held_out_text_is_refused_for_every_kind():
+  for combo in BROAD:
+    text = dist_lib.Combination("tiny_shakespeare", combo.model,
+                                combo.optimizer, combo.default_lr)
+    config = dist_lib.DistributionConfig(combinations=BROAD + (text,))
+    if combo.model in ("transformer", "lstm", "gru"):
+      with pytest.raises(ValueError, match="held-out data sets "
+                         r"\['tiny_shakespeare'\]"):
+        dist_lib.check_disjoint(config, (),
+                                heldout_datasets=("tiny_shakespeare",))
+  # And the cpu suite's held-out triples are refused as combinations.
+  suite = benchmark.get_suite("cpu")
+  heldout = {(w.dataset, w.model, w.optimizer)
+             for w in benchmark.select(suite, benchmark.HELDOUT)}
+  dist_lib.check_disjoint(dist_lib.DistributionConfig(combinations=BROAD),
+                          heldout, heldout_datasets=("tiny_shakespeare",))
+  for triple in sorted(heldout):
+    if triple[0] == "tiny_shakespeare":
+      continue
+    bad = dist_lib.DistributionConfig(combinations=BROAD + (
+        dist_lib.Combination(*triple, 1e-3),))
+    with pytest.raises(ValueError, match="held-out combinations"):
+      dist_lib.check_disjoint(bad, heldout)

@@ -8,10 +8,13 @@ distribution and ``sample_members`` draws its members:
 
 * a member is a static shape bucket: one (data set, model, base optimizer)
   ``Combination`` of the config, a model drawn from its family (an MLP of
-  random depth and width; a ``SmallCNN`` with random filters; LeNet-5 as
-  it is), a batch size and a training subset (the first fraction of the
-  split). Every member is one compiled program; ``num_members`` bounds the
-  compiles of a whole meta-training;
+  random depth and width; a ``SmallCNN`` with random filters; a transformer
+  of 1-2 layers, a GRU or LSTM, of a drawn width; a pre-activation ResNet of
+  a drawn width and norm; LeNet-5 and the others as they are), a batch
+  size, a training subset (the first fraction of the split), on a sequence
+  data set a context length, and with AdamW a weight decay. Every member
+  is one compiled program; ``num_members`` bounds the compiles of a whole
+  meta-training;
 * per episode, ``member_env_ranges`` gives what varies without recompiling
   (``lr_meta.envs.LREnv.reset`` draws them): the initial LR log-uniform over
   a factor ``lr0_spread`` either side of the combination's default LR and
@@ -23,9 +26,10 @@ members and member i does not change when ``num_members`` grows.
 
 Held-out honesty: only the config's ``combinations`` are ever drawn, and
 ``check_disjoint`` refuses a config that holds one of the given held-out
-(data set, model, optimizer) combinations (the benchmark's held-out side,
-``lr_meta.benchmark``; the config file passes both, this layer does not
-import the benchmark).
+(data set, model, optimizer) combinations or any combination on a held-out
+data set (the benchmark's held-out side and its held-out text,
+``lr_meta.benchmark``; the caller passes both, this layer does not import
+the benchmark).
 """
 
 import dataclasses
@@ -47,7 +51,10 @@ __all__ = [
 ]
 
 # Model names whose architecture a member draws (others are used as given).
-MODEL_FAMILIES = ("mlp", "small_cnn")
+MODEL_FAMILIES = ("mlp", "small_cnn", "transformer", "gru", "lstm",
+                  "resnet_norm")
+# Attention heads of a drawn transformer: width / HEAD_WIDTH (at least 1).
+HEAD_WIDTH = 16
 
 
 def _check_range(name, value, low, kind=int):
@@ -117,6 +124,12 @@ class DistributionConfig:
     lr0_spread: initial LRs are log-uniform in ``[default / spread,
       default * spread]``, >= 1.
     num_steps_range: inclusive range of a run's inner steps (log-uniform).
+    transformer_layers: inclusive range of a transformer's blocks.
+    sequence_widths: widths a transformer or a GRU/LSTM draws from.
+    resnet_widths: stem widths a ``resnet_norm`` draws from.
+    norms: the norms a ``resnet_norm`` draws from (``models.NORMS``).
+    context_lengths: windows a member on a sequence data set draws from.
+    weight_decays: decoupled weight decays an AdamW member draws from.
   """
   combinations: Tuple[Combination, ...]
   num_members: int = 8
@@ -128,6 +141,12 @@ class DistributionConfig:
   train_fractions: Tuple[float, ...] = (1.0, 0.5, 0.2)
   lr0_spread: float = 10.0
   num_steps_range: Tuple[int, int] = (100, 1000)
+  transformer_layers: Tuple[int, int] = (1, 2)
+  sequence_widths: Tuple[int, ...] = (32, 64)
+  resnet_widths: Tuple[int, ...] = (4, 8)
+  norms: Tuple[str, ...] = ("group", "layer", "batch")
+  context_lengths: Tuple[int, ...] = (16, 32)
+  weight_decays: Tuple[float, ...] = (1e-4, 1e-2, 1e-1)
 
   def __post_init__(self):
     combos = tuple(self.combinations)
@@ -156,8 +175,19 @@ class DistributionConfig:
                        "allowed: >= 1.")
     _check_range("distribution.num_steps_range",
                  tuple(self.num_steps_range), 1)
+    _check_range("distribution.transformer_layers",
+                 tuple(self.transformer_layers), 1)
+    for name in ("sequence_widths", "resnet_widths", "context_lengths"):
+      _check_choices(f"distribution.{name}", tuple(getattr(self, name)),
+                     lambda w: isinstance(w, int) and w >= 1)
+    _check_choices("distribution.norms", tuple(self.norms),
+                   lambda n: n in models_lib.NORMS)
+    _check_choices("distribution.weight_decays", tuple(self.weight_decays),
+                   lambda d: isinstance(d, float) and d >= 0)
     for name in ("mlp_depths", "mlp_widths", "batch_sizes",
-                 "train_fractions", "num_steps_range"):
+                 "train_fractions", "num_steps_range", "transformer_layers",
+                 "sequence_widths", "resnet_widths", "norms",
+                 "context_lengths", "weight_decays"):
       object.__setattr__(self, name, tuple(getattr(self, name)))
     object.__setattr__(self, "cnn_filters", filters)
 
@@ -170,7 +200,11 @@ class MemberSpec:
     dataset, model, optimizer, default_lr: its ``Combination``'s.
     model_kwargs: sorted ``(name, value)`` pairs for ``get_model``.
     batch_size: its batch size.
-    num_train_examples: the first examples of the training split it keeps.
+    num_train_examples: the first examples (windows, on a sequence data
+      set) of the training split it keeps.
+    optimizer_kwargs: sorted ``(name, value)`` pairs of the base optimizer
+      (an AdamW member's weight decay).
+    context_length: tokens per window on a sequence data set, else None.
   """
   dataset: str
   model: str
@@ -179,6 +213,8 @@ class MemberSpec:
   model_kwargs: Tuple[Tuple[str, object], ...]
   batch_size: int
   num_train_examples: int
+  optimizer_kwargs: Tuple[Tuple[str, object], ...] = ()
+  context_length: Optional[int] = None
 
   @property
   def combination(self) -> Tuple[str, str, str]:
@@ -189,15 +225,20 @@ class MemberSpec:
     """The member's ``Task`` (``make_task``; other arguments passed on)."""
     return task_lib.make_task(
         self.dataset, self.model, dict(self.model_kwargs), self.optimizer,
+        optimizer_kwargs=dict(self.optimizer_kwargs),
         batch_size=self.batch_size,
         num_train_examples=self.num_train_examples, data_dir=data_dir,
-        **task_kwargs)
+        context_length=self.context_length, **task_kwargs)
 
   def summary(self) -> str:
     kwargs = ", ".join(f"{k}={v}" for k, v in self.model_kwargs)
-    return (f"{self.dataset} {self.model}({kwargs}) {self.optimizer} "
-            f"(default lr {self.default_lr:g}), batch {self.batch_size}, "
-            f"{self.num_train_examples} training examples")
+    opt = ", ".join(f"{k}={v}" for k, v in self.optimizer_kwargs)
+    context = (f", context {self.context_length}" if self.context_length
+               else "")
+    return (f"{self.dataset} {self.model}({kwargs}) {self.optimizer}"
+            f"{f'({opt})' if opt else ''} (default lr {self.default_lr:g}), "
+            f"batch {self.batch_size}, {self.num_train_examples} training "
+            f"examples{context}")
 
 
 def _draw_model_kwargs(config: DistributionConfig, model: str, key):
@@ -213,7 +254,30 @@ def _draw_model_kwargs(config: DistributionConfig, model: str, key):
     highs = np.asarray([r[1] for r in config.cnn_filters])
     filters = jax.random.randint(key, (3,), lows, highs + 1)
     return (("filters", tuple(int(f) for f in filters)),)
+  k_width, k_other = jax.random.split(key)
+  if model == "transformer":
+    width = int(jax.random.choice(k_width, np.asarray(config.sequence_widths)))
+    low, high = config.transformer_layers
+    layers = int(jax.random.randint(k_other, (), low, high + 1))
+    return (("num_heads", max(1, width // HEAD_WIDTH)),
+            ("num_layers", layers), ("width", width))
+  if model in ("gru", "lstm"):
+    width = int(jax.random.choice(k_width, np.asarray(config.sequence_widths)))
+    return (("width", width),)
+  if model == "resnet_norm":
+    width = int(jax.random.choice(k_width, np.asarray(config.resnet_widths)))
+    norm = config.norms[int(jax.random.randint(k_other, (), 0,
+                                               len(config.norms)))]
+    return (("norm", norm), ("width", width))
   return ()
+
+
+def _draw_optimizer_kwargs(config: DistributionConfig, optimizer: str, key):
+  if optimizer != "adamw":
+    return ()
+  decay = config.weight_decays[int(jax.random.randint(
+      key, (), 0, len(config.weight_decays)))]
+  return (("weight_decay", float(decay)),)
 
 
 def sample_members(config: DistributionConfig) -> Tuple[MemberSpec, ...]:
@@ -232,12 +296,22 @@ def sample_members(config: DistributionConfig) -> Tuple[MemberSpec, ...]:
     fraction = float(jax.random.choice(
         k_data, np.asarray(config.train_fractions, np.float32)))
     train_size = datasets_lib.SPECS[combo.dataset].num_train
+    # Draws that older configs never made come from keys folded off the
+    # four above, so their members stay what they were.
+    context = None
+    if combo.dataset in datasets_lib.SEQUENCE_DATASETS:
+      context = int(jax.random.choice(jax.random.fold_in(k_data, 1),
+                                      np.asarray(config.context_lengths)))
+      train_size = (train_size - 1) // context   # windows of its pairs
     members.append(MemberSpec(
         dataset=combo.dataset, model=combo.model, optimizer=combo.optimizer,
         default_lr=float(combo.default_lr),
         model_kwargs=_draw_model_kwargs(config, combo.model, k_model),
         batch_size=batch,
-        num_train_examples=max(batch, int(round(fraction * train_size)))))
+        num_train_examples=max(batch, int(round(fraction * train_size))),
+        optimizer_kwargs=_draw_optimizer_kwargs(
+            config, combo.optimizer, jax.random.fold_in(k_model, 1)),
+        context_length=context))
   return tuple(members)
 
 
@@ -263,6 +337,12 @@ def member_tasks(members: Iterable[MemberSpec],
   """
   splits, train, out = {}, {}, []
   for m in members:
+    if m.context_length is not None:
+      # A token stream cut into windows by make_task (small: no sharing).
+      out.append(m.make_task(data_dir, num_val_examples=num_val_examples,
+                             num_test_examples=num_test_examples,
+                             **task_kwargs))
+      continue
     if m.dataset not in splits:
       ds = datasets_lib.load_dataset(m.dataset, data_dir=data_dir)
       keep = {"val": num_val_examples, "test": num_test_examples}
@@ -287,6 +367,7 @@ def member_tasks(members: Iterable[MemberSpec],
     # Built on a batch-sized slice, then given the shared arrays.
     task = task_lib.make_task(
         m.dataset, m.model, dict(m.model_kwargs), m.optimizer,
+        optimizer_kwargs=dict(m.optimizer_kwargs),
         batch_size=m.batch_size, num_train_examples=m.batch_size,
         num_val_examples=1, num_test_examples=1, data_dir=data_dir,
         **task_kwargs)
@@ -309,13 +390,16 @@ def member_env_ranges(config: DistributionConfig, member: MemberSpec
 
 
 def check_disjoint(config: DistributionConfig,
-                   heldout: Iterable[Tuple[str, str, str]]) -> None:
+                   heldout: Iterable[Tuple[str, str, str]],
+                   heldout_datasets: Iterable[str] = ()) -> None:
   """Raises ValueError if the config can draw a held-out combination.
 
   Args:
     config: the distribution.
     heldout: (data set, model, optimizer) triples that must never be drawn
       (e.g. the benchmark's held-out workloads').
+    heldout_datasets: data sets no combination may use at all (e.g. the
+      held-out text, Tiny Shakespeare).
   """
   clash = sorted({c.key for c in config.combinations} & set(map(tuple,
                                                                  heldout)))
@@ -323,6 +407,12 @@ def check_disjoint(config: DistributionConfig,
     raise ValueError(f"the task distribution holds held-out combinations "
                      f"{clash}; allowed: combinations of the train side "
                      "only.")
+  texts = sorted({c.dataset for c in config.combinations}
+                 & set(heldout_datasets))
+  if texts:
+    raise ValueError(f"the task distribution draws from the held-out data "
+                     f"sets {texts}; allowed: any other data set (the "
+                     "training-side sequence source is 'markov').")
 
 
 def describe(members: Iterable[MemberSpec]) -> str:
