@@ -187,10 +187,12 @@ def build(config, data_dir: Optional[str] = None):
   action_type = env_kwargs.pop("action_type")
   # Optional: the xu2017 observation (shapes the agent, so not a param).
   observation = env_kwargs.pop("observation", None) or None
+  # Optional scale-free inputs (they shape the agent too).
+  inputs = tuple(env_kwargs.pop("inputs", ()))
   env_kwargs["initial_lrs"] = tuple(float(x) for x in env_kwargs["initial_lrs"])
   if "protocol" in env_kwargs:
     env_kwargs["protocol"] = xu_protocol.as_protocol(env_kwargs["protocol"])
-  env = lr_env.LREnv(task, action_type, observation)
+  env = lr_env.LREnv(task, action_type, observation, inputs)
   env_params = lr_env.LREnvParams(unroll=strategy != "scan",
                                   **env_kwargs).check(action_type)
   return task, env, env_params, strategy
@@ -212,7 +214,8 @@ def build_family_envs(config, env_params, data_dir: Optional[str] = None):
   member_tasks = family_lib.make_family_tasks(family, data_dir, **task_kwargs)
   strategy = config.strategy or runner.default_strategy(family_lib.FAMILY_MODEL)
   envs = tuple(lr_env.LREnv(t, config.env.action_type,
-                            config.env.get("observation") or None)
+                            config.env.get("observation") or None,
+                            tuple(config.env.get("inputs", ())))
                for t in member_tasks)
   return envs, env_params.replace(unroll=strategy != "scan"), strategy
 

@@ -141,7 +141,8 @@ def build(config, data_dir=None):
   member_tasks = dist_lib.member_tasks(
       members, data_dir, num_val_examples=int(config.env.num_val_examples),
       num_test_examples=1)
-  envs = [lr_env.LREnv(t, config.env.action_type, config.env.observation)
+  envs = [lr_env.LREnv(t, config.env.action_type, config.env.observation,
+                       tuple(config.env.get("inputs", ())))
           for t in member_tasks]
   env_params = [env_params_of(config, dist, m) for m in members]
   ppo_config = ppo_lib.PPOConfig(**dict(config.ppo))

@@ -19,6 +19,7 @@ from lr_meta.policies import controller as controller_lib
 from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
 from lr_meta.features import observation as observation_lib
+from lr_meta.features import scale_free
 import lr_meta.optax as lmo
 from script_loader import load_script  # tests/script_loader.py
 import controller_helpers  # tests/controller_helpers.py
@@ -433,18 +434,38 @@ def test_spec_observation_checks():
 D, LR0 = 5, 0.05
 
 
-def _fraction_controller(action_type="daniel2016"):
+def _fraction_controller(action_type="daniel2016", inputs=()):
   return _controller(scale=30.0, spec=_spec(
       name="generalist_test", action_type=action_type, steps_per_decision=1,
       observation="scale_free", num_decisions=D,
-      decision_schedule="fraction", slope_decay=0.5))
+      decision_schedule="fraction", slope_decay=0.5, inputs=inputs))
 
 
-@pytest.mark.parametrize("action_type", ["daniel2016", "xu2017"])
-def test_controlled_reproduces_the_fraction_env(task, action_type):
+@pytest.fixture
+def test_input(monkeypatch):
+  """An optional scale-free input registered for the test: the log of the
+  window's mean gradient norm over the previous window's (0 at the first),
+  read from the gradients, which the environment and ``controlled`` get in
+  different places."""
+  def read(mean, memory):
+    value = jnp.where(memory > 0, jnp.log(mean / memory), 0.0)
+    return value, mean
+  name = "test_grad_norm_change"
+  monkeypatch.setitem(scale_free.INPUTS, name, scale_free.OptionalInput(
+      name, lambda g, u, w: optax.tree.norm(g), read, "test only"))
+  return name
+
+
+@pytest.mark.parametrize("action_type, with_input", [
+    ("daniel2016", False), ("xu2017", False), ("xu2017", True)])
+def test_controlled_reproduces_the_fraction_env(task, action_type,
+                                                with_input, test_input):
   num_steps = 23           # decisions at calls floor(t * 23 / 5)
-  ctrl = _fraction_controller(action_type)
-  env = lr_env.LREnv(task, action_type, "scale_free")
+  inputs = (test_input,) if with_input else ()
+  ctrl = _fraction_controller(action_type, inputs)
+  env = lr_env.LREnv(task, action_type, "scale_free", inputs)
+  assert env.observation_size == ctrl.spec.observation_size == 10 + len(
+      inputs)
   p = lr_env.LREnvParams(num_decisions=D, decision_schedule="fraction",
                          reward="log_val_loss_change",
                          num_val_examples=NV).check(action_type)
@@ -475,6 +496,10 @@ def test_controlled_reproduces_the_fraction_env(task, action_type):
                                                        atol=1e-6),
                history[num_steps], env_state.opt.params)
   np.testing.assert_allclose(state.obs, env_state.obs, rtol=1e-5, atol=1e-6)
+  if with_input:
+    assert abs(float(env_state.obs[-1])) > 1e-4   # the input moved
+    readout = lmo.controller_readout(state)
+    assert float(readout.inputs["optional_input_0"]) == float(state.obs[-1])
 
 
 def test_fraction_controllers_need_the_run_length():

@@ -120,8 +120,14 @@ def fingerprint(obj) -> Any:
   (functions by qualified name, dataclasses field by field, arrays by
   dtype, shape and digest)."""
   if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-    return {type(obj).__name__: {f.name: fingerprint(getattr(obj, f.name))
-                                 for f in dataclasses.fields(obj)}}
+    # A field marked ``metadata={'cache_key': 'omit_default'}`` at its
+    # default is left out: a field added later does not change the key of
+    # a run that does not use it.
+    return {type(obj).__name__: {
+        f.name: fingerprint(getattr(obj, f.name))
+        for f in dataclasses.fields(obj)
+        if not (f.metadata.get("cache_key") == "omit_default"
+                and getattr(obj, f.name) == f.default)}}
   if isinstance(obj, (np.ndarray, jax.Array)):
     return {"array": [str(obj.dtype), list(obj.shape),
                       rundir.tree_digest(obj)]}

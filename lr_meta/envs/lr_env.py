@@ -270,10 +270,12 @@ class LREnv:
       (continuous) or 'fu2016' (2 discrete actions).
     observation: ``None`` for the action type's own observation; for
       'xu2017' one of ``OBSERVATIONS`` (default 'dynamics').
+    inputs: optional inputs of the 'scale_free' observation
+      (``lr_meta.features.scale_free.INPUTS`` names), after its 10 numbers.
   """
 
   def __init__(self, task: Task, action_type: str = "xu2019",
-               observation: Optional[str] = None):
+               observation: Optional[str] = None, inputs=()):
     self.rule = lr_actions.action_rule(action_type)
     allowed = self.rule.observations
     observation = allowed[0] if observation is None else observation
@@ -288,7 +290,10 @@ class LREnv:
     self.uses_progress = parts.progress
     self.uses_per_example = parts.per_example
     self.uses_scale_free = parts.scale_free
-    self.observation_size = observation_lib.observation_size(observation)
+    self.inputs = observation_lib.check_inputs(observation, inputs,
+                                               "env.inputs")
+    self.observation_size = observation_lib.observation_size(observation,
+                                                             self.inputs)
     if self.uses_dynamics and not task.objective.has_predictions:
       raise ValueError(
           f"observation={observation!r} reads softmax predictions, which a "
@@ -395,7 +400,8 @@ class LREnv:
         kind=self.observation, layers=self.layers, ema_decay=params.ema_decay,
         log_lr=params.log_lr_observation,
         per_example_decay=params.per_example_decay,
-        num_decisions=params.num_decisions, slope_decay=params.slope_decay)
+        num_decisions=params.num_decisions, slope_decay=params.slope_decay,
+        inputs=self.inputs)
     return observation_lib.observe(
         config, params=state.opt.params, lr=state.lr,
         train_loss=state.train_loss, val_loss=state.val_loss,
@@ -417,13 +423,16 @@ class LREnv:
                                                  params.per_example_decay)
       ratio = jnp.zeros((), jnp.float32)
     elif self.uses_scale_free:
-      opt, m, ratio = self.task.train_step_with_probe(
-          opt, lr, lambda loss_fn, w, u, losses: scale_free_lib.update_ratio(
-              u, w))
+      opt, m, (ratio, extras) = self.task.train_step_with_measure(
+          opt, lr, lambda g, u, w: (scale_free_lib.update_ratio(u, w),
+                                    scale_free_lib.step_extras(
+                                        self.inputs, g, u, w)))
     else:
       opt, m = self.task.train_step(opt, lr)
       ratio = jnp.zeros((), jnp.float32)
-    window = scale_free_lib.window_add(window, m.loss, ratio)
+    if not self.uses_scale_free:
+      extras = None
+    window = scale_free_lib.window_add(window, m.loss, ratio, extras)
     return (opt, stats, window), m.loss
 
   def _decision_steps(self, state: LREnvState, params: LREnvParams):
@@ -447,7 +456,8 @@ class LREnv:
     reports the mean of their losses; 'fraction' loops over a traced count
     (``lax.fori_loop``) and reports the window's sum over its count.
     """
-    carry = (state.opt, state.per_example, scale_free_lib.window_init())
+    carry = (state.opt, state.per_example,
+             scale_free_lib.window_init(len(self.inputs)))
     if params.decision_schedule == "every":
       (opt, stats, window), losses = runner.inner_loop(
           lambda c, _: self._inner_step(c, lr, params), carry,
@@ -522,7 +532,8 @@ class LREnv:
       val_loss, probs, train_loss = self._measure(
           opt, params, self._step_batch(opt)[0])
     if self.uses_scale_free:
-      feat = scale_free_lib.scale_free_init(train_loss, val_loss)
+      feat = scale_free_lib.scale_free_init(train_loss, val_loss,
+                                            self.inputs)
     elif probs is None:
       feat = ()   # a task without classes: no observation here reads them
     else:
@@ -538,8 +549,8 @@ class LREnv:
     if params.protocol.first_observation == "ones":
       obs = xu_protocol.ones_observation(self.observation_size)
     else:
-      obs, feat = self._observe(state, params, scale_free_lib.window_init(),
-                                probs)
+      obs, feat = self._observe(
+          state, params, scale_free_lib.window_init(len(self.inputs)), probs)
     return obs, state.replace(features=feat, obs=obs)
 
   def step(self, key: chex.PRNGKey, state: LREnvState, action: jax.Array,

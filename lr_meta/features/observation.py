@@ -52,6 +52,7 @@ __all__ = [
     "OBSERVATION_KINDS", "ObservationConfig", "ObservationParts",
     "ObservedLayers", "PER_EXAMPLE", "PER_EXAMPLE_DECAY", "SCALE_FREE",
     "NUM_PER_EXAMPLE_OBSERVATIONS", "PER_EXAMPLE_OBSERVATION_NAMES",
+    "check_inputs",
     "PROGRESS_OBSERVATION", "WEIGHT_STATS",
     "decision_step", "dynamics_observation", "observation_names",
     "observation_parts", "observation_size", "observes_progress", "observe",
@@ -103,14 +104,25 @@ def observes_progress(kind: str) -> bool:
   return parts.progress or parts.scale_free
 
 
-def observation_size(kind: str) -> int:
-  """Length of an observation of ``kind``."""
+def check_inputs(kind: str, inputs, field: str = "inputs") -> tuple:
+  """The optional inputs of an observation of ``kind`` as a tuple; only the
+  scale-free kind has them (ValueError naming ``field`` otherwise)."""
+  inputs = tuple(inputs)
+  if inputs and not observation_parts(kind).scale_free:
+    raise ValueError(f"{field}={inputs!r} with observation {kind!r}; "
+                     f"optional inputs belong to {SCALE_FREE!r} only.")
+  return scale_free_lib.check_inputs(inputs, field)
+
+
+def observation_size(kind: str, inputs=()) -> int:
+  """Length of an observation of ``kind`` (with its optional ``inputs``)."""
   parts = observation_parts(kind)
   return (dynamics.NUM_OBSERVATIONS * parts.dynamics
           + NUM_PER_EXAMPLE_OBSERVATIONS * parts.per_example
           + parts.progress
           + weight_stats.NUM_WEIGHT_FEATURES * parts.weight_stats
-          + scale_free_lib.NUM_FEATURES * parts.scale_free)
+          + scale_free_lib.NUM_FEATURES * parts.scale_free
+          + len(check_inputs(kind, inputs)))
 
 
 # The per-example part's names: [phi1_hat, phi2_hat, u1, u2]
@@ -122,7 +134,7 @@ PER_EXAMPLE_OBSERVATION_NAMES = tuple(
 assert len(PER_EXAMPLE_OBSERVATION_NAMES) == NUM_PER_EXAMPLE_OBSERVATIONS
 
 
-def observation_names(kind: str) -> tuple[str, ...]:
+def observation_names(kind: str, inputs=()) -> tuple[str, ...]:
   """The name of each entry of an observation of ``kind``, in ``observe``'s
   order (``len == observation_size(kind)``).
 
@@ -131,13 +143,13 @@ def observation_names(kind: str) -> tuple[str, ...]:
   ``ObservationConfig.log_lr``), the per-example
   ``PER_EXAMPLE_OBSERVATION_NAMES``, 'progress'; or the weight statistics'
   ``weight_stats.FEATURE_NAMES`` (the last, 'prev_lr', the previous LR); or
-  the scale-free ``scale_free.FEATURE_NAMES``.
+  the scale-free ``scale_free.FEATURE_NAMES`` and its optional ``inputs``.
   """
   parts = observation_parts(kind)
   if parts.weight_stats:
     return tuple(weight_stats.FEATURE_NAMES)
   if parts.scale_free:
-    return tuple(scale_free_lib.FEATURE_NAMES)
+    return scale_free_lib.feature_names(check_inputs(kind, inputs))
   names = ()
   if parts.dynamics:
     names += tuple(dynamics.OBSERVATION_NAMES)
@@ -214,6 +226,8 @@ class ObservationConfig(NamedTuple):
     per_example_decay: smoothing ``gamma`` of the per-example features.
     num_decisions: decisions of the whole run (the progress feature's T).
     slope_decay: EMA decay of the scale-free log-slopes.
+    inputs: the scale-free observation's optional inputs
+      (``scale_free.INPUTS`` names, after its 10 numbers).
   """
   kind: str
   layers: ObservedLayers
@@ -222,6 +236,7 @@ class ObservationConfig(NamedTuple):
   per_example_decay: float = PER_EXAMPLE_DECAY
   num_decisions: Optional[int] = None
   slope_decay: float = scale_free_lib.DEFAULT_SLOPE_DECAY
+  inputs: tuple = ()
 
 
 def progress_feature(decisions_taken: chex.Numeric,
@@ -350,7 +365,7 @@ def observe(
     return scale_free_lib.scale_free_observation(
         scale_free_state, window, lr=lr, lr0=lr0, val_loss=val_loss,
         progress=progress_feature(decisions_taken, config.num_decisions),
-        decay=config.slope_decay)
+        decay=config.slope_decay, inputs=config.inputs)
   pieces = []
   if parts.dynamics:
     obs, dynamics_state = dynamics_observation(

@@ -26,6 +26,14 @@ are such inputs; each is invariant to the scale named in its entry:
   8 loss_cv           std / mean of the window's train losses (noise).
   9 prev_action       the controller's previous action (0 before the first).
 
+Optional inputs (``INPUTS``) come after these 10, each opt-in by name
+(``LREnv(..., inputs=)``, ``ControllerSpec.inputs``): a per-step measure of
+the step's gradients, update and weights (``Measure``), summed in the
+window, and a ``read`` of its window mean against a memory the input keeps
+between decisions. Adding one is one ``INPUTS`` entry: the environment,
+``lr_meta.optax.controlled``, the controller file and the observation's size
+and names follow from it.
+
 The inputs that need state across steps are accumulated per inner step in
 a ``Window`` (sums, so the same float32 additions give the same bits in the
 training environment and in ``lr_meta.optax.controlled``) and per decision
@@ -33,7 +41,7 @@ in a ``ScaleFreeState``. Before any step (the decision at reset) the window
 is empty and entries 2, 4, 5, 7, 8 are 0.
 """
 
-from typing import NamedTuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
 
 import chex
 import jax
@@ -41,9 +49,11 @@ import jax.numpy as jnp
 import optax
 
 __all__ = [
-    "DEFAULT_SLOPE_DECAY", "FEATURE_NAMES", "NUM_FEATURES", "ScaleFreeState",
-    "Window", "record_action", "scale_free_init", "scale_free_observation",
-    "update_ratio", "window_add", "window_init",
+    "DEFAULT_SLOPE_DECAY", "FEATURE_NAMES", "INPUTS", "NUM_FEATURES",
+    "OptionalInput", "ScaleFreeState", "Window", "check_inputs",
+    "feature_names", "record_action", "scale_free_init",
+    "scale_free_observation", "step_extras", "update_ratio", "window_add",
+    "window_init",
 ]
 
 FEATURE_NAMES = (
@@ -70,6 +80,8 @@ class Window(NamedTuple):
   dev_sq_sum: jax.Array
   ratio_sum: jax.Array
   count: jax.Array
+  # (E,) sums of the optional inputs' measures; () without optional inputs.
+  extra_sum: Any = ()
 
 
 class ScaleFreeState(NamedTuple):
@@ -82,6 +94,8 @@ class ScaleFreeState(NamedTuple):
     train_slope, val_slope: the EMAs (not bias-corrected) of their changes.
     decisions: EMA updates so far (for the bias correction).
     prev_action: the controller's last action.
+    memory: (E,) what each optional input keeps between decisions (0 at the
+      start); () without optional inputs.
   """
   initial_train_loss: jax.Array
   initial_val_loss: jax.Array
@@ -91,12 +105,15 @@ class ScaleFreeState(NamedTuple):
   val_slope: jax.Array
   decisions: jax.Array
   prev_action: jax.Array
+  memory: Any = ()
 
 
-def window_init() -> Window:
-  """An empty window."""
+def window_init(num_extra: int = 0) -> Window:
+  """An empty window (with ``num_extra`` optional inputs' sums)."""
   zero = jnp.zeros((), jnp.float32)
-  return Window(zero, zero, zero, zero, zero, jnp.zeros((), jnp.int32))
+  extra = jnp.zeros((num_extra,), jnp.float32) if num_extra else ()
+  return Window(zero, zero, zero, zero, zero, jnp.zeros((), jnp.int32),
+                extra)
 
 
 def update_ratio(updates, params) -> jax.Array:
@@ -110,27 +127,85 @@ def update_ratio(updates, params) -> jax.Array:
   return jnp.where(jnp.isfinite(ratio), ratio, 1.0)
 
 
-def window_add(window: Window, loss: chex.Numeric,
-               ratio: chex.Numeric) -> Window:
-  """Adds one inner step: its batch loss and its ``update_ratio``."""
+def window_add(window: Window, loss: chex.Numeric, ratio: chex.Numeric,
+               extras: Optional[chex.Array] = None) -> Window:
+  """Adds one inner step: its batch loss, its ``update_ratio`` and the
+  optional inputs' measures (``step_extras``; None without any)."""
   loss = jnp.asarray(loss, jnp.float32)
   ratio = jnp.asarray(ratio, jnp.float32)
   shift = jnp.where(window.count == 0, loss, window.shift)
   dev = loss - shift
+  extra_sum = window.extra_sum
+  if extras is not None:
+    extra_sum = extra_sum + jnp.asarray(extras, jnp.float32)
   return Window(loss_sum=window.loss_sum + loss, shift=shift,
                 dev_sum=window.dev_sum + dev,
                 dev_sq_sum=window.dev_sq_sum + dev * dev,
                 ratio_sum=window.ratio_sum + ratio,
-                count=window.count + 1)
+                count=window.count + 1, extra_sum=extra_sum)
 
 
-def scale_free_init(train_loss: chex.Numeric,
-                    val_loss: chex.Numeric) -> ScaleFreeState:
+# -- optional inputs ----------------------------------------------------------
+
+
+class OptionalInput(NamedTuple):
+  """An input after the 10, opt-in by name (module docstring).
+
+  Attributes:
+    name: its name in ``INPUTS`` and in the observation's names.
+    measure: ``(grads, updates, params) -> float32 scalar`` of one inner
+      step (the gradients, the update the optimizer applied, the weights
+      before it); must be finite for a finite step (a non-finite one is
+      read as 0: a diverging step ends the episode anyway).
+    read: ``(window mean of the measure, memory) -> (value, new memory)``
+      at a decision after at least one step; the value is 0 and the memory
+      kept at the decision before any step.
+    description: what it means and which scale it is free of.
+  """
+  name: str
+  measure: Callable[[Any, Any, Any], jax.Array]
+  read: Callable[[jax.Array, jax.Array], tuple]
+  description: str
+
+
+INPUTS: Dict[str, OptionalInput] = {i.name: i for i in [
+]}
+
+
+def check_inputs(inputs: Sequence[str], field: str = "inputs") -> tuple:
+  """``inputs`` as a tuple of known, distinct names (ValueError otherwise,
+  naming the field and the known inputs)."""
+  inputs = tuple(inputs)
+  unknown = [n for n in inputs if n not in INPUTS]
+  if unknown or len(set(inputs)) != len(inputs):
+    raise ValueError(f"{field}={inputs!r}; allowed: distinct names of "
+                     f"{tuple(INPUTS)}.")
+  return inputs
+
+
+def feature_names(inputs: Sequence[str] = ()) -> tuple:
+  """The observation's names: the 10, then the optional ``inputs``."""
+  return FEATURE_NAMES + tuple(inputs)
+
+
+def step_extras(inputs: Sequence[str], grads, updates,
+                params) -> Optional[jax.Array]:
+  """The ``(E,)`` measures of one inner step (None without inputs)."""
+  if not inputs:
+    return None
+  values = jnp.stack([jnp.asarray(INPUTS[n].measure(grads, updates, params),
+                                  jnp.float32) for n in inputs])
+  return jnp.where(jnp.isfinite(values), values, 0.0)
+
+
+def scale_free_init(train_loss: chex.Numeric, val_loss: chex.Numeric,
+                    inputs: Sequence[str] = ()) -> ScaleFreeState:
   """The state at the start of a run, from its first losses.
 
   Args:
     train_loss: the first batch's loss (before any step).
     val_loss: the validation loss before any step.
+    inputs: the optional inputs observed (``INPUTS`` names).
   """
   train_loss = jnp.asarray(train_loss, jnp.float32)
   val_loss = jnp.asarray(val_loss, jnp.float32)
@@ -139,7 +214,8 @@ def scale_free_init(train_loss: chex.Numeric,
       initial_train_loss=train_loss, initial_val_loss=val_loss,
       prev_log_train=_log(train_loss), prev_log_val=_log(val_loss),
       train_slope=zero, val_slope=zero, decisions=jnp.zeros((), jnp.int32),
-      prev_action=zero)
+      prev_action=zero,
+      memory=jnp.zeros((len(inputs),), jnp.float32) if inputs else ())
 
 
 def record_action(state: ScaleFreeState,
@@ -156,9 +232,10 @@ def _log(x):
 def scale_free_observation(
     state: ScaleFreeState, window: Window, *, lr: chex.Numeric,
     lr0: chex.Numeric, val_loss: chex.Numeric, progress: chex.Numeric,
-    decay: float = DEFAULT_SLOPE_DECAY,
+    decay: float = DEFAULT_SLOPE_DECAY, inputs: Sequence[str] = (),
 ) -> tuple[jax.Array, ScaleFreeState]:
-  """The 10 numbers of the module docstring and the state after them.
+  """The 10 numbers of the module docstring, then the optional ``inputs``,
+  and the state after them.
 
   Args:
     state: from ``scale_free_init`` or the previous call.
@@ -168,9 +245,10 @@ def scale_free_observation(
     val_loss: the validation loss now.
     progress: t / D (``lr_meta.features.observation.progress_feature``).
     decay: EMA decay of the slopes, in [0, 1).
+    inputs: the optional inputs (``INPUTS`` names), in this order.
 
   Returns:
-    ``(observation (10,) float32, new state)``.
+    ``(observation (10 + len(inputs),) float32, new state)``.
   """
   stepped = window.count > 0
   count = jnp.maximum(window.count, 1).astype(jnp.float32)
@@ -204,4 +282,13 @@ def scale_free_observation(
   new = state._replace(
       prev_log_train=log_train, prev_log_val=log_val,
       train_slope=train_slope, val_slope=val_slope, decisions=n)
+  if inputs:
+    values, memory = [], []
+    for i, name in enumerate(inputs):
+      value, mem = INPUTS[name].read(window.extra_sum[i] / count,
+                                     state.memory[i])
+      values.append(jnp.where(stepped, value, 0.0))
+      memory.append(jnp.where(stepped, mem, state.memory[i]))
+    obs = jnp.concatenate([obs, jnp.stack(values).astype(jnp.float32)])
+    new = new._replace(memory=jnp.stack(memory).astype(jnp.float32))
   return obs, new

@@ -117,6 +117,9 @@ class ControllerSpec:
       fractions of a run of any length; ``steps_per_decision`` is then
       informative only).
     slope_decay: EMA decay of the 'scale_free' observation's log-slopes.
+    inputs: the 'scale_free' observation's optional inputs
+      (``lr_meta.features.scale_free.INPUTS`` names, after its 10 numbers;
+      files before them: none).
     first_dense, last_dense: layer paths of the training task whose kernel
       moments entered the observation ('xu2019').
     monitored_layer: layer path of the weight statistics ('fu2016').
@@ -156,6 +159,10 @@ class ControllerSpec:
   config: dict = dataclasses.field(default_factory=dict, compare=False,
                                    hash=False)
   lr_meta_version: str = dataclasses.field(default_factory=_lr_meta_version)
+  # Last, and left out of the benchmark's cache keys at its default: a
+  # controller without optional inputs runs what it ran before they existed.
+  inputs: Tuple[str, ...] = dataclasses.field(
+      default=(), metadata={"cache_key": "omit_default"})
 
   def check(self) -> "ControllerSpec":
     """Raises ValueError naming a bad field and its allowed values."""
@@ -205,6 +212,8 @@ class ControllerSpec:
     if not 0.0 <= self.slope_decay < 1.0:
       raise ValueError(f"spec.slope_decay={self.slope_decay!r}; allowed: "
                        "[0, 1).")
+    observation_lib.check_inputs(self.observation_kind, self.inputs,
+                                 "spec.inputs")
     return self
 
   @property
@@ -218,7 +227,8 @@ class ControllerSpec:
 
   @property
   def observation_size(self) -> int:
-    return observation_lib.observation_size(self.observation_kind)
+    return observation_lib.observation_size(self.observation_kind,
+                                            self.inputs)
 
   @property
   def training_steps(self) -> Optional[int]:
@@ -249,7 +259,7 @@ class ControllerSpec:
       raise ValueError(f"spec has unknown fields {unknown}; known: "
                        f"{sorted(known)}.")
     for name in ("hidden_sizes", "initial_lrs", "first_dense", "last_dense",
-                 "monitored_layer"):
+                 "monitored_layer", "inputs"):
       if name in d:
         d[name] = tuple(d[name])
     if "protocol" in d:

@@ -58,7 +58,7 @@ def controller_from_training(config, env, env_params, agent_params, *,
       num_decisions=int(env_params.num_decisions),
       decision_schedule=str(env_params.decision_schedule),
       slope_decay=float(env_params.slope_decay),
-      protocol=env_params.protocol,
+      protocol=env_params.protocol, inputs=tuple(getattr(env, "inputs", ())),
       agent=agent, description=description, config=config_dict(config))
   return export(config[agent], env, agent_params, common)
 

@@ -376,7 +376,21 @@ class Task:
     return self._step(state, self._update_at(state, learning_rate), probe,
                       probe_examples)
 
-  def _step(self, state, update, probe, probe_examples=None):
+  def train_step_with_measure(self, state: OptimizeeState,
+                              learning_rate: jax.Array, measure):
+    """``train_step`` that also returns ``measure(grads, updates, params)``
+    of this very step: its gradients, the update the optimizer applies and
+    the params before it (e.g. ``lr_meta.features.scale_free``'s update
+    ratio and optional inputs; passed in, as ``probe``, so that tasks never
+    import features).
+
+    Returns:
+      ``(new_state, StepMetrics, aux)``; ``aux`` is not finite-checked.
+    """
+    return self._step(state, self._update_at(state, learning_rate), None,
+                      measure=measure)
+
+  def _step(self, state, update, probe, probe_examples=None, measure=None):
     """The shared body of every step method; ``update`` is an ``UpdateFn``."""
     key, x, y, dropout_key = self._draw(state)
     grad_fn = jax.value_and_grad(self.loss_and_logits, has_aux=True)
@@ -394,6 +408,8 @@ class Task:
         return self.per_example_loss(logits_, xp, yp)
       aux = probe(loss_vector, state.params, updates,
                   self.per_example_loss(logits, x, y))
+    if measure is not None:
+      aux = measure(grads, updates, state.params)
     params = optax.apply_updates(state.params, updates)
     updates_finite = jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(u)) for u in jax.tree.leaves(updates)]))

@@ -318,7 +318,7 @@ def _observation_kind(s: ControlledState) -> str:
   """The observation kind of a ``ControlledState``, from its feature state
   and its observation's length."""
   features = s.features
-  size = jnp.shape(s.obs)[-1]
+  size = jnp.shape(s.obs)[-1] - _num_optional_inputs(s)
   kinds = [k for k in observation_lib.OBSERVATION_KINDS
            if observation_lib.observation_size(k) == size
            and observation_lib.observation_parts(k).scale_free
@@ -332,6 +332,12 @@ def _observation_kind(s: ControlledState) -> str:
   return kinds[0]
 
 
+def _num_optional_inputs(s: ControlledState) -> int:
+  """How many optional scale-free inputs the state's observation holds."""
+  memory = getattr(s.features, "memory", ())
+  return int(jnp.shape(memory)[0]) if not isinstance(memory, tuple) else 0
+
+
 def controller_readout(state: Any) -> ControllerReadout:
   """The controller's LR, last action and inputs, for logging.
 
@@ -341,7 +347,9 @@ def controller_readout(state: Any) -> ControllerReadout:
   ``controlled`` sits in an ``optax.chain`` (as ``current_lr``).
   """
   s = _controlled_state(state)
-  names = observation_lib.observation_names(_observation_kind(s))
+  # The state holds the optional inputs' count, not their names.
+  names = observation_lib.observation_names(_observation_kind(s)) + tuple(
+      f"optional_input_{i}" for i in range(_num_optional_inputs(s)))
   obs = jnp.asarray(s.obs, jnp.float32)
   f32 = lambda x: jnp.asarray(x, jnp.float32)
   i32 = lambda x: jnp.asarray(x, jnp.int32)
@@ -686,7 +694,7 @@ def controlled(
 
     decided, skipped = jax.lax.cond(due, decide, keep, None)
     return _advance(base, state, decided, skipped, due, schedule, updates,
-                    params, loss, parts.scale_free, extra_args)
+                    params, loss, spec, extra_args)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -763,7 +771,7 @@ def _initial_state(base, controller, schedule, predictions_shape, key,
   _check_lr_dtype(_get_lr(base_state))
   lr0 = jnp.asarray(_get_lr(base_state), jnp.float32)
   if parts.scale_free:   # set from the first losses at the first update
-    features = scale_free.scale_free_init(0.0, 0.0)
+    features = scale_free.scale_free_init(0.0, 0.0, spec.inputs)
   elif parts.dynamics:
     features = dynamics.dynamics_init(predictions_shape, key)
   else:
@@ -776,7 +784,8 @@ def _initial_state(base, controller, schedule, predictions_shape, key,
       lr=lr0, lr0=lr0, count=zero,
       losses=jnp.zeros((schedule.every,), jnp.float32),
       obs=jnp.zeros((spec.observation_size,), jnp.float32),
-      skipped_decisions=zero, window=scale_free.window_init(),
+      skipped_decisions=zero, window=scale_free.window_init(
+          len(spec.inputs)),
       decisions=zero, next_decision=zero,
       action=jnp.zeros([], jnp.float32))
 
@@ -836,7 +845,7 @@ class _Observer:
         kind=spec.observation_kind, layers=self.layers,
         ema_decay=spec.ema_decay, log_lr=spec.log_lr_observation,
         num_decisions=self.schedule.num_decisions,
-        slope_decay=spec.slope_decay)
+        slope_decay=spec.slope_decay, inputs=spec.inputs)
 
   def train_loss(self, state, loss):
     """The decision's train loss: this call's (protocol 'step'), else the
@@ -870,7 +879,8 @@ class _Observer:
       features = jax.tree.map(
           lambda a, b: jnp.where(state.count == 0, a, b),
           scale_free.scale_free_init(
-              loss, loss if val_loss is None else val_loss), features)
+              loss, loss if val_loss is None else val_loss,
+              self.spec.inputs), features)
     return observation_lib.observe(
         self.config(params), params=params, lr=state.lr,
         train_loss=train_loss,
@@ -897,8 +907,8 @@ def _decide(controller, state, old, observe):
   return new, state.skipped_decisions + (~finite).astype(jnp.int32)
 
 
-def _advance(base, state, decided, skipped, due, schedule, updates, params,
-             loss, scale_free_window, extra_args):
+def _advance(base, state, decided, skipped, due, schedule, grads, params,
+             loss, spec, extra_args):
   """The base optimizer's update at the (maybe new) LR and the state after
   this call: counters, the next decision's call, the loss window."""
   features, carry, lr, obs, action = decided
@@ -909,13 +919,17 @@ def _advance(base, state, decided, skipped, due, schedule, updates, params,
   # next decision reads them, and an O(every) clear per step would cost.
   losses = state.losses.at[state.count % schedule.every].set(loss)
   base_state = _set_lr(state.base_state, lr)
-  updates, base_state = base.update(updates, base_state, params,
-                                    **extra_args)
+  updates, base_state = base.update(grads, base_state, params, **extra_args)
   window = jax.tree.map(lambda e, w: jnp.where(due, e, w),
-                        scale_free.window_init(), state.window)
-  ratio = (scale_free.update_ratio(updates, params) if scale_free_window
+                        scale_free.window_init(len(spec.inputs)),
+                        state.window)
+  scale_free_kind = observation_lib.observation_parts(
+      spec.observation_kind).scale_free
+  ratio = (scale_free.update_ratio(updates, params) if scale_free_kind
            else jnp.zeros((), jnp.float32))
-  window = scale_free.window_add(window, loss, ratio)
+  window = scale_free.window_add(
+      window, loss, ratio,
+      scale_free.step_extras(spec.inputs, grads, updates, params))
   return updates, ControlledState(
       base_state=base_state, features=features, carry=carry, lr=lr,
       lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs,
