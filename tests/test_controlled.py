@@ -457,11 +457,13 @@ def test_input(monkeypatch):
 
 
 @pytest.mark.parametrize("action_type, with_input", [
-    ("daniel2016", False), ("xu2017", False), ("xu2017", True)])
+    ("daniel2016", None), ("xu2017", None), ("xu2017", "test"),
+    ("xu2017", "grad_norm_ratio")])
 def test_controlled_reproduces_the_fraction_env(task, action_type,
                                                 with_input, test_input):
   num_steps = 23           # decisions at calls floor(t * 23 / 5)
-  inputs = (test_input,) if with_input else ()
+  inputs = (() if with_input is None else
+            (test_input,) if with_input == "test" else (with_input,))
   ctrl = _fraction_controller(action_type, inputs)
   env = lr_env.LREnv(task, action_type, "scale_free", inputs)
   assert env.observation_size == ctrl.spec.observation_size == 10 + len(

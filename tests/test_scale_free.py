@@ -111,3 +111,53 @@ def test_observe_kind_scale_free():
   assert obs.shape == (observation_lib.observation_size("scale_free"),)
   jax.tree.map(np.testing.assert_array_equal, new, want_state)
   assert observation_lib.observes_progress("scale_free")
+
+
+# -- optional inputs ----------------------------------------------------------
+
+
+def _grad_norm_observations(norms_per_window, scale=1.0):
+  """Observations after windows whose steps had these gradient norms."""
+  inputs = ("grad_norm_ratio",)
+  state = sf.scale_free_init(2.5, 2.4, inputs)
+  out = []
+  for norms in norms_per_window:
+    w = sf.window_init(1)
+    for n in norms:
+      grads = {"a": jnp.array([3.0, 4.0]) * n / 5.0 * scale}   # ||g|| = n
+      w = sf.window_add(w, 2.0, 0.01, sf.step_extras(inputs, grads, None,
+                                                     None))
+    obs, state = sf.scale_free_observation(
+        state, w, lr=0.1, lr0=0.1, val_loss=2.0, progress=0.0, decay=0.5,
+        inputs=inputs)
+    out.append(float(obs[-1]))
+  return out, state
+
+
+def test_grad_norm_ratio_by_hand():
+  # Window means 2, 4, 1.2: the first starts the running mean (reads 0);
+  # then log(4 / 2), running 0.8 * 2 + 0.2 * 4 = 2.4; then log(1.2 / 2.4).
+  values, state = _grad_norm_observations([[1.0, 3.0], [4.0], [1.0, 1.4]])
+  np.testing.assert_allclose(values, [0.0, np.log(2.0), np.log(0.5)],
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(state.memory, [0.8 * 2.4 + 0.2 * 1.2],
+                             rtol=1e-6)
+  assert observation_lib.observation_names(
+      "scale_free", ("grad_norm_ratio",))[-1] == "grad_norm_ratio"
+  assert observation_lib.observation_size("scale_free",
+                                          ("grad_norm_ratio",)) == 11
+
+
+@pytest.mark.parametrize("scale", [1e-3, 7.0, 1e4])
+def test_grad_norm_ratio_is_free_of_the_gradient_scale(scale):
+  windows = [[1.0, 3.0], [4.0], [1.0, 1.4]]
+  np.testing.assert_allclose(_grad_norm_observations(windows, scale)[0],
+                             _grad_norm_observations(windows)[0],
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_or_misplaced_inputs_are_named():
+  with pytest.raises(ValueError, match="allowed: distinct names of"):
+    observation_lib.observation_size("scale_free", ("gradient_noise",))
+  with pytest.raises(ValueError, match="belong to 'scale_free' only"):
+    observation_lib.observation_size("dynamics", ("grad_norm_ratio",))

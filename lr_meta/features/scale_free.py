@@ -168,7 +168,33 @@ class OptionalInput(NamedTuple):
   description: str
 
 
+# Decay of grad_norm_ratio's running mean (over decisions).
+GRAD_NORM_DECAY = 0.8
+
+
+def _grad_norm(grads, updates, params):
+  del updates, params
+  return optax.tree.norm(grads)
+
+
+def _ratio_to_running_mean(mean, running):
+  """``(log(mean / running mean), new running mean)``; the first window
+  starts the running mean and reads 0."""
+  first = running <= 0
+  value = jnp.where(first, 0.0, _log(mean) - _log(running))
+  running = jnp.where(first, mean,
+                      GRAD_NORM_DECAY * running + (1 - GRAD_NORM_DECAY) * mean)
+  return value, running
+
+
 INPUTS: Dict[str, OptionalInput] = {i.name: i for i in [
+    OptionalInput(
+        "grad_norm_ratio", _grad_norm, _ratio_to_running_mean,
+        "log of the window's mean gradient norm ||g|| over its running mean "
+        f"across decisions (EMA, decay {GRAD_NORM_DECAY}): > 0 while the "
+        "gradients grow (sharpening, the edge of stability), < 0 as they "
+        "fade (a plateau or a too-small LR); free of the loss scale (g "
+        "times c) and of the LR unit"),
 ]}
 
 
