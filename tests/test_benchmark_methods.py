@@ -518,9 +518,15 @@ def test_cpu_suite_v2_held_out_side_and_its_rules():
   ws = benchmark.get_suite("cpu")
   heldout = benchmark.select(ws, "heldout")
   train = benchmark.select(ws, "train")
-  # The old held-out workloads moved to the train side; 8 new held out.
+  # The old held-out workloads moved to the train side, with three kinds
+  # of the held-out side on other data; 8 new held out.
   assert {w.name for w in train} == {
-      w.name for w in benchmark.get_suite("cpu_v1")}
+      w.name for w in benchmark.get_suite("cpu_v1")} | {
+          "markov_transformer_adamw", "markov_lstm_adam",
+          "cifar10_resnet_batch_adamw"}
+  assert {(w.model, w.optimizer) for w in train} >= {
+      ("transformer", "adamw"), ("lstm", "adam"), ("resnet_norm", "adamw")}
+  assert all(w.dataset != "tiny_shakespeare" for w in train)
   assert len(heldout) == 8
   assert benchmark.get_workload("fmnist_mlp_adam_long").split == "heldout"
   shipped = [t for n in lmo.pretrained_names() for t in

@@ -183,6 +183,31 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
        batch_size=128, num_steps=1000, initial_lr=0.01,
        num_val_examples=2000,
        description="deeper MLP, momentum, 2x the longest training horizon"),
+    # -- cpu (v2) train side: the kinds of the held-out side, elsewhere --
+    # A sequence model on the training side's token source ('markov', never
+    # the held-out text), a normalised residual net and AdamW, each with a
+    # (data set, model, optimizer) no held-out workload has: what a
+    # controller meant for the held-out side may be trained and selected on.
+    _w(name="markov_transformer_adamw", split=TRAIN, dataset="markov",
+       model="transformer",
+       model_kwargs={"num_layers": 1, "num_heads": 2, "width": 32},
+       context_length=32, optimizer="adamw",
+       optimizer_kwargs={"weight_decay": 0.1}, batch_size=16,
+       num_steps=500, initial_lr=1e-3, num_evals=5,
+       num_val_examples=128, num_test_examples=256,
+       description="transformer (1 layer, width 32, context 32) on the "
+                   "Markov source, AdamW wd 0.1"),
+    _w(name="markov_lstm_adam", split=TRAIN, dataset="markov",
+       model="lstm", model_kwargs={"width": 64}, context_length=32,
+       optimizer="adam", batch_size=16, num_steps=500, initial_lr=1e-3,
+       num_evals=5, num_val_examples=128, num_test_examples=256,
+       description="LSTM (width 64, context 32) on the Markov source, Adam"),
+    _w(name="cifar10_resnet_batch_adamw", split=TRAIN, dataset="cifar10",
+       model="resnet_norm", model_kwargs={"width": 8, "norm": "batch"},
+       optimizer="adamw", optimizer_kwargs={"weight_decay": 0.01},
+       num_steps=300, initial_lr=1e-3,
+       description="pre-activation ResNet (width 8, batch norm), AdamW wd "
+                   "0.01", **_CONV),
     # -- cpu (v2) held-out side: what users train, never trained on ----
     # Tiny Shakespeare is held-out text: no controller and no training-side
     # workload reads it (the training-side sequence source is 'markov').
@@ -281,6 +306,8 @@ KNOWN_WORKLOADS = tuple(WORKLOADS)
 _CPU_V1 = ("mnist1d_mlp_momentum", "fmnist_mlp_sgd", "fmnist_lenet5_sgd",
            "cifar10_mlp_sgd", "fmnist_mlp_adam_long", "cifar10_mlp_adam",
            "cifar10_small_cnn_momentum", "fmnist_mlp2_momentum_long")
+_CPU_TRAIN_V2 = ("markov_transformer_adamw", "markov_lstm_adam",
+                 "cifar10_resnet_batch_adamw")
 _CPU_HELDOUT = (
     "shakespeare_transformer_adamw", "shakespeare_transformer_adamw_long",
     "shakespeare_lstm_adam", "fmnist_autoencoder_adam",
@@ -290,8 +317,10 @@ SUITES: Dict[str, Tuple[str, ...]] = {
     "tiny": ("tiny_mnist1d_mlp_sgd", "tiny_mnist1d_mlp_adam"),
     # v2: cpu_v1's eight workloads are its train side (its four old
     # held-out ones were looked at while the generalist was developed:
-    # 'seen', so they moved to the train side), and eight new held-out ones.
-    "cpu": _CPU_V1 + _CPU_HELDOUT,
+    # 'seen', so they moved to the train side) with three of the held-out
+    # side's kinds on other data (sequence models, normalisation, AdamW),
+    # and eight new held-out ones.
+    "cpu": _CPU_V1 + _CPU_TRAIN_V2 + _CPU_HELDOUT,
     "cpu_v1": _CPU_V1,
     "gpu": tuple(name for name in WORKLOADS if name.startswith("gpu_")),
 }
