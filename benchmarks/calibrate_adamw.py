@@ -1,6 +1,7 @@
 """Chooses ``calibrated_adamw``'s one configuration on the TRAIN side only.
 
-  python benchmarks/calibrate_adamw.py [--suite=cpu] [--outdir=runs/calibrate_adamw]
+  python benchmarks/calibrate_adamw.py [--suite=cpu] [--workloads=a,b,...] \
+      [--outdir=runs/calibrate_adamw]
 
 Runs the benchmark method ``adamw_calibration`` (AdamW, warm-up + cosine,
 every peak LR in ``methods.CALIBRATION_LRS`` x weight decay in
@@ -28,6 +29,9 @@ _SUITE = flags.DEFINE_string("suite", "cpu", "Benchmark suite (its train "
                              "side is used).")
 _OUTDIR = flags.DEFINE_string("outdir", "runs/calibrate_adamw",
                               "Run cache and calibration.json.")
+_WORKLOADS = flags.DEFINE_list(
+    "workloads", [], "Train workloads of --suite to calibrate on (default: "
+    "its whole train side).")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
 
@@ -36,8 +40,12 @@ METHOD = "adamw_calibration"
 
 def main(argv):
   del argv
-  train = workloads.select(workloads.get_suite(_SUITE.value),
-                           workloads.TRAIN)
+  train = workloads.select(
+      workloads.suite_workloads(_SUITE.value, _WORKLOADS.value),
+      workloads.TRAIN)
+  if _WORKLOADS.value and len(train) != len(_WORKLOADS.value):
+    raise app.UsageError(f"--workloads={_WORKLOADS.value}: only train "
+                         "workloads may calibrate (never held-out ones).")
   result = harness.run_benchmark(
       train, [methods.get_method(METHOD)], num_seeds=2, outdir=_OUTDIR.value,
       data_dir=_DATA_DIR.value)
