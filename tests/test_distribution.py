@@ -220,3 +220,26 @@ def test_the_held_out_text_is_refused_for_every_kind():
         dist_lib.Combination(*triple, 1e-3),))
     with pytest.raises(ValueError, match="held-out combinations"):
       dist_lib.check_disjoint(bad, heldout)
+
+
+def test_the_v2_recipe_draws_every_kind_and_never_a_held_out_one():
+  tg = load_script("train_generalist")
+  config = tg.load_config(str(pathlib.Path(CONFIG).with_name(
+      "generalist_v2.py")))
+  dist = tg.distribution_config(config)
+  tg.check_train_side(dist, config.suite)
+  suite = benchmark.get_suite(config.suite)
+  heldout = {(w.dataset, w.model, w.optimizer)
+             for w in benchmark.select(suite, benchmark.HELDOUT)}
+  drawn = set()
+  for seed in range(4):
+    members = dist_lib.sample_members(
+        dataclasses.replace(dist, seed=seed, num_members=48))
+    drawn |= {m.combination for m in members}
+    assert all(m.dataset != "tiny_shakespeare" for m in members)
+  assert not drawn & heldout
+  assert {"sgd", "momentum", "adam", "adamw"} <= {c[2] for c in drawn}
+  assert {"transformer", "lstm", "resnet_norm", "mlp"} <= {
+      c[1] for c in drawn}
+  assert dist.lr0_spread >= 30 and dist.num_steps_range == (100, 1000)
+  assert tuple(config.env.inputs) == ("grad_norm_ratio",)
