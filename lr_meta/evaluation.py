@@ -45,7 +45,6 @@ from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
 import jax
 import ml_collections
 import numpy as np
-import scipy.stats
 
 from lr_meta import baselines
 from lr_meta import experiment
@@ -56,6 +55,8 @@ from lr_meta import tasks
 from lr_meta.benchmark import harness
 from lr_meta.benchmark import methods as methods_lib
 from lr_meta.benchmark import workloads as workloads_lib
+# One Welch test for the evaluation tables and the benchmark.
+from lr_meta.benchmark.scoring import welch_p
 from lr_meta.tasks.task import DEFAULT_DIVERGENCE_LOSS
 
 __all__ = ["DEFAULT_BASELINES", "NUM_CANDIDATES", "SELECTION_SEEDS",
@@ -125,13 +126,6 @@ def candidate_iterations(metrics_by_step: Mapping[int, Mapping[str, float]],
                   key=lambda i: -rundir.training_return(metrics_by_step[i]))
   chosen = (ranked if ranked else iters[::-1])[:num_candidates]
   return sorted(set(chosen) | {iters[-1]})
-
-
-def welch_p(a, b) -> float:
-  """Welch's t-test p-value (unequal variances); NaN when both are constant."""
-  if np.std(a) == 0 and np.std(b) == 0:
-    return float("nan")
-  return float(scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def baseline_key(task_config, text: str, specs, num_steps: int,
