@@ -105,7 +105,9 @@ def distribution_config(config) -> dist_lib.DistributionConfig:
 
 
 def check_train_side(dist: dist_lib.DistributionConfig, suite: str) -> None:
-  """Refuses a distribution that holds a combination off the train side."""
+  """Refuses a distribution that holds a combination off the suite's train
+  side or breaks the suite's held-out rules (``check_heldout_rules`` with
+  the distribution's combinations as training tasks at its longest run)."""
   workloads = benchmark.get_suite(suite)
   heldout = {(w.dataset, w.model, w.optimizer)
              for w in benchmark.select(workloads, benchmark.HELDOUT)}
@@ -117,10 +119,13 @@ def check_train_side(dist: dist_lib.DistributionConfig, suite: str) -> None:
   if off:
     raise ValueError(f"distribution combinations {off} are not on suite "
                      f"{suite!r}'s train side; allowed: {sorted(train)}.")
-  if (benchmark.workloads.SUITE_RULES[suite] == "v1" and
-      "adam" in {c.optimizer for c in dist.combinations}):
-    raise ValueError(f"Adam is a held-out-only base optimizer in suite "
-                     f"{suite!r}.")
+  tasks = [benchmark.workloads.TrainingTask(*c.key, dist.num_steps_range[1])
+           for c in dist.combinations]
+  problems = benchmark.check_heldout_rules(
+      workloads, tasks, benchmark.workloads.SUITE_RULES[suite])
+  if problems:
+    raise ValueError(f"the distribution breaks suite {suite!r}'s held-out "
+                     f"rules: {'; '.join(problems)}.")
 
 
 def env_params_of(config, dist, member) -> lr_env.LREnvParams:

@@ -243,3 +243,13 @@ def test_the_v2_recipe_draws_every_kind_and_never_a_held_out_one():
       c[1] for c in drawn}
   assert dist.lr0_spread >= 30 and dist.num_steps_range == (100, 1000)
   assert tuple(config.env.inputs) == ("grad_norm_ratio",)
+
+
+def test_a_distribution_too_long_for_the_held_out_horizons_is_refused():
+  tg = load_script("train_generalist")
+  config = tg.load_config(str(pathlib.Path(CONFIG).with_name(
+      "generalist_v2.py")))
+  config.distribution.num_steps_range = (100, 1500)
+  with pytest.raises(ValueError, match=r"breaks suite 'cpu''s held-out "
+                     r"rules: 0 held-out horizons >= 2 x 1500 steps"):
+    tg.check_train_side(tg.distribution_config(config), config.suite)
