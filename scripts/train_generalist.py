@@ -121,8 +121,11 @@ def check_train_side(dist: dist_lib.DistributionConfig, suite: str) -> None:
                      f"{suite!r}'s train side; allowed: {sorted(train)}.")
   tasks = [benchmark.workloads.TrainingTask(*c.key, dist.num_steps_range[1])
            for c in dist.combinations]
-  problems = benchmark.check_heldout_rules(
-      workloads, tasks, benchmark.workloads.SUITE_RULES[suite])
+  rules = lambda trained_on: benchmark.check_heldout_rules(
+      workloads, trained_on, benchmark.workloads.SUITE_RULES[suite])
+  # Only what the distribution breaks (the test suite 'tiny' breaks a v1
+  # rule by itself).
+  problems = [p for p in rules(tasks) if p not in rules(())]
   if problems:
     raise ValueError(f"the distribution breaks suite {suite!r}'s held-out "
                      f"rules: {'; '.join(problems)}.")
