@@ -12,6 +12,8 @@ from lr_meta import benchmark
 from lr_meta import optax as lmo
 from lr_meta import tasks
 from lr_meta.benchmark import methods as methods_lib
+from lr_meta.envs import lr_env
+from lr_meta.features import observation as observation_lib
 from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import optax_training as ot
 
@@ -324,20 +326,31 @@ def test_probe_examples_count_the_probes_a_run_takes(workload, task, which,
 def test_controllers_observe_conv_layers_of_an_all_conv_model(task,
                                                               data_dir):
   """SmallCNN has no dense layer: its first conv and 1x1 classifier conv
-  stand in for the first and last dense layers of Xu's observation."""
+  stand in for the first and last dense layers of Xu's observation (the
+  one rule, ``observation.resolve_layers``, for the environment and
+  ``controlled`` alike)."""
   cnn = tasks.make_task("fashion_mnist", "small_cnn",
                         {"filters": (2, 2, 4)}, "sgd", batch_size=4,
                         num_train_examples=16, num_val_examples=16,
                         num_test_examples=16, data_dir=data_dir)
-  assert methods_lib.observed_layers(cnn) == (("conv0",), ("conv3",))
-  assert methods_lib.observed_layers(task) is None     # the MLP's dense
+  variables = cnn.model.init(jax.random.PRNGKey(0), cnn.example_input(),
+                             train=False)
+  layers = observation_lib.resolve_layers(variables, "dynamics")
+  assert (layers.first_dense, layers.last_dense) == (("conv0",), ("conv3",))
+  mlp = observation_lib.resolve_layers(
+      task.model.init(jax.random.PRNGKey(0), task.example_input(),
+                      train=False), "dynamics")
+  assert (mlp.first_dense, mlp.last_dense) == (("dense0",), ("dense1",))
   wl = benchmark.get_workload("cifar10_small_cnn_momentum")
   program, (setting,) = benchmark.get_method(
       "controller:fmnist_lenet_xu2019_cpu").build(wl, cnn)
-  assert program.observed_layers == (("conv0",), ("conv3",))
+  assert program.observed_layers is None
   state = ot.init(cnn, program, setting.hp, jax.random.key(0))
   state, m = ot.train_step(cnn, program, setting.hp, state)
   assert np.isfinite(float(m.learning_rate))
+  # The environment observes the same layers (it refused this model before).
+  env = lr_env.LREnv(cnn, "xu2019")
+  assert (env.first_dense, env.last_dense) == (("conv0",), ("conv3",))
 
 
 def test_tuned_grids_and_the_untuned_default(workload, task):

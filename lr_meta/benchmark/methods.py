@@ -42,7 +42,6 @@ from lr_meta import optax as lmo
 from lr_meta import tasks
 from lr_meta.benchmark import workloads as workloads_lib
 from lr_meta.features import observation as observation_lib
-from lr_meta.features import params as params_lib
 from lr_meta.tasks import optax_training
 
 TUNED = "tuned"
@@ -578,10 +577,10 @@ class Controlled(optax_training.Program):
   controller's network params (traced).
 
   ``observed_layers``: the (first, last) layers whose kernel moments an
-  'xu2019' observation reads; None keeps ``controlled``'s default, the
-  first and last dense layers. A model without dense layers (the all-conv
-  SmallCNN) gets its first and last kernel layers instead (see
-  ``observed_layers``).
+  'xu2019' observation reads; None (what the benchmark passes) keeps
+  ``controlled``'s default (``observation.resolve_layers``: the first and
+  last dense layers, or the first and last kernels of a model without
+  one, e.g. the all-conv SmallCNN).
   """
   spec: Any
   optimizer_name: str
@@ -654,23 +653,6 @@ class Controlled(optax_training.Program):
     return self.num_decisions(num_steps) * self.probe_size
 
 
-def observed_layers(task: tasks.Task):
-  """What an 'xu2019' controller observes on ``task``'s model.
-
-  None (the first and last dense layers, ``controlled``'s default) when the
-  model has dense layers; otherwise the first and the last layer with a
-  kernel: for the all-conv SmallCNN its first conv and its 1x1 classifier
-  conv, which plays the last dense layer's part. The same rule for every
-  workload, fixed before any result.
-  """
-  variables = task.model.init(jax.random.PRNGKey(0), task.example_input(),
-                              train=False)   # eager: creation order kept
-  if params_lib.dense_layers(variables):
-    return None
-  layers = params_lib.kernel_layers(variables)
-  return layers[0], layers[-1]
-
-
 def _names_a_file(target: str) -> bool:
   """``'controller:<target>'`` names a file (else a shipped controller)."""
   return target.endswith(".msgpack") or os.sep in target
@@ -708,7 +690,6 @@ def controller_program(spec, workload, task) -> Controlled:
   return Controlled(spec, workload.optimizer, float(workload.initial_lr),
                     workload.num_steps, probe, task.num_classes,
                     workload.optimizer_kwargs,
-                    observed_layers(task) if dynamics else None,
                     positions=task.context_length or 1)
 
 

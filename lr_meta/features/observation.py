@@ -179,9 +179,11 @@ def resolve_layers(params: Any, kind: str, *,
                    ) -> ObservedLayers:
   """The layers observation ``kind`` reads in a model with these ``params``.
 
-  Defaults: the first and the last 2-D kernel for the dynamics part; the
-  last conv layer, else the last weight layer of any kind (dense,
-  embedding, attention), for the weight statistics;
+  Defaults: the first and the last 2-D kernel for the dynamics part (a
+  model without one, e.g. the all-conv SmallCNN: its first and last kernel
+  of any rank, whose moments play the same part); the last conv layer,
+  else the last weight layer of any kind (dense, embedding, attention),
+  for the weight statistics;
   all in dict iteration order, so pass params straight from ``model.init``
   (or their ``jax.eval_shape``) or name the layers.
 
@@ -201,11 +203,17 @@ def resolve_layers(params: Any, kind: str, *,
   parts = observation_parts(kind)
   layers = ObservedLayers()
   if parts.dynamics:
+    if params_lib.dense_layers(params) or not params_lib.kernel_layers(
+        params):
+      first, last = params_lib.first_dense_layer, params_lib.last_dense_layer
+    else:   # no 2-D kernel: the first and last kernels stand in
+      first = lambda p: params_lib.kernel_layers(p)[0]
+      last = lambda p: params_lib.kernel_layers(p)[-1]
     layers = layers._replace(
         first_dense=(params_lib.as_path(first_dense) if first_dense
-                     is not None else params_lib.first_dense_layer(params)),
+                     is not None else first(params)),
         last_dense=(params_lib.as_path(last_dense) if last_dense is not None
-                    else params_lib.last_dense_layer(params)))
+                    else last(params)))
   if parts.weight_stats:
     if monitored_layer is not None:
       monitored = params_lib.as_path(monitored_layer)
