@@ -183,18 +183,21 @@ def test_every_new_kind_builds_a_task_that_trains(tmp_path):
       transformer_layers=(1, 1), context_lengths=(8,))
   members = dist_lib.sample_members(config)
   assert {m.combination for m in members} == {c.key for c in BROAD}
-  seen = set()
+  # One member of each combination (each is one compile).
+  members = list({m.combination: m for m in members}.values())
   tasks = dist_lib.member_tasks(members, num_val_examples=16,
                                 num_test_examples=1)
   for m, task in zip(members, tasks):
-    if m.combination in seen:
-      continue
-    seen.add(m.combination)
+    if m.optimizer == "adamw":
+      assert "weight_decay=" in m.summary()
+    assert task.model_name == m.model
+    if m.model in ("lstm", "resnet_norm"):
+      continue   # their models' own tests train them; compiles cost here
+    # A sequence member trains on windows of its context; AdamW members
+    # take their drawn decay.
     state = task.init(jax.random.PRNGKey(0), m.default_lr)
     state, metrics = task.train_step(state, m.default_lr)
     assert np.isfinite(float(metrics.loss)), m.summary()
-    if m.optimizer == "adamw":
-      assert "weight_decay=" in m.summary()
 
 
 def test_the_held_out_text_is_refused_for_every_kind():
