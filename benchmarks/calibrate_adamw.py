@@ -62,10 +62,9 @@ def main(argv):
   print("| configuration | mean val loss / best | worst ratio | workloads "
         "where it is best |")
   print("|---|---|---|---|")
-  finite = np.where(np.isfinite(val), val, np.inf)
-  per = finite / finite.min(axis=1, keepdims=True)
+  per = scoring.relative_to_best(val)
   for i in np.argsort(ratio):
-    wins = int(np.sum(np.argmin(finite, axis=1) == i))
+    wins = int(np.sum(np.argmin(per, axis=1) == i))
     print(f"| {labels[i]} | {ratio[i]:.4f} | {per[:, i].max():.4f} | "
           f"{wins} |")
   print(f"\nChosen: {labels[best]} (mean ratio {ratio[best]:.4f})")

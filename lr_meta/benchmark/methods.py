@@ -411,20 +411,16 @@ class ScheduledContrib(Contrib):
   cosine and, for transformers, a warm-up). The reported step size is the
   method's estimate times the multiplier."""
 
-  def _multiplier(self, hp):
-    multipliers = jnp.asarray(hp["lr_multipliers"], jnp.float32)
-    last = multipliers.shape[0] - 1
-    return lambda count: multipliers[jnp.clip(count, 0, last)]
-
   def optimizer(self, hp):
     return getattr(optax.contrib, self.factory)(
-        learning_rate=self._multiplier(hp), **dict(self.kwargs))
+        learning_rate=optax_training.sequence_schedule(hp["lr_multipliers"]),
+        **dict(self.kwargs))
 
   def learning_rate(self, hp, opt_state):
     # The step just taken used the multiplier at count - 1.
     step = optax.tree_utils.tree_get(opt_state, "count") - 1
     return (jnp.asarray(self.lr_fn(hp, opt_state), jnp.float32)
-            * self._multiplier(hp)(step))
+            * optax_training.sequence_schedule(hp["lr_multipliers"])(step))
 
 
 @dataclasses.dataclass(frozen=True)

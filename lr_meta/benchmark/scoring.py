@@ -96,6 +96,28 @@ def best_setting(final_val_loss: Sequence[Sequence[float]]) -> int:
   return int(np.argmin(mean))
 
 
+def relative_to_best(val_loss: Sequence[Sequence[float]]) -> np.ndarray:
+  """``(workloads, configurations)`` losses over each workload's best.
+
+  A non-finite loss (a diverged seed) is +inf.
+
+  Raises:
+    ValueError: not a 2-D array, or a workload without a finite, positive
+      loss.
+  """
+  val = np.asarray(val_loss, np.float64)
+  if val.ndim != 2 or val.size == 0:
+    raise ValueError(f"val_loss of shape {val.shape}; allowed: "
+                     "(workloads, configurations), both >= 1.")
+  finite = np.where(np.isfinite(val), val, np.inf)
+  best = finite.min(axis=1, keepdims=True)
+  if not np.all(np.isfinite(best)) or np.any(best <= 0):
+    raise ValueError("every workload needs one configuration with a finite, "
+                     "positive validation loss; got per-workload minima "
+                     f"{best.ravel().tolist()}.")
+  return finite / best
+
+
 def single_configuration(val_loss: Sequence[Sequence[float]]
                          ) -> Tuple[int, np.ndarray]:
   """The one configuration to use unchanged on every workload.
@@ -114,17 +136,7 @@ def single_configuration(val_loss: Sequence[Sequence[float]]
   Returns:
     ``(index, mean ratio per configuration)``; the first of equal means.
   """
-  val = np.asarray(val_loss, np.float64)
-  if val.ndim != 2 or val.size == 0:
-    raise ValueError(f"val_loss of shape {val.shape}; allowed: "
-                     "(workloads, configurations), both >= 1.")
-  finite = np.where(np.isfinite(val), val, np.inf)
-  best = finite.min(axis=1, keepdims=True)
-  if not np.all(np.isfinite(best)) or np.any(best <= 0):
-    raise ValueError("every workload needs one configuration with a finite, "
-                     "positive validation loss; got per-workload minima "
-                     f"{best.ravel().tolist()}.")
-  ratio = (finite / best).mean(axis=0)
+  ratio = relative_to_best(val_loss).mean(axis=0)
   return int(np.argmin(ratio)), ratio
 
 

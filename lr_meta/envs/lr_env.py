@@ -101,6 +101,7 @@ absorbing (same obs, reward 0, ``terminated=True``).
 """
 
 import copy
+import functools
 from typing import Any, Optional, Tuple
 
 import chex
@@ -421,17 +422,14 @@ class LREnv:
           probe_examples=params.per_example_subset)
       stats = observation_lib.per_example_update(stats, phi, m.diverged,
                                                  params.per_example_decay)
-      ratio = jnp.zeros((), jnp.float32)
+      ratio, extras = jnp.zeros((), jnp.float32), None
     elif self.uses_scale_free:
       opt, m, (ratio, extras) = self.task.train_step_with_measure(
-          opt, lr, lambda g, u, w: (scale_free_lib.update_ratio(u, w),
-                                    scale_free_lib.step_extras(
-                                        self.inputs, g, u, w)))
+          opt, lr, functools.partial(scale_free_lib.measure_step,
+                                     self.inputs))
     else:
       opt, m = self.task.train_step(opt, lr)
-      ratio = jnp.zeros((), jnp.float32)
-    if not self.uses_scale_free:
-      extras = None
+      ratio, extras = jnp.zeros((), jnp.float32), None
     window = scale_free_lib.window_add(window, m.loss, ratio, extras)
     return (opt, stats, window), m.loss
 

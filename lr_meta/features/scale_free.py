@@ -51,7 +51,7 @@ import optax
 __all__ = [
     "DEFAULT_SLOPE_DECAY", "FEATURE_NAMES", "INPUTS", "NUM_FEATURES",
     "OptionalInput", "ScaleFreeState", "Window", "check_inputs",
-    "feature_names", "record_action", "scale_free_init",
+    "feature_names", "measure_step", "record_action", "scale_free_init",
     "scale_free_observation", "step_extras", "update_ratio", "window_add",
     "window_init",
 ]
@@ -222,6 +222,14 @@ def step_extras(inputs: Sequence[str], grads, updates,
   values = jnp.stack([jnp.asarray(INPUTS[n].measure(grads, updates, params),
                                   jnp.float32) for n in inputs])
   return jnp.where(jnp.isfinite(values), values, 0.0)
+
+
+def measure_step(inputs: Sequence[str], grads, updates, params):
+  """What one inner step adds to the window besides its loss:
+  ``(update_ratio, step_extras)``, the same in the training environment
+  and in ``lr_meta.optax.controlled``."""
+  return (update_ratio(updates, params),
+          step_extras(inputs, grads, updates, params))
 
 
 def scale_free_init(train_loss: chex.Numeric, val_loss: chex.Numeric,

@@ -75,6 +75,16 @@ class Program:
     return 0
 
 
+def sequence_schedule(values) -> optax.Schedule:
+  """An optax schedule reading a per-step sequence: step ``count`` takes
+  ``values[count]`` (the last value past the end, the first before the
+  start). ``values`` may be traced, so a grid of sequences shares one
+  compiled program."""
+  values = jnp.asarray(values, jnp.float32)
+  last = values.shape[0] - 1
+  return lambda count: values[jnp.clip(count, 0, last)]
+
+
 def _check_optimizer_name(name: str) -> str:
   if name not in task_lib.OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {name!r}; known optimizers: "
@@ -105,9 +115,7 @@ class ScheduledOptimizer(Program):
     _check_optimizer_name(self.optimizer_name)
 
   def optimizer(self, hp):
-    learning_rates = jnp.asarray(hp["learning_rates"], jnp.float32)
-    last = learning_rates.shape[0] - 1
-    schedule = lambda count: learning_rates[jnp.minimum(count, last)]
+    schedule = sequence_schedule(hp["learning_rates"])
     # As arrays, so that inject_hyperparams keeps them in its state however
     # they arrive (a numpy scalar would be baked in at init and traced at
     # update: two different states).

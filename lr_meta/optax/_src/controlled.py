@@ -923,13 +923,12 @@ def _advance(base, state, decided, skipped, due, schedule, grads, params,
   window = jax.tree.map(lambda e, w: jnp.where(due, e, w),
                         scale_free.window_init(len(spec.inputs)),
                         state.window)
-  scale_free_kind = observation_lib.observation_parts(
-      spec.observation_kind).scale_free
-  ratio = (scale_free.update_ratio(updates, params) if scale_free_kind
-           else jnp.zeros((), jnp.float32))
-  window = scale_free.window_add(
-      window, loss, ratio,
-      scale_free.step_extras(spec.inputs, grads, updates, params))
+  if observation_lib.observation_parts(spec.observation_kind).scale_free:
+    ratio, extras = scale_free.measure_step(spec.inputs, grads, updates,
+                                            params)
+  else:
+    ratio, extras = jnp.zeros((), jnp.float32), None
+  window = scale_free.window_add(window, loss, ratio, extras)
   return updates, ControlledState(
       base_state=base_state, features=features, carry=carry, lr=lr,
       lr0=state.lr0, count=state.count + 1, losses=losses, obs=obs,
