@@ -178,7 +178,7 @@ def build(name, probe_sizes, chunk, batch_size, run_steps, mesh_size=None):
   controller = lmo.pretrained_controller(bench.controller)
   lr0 = 1e-3 if bench.optimizer == "adamw" else 0.05
   base = tasks.make_optimizer(bench.optimizer, learning_rate=lr0)
-  fraction = controller.spec.decision_schedule == "fraction"
+  fraction = controller.spec.observation_spec.decision_schedule == "fraction"
   wants_predictions = not fraction
   rows = task.context_length or 1    # prediction rows per probe example
 
@@ -196,8 +196,9 @@ def build(name, probe_sizes, chunk, batch_size, run_steps, mesh_size=None):
   if mesh_size:
     params = shard_params(params, mesh_size)
   fns, states = {}, {}
-  every = (run_steps // controller.spec.num_decisions if fraction
-           else controller.spec.steps_per_decision)
+  obs_spec = controller.spec.observation_spec
+  every = (run_steps // obs_spec.num_decisions if fraction
+           else controller.spec.observation_spec.steps_per_decision)
   for label, (tx, mode, n) in variants.items():
     one, probe, skip = make_step(task, tx, mode, n, wants_predictions)
     if strategy != "scan" and mode == "probe":

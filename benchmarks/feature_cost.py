@@ -278,7 +278,7 @@ def subset_noise_part(args):
   decisions, steps = 20, 10
 
   def features_over_time(lr, m):
-    p = env.default_params().replace(
+    p = env.default_params().with_fields(
         num_decisions=decisions, steps_per_decision=steps, initial_lrs=(lr,),
         per_example_subset=m, num_val_examples=None)  # the task's 100
     obs, state = env.reset(key, p)

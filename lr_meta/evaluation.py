@@ -316,7 +316,8 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
              f"{np.mean(methods[-1].test_loss):.4f}")
 
   # 3. Baselines, tuned (or given) then re-run on the same test seeds.
-  run_kw = dict(eval_every=k, num_val_examples=env_params.num_val_examples,
+  run_kw = dict(eval_every=k,
+                num_val_examples=env_params.observation_spec.num_val_examples,
                 strategy="scan" if strategy == "scan" else "chunk")
   for text in texts:
     t0 = time.time()

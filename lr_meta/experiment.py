@@ -44,7 +44,7 @@ from lr_meta.agents import reps as reps_lib
 from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
 from lr_meta.features import lr_actions
-from lr_meta.features import xu_protocol
+from lr_meta.features import observation_spec as observation_spec_lib
 from lr_meta.tasks import family as family_lib
 from lr_meta import runner
 
@@ -103,8 +103,9 @@ def config_fields() -> dict:
   task_args = tuple(p for p in inspect.signature(tasks.make_task).parameters
                     if p != "data_dir")
   # ``unroll`` follows the strategy and ``strategy`` the config's top level.
-  env = ("action_type", "observation") + _field_names(
-      lr_env.LREnvParams, exclude=("unroll",))
+  env = (("action_type",) + observation_spec_lib.FLAT_FIELDS
+         + _field_names(lr_env.LREnvParams,
+                        exclude=("unroll", "observation_spec")))
   fields = {"": TOP_FIELDS + KNOWN_AGENTS, "task": task_args,
             "env": env, "eval": EVAL_FIELDS,
             "task_family": _field_names(family_lib.TaskFamilyConfig)}
@@ -185,16 +186,14 @@ def build(config, data_dir: Optional[str] = None):
   strategy = config.strategy or runner.default_strategy(task.model_name)
   env_kwargs = dict(config.env)
   action_type = env_kwargs.pop("action_type")
-  # Optional: the xu2017 observation (shapes the agent, so not a param).
-  observation = env_kwargs.pop("observation", None) or None
-  # Optional scale-free inputs (they shape the agent too).
-  inputs = tuple(env_kwargs.pop("inputs", ()))
-  env_kwargs["initial_lrs"] = tuple(float(x) for x in env_kwargs["initial_lrs"])
-  if "protocol" in env_kwargs:
-    env_kwargs["protocol"] = xu_protocol.as_protocol(env_kwargs["protocol"])
-  env = lr_env.LREnv(task, action_type, observation, inputs)
-  env_params = lr_env.LREnvParams(unroll=strategy != "scan",
-                                  **env_kwargs).check(action_type)
+  # The observation kind and optional inputs shape the agent: the
+  # environment holds them (and fills them into its params' spec).
+  env_params = lr_env.LREnvParams.from_fields(
+      unroll=strategy != "scan", **env_kwargs)
+  spec = env_params.observation_spec
+  env = lr_env.LREnv(task, action_type, spec.kind or None, spec.inputs)
+  env_params = env_params.replace(
+      observation_spec=env.observation_spec(env_params)).check(action_type)
   return task, env, env_params, strategy
 
 

@@ -94,7 +94,7 @@ def main(argv, defined):
     raise app.UsageError("--workdir and --name are required.")
   path, controller = export(workdir, name, out_dir, description, config,
                             data_dir, iteration)
-  spec = dataclasses.asdict(controller.spec)
+  spec = json.loads(controller.spec.to_json())   # the file's flat fields
   spec.pop("config")
   print(json.dumps(spec, indent=1, default=str))
   print(f"Wrote {path} ({os.path.getsize(path)} bytes).")

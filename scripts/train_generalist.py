@@ -133,7 +133,7 @@ def check_train_side(dist: dist_lib.DistributionConfig, suite: str) -> None:
 
 def env_params_of(config, dist, member) -> lr_env.LREnvParams:
   e = config.env
-  return lr_env.LREnvParams(
+  return lr_env.LREnvParams.from_fields(
       num_decisions=int(e.num_decisions), decision_schedule="fraction",
       reward=e.reward, divergence_penalty=float(e.divergence_penalty),
       num_val_examples=int(e.num_val_examples),

@@ -180,8 +180,8 @@ def test_controller(eval_config, ctrl, built, label, log):
   test_seeds = seeds_lib.seed_range("evaluation", eval_config.eval.num_seeds)
   variants = {"": ctrl}
   if ctrl.samples:
-    mean_spec = dataclasses.replace(ctrl.spec, protocol=dataclasses.replace(
-        ctrl.spec.protocol, acting="mean"))
+    mean_spec = ctrl.spec.with_fields(protocol=dataclasses.replace(
+        ctrl.spec.observation_spec.protocol, acting="mean"))
     variants[", acting on the mean"] = dataclasses.replace(ctrl,
                                                            spec=mean_spec)
   out = {}
@@ -199,11 +199,11 @@ def test_controller(eval_config, ctrl, built, label, log):
   return out
 
 
-def _curve_examples(env, config) -> int:
-  """Validation examples of a baseline's curve: the env's probe size, at
-  most the task's validation subset (``task.num_val_examples``)."""
+def _curve_examples(probe, config) -> int:
+  """Validation examples of a baseline's curve: the env's ``probe`` size,
+  at most the task's validation subset (``task.num_val_examples``)."""
   held = config.task.get("num_val_examples")
-  probe = int(env.num_val_examples)
+  probe = int(probe)
   return probe if held is None else min(probe, int(held))
 
 
@@ -215,7 +215,7 @@ def run_baselines(eval_config, eval_task, eval_params, train_task, train_config,
   # The curves only (tuning and testing use whole splits): on the env's
   # probe, or on the task's whole validation subset where that is smaller.
   run_kw = dict(eval_every=k, num_val_examples=_curve_examples(
-      eval_params, eval_config))
+      eval_params.observation_spec.num_val_examples, eval_config))
   n = int(eval_config.eval.num_seeds)
   results = {}
   for text in eval_config.eval.baselines:
@@ -236,7 +236,8 @@ def run_baselines(eval_config, eval_task, eval_params, train_task, train_config,
     swept = baselines.sweep(train_task, baselines.named_grid(
         "xu2019_step_decay"), train_steps, eval_every=tk,
                             num_val_examples=_curve_examples(
-                                train_config.env, train_config))
+                                train_config.env.num_val_examples,
+                                train_config))
     res = baselines.evaluate_on_seeds(eval_task, swept.best, num_steps,
                                       num_seeds=n, **run_kw)
     results[f"transferred {res.spec.label()} (tuned on "

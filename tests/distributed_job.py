@@ -64,8 +64,8 @@ def reps_job(mesh):
   from lr_meta.agents import reps  # pylint: disable=g-import-not-at-top
   from lr_meta.envs import lr_env  # pylint: disable=g-import-not-at-top
   env = lr_env.LREnv(_tiny_task(), "daniel2016")
-  params = env.default_params().replace(num_decisions=3, steps_per_decision=2,
-                                        num_val_examples=32)
+  params = env.default_params().with_fields(
+      num_decisions=3, steps_per_decision=2, num_val_examples=32)
   agent = reps.make_reps(reps.REPSConfig(num_samples=4, init_std=0.1), env,
                          params, mesh=mesh)
   state = agent.init(jax.random.PRNGKey(1))

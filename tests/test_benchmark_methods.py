@@ -227,9 +227,10 @@ def test_controller_runs_as_a_user_would(workload, task):
   method = benchmark.get_method(f"controller:{name}")
   program, (setting,) = method.build(workload, task)
   controller = lmo.pretrained_controller(name)
-  probe = min(controller.spec.num_val_examples, task.data.x_val.shape[0])
+  probe = min(controller.spec.observation_spec.num_val_examples,
+              task.data.x_val.shape[0])
   assert program.probe_size == probe == 200
-  steps = 2 * controller.spec.steps_per_decision + 1
+  steps = 2 * controller.spec.observation_spec.steps_per_decision + 1
   key = jax.random.key(5)
   state, lrs = _program_run(task, program, setting.hp, key, steps)
 
@@ -255,7 +256,7 @@ def test_controller_runs_as_a_user_would(workload, task):
 def _scale_free_controller():
   """A fixed generalist-style controller (scale-free, 4 decisions at
   fractions of the run) whose actions move with the observation."""
-  spec = controller_lib.ControllerSpec(
+  spec = controller_lib.ControllerSpec.from_fields(
       name="generalist_test", action_type="daniel2016",
       network="gaussian_mlp", hidden_sizes=(8,), steps_per_decision=1,
       num_val_examples=200, observation="scale_free", num_decisions=4,

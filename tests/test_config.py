@@ -148,7 +148,7 @@ def test_values_are_checked_before_training(path, value, message):
 @pytest.mark.parametrize("field", ["divergence_penalty", "reward_baseline"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_rewards_are_refused(field, value):
-  params = lr_env.LREnvParams(**{field: value})
+  params = lr_env.LREnvParams.from_fields(**{field: value})
   with pytest.raises(ValueError, match=rf"^env.{field}={value!r}; allowed: "
                      r"a finite number.$"):
     params.check("xu2019")

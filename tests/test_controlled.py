@@ -40,7 +40,7 @@ def _spec(**kw):
   kw = dict(dict(name="test", action_type="xu2019", network="gaussian_mlp",
                  hidden_sizes=(8,), steps_per_decision=K,
                  num_val_examples=NV), **kw)
-  return controller_lib.ControllerSpec(**kw)
+  return controller_lib.ControllerSpec.from_fields(**kw)
 
 
 def _controller(scale=100.0, spec=None):
@@ -84,8 +84,8 @@ def _optax_loop(task, tx, params, rng, num_steps, predictions=True):
 def test_controlled_reproduces_env_lr_trajectory(task, observation):
   ctrl = _controller(spec=_spec(observation=observation, num_decisions=T))
   env = lr_env.LREnv(task, "xu2019", observation)
-  p = lr_env.LREnvParams(num_decisions=T, steps_per_decision=K,
-                         initial_lrs=(0.1,), num_val_examples=NV)
+  p = lr_env.LREnvParams.from_fields(num_decisions=T, steps_per_decision=K,
+                                     initial_lrs=(0.1,), num_val_examples=NV)
   key = jax.random.PRNGKey(3)
   env_state, infos = rollout.run_episode(env, p, ctrl.act, ctrl.params, key)
   env_lrs = np.asarray(infos["lr"])
@@ -286,9 +286,9 @@ def test_dqn_controller_in_optax_matches_env(task):
   params = net.init(jax.random.PRNGKey(2), jnp.zeros((193,)))
   ctrl = controller_lib.make_controller(spec, params)
   env = lr_env.LREnv(task, "fu2016")
-  p = lr_env.LREnvParams(num_decisions=T, steps_per_decision=K,
-                         initial_lrs=(0.1,), num_val_examples=NV,
-                         reward="log_train_loss_change")
+  p = lr_env.LREnvParams.from_fields(num_decisions=T, steps_per_decision=K,
+                                     initial_lrs=(0.1,), num_val_examples=NV,
+                                     reward="log_train_loss_change")
   key = jax.random.PRNGKey(4)
   env_state, infos = rollout.run_episode(env, p, ctrl.act, ctrl.params, key)
   k_init, _, _, _ = jax.random.split(key, 4)
@@ -395,7 +395,7 @@ def test_training_artifact_and_export(tmp_path, repo_root):
       str(workdir), config, env, env_params, agent_params,
       export=experiment.exporter(config))
   ctrl = lmo.load_controller(path)
-  assert ctrl.spec.steps_per_decision == 10
+  assert ctrl.spec.observation_spec.steps_per_decision == 10
   assert ctrl.spec.initial_lrs == (0.1, 0.03)
   assert ctrl.spec.first_dense == ("dense0",)
   assert ctrl.spec.config["task"]["dataset"] == "mnist1d"
@@ -468,9 +468,9 @@ def test_controlled_reproduces_the_fraction_env(task, action_type,
   env = lr_env.LREnv(task, action_type, "scale_free", inputs)
   assert env.observation_size == ctrl.spec.observation_size == 10 + len(
       inputs)
-  p = lr_env.LREnvParams(num_decisions=D, decision_schedule="fraction",
-                         reward="log_val_loss_change",
-                         num_val_examples=NV).check(action_type)
+  p = lr_env.LREnvParams.from_fields(
+      num_decisions=D, decision_schedule="fraction",
+      reward="log_val_loss_change", num_val_examples=NV).check(action_type)
   key = jax.random.PRNGKey(3)
   env_state, infos = rollout.run_episode(env, p, ctrl.act, ctrl.params, key,
                                          lr0=LR0, num_steps=num_steps)

@@ -27,7 +27,7 @@ def _spec(**kw):
   kw = dict(dict(name="wiring", action_type="xu2019", network="gaussian_mlp",
                  hidden_sizes=(8,), steps_per_decision=K,
                  num_val_examples=NV), **kw)
-  return controller_lib.ControllerSpec(**kw)
+  return controller_lib.ControllerSpec.from_fields(**kw)
 
 
 def _controller(spec=None):
@@ -271,7 +271,7 @@ def test_probe_shape_defaults_from_the_spec():
 
 
 def test_shipped_probe_sizes_fit_their_validation_splits():
-  """What to pass per shipped controller: a probe of spec.num_val_examples
+  """What to pass per shipped controller: a probe of num_val_examples
   examples, which must exist in every validation split it was trained on
   (a generalist's: those of its task distribution)."""
   sizes = {}
@@ -282,8 +282,9 @@ def test_shipped_probe_sizes_fit_their_validation_splits():
     else:
       names = [c[0] for c in spec.config["distribution"]["combinations"]]
     split = min(datasets.SPECS[n].num_val for n in names)
-    assert spec.num_val_examples <= split, (name, spec.num_val_examples)
-    sizes[name] = (spec.num_val_examples, spec.training_steps)
+    probe = spec.observation_spec.num_val_examples
+    assert probe <= split, (name, probe)
+    sizes[name] = (probe, spec.training_steps)
   assert sizes == {
       "mnist1d_mlp_quickstart": (800, 300),
       "fmnist_lenet_xu2019_cpu": (500, 500),

@@ -300,11 +300,12 @@ def test_evaluate_num_examples_larger_than_split():
 
 def test_env_num_val_examples_larger_than_val_split():
   env = lr_env.LREnv(_tiny_task())
-  params = lr_env.LREnvParams(num_decisions=2, steps_per_decision=1,
-                              num_val_examples=500).check()
+  params = lr_env.LREnvParams.from_fields(num_decisions=2, steps_per_decision=1,
+                                          num_val_examples=500).check()
   with pytest.raises(ValueError, match=re.escape(
       "env.num_val_examples=500; allowed: None (the whole split) or an "
       "integer in [1, 100], the 'val' examples")):
     jax.jit(env.reset, static_argnums=1)(jax.random.PRNGKey(0), params)
-  obs, _ = env.reset(jax.random.PRNGKey(0), params.replace(num_val_examples=100))
+  obs, _ = env.reset(jax.random.PRNGKey(0),
+                     params.with_fields(num_val_examples=100))
   assert np.all(np.isfinite(obs))

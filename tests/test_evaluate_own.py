@@ -99,7 +99,7 @@ def _plain_loop(tx, seed):
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-  spec = controller_lib.ControllerSpec(
+  spec = controller_lib.ControllerSpec.from_fields(
       name="own_test", action_type="xu2019", network="gaussian_mlp",
       hidden_sizes=(8,), steps_per_decision=K, num_val_examples=NV,
       num_decisions=T // K)

@@ -21,7 +21,7 @@ def task():
 def _params(**kw):
   kw = dict(dict(num_decisions=5, decision_schedule="fraction",
                  reward="log_val_loss_change", num_val_examples=64), **kw)
-  return lr_env.LREnvParams(**kw).check("daniel2016")
+  return lr_env.LREnvParams.from_fields(**kw).check("daniel2016")
 
 
 def test_decision_steps_split_any_run_at_fixed_fractions():

@@ -62,9 +62,9 @@ def test_replay_of_env_episode_is_the_closed_loop_run(task):
   """Replaying the recorded LRs with env_optimizee_keys gives the same params."""
   env = lr_env.LREnv(task, "fu2016")
   k = 2
-  p = env.default_params().replace(num_decisions=4, steps_per_decision=k,
-                                   initial_lrs=(0.1,), num_val_examples=50,
-                                   unroll=True)
+  p = env.default_params().with_fields(num_decisions=4, steps_per_decision=k,
+                                       initial_lrs=(0.1,), num_val_examples=50,
+                                       unroll=True)
   seeds = [3, 4]
   keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
   # A fixed controller: decrease unless the LR is already below 0.095.

@@ -23,8 +23,8 @@ def task():
 
 
 def _params(**kw):
-  return lr_env.LREnvParams(num_decisions=3, steps_per_decision=2,
-                            num_val_examples=100, **kw)
+  return lr_env.LREnvParams.from_fields(num_decisions=3, steps_per_decision=2,
+                                        num_val_examples=100, **kw)
 
 
 def test_xu_action_formula_by_hand():
@@ -115,8 +115,8 @@ def test_divergence_terminates_with_penalty_vmapped(task):
 def test_fu2016_env(task):
   env = lr_env.LREnv(task, "fu2016")
   assert env.num_actions == 2 and env.observation_size == 193
-  p = env.default_params().replace(num_decisions=2, steps_per_decision=2,
-                                   initial_lrs=(0.1,), num_val_examples=200)
+  p = env.default_params().with_fields(num_decisions=2, steps_per_decision=2,
+                                       initial_lrs=(0.1,), num_val_examples=200)
   obs, s = jax.jit(env.reset, static_argnums=1)(jax.random.PRNGKey(0), p)
   assert obs.shape == (193,)
   step = jax.jit(env.step, static_argnums=3)
@@ -136,7 +136,7 @@ def test_bad_values(task):
   with pytest.raises(ValueError, match="env.reward"):
     _params(reward="bogus").check()
   with pytest.raises(ValueError, match="env.num_decisions"):
-    lr_env.LREnvParams(num_decisions=-1).check()
+    lr_env.LREnvParams.from_fields(num_decisions=-1).check()
 
 
 def test_run_episodes_unrolled_matches_single_scan(task):

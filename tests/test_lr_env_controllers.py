@@ -38,7 +38,7 @@ def task():
 
 def _params(env, **kw):
   kw.setdefault("initial_lrs", (0.05,))
-  return env.default_params().replace(
+  return env.default_params().with_fields(
       num_decisions=2, steps_per_decision=2, num_val_examples=50,
       per_example_decay=GAMMA, **kw)
 
@@ -143,7 +143,7 @@ def test_daniel_obs_reward_against_oracle(optimizer, subset):
 
 def test_daniel_deterministic_and_episode_return(task):
   env = lr_env.LREnv(task, "daniel2016")
-  p = _params(env).replace(num_decisions=3)
+  p = _params(env).with_fields(num_decisions=3)
   act = lambda a, obs, c: (jnp.full((obs.shape[0], 1), a), c)
   keys = jnp.stack([jax.random.PRNGKey(i) for i in range(2)])
   s1, i1 = rollout.run_episodes(env, p, act, 0.1, keys)
@@ -221,9 +221,9 @@ def test_bad_values(task):
   with pytest.raises(ValueError, match="action_type='reps'"):
     lr_env.LREnv(task, "reps")
   with pytest.raises(ValueError, match="per_example_decay=1.0"):
-    lr_env.LREnvParams(per_example_decay=1.0).check("daniel2016")
+    lr_env.LREnvParams.from_fields(per_example_decay=1.0).check("daniel2016")
   with pytest.raises(ValueError, match="per_example_subset=1;"):
-    lr_env.LREnvParams(per_example_subset=1).check("daniel2016")
+    lr_env.LREnvParams.from_fields(per_example_subset=1).check("daniel2016")
   with pytest.raises(ValueError, match=r"probe_examples=17.*batch_size=16"):
     task.train_step_with_probe(task.init(jax.random.PRNGKey(0)), 0.1,
                                per_example.predicted_change_features,

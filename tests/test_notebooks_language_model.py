@@ -9,7 +9,7 @@ import pytest
 QUERY = """dict(
     results=results, grid={str(p): v for p, v in grid.items()},
     best_peak=best_peak, decisions=decisions,
-    num_decisions=int(generalist.spec.num_decisions),
+    num_decisions=int(generalist.spec.observation_spec.num_decisions),
     sample=sample, vocabulary=text.vocabulary, best=best, cwd=os.getcwd(),
     configs_importable=importlib.util.find_spec("configs") is not None)"""
 

@@ -69,9 +69,9 @@ def test_lr0s_equal_the_initial_lrs_draw(task, action_type, action):
   # The observation at reset holds the LR (log10(lr) / the previous LR):
   # an lr0s override must give the episode that initial_lrs=(lr0,) gives.
   env = lr_env.LREnv(task, action_type)
-  p = env.default_params().replace(num_decisions=2, steps_per_decision=2,
-                                   num_val_examples=20,
-                                   initial_lrs=(0.5, 0.7))
+  p = env.default_params().with_fields(num_decisions=2, steps_per_decision=2,
+                                       num_val_examples=20,
+                                       initial_lrs=(0.5, 0.7))
   # A constant action: shape (1,) for xu2019, a scalar int for fu2016.
   action_shape = getattr(env, "action_shape", ())
   policy = lambda a, obs, c: (jnp.full(obs.shape[:-1] + action_shape, a), c)
@@ -95,8 +95,8 @@ def test_lr0s_equal_the_initial_lrs_draw(task, action_type, action):
 
 def test_many_params_seeds_and_lr0s_compile_once(task):
   env = lr_env.LREnv(task, "xu2019")
-  p = lr_env.LREnvParams(num_decisions=2, steps_per_decision=2,
-                         num_val_examples=20)
+  p = lr_env.LREnvParams.from_fields(num_decisions=2, steps_per_decision=2,
+                                     num_val_examples=20)
   agent = ppo.make_ppo(ppo.PPOConfig(num_envs=2, num_minibatches=1), env, p)
   checkpoints = [agent.init(jax.random.PRNGKey(i)).params for i in range(3)]
   runs = {}

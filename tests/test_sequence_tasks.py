@@ -246,7 +246,7 @@ def _due_state(spec_kwargs):
   """A controlled state whose next update decides (its first call)."""
   from lr_meta.policies import controller as controller_lib
   import controller_helpers  # tests/controller_helpers.py
-  spec = controller_lib.ControllerSpec(
+  spec = controller_lib.ControllerSpec.from_fields(
       name="probe_test", network="gaussian_mlp", hidden_sizes=(4,),
       **spec_kwargs)
   ctrl = controller_helpers.scaled_controller(spec, 1.0)
@@ -306,11 +306,12 @@ def test_generalist_in_a_jitted_transformer_loop_matches_the_env(lm_task):
   task, num_steps, nv = lm_task, 40, 8
   gen = lmo.pretrained_controller("generalist")
   spec = gen.spec
-  env = lr_env.LREnv(task, spec.action_type, spec.observation)
-  params = lr_env.LREnvParams(
-      num_decisions=spec.num_decisions, decision_schedule="fraction",
+  env = lr_env.LREnv(task, spec.action_type, spec.observation_spec.kind)
+  params = lr_env.LREnvParams.from_fields(
+      num_decisions=spec.observation_spec.num_decisions,
+      decision_schedule="fraction",
       reward="log_val_loss_change", num_val_examples=nv,
-      slope_decay=spec.slope_decay).check(spec.action_type)
+      slope_decay=spec.observation_spec.slope_decay).check(spec.action_type)
   key, lr0 = jax.random.PRNGKey(5), 1e-3
   env_state, infos = rollout.run_episode(env, params, gen.act, gen.params,
                                          key, lr0=lr0, num_steps=num_steps)
@@ -338,8 +339,9 @@ def test_generalist_in_a_jitted_transformer_loop_matches_the_env(lm_task):
   for _ in range(num_steps):
     p, opt_state, rng = train_step(p, opt_state, rng)
     lrs.append(float(lmo.current_lr(opt_state)))
-  calls = [int(observation_lib.decision_step(t, num_steps, spec.num_decisions))
-           for t in range(spec.num_decisions)]
+  d = spec.observation_spec.num_decisions
+  calls = [int(observation_lib.decision_step(t, num_steps, d))
+           for t in range(d)]
   assert calls == list(range(0, num_steps, 2))
   # Constant inside each window, the env's LR of that window.
   windows = np.split(np.asarray(lrs), calls[1:])
@@ -360,9 +362,9 @@ def test_xu2019_observation_reads_one_prediction_row_per_token(lm_task):
   from lr_meta.policies import controller as controller_lib
   nv = 4
   env = lr_env.LREnv(lm_task, "xu2019")
-  params = lr_env.LREnvParams(num_decisions=3, steps_per_decision=2,
-                              num_val_examples=nv)
-  spec = controller_lib.ControllerSpec(
+  params = lr_env.LREnvParams.from_fields(num_decisions=3, steps_per_decision=2,
+                                          num_val_examples=nv)
+  spec = controller_lib.ControllerSpec.from_fields(
       name="lm_probe", action_type="xu2019", network="gaussian_mlp",
       hidden_sizes=(4,), steps_per_decision=2, num_val_examples=nv * L)
   ctrl = controller_helpers.scaled_controller(spec, 30.0)

@@ -85,7 +85,9 @@ def test_the_controller_runs_in_an_optax_loop_with_loss_and_val_loss(runs):
                                        "controller.msgpack"))
   spec = controller.spec
   assert spec.observation_kind == "scale_free"
-  assert spec.decision_schedule == "fraction" and spec.num_decisions == 4
+  obs_spec = spec.observation_spec
+  assert obs_spec.decision_schedule == "fraction"
+  assert obs_spec.num_decisions == 4
   # Its training distribution is recorded: the benchmark's held-out check
   # sees every combination at the longest horizon.
   assert workloads_lib.training_tasks(spec) == (

@@ -40,7 +40,7 @@ def task():
 
 
 def _env_params(protocol, **kw):
-  return lr_env.LREnvParams(
+  return lr_env.LREnvParams.from_fields(
       num_decisions=T, steps_per_decision=K, initial_lrs=(LR0,),
       reward="fixed_baseline", log_lr_observation=False, protocol=protocol,
       **kw).check()
@@ -48,7 +48,7 @@ def _env_params(protocol, **kw):
 
 def _controller(protocol, scale=100.0):
   """A fixed MLP(8) actor whose (scaled-up) head makes actions vary."""
-  spec = controller_lib.ControllerSpec(
+  spec = controller_lib.ControllerSpec.from_fields(
       name="official_test", action_type="xu2019", network="gaussian_mlp",
       hidden_sizes=(8,), steps_per_decision=K, log_lr_observation=False,
       protocol=protocol)
@@ -227,7 +227,7 @@ def test_sampled_acting_is_reproducible_and_gaussian():
   # The spec keeps the protocol through the file format.
   again = controller_lib.controller_from_bytes(
       controller_lib.controller_to_bytes(ctrl))
-  assert again.spec.protocol == OFFICIAL and again.samples
+  assert again.spec.observation_spec.protocol == OFFICIAL and again.samples
 
 
 def test_sequential_batches_follow_dataset_repeat_batch(task):
@@ -292,10 +292,10 @@ def test_protocol_choices_and_refusals(task):
   with pytest.raises(ValueError, match="presets"):
     xu_protocol.as_protocol("tf1")
   with pytest.raises(ValueError, match="dynamics observation only"):
-    lr_env.LREnvParams(reward="log_train_loss_change",
-                       protocol=OFFICIAL).check("fu2016")
+    lr_env.LREnvParams.from_fields(reward="log_train_loss_change",
+                                   protocol=OFFICIAL).check("fu2016")
   with pytest.raises(ValueError, match="apply to 'xu2019'"):
-    controller_lib.ControllerSpec(
+    controller_lib.ControllerSpec.from_fields(
         name="q", action_type="fu2016", network="q_mlp", hidden_sizes=(4,),
         steps_per_decision=1, protocol=OFFICIAL).check()
 

@@ -120,14 +120,8 @@ def fingerprint(obj) -> Any:
   (functions by qualified name, dataclasses field by field, arrays by
   dtype, shape and digest)."""
   if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-    # A field marked ``metadata={'cache_key': 'omit_default'}`` at its
-    # default is left out: a field added later does not change the key of
-    # a run that does not use it.
     return {type(obj).__name__: {
-        f.name: fingerprint(getattr(obj, f.name))
-        for f in dataclasses.fields(obj)
-        if not (f.metadata.get("cache_key") == "omit_default"
-                and getattr(obj, f.name) == f.default)}}
+        name: fingerprint(value) for name, value in _key_fields(obj)}}
   if isinstance(obj, (np.ndarray, jax.Array)):
     return {"array": [str(obj.dtype), list(obj.shape),
                       rundir.tree_digest(obj)]}
@@ -143,6 +137,29 @@ def fingerprint(obj) -> Any:
   if isinstance(obj, (str, int, float, bool)) or obj is None:
     return obj
   return repr(obj)
+
+
+def _key_fields(obj):
+  """``(name, value)`` of a dataclass's fields that enter a cache key.
+
+  A field marked ``metadata={'cache_key': 'omit_default'}`` at its default is
+  left out: a field added later does not change the key of a run that does
+  not use it. A field marked ``'flatten'`` (a dataclass with
+  ``flat_items()``, e.g. ``ControllerSpec.observation_spec``) enters as its
+  own fields by their flat names, the keys they had before they were
+  grouped.
+  """
+  out = []
+  for f in dataclasses.fields(obj):
+    value = getattr(obj, f.name)
+    rule = f.metadata.get("cache_key")
+    if rule == "flatten":
+      out += [(name, v) for name, v, field in value.flat_items()
+              if not (field.metadata.get("cache_key") == "omit_default"
+                      and v == field.default)]
+    elif not (rule == "omit_default" and value == f.default):
+      out.append((f.name, value))
+  return out
 
 
 def run_key(workload, program, label: str, seed: int, hp=None) -> str:

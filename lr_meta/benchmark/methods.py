@@ -562,9 +562,10 @@ class Controlled(optax_training.Program):
 
   The base optimizer is the workload's at its default initial LR
   (``optax.inject_hyperparams``). An 'every' controller decides every
-  ``spec.steps_per_decision`` steps; 'dynamics' controllers get the softmax
+  ``steps_per_decision`` steps (fields of ``spec.observation_spec``);
+  'dynamics' controllers get the softmax
   predictions and the loss of a fixed probe, the first
-  ``min(spec.num_val_examples, validation size)`` validation examples;
+  ``min(num_val_examples, validation size)`` validation examples;
   progress controllers see ``num_steps // steps_per_decision`` decisions as
   the run's horizon. A 'fraction' controller (a scale-free generalist)
   decides at fixed fractions of ``num_steps`` and gets the probe's loss
@@ -604,9 +605,9 @@ class Controlled(optax_training.Program):
                                 learning_rate=self.initial_lr,
                                 **dict(self.optimizer_kwargs))
     controller = lmo.Controller(self.spec, hp["controller"])
-    if self.spec.decision_schedule == "fraction":
+    if self.spec.observation_spec.decision_schedule == "fraction":
       return lmo.controlled(base, controller, num_steps=self.num_steps)
-    every = self.spec.steps_per_decision
+    every = self.spec.observation_spec.steps_per_decision
     first, last = self.observed_layers or (None, None)
     return lmo.controlled(
         base, controller,
@@ -636,11 +637,11 @@ class Controlled(optax_training.Program):
     return lmo.current_lr(opt_state)
 
   def num_decisions(self, num_steps: int) -> int:
-    """Decisions in a run: at fixed fractions, ``spec.num_decisions``;
+    """Decisions in a run: at fixed fractions, the spec's ``num_decisions``;
     'every': at steps 0, K, 2K, ... below ``num_steps``."""
-    if self.spec.decision_schedule == "fraction":
-      return int(self.spec.num_decisions)
-    return -(-num_steps // self.spec.steps_per_decision)
+    if self.spec.observation_spec.decision_schedule == "fraction":
+      return int(self.spec.observation_spec.num_decisions)
+    return -(-num_steps // self.spec.observation_spec.steps_per_decision)
 
   def probe_examples(self, num_steps: int) -> int:
     """The probe's examples at every decision, if it reads a probe."""
@@ -682,7 +683,7 @@ def controller_program(spec, workload, task) -> Controlled:
         f"{spec.observation_kind!r}); workload {workload.name!r} trains "
         f"{task.objective.description}, which has none")
   val = task.num_examples("val")
-  probe = min(spec.num_val_examples or val, val)
+  probe = min(spec.observation_spec.num_val_examples or val, val)
   return Controlled(spec, workload.optimizer, float(workload.initial_lr),
                     workload.num_steps, probe, task.num_classes,
                     workload.optimizer_kwargs,

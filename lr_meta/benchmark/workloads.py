@@ -415,7 +415,8 @@ def training_task(spec) -> TrainingTask:
     raise ValueError(f"controller {spec.name!r}: its spec.config lacks "
                      f"{missing}; cannot tell what it was trained on.")
   return TrainingTask(task["dataset"], task["model"], task["optimizer"],
-                      int(env["num_decisions"]) * spec.steps_per_decision)
+                      int(env["num_decisions"])
+                      * spec.observation_spec.steps_per_decision)
 
 
 # The v2 held-out side (suite 'cpu'): what users train, far enough away.

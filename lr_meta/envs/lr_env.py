@@ -14,7 +14,7 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
   * observation ``'dynamics'`` (default): the 9 training-dynamics features
     of ``lr_meta.features.dynamics`` (order ``OBSERVATION_NAMES``), except
     that the LR entry (``dynamics.LR_INDEX``) is ``log10(lr)`` instead of the
-    raw LR when ``params.log_lr_observation`` (default True: raw LRs span
+    raw LR when ``params.observation_spec.log_lr`` (default True: raw LRs span
     1e-4..1e-1 and are invisible to a small MLP). Every observation is
     built by ``lr_meta.features.observation``, as in
     ``lr_meta.optax.controlled``. Predictions are the softmax outputs on the
@@ -24,7 +24,7 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     (at reset: the loss of the first training batch).
     ``'dynamics+progress'`` appends ``progress_feature`` = t / T (not in the
     paper; lets the policy anneal towards the end of a run).
-    ``params.protocol`` (``lr_meta.features.xu_protocol.XuProtocol``)
+    ``params.observation_spec.protocol`` (``xu_protocol.XuProtocol``)
     switches these inputs to the official code's, each alone or all at
     once (``XuProtocol.official()``): predictions and train loss from the
     forward pass of the training batch the next inner step trains on (at the
@@ -52,7 +52,8 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     ``phi1 = log Var_i(grad_i . dw)`` from one ``jax.jvp`` inside the training
     jit, ``phi2 = log Var_i(f_i)``; smoothed with
     ``lr_meta.features.smoothing`` at EVERY inner step with
-    ``params.per_example_decay`` = gamma, bias-corrected). Zero at reset (no
+    ``observation_spec.per_example_decay`` = gamma, bias-corrected). Zero at
+    reset (no
     step taken yet). ``params.per_example_subset = m`` estimates phi1 from
     the first m examples of each batch (a uniform random sub-batch), which
     cuts the JVP's cost by ~B/m; phi2 always uses the whole batch. Works with any inner optimizer (SGD, RMSProp: ``dw`` is
@@ -101,6 +102,7 @@ absorbing (same obs, reward 0, ``terminated=True``).
 """
 
 import copy
+import dataclasses
 import functools
 from typing import Any, Optional, Tuple
 
@@ -110,9 +112,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from lr_meta.features import dynamics
+from lr_meta.features import decision as decision_lib
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
+from lr_meta.features import observation_spec as observation_spec_lib
 from lr_meta.features import per_example as per_example_lib
 from lr_meta.features import scale_free as scale_free_lib
 from lr_meta.features import smoothing
@@ -145,40 +148,70 @@ NUM_PER_EXAMPLE_OBSERVATIONS = observation_lib.NUM_PER_EXAMPLE_OBSERVATIONS
 
 @struct.dataclass
 class LREnvParams:
-  """Episode settings (all static: they fix shapes or trace-time choices)."""
-  num_decisions: int = struct.field(pytree_node=False, default=100)
-  steps_per_decision: int = struct.field(pytree_node=False, default=10)
+  """Episode settings (all static: they fix shapes or trace-time choices).
+
+  ``observation_spec`` (``lr_meta.features.observation_spec.ObservationSpec``)
+  holds what the agent observes and when it decides (K, T, the schedule,
+  EMA decays, protocol, probe size); it becomes the trained controller's spec
+  as is. Its ``kind`` and ``inputs`` may stay unset ('' and ()): the
+  environment's own (``LREnv(..., observation=, inputs=)``, which shape
+  the agent) fill them (``LREnv.observation_spec``). The rest are the
+  episode's: initial LRs, reward, divergence penalty, drawn lengths.
+  ``from_fields`` takes every field by its config name (``env.*``).
+  """
+  observation_spec: observation_spec_lib.ObservationSpec = struct.field(
+      pytree_node=False, default=observation_spec_lib.ObservationSpec())
   initial_lrs: Tuple[float, ...] = struct.field(pytree_node=False,
                                                 default=(1e-2, 1e-3, 1e-4))
   reward: str = struct.field(pytree_node=False, default="val_loss_change")
   reward_baseline: float = struct.field(pytree_node=False, default=2.0)
   divergence_penalty: float = struct.field(pytree_node=False, default=-10.0)
-  num_val_examples: Optional[int] = struct.field(pytree_node=False,
-                                                 default=1000)
-  ema_decay: float = struct.field(pytree_node=False,
-                                  default=dynamics.DEFAULT_DECAY)
-  log_lr_observation: bool = struct.field(pytree_node=False, default=True)
-  per_example_decay: float = struct.field(
-      pytree_node=False, default=observation_lib.PER_EXAMPLE_DECAY)
   per_example_subset: Optional[int] = struct.field(pytree_node=False,
                                                    default=None)
   unroll: bool = struct.field(pytree_node=False, default=False)
-  decision_schedule: str = struct.field(pytree_node=False, default="every")
   num_steps_range: Optional[Tuple[int, int]] = struct.field(
       pytree_node=False, default=None)
   lr0_range: Optional[Tuple[float, float]] = struct.field(pytree_node=False,
                                                            default=None)
-  slope_decay: float = struct.field(
-      pytree_node=False, default=scale_free_lib.DEFAULT_SLOPE_DECAY)
-  protocol: xu_protocol.XuProtocol = struct.field(
-      pytree_node=False, default=xu_protocol.XuProtocol())
+
+  @classmethod
+  def from_fields(cls, **fields) -> "LREnvParams":
+    """Params from their config names: the observation spec's flat names
+    (``num_decisions=``, ``steps_per_decision=``, ``ema_decay=``,
+    ``observation=``, ...) and this class's own fields. Unknown names
+    raise ValueError listing the known ones."""
+    spec, fields = observation_spec_lib.split_fields(
+        fields, cls, "env")
+    if "initial_lrs" in fields:
+      fields["initial_lrs"] = tuple(float(x) for x in fields["initial_lrs"])
+    return cls(observation_spec=spec, **fields)
+
+  def with_fields(self, **changes) -> "LREnvParams":
+    """These params with fields changed by their config names (the
+    observation spec's flat names or this class's own fields)."""
+    spec, changes = observation_spec_lib.split_fields(
+        changes, type(self), "env", base=self.observation_spec)
+    return self.replace(observation_spec=spec, **changes)
+
+  @property
+  def num_decisions(self) -> int:
+    """T, the decisions of an episode (every environment's params have it)."""
+    return self.observation_spec.num_decisions
+
+  @property
+  def steps_per_decision(self) -> int:
+    """K, inner steps of an 'every' decision."""
+    return self.observation_spec.steps_per_decision
 
   def check(self, action_type: str = "xu2019") -> "LREnvParams":
     """Raises ValueError naming a bad field and its allowed values."""
-    for name in ("num_decisions", "steps_per_decision"):
-      v = getattr(self, name)
-      if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"env.{name}={v!r}; allowed: an integer >= 1.")
+    spec = self.observation_spec
+    if not isinstance(spec, observation_spec_lib.ObservationSpec):
+      raise ValueError(f"env.observation_spec={spec!r}; allowed: an "
+                       "ObservationSpec.")
+    spec.check(action_type, "env")
+    if spec.num_decisions is None:
+      raise ValueError("env.num_decisions=None; allowed: an integer >= 1.")
     checks.check_positive_floats("env.initial_lrs", self.initial_lrs)
     if self.reward not in REWARDS:
       raise ValueError(f"env.reward={self.reward!r}; allowed: {REWARDS}.")
@@ -186,28 +219,16 @@ class LREnvParams:
     checks.check_finite("env.divergence_penalty", self.divergence_penalty)
     checks.check_finite("env.reward_baseline", self.reward_baseline)
     rule = lr_actions.action_rule(action_type)
-    if not isinstance(self.protocol, xu_protocol.XuProtocol):
-      raise ValueError(f"env.protocol={self.protocol!r}; allowed: a "
-                       "XuProtocol (xu_protocol.as_protocol converts a "
-                       "mapping or a preset name).")
-    if (self.protocol != xu_protocol.XuProtocol()
+    if (spec.protocol != xu_protocol.XuProtocol()
         and observation_lib.DYNAMICS not in rule.observations):
       raise ValueError(
-          f"env.protocol={self.protocol!r} with action_type "
+          f"env.protocol={spec.protocol!r} with action_type "
           f"{action_type!r}; a protocol other than the default applies to "
           "the Xu 2019 dynamics observation only (action types "
           f"{_DYNAMICS_ACTION_TYPES}).")
     if rule.only_default_reward and self.reward != rule.default_reward:
       raise ValueError(f"env.reward={self.reward!r} with action_type "
                        f"{action_type!r}; allowed: {rule.default_reward!r}.")
-    if self.num_val_examples is not None and self.num_val_examples < 1:
-      raise ValueError(f"env.num_val_examples={self.num_val_examples!r}; "
-                       "allowed: None or an integer >= 1.")
-    if not 0.0 <= self.ema_decay < 1.0:
-      raise ValueError(f"env.ema_decay={self.ema_decay!r}; allowed: [0, 1).")
-    if not 0.0 <= self.per_example_decay < 1.0:
-      raise ValueError(f"env.per_example_decay={self.per_example_decay!r}; "
-                       "allowed: [0, 1).")
     if self.per_example_subset is not None and (
         not isinstance(self.per_example_subset, int)
         or isinstance(self.per_example_subset, bool)
@@ -216,28 +237,22 @@ class LREnvParams:
           f"env.per_example_subset={self.per_example_subset!r}; allowed: "
           "None (the whole batch) or an integer >= 2 (at most the task's "
           "batch size).")
-    if self.decision_schedule not in DECISION_SCHEDULES:
-      raise ValueError(f"env.decision_schedule={self.decision_schedule!r}; "
-                       f"allowed: {DECISION_SCHEDULES}.")
     if self.num_steps_range is not None:
       r = tuple(self.num_steps_range)
-      if (self.decision_schedule != "fraction" or len(r) != 2 or
+      if (spec.decision_schedule != "fraction" or len(r) != 2 or
           any(not isinstance(v, int) or isinstance(v, bool) for v in r) or
-          not self.num_decisions <= r[0] <= r[1]):
+          not spec.num_decisions <= r[0] <= r[1]):
         raise ValueError(
             f"env.num_steps_range={self.num_steps_range!r} with "
-            f"decision_schedule={self.decision_schedule!r}; allowed: None, "
+            f"decision_schedule={spec.decision_schedule!r}; allowed: None, "
             "or with decision_schedule='fraction' two integers (low, high) "
-            f"with num_decisions={self.num_decisions} <= low <= high.")
+            f"with num_decisions={spec.num_decisions} <= low <= high.")
     if self.lr0_range is not None:
       r = tuple(self.lr0_range)
       if len(r) != 2 or not 0 < r[0] <= r[1]:
         raise ValueError(f"env.lr0_range={self.lr0_range!r}; allowed: None "
                          "or (low, high) with 0 < low <= high (a log-uniform "
                          "draw).")
-    if not 0.0 <= self.slope_decay < 1.0:
-      raise ValueError(f"env.slope_decay={self.slope_decay!r}; allowed: "
-                       "[0, 1).")
     return self
 
   @property
@@ -339,15 +354,32 @@ class LREnv:
   def default_params(self) -> LREnvParams:
     return LREnvParams(reward=self.rule.default_reward)
 
+  def observation_spec(self, params: LREnvParams
+                       ) -> observation_spec_lib.ObservationSpec:
+    """``params.observation_spec`` with this environment's kind and inputs
+    (what a controller trained here observes); ValueError if the params
+    name others."""
+    spec = params.observation_spec
+    if spec.kind not in ("", self.observation) or spec.inputs not in (
+        (), self.inputs):
+      raise ValueError(
+          f"env.observation={spec.kind!r}, env.inputs={spec.inputs!r} in the "
+          f"params of an environment built with observation "
+          f"{self.observation!r} and inputs {self.inputs!r}; allowed: the "
+          "environment's (or leave them unset).")
+    return dataclasses.replace(spec, kind=self.observation,
+                               inputs=self.inputs)
+
   def _needs_val(self, params: LREnvParams) -> bool:
     return (self.uses_dynamics or self.uses_scale_free
             or params.reward in VAL_REWARDS)
 
   def _check_protocol(self, params: LREnvParams) -> None:
     """A non-default protocol needs the dynamics observation (trace time)."""
-    if params.protocol != xu_protocol.XuProtocol() and not self.uses_dynamics:
+    protocol = params.observation_spec.protocol
+    if protocol != xu_protocol.XuProtocol() and not self.uses_dynamics:
       raise ValueError(
-          f"env.protocol={params.protocol!r} with observation "
+          f"env.protocol={protocol!r} with observation "
           f"{self.observation!r}; a protocol other than the default "
           "changes the inputs of the Xu 2019 dynamics part only.")
 
@@ -362,7 +394,8 @@ class LREnv:
   def _val(self, opt: OptimizeeState, params: LREnvParams):
     """Loss and softmax predictions on the fixed validation subset (None
     for a task without classes: no observation here reads them, ``__init__``)."""
-    x, y = self.task.first_examples("val", params.num_val_examples,
+    x, y = self.task.first_examples("val",
+                                    params.observation_spec.num_val_examples,
                                     name="env.num_val_examples")
     loss, probs = self.task.probe(opt.params, opt.batch_stats, x, y)
     return self._cap(loss, opt), probs
@@ -378,11 +411,11 @@ class LREnv:
 
   def _measure(self, opt: OptimizeeState, params: LREnvParams,
                window_loss: jax.Array):
-    """``(val_loss, predictions, train_loss)`` as ``params.protocol`` says.
+    """``(val_loss, predictions, train_loss)`` as the protocol says.
 
     ``window_loss`` is the train loss of the ``'window_mean'`` protocol.
     """
-    proto = params.protocol
+    proto = params.observation_spec.protocol
     probe_loss = probe_probs = step_loss = step_probs = None
     if proto.predictions == "val_probe" or proto.val_loss == "probe":
       probe_loss, probe_probs = self._val(opt, params)
@@ -395,20 +428,14 @@ class LREnv:
     return val_loss, probs, train_loss
 
   def _observe(self, state: LREnvState, params: LREnvParams, window,
-               probs):
+               probs, first: bool = False):
     """The observation after ``window`` (``state`` holds its new losses)."""
-    config = observation_lib.ObservationConfig(
-        kind=self.observation, layers=self.layers, ema_decay=params.ema_decay,
-        log_lr=params.log_lr_observation,
-        per_example_decay=params.per_example_decay,
-        num_decisions=params.num_decisions, slope_decay=params.slope_decay,
-        inputs=self.inputs)
-    return observation_lib.observe(
-        config, params=state.opt.params, lr=state.lr,
-        train_loss=state.train_loss, val_loss=state.val_loss,
-        predictions=probs, dynamics_state=state.features,
-        per_example_stats=state.per_example, decisions_taken=state.time,
-        lr0=state.lr0, scale_free_state=state.features, window=window)
+    return decision_lib.observe(
+        self.observation_spec(params), self.action_type, self.layers,
+        first=first, params=state.opt.params, lr=state.lr, lr0=state.lr0,
+        decisions_taken=state.time, train_loss=state.train_loss,
+        val_loss=state.val_loss, predictions=probs, features=state.features,
+        window=window, per_example_stats=state.per_example)
 
   def _inner_step(self, carry, lr, params):
     """One optimizee step; also what the observation accumulates per step.
@@ -420,8 +447,8 @@ class LREnv:
       opt, m, phi = self.task.train_step_with_probe(
           opt, lr, per_example_lib.predicted_change_features,
           probe_examples=params.per_example_subset)
-      stats = observation_lib.per_example_update(stats, phi, m.diverged,
-                                                 params.per_example_decay)
+      stats = observation_lib.per_example_update(
+          stats, phi, m.diverged, params.observation_spec.per_example_decay)
       ratio, extras = jnp.zeros((), jnp.float32), None
     elif self.uses_scale_free:
       opt, m, (ratio, extras) = self.task.train_step_with_measure(
@@ -440,7 +467,7 @@ class LREnv:
     ``floor((t + 1) T / D)``, so D decisions split any T at the same
     fractions (``lr_meta.optax.controlled`` decides at the same steps).
     """
-    if params.decision_schedule == "every":
+    if params.observation_spec.decision_schedule == "every":
       return jnp.int32(params.steps_per_decision)
     return (observation_lib.decision_step(state.time + 1, state.num_steps,
                           params.num_decisions)
@@ -456,7 +483,7 @@ class LREnv:
     """
     carry = (state.opt, state.per_example,
              scale_free_lib.window_init(len(self.inputs)))
-    if params.decision_schedule == "every":
+    if params.observation_spec.decision_schedule == "every":
       (opt, stats, window), losses = runner.inner_loop(
           lambda c, _: self._inner_step(c, lr, params), carry,
           jnp.arange(params.steps_per_decision), params.unroll)
@@ -464,9 +491,7 @@ class LREnv:
     opt, stats, window = jax.lax.fori_loop(
         0, self._decision_steps(state, params),
         lambda _, c: self._inner_step(c, lr, params)[0], carry)
-    train_loss = window.loss_sum / jnp.maximum(window.count, 1).astype(
-        jnp.float32)
-    return opt, stats, window, train_loss
+    return opt, stats, window, decision_lib.window_train_loss(window)
 
   # -- contract ----------------------------------------------------------------
 
@@ -510,14 +535,14 @@ class LREnv:
     lr0 = jnp.asarray(lr0, jnp.float32)
     if num_steps is None:
       num_steps = params.default_num_steps
-    elif params.decision_schedule != "fraction":
+    elif params.observation_spec.decision_schedule != "fraction":
       raise ValueError("num_steps is drawn or given only with "
                        "decision_schedule='fraction'; with 'every' an "
                        "episode has num_decisions * steps_per_decision "
                        "steps.")
     opt = self.task.init(k_init, lr0)
     self._check_protocol(params)
-    if params.protocol == xu_protocol.XuProtocol():
+    if params.observation_spec.protocol == xu_protocol.XuProtocol():
       val_loss, probs = self._val(opt, params)
       # The train loss at reset is the one the first inner step reports
       # (same batch, same params, train mode), i.e. what an optax loop has
@@ -529,13 +554,10 @@ class LREnv:
       # The step-batch loss is that same number (the first step's forward).
       val_loss, probs, train_loss = self._measure(
           opt, params, self._step_batch(opt)[0])
-    if self.uses_scale_free:
-      feat = scale_free_lib.scale_free_init(train_loss, val_loss,
-                                            self.inputs)
-    elif probs is None:
-      feat = ()   # a task without classes: no observation here reads them
-    else:
-      feat = dynamics.dynamics_init(probs.shape, k_feat)
+    feat = decision_lib.initial_features(
+        self.observation_spec(params), self.action_type,
+        train_loss=train_loss, val_loss=val_loss,
+        predictions_shape=None if probs is None else probs.shape, key=k_feat)
     stats = smoothing.running_stats_init(
         jnp.zeros((len(per_example_lib.FEATURE_NAMES),), jnp.float32))
     state = LREnvState(opt=opt, features=feat, per_example=stats, lr=lr0,
@@ -544,27 +566,23 @@ class LREnv:
                        obs=jnp.zeros((self.observation_size,), jnp.float32),
                        terminated=jnp.bool_(False),
                        num_steps=jnp.asarray(num_steps, jnp.int32))
-    if params.protocol.first_observation == "ones":
-      obs = xu_protocol.ones_observation(self.observation_size)
-    else:
-      obs, feat = self._observe(
-          state, params, scale_free_lib.window_init(len(self.inputs)), probs)
+    obs, feat = self._observe(
+        state, params, scale_free_lib.window_init(len(self.inputs)), probs,
+        first=True)
     return obs, state.replace(features=feat, obs=obs)
 
   def step(self, key: chex.PRNGKey, state: LREnvState, action: jax.Array,
            params: LREnvParams):
     """Applies the action, runs the decision's inner steps, observes, rewards."""
     del key  # The optimizee carries its own key (batches, dropout).
-    a = jnp.reshape(action, ())
-    lr = self.rule.update(state.lr, state.lr0, a).astype(jnp.float32)
+    lr, features = decision_lib.act(
+        self.observation_spec(params), self.action_type, lr=state.lr,
+        lr0=state.lr0, action=action, features=state.features)
     opt, stats, window, train_loss = self._run_window(state, lr, params)
     if self._needs_val(params):
       val_loss, probs, train_loss = self._measure(opt, params, train_loss)
     else:
       val_loss, probs = state.val_loss, None
-    features = state.features
-    if self.uses_scale_free:
-      features = scale_free_lib.record_action(features, self.applied(a))
     new = LREnvState(opt=opt, features=features, per_example=stats, lr=lr,
                      lr0=state.lr0, time=state.time + 1, val_loss=val_loss,
                      train_loss=train_loss, obs=state.obs,
@@ -591,11 +609,3 @@ class LREnv:
     info = {"lr": new.lr, "val_loss": new.val_loss,
             "train_loss": new.train_loss}
     return new.obs, new, reward, new.terminated, truncated, info
-
-  def applied(self, action: jax.Array) -> jax.Array:
-    """A continuous action as the LR rule reads it (clipped to its bounds)."""
-    if self.rule.num_actions:
-      return jnp.asarray(action, jnp.float32)
-    return jnp.clip(jnp.asarray(action, jnp.float32), self.rule.low,
-                    self.rule.high)
-

@@ -11,6 +11,9 @@
   ``ACTION_RULES``) and the one observation builder shared by the
   environment and ``lr_meta.optax.controlled`` (``observation``:
   ``observe``, ``resolve_layers``).
+* What a controller observes and when it decides, held alike by the
+  environment's params and the controller's spec (``ObservationSpec``),
+  and the decision cycle both run (``decision``).
 * What the Xu 2019 observation is fed and how its controller acts, lr_meta's
   way or the official code's (``xu_protocol``: ``XuProtocol``).
 """
@@ -47,6 +50,7 @@ from lr_meta.features.observation import observe
 from lr_meta.features.observation import ObservedLayers
 from lr_meta.features.observation import progress_feature
 from lr_meta.features.observation import resolve_layers
+from lr_meta.features.observation_spec import ObservationSpec
 from lr_meta.features.per_example import FEATURE_NAMES as PER_EXAMPLE_FEATURE_NAMES
 from lr_meta.features.per_example import losses_and_directional_derivatives
 from lr_meta.features.per_example import per_example_features
@@ -77,6 +81,7 @@ __all__ = [
     "NUM_OBSERVATIONS", "NUM_WEIGHT_FEATURES", "OBSERVATION_KINDS",
     "OBSERVATION_NAMES", "PER_EXAMPLE_FEATURE_NAMES", "PREV_LR_INDEX",
     "STAT_NAMES", "WEIGHT_FEATURE_NAMES", "action_rule", "ActionRule",
+    "ObservationSpec",
     "aggregate", "bias_correction", "conv_layers", "dense_layers",
     "dynamics_init", "dynamics_update", "DynamicsState", "ema",
     "ema_first_value", "first_dense_layer", "get_kernel", "kernel_layers",

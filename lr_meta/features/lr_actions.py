@@ -30,8 +30,8 @@ __all__ = [
     "ACTION_RULES", "ACTION_TYPES", "ActionRule", "DANIEL_ACTION_BOUND",
     "FU_DECAY", "LR_MAX", "LR_MIN", "XU2017_LOG10_LR_HIGH",
     "XU2017_LOG10_LR_LOW", "XU_ACTION_HIGH", "XU_ACTION_LOW", "action_rule",
-    "daniel2016_lr_update", "fu2016_lr_update", "xu2017_lr_update",
-    "xu2019_lr_update",
+    "applied_action", "daniel2016_lr_update", "fu2016_lr_update", "next_lr",
+    "xu2017_lr_update", "xu2019_lr_update",
 ]
 
 DANIEL_ACTION_BOUND = 0.5           # |log step-size factor| per decision
@@ -127,3 +127,20 @@ def action_rule(action_type: str) -> ActionRule:
     raise ValueError(f"action_type={action_type!r}; allowed: "
                      f"{ACTION_TYPES}.")
   return ACTION_RULES[action_type]
+
+
+def applied_action(action_type: str, action: chex.Array) -> jax.Array:
+  """The action as the LR rule reads it: a scalar, clipped to the bounds of
+  a continuous action type (every rule clips again inside: idempotent)."""
+  rule = action_rule(action_type)
+  action = jnp.reshape(jnp.asarray(action), ())
+  return action if rule.num_actions else jnp.clip(action, rule.low,
+                                                  rule.high)
+
+
+def next_lr(action_type: str, lr: chex.Numeric, lr0: chex.Numeric,
+            action: chex.Array) -> jax.Array:
+  """The float32 LR after ``action`` (the action type's ``update``)."""
+  lr = action_rule(action_type).update(lr, lr0,
+                                       applied_action(action_type, action))
+  return jnp.asarray(lr).astype(jnp.float32)

@@ -38,7 +38,7 @@ has touched the weights); lr_meta does not reproduce that one-step lag.
 
 The rest of the official protocol are settings of the task, environment and
 agent (``configs/xu2019_official.py``): the raw LR input
-(``LREnvParams.log_lr_observation=False``), a decision every step
+(``env.log_lr_observation=False``), a decision every step
 (``steps_per_decision=1``; the paper says 10), the Adam trainee at 1e-2, the
 official models (``lr_meta.tasks.models``: ``'xu2019_cnn'``,
 ``'xu2019_mlp'``), batch 1000 in epoch order (``make_task(batch_order=

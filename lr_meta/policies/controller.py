@@ -9,9 +9,10 @@ Supported (agent, action type) pairs:
 
 * PPO on ``'xu2019'`` (Xu, Dai, Kemp & Metz 2019, section 2.2): a Gaussian
   actor (MLP or LSTM); acting = the clipped mean, exactly the agent's
-  deterministic ``policy_fn`` (or, under ``spec.protocol.acting ==
-  'sample'``, a Gaussian sample clipped, as the official code acts, from a
-  key held in the carry: ``initial_carry(key=...)``); LR update ``lr * ((a - 0.15) * 0.1 + 1)``
+  deterministic ``policy_fn`` (or, under the observation spec's protocol
+  ``acting == 'sample'``, a Gaussian sample clipped, as the official code
+  acts, from a key held in the carry: ``initial_carry(key=...)``); LR
+  update ``lr * ((a - 0.15) * 0.1 + 1)``
   (``lr_meta.features.lr_actions.xu2019_lr_update``); observation = the 9
   dynamics features (``lr_meta.features.dynamics``), optionally with the run
   progress (``lr_meta.features.observation``).
@@ -53,11 +54,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lr_meta import checks
 from lr_meta import files
-from lr_meta.features import dynamics
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
-from lr_meta.features import scale_free
+from lr_meta.features import observation_spec as observation_spec_lib
 from lr_meta.features import xu_protocol
 from lr_meta.policies import networks
 
@@ -99,70 +100,49 @@ class ControllerSpec:
       (decay 3% / reset).
     network: one of ``NETWORKS``.
     hidden_sizes: hidden layer sizes (the LSTM uses ``hidden_sizes[0]``).
-    steps_per_decision: K, inner steps between decisions in training.
-    ema_decay: EMA decay of the prediction features (Xu: 0.8).
-    log_lr_observation: the LR entry of the observation
-      (``lr_meta.features.dynamics.LR_INDEX``) is ``log10(lr)`` (else raw lr).
-    num_val_examples: size of the fixed validation subset whose softmax
-      predictions and loss the controller saw in training (None: whole split).
+    observation_spec: what it observed in training and when it decided
+      (``lr_meta.features.observation_spec.ObservationSpec``: the
+      observation kind, '' = the action type's default, its optional
+      inputs, decision schedule, K, T, EMA decays, log-LR entry, protocol
+      and probe size), its environment's as is. Files before a field was
+      stored: that field's default, except ``num_val_examples`` and
+      ``num_decisions`` (None: not recorded).
     initial_lrs: initial LRs of the training episodes (the range it knows).
-    observation: ``'dynamics'`` (Xu's 9 numbers), ``'dynamics+progress'``
-      (plus t / T, ``lr_meta.features.observation.progress_feature``) or ``'weight_stats'``
-      ('fu2016'); empty = the action type's default (files before it).
-    num_decisions: T of the training episodes (the progress feature's
-      horizon; informative otherwise); with ``decision_schedule='fraction'``
-      the D decisions of every run.
-    decision_schedule: ``'every'`` (a decision every ``steps_per_decision``
-      steps) or ``'fraction'`` (``num_decisions`` decisions at fixed
-      fractions of a run of any length; ``steps_per_decision`` is then
-      informative only).
-    slope_decay: EMA decay of the 'scale_free' observation's log-slopes.
-    inputs: the 'scale_free' observation's optional inputs
-      (``lr_meta.features.scale_free.INPUTS`` names, after its 10 numbers;
-      files before them: none).
     first_dense, last_dense: layer paths of the training task whose kernel
       moments entered the observation ('xu2019').
     monitored_layer: layer path of the weight statistics ('fu2016').
     action_std: initial policy std (Gaussian networks; builds the params).
     learn_log_std: the actor has a learned ``log_std`` param.
     num_actions: discrete actions ('q_mlp').
-    protocol: what the 'xu2019' observation was fed in training and how the
-      controller acts (``lr_meta.features.xu_protocol.XuProtocol``; files
-      without it: the lr_meta default).
     agent: the agent that trained it ('ppo', 'dqn').
     description: free text (task, training budget, results).
     config: the training config as a plain dict.
     lr_meta_version: version of lr_meta that wrote it.
+
+  The file holds the observation spec's fields flat, by the names they
+  always had (``ObservationSpec.to_flat``: ``"observation"`` for the kind,
+  ``"log_lr_observation"``, ``"steps_per_decision"``, ...).
   """
   name: str
   action_type: str
   network: str
   hidden_sizes: Tuple[int, ...]
-  steps_per_decision: int
-  ema_decay: float = dynamics.DEFAULT_DECAY
-  log_lr_observation: bool = True
-  num_val_examples: Optional[int] = None
+  observation_spec: observation_spec_lib.ObservationSpec = dataclasses.field(
+      default=observation_spec_lib.ObservationSpec(num_decisions=None,
+                                                   num_val_examples=None),
+      metadata={"cache_key": "flatten"})
   initial_lrs: Tuple[float, ...] = ()
-  observation: str = ""
-  num_decisions: Optional[int] = None
-  decision_schedule: str = "every"
-  slope_decay: float = scale_free.DEFAULT_SLOPE_DECAY
   first_dense: Tuple[str, ...] = ()
   last_dense: Tuple[str, ...] = ()
   monitored_layer: Tuple[str, ...] = ()
   action_std: float = 0.1
   learn_log_std: bool = False
   num_actions: int = 2
-  protocol: xu_protocol.XuProtocol = xu_protocol.XuProtocol()
   agent: str = ""
   description: str = ""
   config: dict = dataclasses.field(default_factory=dict, compare=False,
                                    hash=False)
   lr_meta_version: str = dataclasses.field(default_factory=_lr_meta_version)
-  # Last, and left out of the benchmark's cache keys at its default: a
-  # controller without optional inputs runs what it ran before they existed.
-  inputs: Tuple[str, ...] = dataclasses.field(
-      default=(), metadata={"cache_key": "omit_default"})
 
   def check(self) -> "ControllerSpec":
     """Raises ValueError naming a bad field and its allowed values."""
@@ -177,49 +157,25 @@ class ControllerSpec:
         any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes)):
       raise ValueError(f"spec.hidden_sizes={self.hidden_sizes!r}; allowed: "
                        "a non-empty tuple of integers >= 1.")
-    for name in ("steps_per_decision", "num_actions"):
-      v = getattr(self, name)
-      if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"spec.{name}={v!r}; allowed: an integer >= 1.")
-    if not 0.0 <= self.ema_decay < 1.0:
-      raise ValueError(f"spec.ema_decay={self.ema_decay!r}; allowed: [0, 1).")
+    checks.check_int("spec.num_actions", self.num_actions, 1)
     if not self.action_std > 0:
       raise ValueError(f"spec.action_std={self.action_std!r}; allowed: > 0.")
-    allowed = lr_actions.action_rule(self.action_type).observations
-    if self.observation not in ("",) + allowed:
-      raise ValueError(f"spec.observation={self.observation!r} with "
-                       f"action_type {self.action_type!r}; allowed: "
-                       f"{allowed}.")
-    if not isinstance(self.protocol, xu_protocol.XuProtocol):
-      raise ValueError(f"spec.protocol={self.protocol!r}; allowed: a "
-                       "XuProtocol.")
-    if (self.protocol != xu_protocol.XuProtocol()
+    if not isinstance(self.observation_spec,
+                      observation_spec_lib.ObservationSpec):
+      raise ValueError(f"spec.observation_spec={self.observation_spec!r}; "
+                       "allowed: an ObservationSpec.")
+    # How it acts ('sample') is a protocol field too: Xu 2019 controllers.
+    if (self.observation_spec.protocol != xu_protocol.XuProtocol()
         and self.action_type != "xu2019"):
-      raise ValueError(f"spec.protocol={self.protocol!r} with action_type "
-                       f"{self.action_type!r}; allowed: the default "
-                       "protocol (the others apply to 'xu2019').")
-    if self.decision_schedule not in observation_lib.DECISION_SCHEDULES:
-      raise ValueError(f"spec.decision_schedule={self.decision_schedule!r}; "
-                       f"allowed: {observation_lib.DECISION_SCHEDULES}.")
-    fraction = self.decision_schedule == "fraction"
-    if (self.uses_progress or fraction) and (
-        not isinstance(self.num_decisions, int) or self.num_decisions < 1):
-      raise ValueError(f"spec.num_decisions={self.num_decisions!r} with "
-                       f"observation {self.observation!r}, decision_schedule "
-                       f"{self.decision_schedule!r}; allowed: an integer >= 1 "
-                       "(the progress feature's horizon, the decisions of a "
-                       "run).")
-    if not 0.0 <= self.slope_decay < 1.0:
-      raise ValueError(f"spec.slope_decay={self.slope_decay!r}; allowed: "
-                       "[0, 1).")
-    observation_lib.check_inputs(self.observation_kind, self.inputs,
-                                 "spec.inputs")
+      raise ValueError(f"spec.protocol={self.observation_spec.protocol!r} "
+                       f"with action_type {self.action_type!r}; allowed: the "
+                       "default protocol (the others apply to 'xu2019').")
+    self.observation_spec.check(self.action_type, "spec")
     return self
 
   @property
   def observation_kind(self) -> str:
-    return (self.observation
-            or lr_actions.action_rule(self.action_type).observations[0])
+    return self.observation_spec.resolved_kind(self.action_type)
 
   @property
   def uses_progress(self) -> bool:
@@ -228,7 +184,7 @@ class ControllerSpec:
   @property
   def observation_size(self) -> int:
     return observation_lib.observation_size(self.observation_kind,
-                                            self.inputs)
+                                            self.observation_spec.inputs)
 
   @property
   def training_steps(self) -> Optional[int]:
@@ -239,32 +195,49 @@ class ControllerSpec:
     controller). None for a 'fraction' controller: its training runs had
     many lengths, each with the same T decisions.
     """
-    if self.decision_schedule == "fraction":
+    obs = self.observation_spec
+    if obs.decision_schedule == "fraction":
       return None
-    t = self.num_decisions
+    t = obs.num_decisions
     if t is None:
       t = (self.config.get("env") or {}).get("num_decisions")
-    return None if t is None else int(self.steps_per_decision) * int(t)
+    return None if t is None else int(obs.steps_per_decision) * int(t)
 
   def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), sort_keys=True,
-                      default=json_default)
+    d = dataclasses.asdict(self)
+    d.pop("observation_spec")
+    d.update({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+              for k, v in self.observation_spec.to_flat().items()})
+    return json.dumps(d, sort_keys=True, default=json_default)
+
+  @classmethod
+  def from_fields(cls, **fields) -> "ControllerSpec":
+    """A spec from flat fields: the observation spec's by their flat names
+    (``steps_per_decision=``, ``observation=``, ``log_lr_observation=``,
+    ...; ``ObservationSpec.from_flat``), the others as they are. What a
+    controller file holds; unknown names raise ValueError listing the
+    known ones. Not checked (``check``)."""
+    default = cls.__dataclass_fields__["observation_spec"].default
+    spec, fields = observation_spec_lib.split_fields(
+        fields, cls, "spec", num_decisions=default.num_decisions,
+        num_val_examples=default.num_val_examples)
+    fields["observation_spec"] = spec
+    for name in ("hidden_sizes", "initial_lrs", "first_dense", "last_dense",
+                 "monitored_layer"):
+      if name in fields:
+        fields[name] = tuple(fields[name])
+    return cls(**fields)
+
+  def with_fields(self, **changes) -> "ControllerSpec":
+    """This spec with fields changed, the observation spec's by their flat
+    names (``protocol=``, ``num_decisions=``, ...). Not checked."""
+    obs, changes = observation_spec_lib.split_fields(
+        changes, type(self), "spec", base=self.observation_spec)
+    return dataclasses.replace(self, observation_spec=obs, **changes)
 
   @classmethod
   def from_json(cls, text: str) -> "ControllerSpec":
-    d = json.loads(text)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-      raise ValueError(f"spec has unknown fields {unknown}; known: "
-                       f"{sorted(known)}.")
-    for name in ("hidden_sizes", "initial_lrs", "first_dense", "last_dense",
-                 "monitored_layer", "inputs"):
-      if name in d:
-        d[name] = tuple(d[name])
-    if "protocol" in d:
-      d["protocol"] = xu_protocol.as_protocol(d["protocol"])
-    return cls(**d).check()
+    return cls.from_fields(**json.loads(text)).check()
 
 
 def json_default(x):
@@ -306,8 +279,8 @@ class Controller:
 
   @property
   def samples(self) -> bool:
-    """Whether ``act`` samples (``spec.protocol.acting == 'sample'``)."""
-    return self.spec.protocol.samples
+    """Whether ``act`` samples (its protocol's ``acting == 'sample'``)."""
+    return self.spec.observation_spec.protocol.samples
 
   def initial_carry(self, batch_shape: Tuple[int, ...] = (),
                     key: Optional[chex.PRNGKey] = None) -> Any:
@@ -360,9 +333,7 @@ class Controller:
   def next_lr(self, lr: chex.Numeric, lr0: chex.Numeric,
               action: chex.Array) -> jax.Array:
     """The LR after ``action`` (float32), as ``LREnv.step`` computes it."""
-    rule = lr_actions.action_rule(self.spec.action_type)
-    lr = rule.update(lr, lr0, jnp.reshape(action, ()))
-    return jnp.asarray(lr).astype(jnp.float32)
+    return lr_actions.next_lr(self.spec.action_type, lr, lr0, action)
 
   def policy(self, obs: chex.Array, carry: Any = ()):
     """``act`` with this controller's params: an ``act_fn`` for run_episode."""

@@ -15,9 +15,9 @@ def controller_from_training(config, env, env_params, agent_params, *,
                             ) -> controller_lib.Controller:
   """The controller of an agent trained by ``scripts/train_controller.py``.
 
-  The fields every controller shares (decision schedule, observation
-  settings, the config) are read here; the agent's own part (network, params)
-  is its registry entry's ``export`` (``lr_meta.experiment.AGENTS``: e.g.
+  The fields every controller shares (the environment's observation spec
+  as is, the initial LRs, the config) are read here; the agent's own part
+  (network, params) is its registry entry's ``export`` (``lr_meta.experiment.AGENTS``: e.g.
   ``lr_meta.agents.ppo.export_controller``), so this module names no agent.
 
   Args:
@@ -49,16 +49,8 @@ def controller_from_training(config, env, env_params, agent_params, *,
                      f"{tuple(controller_lib.OBSERVATION_SIZE)}.")
   common = dict(
       name=name, action_type=env.action_type,
-      steps_per_decision=int(env_params.steps_per_decision),
-      ema_decay=float(env_params.ema_decay),
-      log_lr_observation=bool(env_params.log_lr_observation),
-      num_val_examples=env_params.num_val_examples,
+      observation_spec=env.observation_spec(env_params),
       initial_lrs=tuple(float(x) for x in env_params.initial_lrs),
-      observation=observation,
-      num_decisions=int(env_params.num_decisions),
-      decision_schedule=str(env_params.decision_schedule),
-      slope_decay=float(env_params.slope_decay),
-      protocol=env_params.protocol, inputs=tuple(getattr(env, "inputs", ())),
       agent=agent, description=description, config=config_dict(config))
   return export(config[agent], env, agent_params, common)
 

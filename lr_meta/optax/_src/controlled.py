@@ -37,18 +37,18 @@ at every step, like ``optax.contrib.reduce_on_plateau``'s ``value=``:
 * ``loss``: the training loss of this step's batch at ``params`` (required);
 * ``predictions``: softmax probabilities ``(B, classes)`` of a FIXED probe
   batch at ``params`` ('xu2019' controllers; the shape is fixed at
-  construction: ``(spec.num_val_examples, num_classes)`` or
-  ``predictions_shape``). The controllers were trained on the first
-  ``spec.num_val_examples`` validation examples; the same examples each
-  time is what makes "prediction change" meaningful;
+  construction: ``(num_val_examples, num_classes)`` or ``predictions_shape``,
+  with ``num_val_examples`` of ``spec.observation_spec``). The controllers
+  were trained on the first ``num_val_examples`` validation examples; the
+  same examples each time is what makes "prediction change" meaningful;
 * ``val_loss``: the loss on that probe batch (optional; if missing the
   observation uses the train loss in its place).
 
-Generalist controllers (``spec.observation == 'scale_free'``,
+Generalist controllers (``spec.observation_spec.kind == 'scale_free'``,
 ``lr_meta.features.scale_free``) need no predictions: ``update`` takes
-``loss`` and, at decisions, ``val_loss``; their ``spec.decision_schedule``
-is ``'fraction'``: ``controlled(base, controller, num_steps=T)`` spreads
-their ``spec.num_decisions`` decisions over the run at calls
+``loss`` and, at decisions, ``val_loss``; their observation spec's
+``decision_schedule`` is ``'fraction'``: ``controlled(base, controller,
+num_steps=T)`` spreads its ``num_decisions`` decisions over the run at calls
 ``floor(t T / D)``, whatever T. ``num_steps`` means the run's update calls
 for every controller; only what it sets depends on the schedule (see
 ``controlled``).
@@ -58,7 +58,7 @@ for every controller; only what it sets depends on the schedule (see
 ...)``, so the probe costs a forward pass at decisions only (and no softmax
 for a controller that does not observe predictions).
 
-A controller trained under another ``spec.protocol``
+A controller trained under another ``spec.observation_spec.protocol``
 (``lr_meta.features.xu_protocol``; e.g. the official code's) is fed as it
 was trained: ``protocol.predictions == 'train_batch'``: ``predictions`` is
 the softmax of THIS step's training batch (the forward pass the loss comes
@@ -144,11 +144,11 @@ import optax
 from optax import tree_utils as otu
 
 from lr_meta import checks
+from lr_meta.features import decision as decision_lib
 from lr_meta.features import dynamics
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import params as params_lib
 from lr_meta.features import scale_free
-from lr_meta.features import xu_protocol
 from lr_meta.optax._src import states as states_lib
 from lr_meta.policies import controller as controller_lib
 from lr_meta.tasks import objectives
@@ -537,7 +537,7 @@ def _predictions_shape(spec: controller_lib.ControllerSpec,
                        num_classes: Optional[int]) -> tuple[int, int]:
   """The probe's ``(B, classes)``: B from the spec unless given (then warns
   if it differs from the spec's)."""
-  trained = spec.num_val_examples
+  trained = spec.observation_spec.num_val_examples
   if num_classes is not None:
     checks.check_int("num_classes", num_classes, 1, "the classes of your "
                      "model's softmax")
@@ -615,18 +615,19 @@ def controlled(
     controller: a ``Controller`` (``lr_meta.optax.pretrained_controller``,
       ``load_controller``).
     every: steps between decisions of an 'every' controller; default its
-      training K (``spec.steps_per_decision``, Xu et al.: 10). Not for
-      'fraction' controllers (they decide at fractions of ``num_steps``).
+      training K (``spec.observation_spec.steps_per_decision``, Xu et al.:
+      10). Not for 'fraction' controllers (they decide at fractions of
+      ``num_steps``).
     num_classes: classes of the model's softmax ('xu2019' controllers): the
       ``predictions`` passed to ``update`` then have the shape
-      ``(spec.num_val_examples, num_classes)``, the probe size the
-      controller was trained with.
+      ``(spec.observation_spec.num_val_examples, num_classes)``, the probe
+      size the controller was trained with.
     num_steps: the steps (``update`` calls) of the whole run, T: one
       meaning for every controller; what it sets follows the spec's
       ``decision_schedule``. 'fraction' controllers (the generalists)
-      require it: their D = ``spec.num_decisions`` decisions fall at calls
-      ``floor(t T / D)``, t = 0..D-1, whatever T (``every`` is then not
-      given). 'every' controllers decide every ``every`` calls; for
+      require it: their D = ``spec.observation_spec.num_decisions``
+      decisions fall at calls ``floor(t T / D)``, t = 0..D-1, whatever T
+      (``every`` is then not given). 'every' controllers decide every ``every`` calls; for
       'dynamics+progress' ones T sets the progress horizon
       (``num_decisions = ceil(T / every)``); for the others it is checked
       against the training episodes' ``spec.training_steps`` (a
@@ -646,7 +647,8 @@ def controlled(
       ``num_steps`` (not both; 'every' controllers only, a 'fraction'
       controller takes its spec's D); for 'dynamics+progress' controllers
       the observed progress is ``min(decisions so far / num_decisions, 1)``.
-      Without either, the training episodes' ``spec.num_decisions``.
+      Without either, the training episodes' T
+      (``spec.observation_spec.num_decisions``).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` takes
@@ -726,26 +728,26 @@ class _Schedule(NamedTuple):
 def _decision_schedule(spec, every, num_steps, num_decisions) -> _Schedule:
   """The checked ``_Schedule`` of ``controlled``'s arguments (its docstring
   says what each means for 'every' and 'fraction' controllers)."""
-  if spec.decision_schedule == "fraction":
+  obs_spec = spec.observation_spec
+  d = obs_spec.num_decisions
+  if obs_spec.decision_schedule == "fraction":
     if every is not None:
       raise ValueError(
           f"every={every!r} for controller {spec.name!r}, which decides at "
-          f"fixed fractions of a run ({spec.num_decisions} decisions); "
+          f"fixed fractions of a run ({d} decisions); "
           "pass num_steps=<the run's update calls> instead.")
     if (not isinstance(num_steps, int) or isinstance(num_steps, bool)
-        or num_steps < spec.num_decisions):
+        or num_steps < d):
       raise ValueError(
-          f"num_steps={num_steps!r}; allowed: an integer >= "
-          f"{spec.num_decisions}, the run's update calls (controller "
-          f"{spec.name!r} takes its {spec.num_decisions} decisions at fixed "
-          "fractions of the run).")
-    if num_decisions not in (None, spec.num_decisions):
+          f"num_steps={num_steps!r}; allowed: an integer >= {d}, the run's "
+          f"update calls (controller {spec.name!r} takes its {d} decisions at "
+          "fixed fractions of the run).")
+    if num_decisions not in (None, d):
       raise ValueError(f"num_decisions={num_decisions!r}; controller "
-                       f"{spec.name!r} takes {spec.num_decisions} (leave it "
-                       "None).")
-    return _Schedule(True, 1, spec.num_decisions, num_steps)
+                       f"{spec.name!r} takes {d} (leave it None).")
+    return _Schedule(True, 1, d, num_steps)
   if every is None:
-    every = spec.steps_per_decision
+    every = obs_spec.steps_per_decision
   checks.check_int("every", every, 1, "steps between decisions")
   if num_steps is not None and num_decisions is not None:
     raise ValueError(f"num_steps={num_steps!r} and num_decisions="
@@ -758,7 +760,7 @@ def _decision_schedule(spec, every, num_steps, num_decisions) -> _Schedule:
     checks.check_int("num_decisions", num_decisions, 1, "the run's "
                      "decisions, for the progress feature")
     return _Schedule(False, every, num_decisions, num_decisions * every)
-  return _Schedule(False, every, spec.num_decisions, None)
+  return _Schedule(False, every, d, None)
 
 
 def _initial_state(base, controller, schedule, predictions_shape, key,
@@ -766,16 +768,14 @@ def _initial_state(base, controller, schedule, predictions_shape, key,
   """The state before the first call: the base's state at its lr0, zero
   counters, the features' initial values."""
   spec = controller.spec
-  parts = observation_lib.observation_parts(spec.observation_kind)
   base_state = base.init(params)
   _check_lr_dtype(_get_lr(base_state))
   lr0 = jnp.asarray(_get_lr(base_state), jnp.float32)
-  if parts.scale_free:   # set from the first losses at the first update
-    features = scale_free.scale_free_init(0.0, 0.0, spec.inputs)
-  elif parts.dynamics:
-    features = dynamics.dynamics_init(predictions_shape, key)
-  else:
-    features = ()
+  # Scale-free reference losses: set from the first losses at the first
+  # update (``_Observer.observe``).
+  features = decision_lib.initial_features(
+      spec.observation_spec, spec.action_type, train_loss=0.0, val_loss=0.0,
+      predictions_shape=predictions_shape, key=key)
   zero = jnp.zeros([], jnp.int32)
   return ControlledState(
       base_state=base_state, features=features,
@@ -784,8 +784,8 @@ def _initial_state(base, controller, schedule, predictions_shape, key,
       lr=lr0, lr0=lr0, count=zero,
       losses=jnp.zeros((schedule.every,), jnp.float32),
       obs=jnp.zeros((spec.observation_size,), jnp.float32),
-      skipped_decisions=zero, window=scale_free.window_init(
-          len(spec.inputs)),
+      skipped_decisions=zero,
+      window=scale_free.window_init(len(spec.observation_spec.inputs)),
       decisions=zero, next_decision=zero,
       action=jnp.zeros([], jnp.float32))
 
@@ -816,7 +816,8 @@ def _check_update_inputs(spec, predictions_shape, params, loss, val_loss,
 
 
 class _Observer:
-  """The observation of a decision, as the environment builds it.
+  """The observation of a decision, through the environment's decision core
+  (``lr_meta.features.decision``).
 
   The observed layers are resolved once, from the params given to ``init``
   (their dict order is the model's creation order; params inside a jitted
@@ -837,25 +838,13 @@ class _Observer:
     self.layers = observation_lib.resolve_layers(
         params, self.spec.observation_kind, **self.layer_specs)
 
-  def config(self, params) -> observation_lib.ObservationConfig:
-    if self.layers is None:
-      self.resolve(params)
-    spec = self.spec
-    return observation_lib.ObservationConfig(
-        kind=spec.observation_kind, layers=self.layers,
-        ema_decay=spec.ema_decay, log_lr=spec.log_lr_observation,
-        num_decisions=self.schedule.num_decisions,
-        slope_decay=spec.slope_decay, inputs=spec.inputs)
-
   def train_loss(self, state, loss):
     """The decision's train loss: this call's (protocol 'step'), else the
     window's mean (decision 0: this call's)."""
-    if self.spec.protocol.train_loss == "step":
+    if self.spec.observation_spec.protocol.train_loss == "step":
       return loss
-    window = state.window
     if self.schedule.fraction:
-      mean = window.loss_sum / jnp.maximum(window.count, 1).astype(
-          jnp.float32)
+      mean = decision_lib.window_train_loss(state.window)
     else:
       mean = jnp.mean(state.losses)
     return jnp.where(state.count == 0, loss, mean)
@@ -863,31 +852,25 @@ class _Observer:
   def observe(self, state, params, loss, val_loss, predictions):
     """``(observation, features)`` at this call (protocol
     ``first_observation='ones'``: all ones at call 0)."""
-    spec = self.spec
-    if spec.protocol.first_observation == "ones":
-      return jax.lax.cond(
-          state.count == 0,
-          lambda: (xu_protocol.ones_observation(spec.observation_size),
-                   state.features),
-          lambda: self._observe(state, params, loss, val_loss, predictions))
-    return self._observe(state, params, loss, val_loss, predictions)
-
-  def _observe(self, state, params, loss, val_loss, predictions):
+    if self.layers is None:
+      self.resolve(params)
+    spec, first = self.spec, state.count == 0
     train_loss = self.train_loss(state, loss)
     features = state.features
     if self.parts.scale_free:
-      features = jax.tree.map(
-          lambda a, b: jnp.where(state.count == 0, a, b),
-          scale_free.scale_free_init(
-              loss, loss if val_loss is None else val_loss,
-              self.spec.inputs), features)
-    return observation_lib.observe(
-        self.config(params), params=params, lr=state.lr,
-        train_loss=train_loss,
-        val_loss=train_loss if val_loss is None and self.parts.scale_free
-        else val_loss, predictions=predictions, dynamics_state=features,
-        decisions_taken=state.decisions, lr0=state.lr0,
-        scale_free_state=features, window=state.window)
+      # The run's reference losses are its first call's: ``init`` has none.
+      val_loss = train_loss if val_loss is None else val_loss
+      start = decision_lib.initial_features(
+          spec.observation_spec, spec.action_type, train_loss=loss,
+          val_loss=val_loss, predictions_shape=None, key=None)
+      features = jax.tree.map(lambda a, b: jnp.where(first, a, b), start,
+                              features)
+    return decision_lib.observe(
+        spec.observation_spec, spec.action_type, self.layers, first=first,
+        params=params, lr=state.lr, lr0=state.lr0,
+        decisions_taken=state.decisions, train_loss=train_loss,
+        val_loss=val_loss, predictions=predictions, features=features,
+        window=state.window, num_decisions=self.schedule.num_decisions)
 
 
 def _decide(controller, state, old, observe):
@@ -896,10 +879,10 @@ def _decide(controller, state, old, observe):
   skipped decision."""
   obs, features = observe()
   action, carry = controller.act(controller.params, obs, state.carry)
-  lr = controller.next_lr(state.lr, state.lr0, action)
-  if observation_lib.observation_parts(
-      controller.spec.observation_kind).scale_free:
-    features = scale_free.record_action(features, action)
+  spec = controller.spec
+  lr, features = decision_lib.act(
+      spec.observation_spec, spec.action_type, lr=state.lr, lr0=state.lr0,
+      action=action, features=features)
   finite = jnp.all(jnp.isfinite(obs)) & jnp.isfinite(lr)
   action = jnp.reshape(action, ()).astype(jnp.float32)
   new = jax.tree.map(lambda o, n: jnp.where(finite, n, o), old,
@@ -920,12 +903,11 @@ def _advance(base, state, decided, skipped, due, schedule, grads, params,
   losses = state.losses.at[state.count % schedule.every].set(loss)
   base_state = _set_lr(state.base_state, lr)
   updates, base_state = base.update(grads, base_state, params, **extra_args)
+  inputs = spec.observation_spec.inputs
   window = jax.tree.map(lambda e, w: jnp.where(due, e, w),
-                        scale_free.window_init(len(spec.inputs)),
-                        state.window)
+                        scale_free.window_init(len(inputs)), state.window)
   if observation_lib.observation_parts(spec.observation_kind).scale_free:
-    ratio, extras = scale_free.measure_step(spec.inputs, grads, updates,
-                                            params)
+    ratio, extras = scale_free.measure_step(inputs, grads, updates, params)
   else:
     ratio, extras = jnp.zeros((), jnp.float32), None
   window = scale_free.window_add(window, loss, ratio, extras)
