@@ -19,7 +19,9 @@ so they are drawn less often; on an accelerator give every combination
 weight 1 and raise ``distribution.num_members`` and ``ppo.num_envs``.
 """
 
-from configs import generalist
+from lr_meta import config as config_lib
+
+generalist = config_lib.sibling(__file__, "generalist")
 
 # Relative draw weights on 2 CPU cores: conv nets (LeNet-5, SmallCNN,
 # ResNet) are drawn a quarter as often as the cheap members.
