@@ -271,8 +271,8 @@ def test_equal_labels_of_different_schedules_are_different_runs():
       workload, task)
   (program, (a,)), (_, (b,)) = default, close
   assert a.label == b.label == "constant(lr=0.1)"
-  assert (harness._grid_runs(workload, program, [a], [0])[0].key
-          != harness._grid_runs(workload, program, [b], [0])[0].key)
+  assert (harness.grid_runs(workload, program, [a], [0])[0].key
+          != harness.grid_runs(workload, program, [b], [0])[0].key)
 
 
 def test_fingerprints_hold_no_object_addresses():

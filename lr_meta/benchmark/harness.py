@@ -541,7 +541,8 @@ class BenchmarkRuns(NamedTuple):
   not_applicable: Dict[str, Dict[str, str]] = {}
 
 
-def _grid_runs(workload, program, settings, seeds):
+def grid_runs(workload, program, settings, seeds):
+  """The ``Run`` of every setting on every seed (keys by ``run_key``)."""
   return [Run(run_key(workload, program, s.label, seed, s.hp), s.label, seed,
               s.hp) for s in settings for seed in seeds]
 
@@ -597,7 +598,7 @@ def _plan(suite, methods, data_dir, num_seeds):
 
 def _tuning_summary(workload, settings, seeds, records, program, wall,
                     extended=0):
-  runs = [_grid_runs(workload, program, [s], seeds) for s in settings]
+  runs = [grid_runs(workload, program, [s], seeds) for s in settings]
   val = np.array([[records[r.key]["final_val_loss"] for r in rs]
                   for rs in runs])
   mean = val.mean(axis=1)
@@ -652,6 +653,35 @@ def run_benchmark(suite: Sequence[workloads_lib.Workload],
                           progress_stream, progress_interval, mesh)
 
 
+def tune(workload, method, program, settings, records, run, tuning_seeds,
+         t0: float, progress: Optional[Progress] = None):
+  """The chosen setting of a tuned ``method`` on ``workload`` and its
+  tuning summary.
+
+  ``records`` holds the grid's runs on ``tuning_seeds``; while the winner
+  sits on an edge of the grid, the grid extends past it
+  (``method.extend``, at most ``MAX_GRID_EXTENSIONS`` times) and
+  ``run(runs) -> records`` trains the new points (``records`` is updated).
+  ``t0``: when tuning began (the summary's wall time).
+  """
+  settings = list(settings)
+  first = len(settings)
+  for extensions in range(methods_lib.MAX_GRID_EXTENSIONS + 1):
+    best, summary = _tuning_summary(
+        workload, settings, tuning_seeds, records, program,
+        time.time() - t0, len(settings) - first)
+    new = (method.extend(workload, settings, best) if method.extend and
+           extensions < methods_lib.MAX_GRID_EXTENSIONS else [])
+    if not new:
+      break
+    if progress is not None:
+      progress.extend(len(new) * len(tuning_seeds),
+                      len(new) * len(tuning_seeds) * workload.num_steps)
+    records.update(run(grid_runs(workload, program, new, tuning_seeds)))
+    settings += new
+  return settings[best], summary
+
+
 def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
                    batch_mode, max_batch, progress_stream, progress_interval,
                    mesh):
@@ -681,7 +711,7 @@ def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
             {k: r["cost"] for k, r in records.items()})
         return records
 
-      grids = {m.name: _grid_runs(workload, made[m.name][0], made[m.name][1],
+      grids = {m.name: grid_runs(workload, made[m.name][0], made[m.name][1],
                                   tuning_seeds)
                for m in applicable if m.kind == methods_lib.TUNED}
       chosen = {m.name: made[m.name][1][0] for m in applicable}
@@ -695,24 +725,11 @@ def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
         t0 = time.time()
         records = go(family, runs)
         for m in tuned:
-          settings = list(made[m.name][1])
-          for extensions in range(methods_lib.MAX_GRID_EXTENSIONS + 1):
-            best, summary = _tuning_summary(
-                workload, settings, tuning_seeds, records, program,
-                time.time() - t0, len(settings) - len(made[m.name][1]))
-            new = (m.extend(workload, settings, best) if m.extend and
-                   extensions < methods_lib.MAX_GRID_EXTENSIONS else [])
-            if not new:
-              break
-            progress.extend(len(new) * len(tuning_seeds),
-                            len(new) * len(tuning_seeds) * workload.num_steps)
-            records.update(go(family, _grid_runs(workload, program, new,
-                                                 tuning_seeds)))
-            settings += new
-          chosen[m.name] = settings[best]
-          tuning[workload.name][m.name] = summary
+          chosen[m.name], tuning[workload.name][m.name] = tune(
+              workload, m, program, made[m.name][1], records,
+              functools.partial(go, family), tuning_seeds, t0, progress)
       for family, (program, members) in families.items():
-        runs = {m.name: _grid_runs(workload, program, [chosen[m.name]],
+        runs = {m.name: grid_runs(workload, program, [chosen[m.name]],
                                    eval_seeds) for m in members}
         records = go(family, [r for rs in runs.values() for r in rs])
         for m in members:
