@@ -40,12 +40,7 @@ METHOD = "adamw_calibration"
 
 def main(argv):
   del argv
-  train = workloads.select(
-      workloads.suite_workloads(_SUITE.value, _WORKLOADS.value),
-      workloads.TRAIN)
-  if _WORKLOADS.value and len(train) != len(_WORKLOADS.value):
-    raise app.UsageError(f"--workloads={_WORKLOADS.value}: only train "
-                         "workloads may calibrate (never held-out ones).")
+  train = workloads.train_side(_SUITE.value, _WORKLOADS.value)
   result = harness.run_benchmark(
       train, [methods.get_method(METHOD)], num_seeds=2, outdir=_OUTDIR.value,
       data_dir=_DATA_DIR.value)

@@ -83,12 +83,7 @@ def main(argv):
   del argv
   if not _CONTROLLER.value:
     raise app.UsageError("--controller is required.")
-  train = workloads.select(
-      workloads.suite_workloads(_SUITE.value, _WORKLOADS.value),
-      workloads.TRAIN)
-  if _WORKLOADS.value and len(train) != len(_WORKLOADS.value):
-    raise app.UsageError(f"--workloads={_WORKLOADS.value}: only train "
-                         "workloads (never held-out ones).")
+  train = workloads.train_side(_SUITE.value, _WORKLOADS.value)
   controller = methods.load_named_controller(_CONTROLLER.value)
   factors = [float(f) for f in _FACTORS.value]
   seeds = seeds_lib.seed_range("benchmark_evaluation", _NUM_SEEDS.value)

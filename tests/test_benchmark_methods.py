@@ -469,6 +469,16 @@ def test_unknown_names_list_the_known_ones():
     benchmark.suite_workloads("tiny", ["x"])
 
 
+def test_train_side_refuses_a_held_out_workload():
+  train = benchmark.workloads.train_side("cpu")
+  assert train and all(w.split == benchmark.TRAIN for w in train)
+  heldout = benchmark.select(benchmark.get_suite("cpu"), benchmark.HELDOUT)
+  with pytest.raises(ValueError, match=rf"\['{heldout[0].name}'\] are "
+                     "held out in suite 'cpu'; allowed: its train"):
+    benchmark.workloads.train_side("cpu", [train[0].name, heldout[0].name])
+  assert benchmark.workloads.train_side("cpu", [train[0].name]) == train[:1]
+
+
 def test_method_groups_always_hold_the_references():
   names = [m.name for m in benchmark.resolve_methods(["prodigy"])]
   assert names == ["best_constant", "cosine", "warmup_cosine", "step_decay",

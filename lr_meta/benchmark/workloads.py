@@ -375,6 +375,20 @@ def select(workloads: Iterable[Workload], split: str) -> Tuple[Workload, ...]:
   return tuple(w for w in workloads if w.split == split)
 
 
+def train_side(suite: str, names: Optional[Sequence[str]] = None
+               ) -> Tuple[Workload, ...]:
+  """The train workloads of ``suite`` (only ``names`` of them if given),
+  for work that must never read the held-out side (calibration, a
+  controller's development); ValueError naming a held-out one."""
+  train = select(suite_workloads(suite, names), TRAIN)
+  heldout = sorted(set(names or ()) - {w.name for w in train})
+  if heldout:
+    raise ValueError(f"workloads {heldout} are held out in suite {suite!r}; "
+                     "allowed: its train workloads "
+                     f"{[w.name for w in select(get_suite(suite), TRAIN)]}.")
+  return train
+
+
 class TrainingTask(NamedTuple):
   """What a controller was trained on, for the held-out rules."""
   dataset: str
