@@ -300,13 +300,23 @@ def test_probe_inputs_with_a_loss_fn_and_its_errors():
                      loss_fn=lambda out, y: 0.0)
 
 
-def test_generalist_in_a_jitted_transformer_loop_matches_the_env(lm_task):
+@pytest.mark.parametrize("inputs", [(), ("grad_norm_ratio",)])
+def test_generalist_in_a_jitted_transformer_loop_matches_the_env(lm_task,
+                                                                 inputs):
   """``controlled`` with the shipped generalist in an ordinary AdamW loop on
-  a character transformer: the same LRs as the environment's episode."""
+  a character transformer: the same LRs as the environment's episode; and
+  with a generalist of its spec that also reads an optional input (the
+  gradients, through ``controlled``'s ``update`` and the environment's
+  ``train_step_with_measure``)."""
   task, num_steps, nv = lm_task, 40, 8
   gen = lmo.pretrained_controller("generalist")
+  if inputs:
+    import controller_helpers  # pylint: disable=g-import-not-at-top
+    gen = controller_helpers.scaled_controller(
+        gen.spec.with_fields(name="with_inputs", inputs=inputs), 3.0)
   spec = gen.spec
-  env = lr_env.LREnv(task, spec.action_type, spec.observation_spec.kind)
+  env = lr_env.LREnv(task, spec.action_type, spec.observation_spec.kind,
+                     spec.observation_spec.inputs)
   params = lr_env.LREnvParams.from_fields(
       num_decisions=spec.observation_spec.num_decisions,
       decision_schedule="fraction",
