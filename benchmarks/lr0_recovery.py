@@ -14,8 +14,9 @@ to the tuned peak (1 = found it; the LR is read at the validation points,
 every tenth of the run) and its final validation loss relative to the
 reference's (1 = as good). Issue 26, item 2: a too-small LR raised 10-30x,
 a too-large one cut before it diverges. The held-out side is never read.
-Runs are cached in ``--outdir`` (a rerun is free); ``recovery.json`` holds
-the table.
+Runs are cached in ``--outdir`` (a rerun is free);
+``recovery_<label>.json`` holds the table (the label: a shipped controller's
+name, or a file's run directory, e.g. ``generalist_v2_a1``).
 """
 
 import dataclasses
@@ -79,6 +80,13 @@ def recovery(controller, workload, task, store, factor, seeds):
       diverged=[bool(r["diverged"]) for r in rows])
 
 
+def _label(target: str) -> str:
+  """A shipped controller's name, or the directory of a controller file."""
+  if not os.path.isfile(target):
+    return target
+  return os.path.basename(os.path.dirname(os.path.abspath(target)))
+
+
 def main(argv):
   del argv
   if not _CONTROLLER.value:
@@ -107,9 +115,10 @@ def main(argv):
       print(f"{w.name:32s} {f:8.3g} {peak:9.3g} {row['max_over_peak']:9.3g} "
             f"{row['last_over_peak']:9.3g} {row['loss_over_reference']:9.3f} "
             f"{sum(r['diverged'])}/{len(seeds)}")
-  out = dict(controller=controller.spec.name, suite=_SUITE.value,
+  out = dict(controller=_CONTROLLER.value, suite=_SUITE.value,
              seeds=list(seeds), factors=factors, rows=table)
-  path = os.path.join(_OUTDIR.value, "recovery.json")
+  path = os.path.join(_OUTDIR.value,
+                      f"recovery_{_label(_CONTROLLER.value)}.json")
   harness.write_json_atomic(path, out)
   print(f"Wrote {path}; medians over seeds.")
 
