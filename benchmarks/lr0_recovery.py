@@ -20,7 +20,6 @@ name, or a file's run directory, e.g. ``generalist_v2_a1``).
 """
 
 import dataclasses
-import json
 import os
 import time
 
