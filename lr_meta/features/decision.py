@@ -8,8 +8,9 @@ trajectory bit for bit:
 
 1. ``initial_features``: the feature state before the first decision (the
    scale-free reference losses, or the Xu 2019 "previous predictions");
-2. ``window_train_loss``: the train loss a decision observes, the mean over
-   the inner steps since the last one (at the first decision: the first
+2. ``window_train_loss``: the train loss a 'fraction' decision observes, the
+   mean over the inner steps since the last one ('every' decisions average
+   their K losses directly; at the first decision both take the first
    step's loss);
 3. ``observe``: the observation of a decision (``observation.observe``,
    or the official protocol's all-ones first observation);
