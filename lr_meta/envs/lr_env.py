@@ -52,9 +52,8 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     ``phi1 = log Var_i(grad_i . dw)`` from one ``jax.jvp`` inside the training
     jit, ``phi2 = log Var_i(f_i)``; smoothed with
     ``lr_meta.features.smoothing`` at EVERY inner step with
-    ``observation_spec.per_example_decay`` = gamma, bias-corrected). Zero at
-    reset (no
-    step taken yet). ``params.per_example_subset = m`` estimates phi1 from
+    ``observation_spec.per_example_decay`` = gamma, bias-corrected). Zero
+    at reset (no step taken yet). ``params.per_example_subset = m`` estimates phi1 from
     the first m examples of each batch (a uniform random sub-batch), which
     cuts the JVP's cost by ~B/m; phi2 always uses the whole batch. Works with any inner optimizer (SGD, RMSProp: ``dw`` is
     the optimizer's actual update).
@@ -133,16 +132,10 @@ ACTION_TYPES = lr_actions.ACTION_TYPES
 REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change",
            "mean_log_train_loss_change", "log_val_loss_change")
 VAL_REWARDS = ("val_loss_change", "fixed_baseline", "log_val_loss_change")
-# 'every': a decision every steps_per_decision inner steps; 'fraction': the
-# num_decisions decisions at fixed fractions of each episode's num_steps.
-DECISION_SCHEDULES = observation_lib.DECISION_SCHEDULES
 # The observations 'xu2017' chooses from (each action type's allowed ones:
 # lr_actions.ACTION_RULES).
 OBSERVATIONS = lr_actions.action_rule("xu2017").observations
 PROGRESS_OBSERVATION = observation_lib.PROGRESS_OBSERVATION
-_DYNAMICS_ACTION_TYPES = tuple(
-    name for name, rule in lr_actions.ACTION_RULES.items()
-    if observation_lib.DYNAMICS in rule.observations)
 NUM_PER_EXAMPLE_OBSERVATIONS = observation_lib.NUM_PER_EXAMPLE_OBSERVATIONS
 
 
@@ -218,14 +211,9 @@ class LREnvParams:
     # A NaN penalty would be the very poison the penalty keeps out.
     checks.check_finite("env.divergence_penalty", self.divergence_penalty)
     checks.check_finite("env.reward_baseline", self.reward_baseline)
+    # spec.check refuses a non-default protocol of an observation without
+    # the dynamics part, hence of an action type without one.
     rule = lr_actions.action_rule(action_type)
-    if (spec.protocol != xu_protocol.XuProtocol()
-        and observation_lib.DYNAMICS not in rule.observations):
-      raise ValueError(
-          f"env.protocol={spec.protocol!r} with action_type "
-          f"{action_type!r}; a protocol other than the default applies to "
-          "the Xu 2019 dynamics observation only (action types "
-          f"{_DYNAMICS_ACTION_TYPES}).")
     if rule.only_default_reward and self.reward != rule.default_reward:
       raise ValueError(f"env.reward={self.reward!r} with action_type "
                        f"{action_type!r}; allowed: {rule.default_reward!r}.")

@@ -3,7 +3,8 @@
 An ``ObservationSpec`` is held by the environment's params
 (``lr_meta.envs.LREnvParams.observation_spec``), where a controller is trained,
 and by the controller's spec
-(``lr_meta.policies.ControllerSpec.observation_spec``), which ``lr_meta.optax.controlled`` runs, so the settings that make the two
+(``lr_meta.policies.ControllerSpec.observation_spec``), which
+``lr_meta.optax.controlled`` runs, so the settings that make the two
 observe the same numbers are written, defaulted and checked here only. A
 trained controller's spec takes its environment's as is
 (``lr_meta.rundir.controller_from_training``).

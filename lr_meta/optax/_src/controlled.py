@@ -627,7 +627,8 @@ def controlled(
       ``decision_schedule``. 'fraction' controllers (the generalists)
       require it: their D = ``spec.observation_spec.num_decisions``
       decisions fall at calls ``floor(t T / D)``, t = 0..D-1, whatever T
-      (``every`` is then not given). 'every' controllers decide every ``every`` calls; for
+      (``every`` is then not given). 'every' controllers decide every
+      ``every`` calls; for
       'dynamics+progress' ones T sets the progress horizon
       (``num_decisions = ceil(T / every)``); for the others it is checked
       against the training episodes' ``spec.training_steps`` (a
