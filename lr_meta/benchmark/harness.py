@@ -149,15 +149,16 @@ def _key_fields(obj):
   own fields by their flat names, the keys they had before they were
   grouped.
   """
+  omitted = lambda field, value: (
+      field.metadata.get("cache_key") == "omit_default"
+      and value == field.default)
   out = []
   for f in dataclasses.fields(obj):
     value = getattr(obj, f.name)
-    rule = f.metadata.get("cache_key")
-    if rule == "flatten":
+    if f.metadata.get("cache_key") == "flatten":
       out += [(name, v) for name, v, field in value.flat_items()
-              if not (field.metadata.get("cache_key") == "omit_default"
-                      and v == field.default)]
-    elif not (rule == "omit_default" and value == f.default):
+              if not omitted(field, v)]
+    elif not omitted(f, value):
       out.append((f.name, value))
   return out
 
