@@ -11,7 +11,7 @@ import numpy as np
 
 from lr_meta import baselines
 from lr_meta import tasks
-from lr_meta.tasks import episode
+from lr_meta.tasks import optax_training
 
 
 def _data_like(data):
@@ -49,8 +49,8 @@ def test_a_baseline_sweep_holds_one_device_copy_of_its_data(monkeypatch):
                                      if (a.shape, a.dtype) in shapes)))
     return out
 
-  real = episode.run_training_batch
-  monkeypatch.setattr(episode, "run_training_batch", counting)
+  real = optax_training.run_training_batch
+  monkeypatch.setattr(optax_training, "run_training_batch", counting)
   specs = baselines.named_grid("constant", (0.1, 0.03))
   for t in (task, adam_task):
     swept, res = baselines.tune_and_evaluate(

@@ -2,6 +2,10 @@
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -132,9 +136,13 @@ def test_bad_arguments_are_named(task):
   hp = {"learning_rates": _lrs()}
   with pytest.raises(ValueError, match="eval_every=7"):
     ot.run(task, program, hp, jax.random.key(0), T, eval_every=7)
-  with pytest.raises(ValueError, match="chunk_steps=3"):
+  with pytest.raises(ValueError, match="chunk_steps=0"):
     ot.run(task, program, hp, jax.random.key(0), T, eval_every=E,
-           strategy="chunk", chunk_steps=3)
+           strategy="chunk", chunk_steps=0)
+  with pytest.raises(ValueError, match="Unknown batch_mode 'pmap'"):
+    ot.run_batch(task, program, {"learning_rates": np.stack([_lrs()] * 2)},
+                 jnp.stack([jax.random.key(0)] * 2), T, eval_every=E,
+                 batch_mode="pmap")
   with pytest.raises(ValueError, match="Unknown execution strategy"):
     ot.run(task, program, hp, jax.random.key(0), T, eval_every=E,
            strategy="fast")
@@ -162,3 +170,81 @@ def test_a_traced_hyperparameter_equals_the_same_value_fixed(task):
   with pytest.raises(ValueError, match=r"\['weight_decay'\] given both"):
     ot.init(task, ot.ScheduledOptimizer("adamw", (("weight_decay", 0.1),)),
             dict(hp, weight_decay=0.1), jax.random.key(0))
+
+
+def test_chunks_that_do_not_divide_a_segment_give_the_scan_numbers(task):
+  """A segment of 10 steps in pieces of 3 runs 3 + 3 + 3 + 1 steps."""
+  program = ot.ScheduledOptimizer("momentum")
+  hp = {"learning_rates": _lrs()}
+  _, ref = ot.run(task, program, hp, jax.random.key(4), T, eval_every=E,
+                  strategy="scan")
+  _, r = ot.run(task, program, hp, jax.random.key(4), T, eval_every=E,
+                strategy="chunk", chunk_steps=3)
+  assert r.train.loss.shape == (T,) and r.val.loss.shape == (T // E,)
+  np.testing.assert_allclose(r.train.loss, ref.train.loss, rtol=1e-6)
+  np.testing.assert_allclose(r.test.loss, ref.test.loss, rtol=1e-6)
+
+
+def test_task_optimizer_is_task_train_step_and_writes_hyperparams(task):
+  """``TaskOptimizer`` is ``Task.init`` + ``Task.train_step`` at
+  ``learning_rates[t]``, step by step, and writes other ``hp`` entries into
+  the optimizer's hyperparameters; without final evaluations it returns
+  None for them."""
+  lrs = _lrs()
+  key = jax.random.key(5)
+  state, r = ot.run(task, ot.TaskOptimizer(), {"learning_rates": lrs}, key, T,
+                    eval_every=E, strategy="scan", final_eval=False)
+  assert r.final_val is None and r.test is None
+  ref = task.init(key, lrs[0])
+  step = jax.jit(tasks.Task.train_step)
+  losses = []
+  for t in range(T):
+    ref, m = step(task, ref, lrs[t])
+    losses.append(float(m.loss))
+  np.testing.assert_allclose(r.train.loss, losses, rtol=1e-6)
+  np.testing.assert_allclose(r.train.learning_rate, lrs)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-7),
+               state.params, ref.params)
+  s0 = ot.init(task, ot.TaskOptimizer(),
+               {"learning_rates": lrs, "momentum": 0.5}, key)
+  assert float(s0.opt_state.hyperparams["momentum"]) == 0.5
+  with pytest.raises(ValueError, match=r"\['beta'\] are not hyperparameters"):
+    ot.init(task, ot.TaskOptimizer(), {"learning_rates": lrs, "beta": 0.5},
+            key)
+
+
+def test_sharded_programs_on_four_forced_cpu_devices(repo_root):
+  """'sharded' splits the runs of any program over a mesh (padded to its
+  size) and gives the numbers of 'vmap'; a mesh of one process is the same
+  code path as a mesh of many (tests/test_distributed.py runs those)."""
+  code = textwrap.dedent("""
+      import jax, jax.numpy as jnp, numpy as np
+      from lr_meta import tasks
+      from lr_meta.tasks import optax_training as ot
+      assert jax.device_count() == 4
+      task = tasks.make_task("mnist1d", "mlp", {"hidden_sizes": (16,)}, "adam",
+                             batch_size=16, num_train_examples=256,
+                             num_val_examples=64, num_test_examples=64)
+      keys = jax.random.split(jax.random.key(0), 3)
+      hps = {"learning_rates": jnp.stack([jnp.full((8,), lr)
+                                          for lr in (1e-3, 1e9, 1e-2)])}
+      prog = ot.ScheduledOptimizer("adamw")
+      out = {(mode, strategy): ot.run_batch(
+                 task, prog, hps, keys, 8, eval_every=4, strategy=strategy,
+                 batch_mode=mode)
+             for mode, strategy in (("sharded", "scan"), ("vmap", "scan"),
+                                    ("sharded", "chunk"))}
+      ref = out["vmap", "scan"][1]
+      for strategy in ("scan", "chunk"):
+        s, r = out["sharded", strategy]
+        assert r.val.loss.shape == (3, 2), r.val.loss.shape
+        np.testing.assert_allclose(r.test.loss, ref.test.loss, rtol=1e-5)
+        np.testing.assert_array_equal(s.diverged, [False, True, False])
+      print("OK")
+  """)
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+         "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(repo_root)}
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, env={**os.environ, **env}, timeout=300)
+  assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]

@@ -20,7 +20,7 @@ from lr_meta import runner
 from lr_meta import seeds as seeds_lib
 from lr_meta.baselines import schedules
 from lr_meta.baselines.schedules import ScheduleSpec
-from lr_meta.tasks import episode
+from lr_meta.tasks import optax_training
 from lr_meta.tasks.task import evaluate_batch
 from lr_meta.tasks.task import Task
 
@@ -76,7 +76,7 @@ class SeedResults(NamedTuple):
 
 class _Runs(NamedTuple):
   """What a sweep keeps of R runs: curves, final model on a split, divergence."""
-  metrics: episode.RunMetrics
+  metrics: optax_training.RunResult
   final: Any               # EvalMetrics of each final model on the split
   diverged: jax.Array
 
@@ -92,7 +92,7 @@ def _train_and_test(task, keys, lrs, split, *, eval_every, strategy,
     outs = []
     for start in range(0, keys.shape[0], max_batch):
       sl = slice(start, start + max_batch)
-      states, metrics = episode.run_training_batch(
+      states, metrics = optax_training.run_training_batch(
           task, keys[sl], lrs[sl], eval_every=eval_every, strategy=strategy,
           num_val_examples=num_val_examples, batch_mode=batch_mode)
       outs.append(_Runs(metrics, _evaluate(task, states, split, mode),

@@ -14,8 +14,9 @@ is scored the paper's way, scaled by `ScoringConfig`:
 Scoring compiles ONCE for every rule: the token program is data in the
 optimizer state (`optax.inject_hyperparams` over
 `interpreter.program_optimizer`), so the sweep of K rules x L learning rates
-is one jitted program, run on the execution grid of `lr_meta.tasks.run_batch`
-(the one the optimizee episodes use): vmapped (`batch_mode='vmap'`), one
+is one jitted program, run on the execution grid of
+`lr_meta.tasks.optax_training.run_batch` (the one engine of whole training
+runs; the rule is a hyperparameter of `TaskOptimizer`): vmapped (`batch_mode='vmap'`), one
 compiled run after another ('sequential': conv nets on CPU, see
 `lr_meta.runner`), or vmapped with the run axis sharded over a device mesh
 ('sharded'). A `Scorer` given a mesh over several processes
@@ -49,11 +50,12 @@ from lr_meta import checks
 from lr_meta import distributed
 from lr_meta import runner
 from lr_meta import tasks
+from lr_meta.tasks import optax_training
 from lr_meta.nos import controller as controller_lib
 from lr_meta.rules import interpreter
 from lr_meta.rules import programs as programs_lib
 from lr_meta.rules import vocabulary as voc
-from lr_meta.tasks.task import OptimizeeState, Task
+from lr_meta.tasks.task import Task
 
 __all__ = (
     "PAPER_SWEEP_LRS",
@@ -67,7 +69,6 @@ __all__ = (
     "SearchState",
     "controller_optimizer",
     "ema_baseline",
-    "init_rule_run",
     "ppo_loss",
     "ppo_update",
     "rule_task",
@@ -95,22 +96,14 @@ def rule_task(task: Task, num_groups: int, num_steps: int) -> Task:
 
   The program lives in ``opt_state.hyperparams['program']`` next to the
   learning rate, so `Task.train_step` (divergence freezing included) runs
-  any rule without recompiling; `init_rule_run` writes it.
+  any rule without recompiling; a run writes it at init as the
+  ``'program'`` hyperparameter of `optax_training.TaskOptimizer`.
   """
   optimizer = optax.inject_hyperparams(
       _rule_optimizer, static_args=("decay_steps",))(
           program=jnp.zeros((num_groups, voc.GROUP_SIZE), jnp.int32),
           learning_rate=0.0, decay_steps=num_steps)
   return task.replace(optimizer=optimizer)
-
-
-def init_rule_run(task: Task, program, learning_rate, key) -> OptimizeeState:
-  """Initial optimizee state of one run of `program` at `learning_rate`."""
-  state = task.init(key, learning_rate)
-  hyperparams = dict(state.opt_state.hyperparams)
-  hyperparams["program"] = jnp.asarray(program, jnp.int32)
-  return state.replace(
-      opt_state=state.opt_state._replace(hyperparams=hyperparams))
 
 
 class RunResult(NamedTuple):
@@ -127,9 +120,9 @@ def train_rules(task: Task, programs, learning_rates, keys, *,
                 mesh: Optional[jax.sharding.Mesh] = None) -> RunResult:
   """Trains R children: run r with rule ``programs[r]`` at ``learning_rates[r]``.
 
-  The execution grid of `lr_meta.tasks.run_batch` with `init_rule_run`:
-  every rule shares one compiled program (the rule is data), and the runs
-  are validated once, at the end.
+  `optax_training.run_batch` of `TaskOptimizer` with the rule as its
+  ``'program'`` hyperparameter: every rule shares one compiled program (the
+  rule is data), and the runs are validated once, at the end.
 
   Args:
     task: a `rule_task` (its optimizer reads the rule from its state).
@@ -166,10 +159,12 @@ def train_rules(task: Task, programs, learning_rates, keys, *,
   chex.assert_equal_shape_prefix([programs, learning_rates, keys], 1)
   schedule = jnp.broadcast_to(learning_rates[:, None],
                               (learning_rates.shape[0], num_steps))
-  state, metrics = tasks.run_batch(
-      task, init_rule_run, (programs, learning_rates, keys), schedule,
+  state, metrics = optax_training.run_batch(
+      task, optax_training.TaskOptimizer(),
+      {"learning_rates": schedule, "program": programs}, keys, num_steps,
       eval_every=num_steps, chunk_steps=segment_steps, strategy=strategy,
-      batch_mode=batch_mode, num_val_examples=num_val_examples, mesh=mesh)
+      batch_mode=batch_mode, num_val_examples=num_val_examples, mesh=mesh,
+      final_eval=False)
   return RunResult(metrics.val.accuracy[:, -1], metrics.val.loss[:, -1],
                    state.diverged)
 

@@ -2,7 +2,7 @@
 
 Lazy exports: ``lr_meta.optax`` imports ``lr_meta.tasks.objectives`` (the
 losses its probe shares with tasks), which must not load the data, model and
-episode modules. Submodules are attributes too.
+training modules. Submodules are attributes too.
 """
 
 from lr_meta import _lazy
@@ -11,8 +11,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, {
     "datasets": ("DATA_DIR_ENV", "DataFormatError", "DataNotFoundError",
                  "Dataset", "KNOWN_DATASETS", "load_dataset",
                  "SEQUENCE_DATASETS"),
-    "episode": ("BATCH_MODES", "run_batch", "run_mesh", "run_training",
-                "run_training_batch", "RunMetrics", "shard_runs"),
     "models": ("get_model", "KNOWN_MODELS"),
     "objectives": ("bits", "KNOWN_OBJECTIVES", "token_cross_entropy"),
     "lr_meta.runner": ("default_batch_mode", "default_strategy", "repeat",
@@ -22,5 +20,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, {
              "OptimizeeState", "set_learning_rate", "StepMetrics", "Task"),
     "distribution": (),
     "family": (),
-    "optax_training": (),
+    "optax_training": ("BATCH_MODES", "Program", "run", "run_batch",
+                       "run_mesh", "run_training", "run_training_batch",
+                       "RunResult", "ScheduledOptimizer", "shard_runs",
+                       "TaskOptimizer"),
 })
