@@ -17,18 +17,24 @@ call them with the same defaults, so both report the same table for a run.
   loss and accuracy, how many runs diverged, and Welch's t-test (unequal
   variances) of each baseline against the controller.
 * Baselines: ``config.eval.baselines``, strings parsed by
-  ``lr_meta.baselines.parse_baseline``: a named grid is tuned by final
-  validation loss on tuning seed 0 (``'xu2019_step_decay'``: Xu's 48-point
-  grid; ``'cosine'``), a spec such as
+  ``lr_meta.baselines.parse_baseline``, each run as a benchmark method
+  (``lr_meta.benchmark.methods.schedule_grid_method``) by the benchmark's
+  protocol (``lr_meta.benchmark.harness.tune_and_run``): a named grid is
+  tuned by mean final validation loss (whole split) over the benchmark's
+  ``NUM_TUNING_SEEDS`` tuning seeds, exactly over the grid the config gives
+  (``'xu2019_step_decay'``: Xu's 48-point grid; ``'cosine'``: the
+  ``eval.constant_lrs`` peaks), a spec such as
   ``'step_decay(lr=0.1, every=50, factor=0.99)'`` is re-run as is (reuse a
   winner tuned by ``scripts/run_baselines.py``), ``'adam:constant'`` changes
-  the optimizer.
+  the optimizer. Runs are kept in a ``harness.RunStore`` when one is given
+  (``scripts/evaluate_controller.py --baseline_cache``), so evaluating
+  several controllers on one task trains each baseline once.
 * Context rows: ``config.eval.benchmark_methods``, names of self-tuning
   methods of ``lr_meta.benchmark`` (``'controller:generalist'``: a shipped
   controller, pretrained elsewhere and untuned here;
   ``'schedule_free_adamw'``: an LR-free optax.contrib optimizer at its
   defaults). Each runs as the benchmark runs it (its ``Program`` through
-  ``lr_meta.benchmark.harness.execute``) on the evaluation task from
+  ``lr_meta.benchmark.harness.tune_and_run``) on the evaluation task from
   ``eval.initial_lrs[0]`` (a controller's starting LR, the base optimizer's
   default), on the same test seeds, scored on the same test split and
   t-tested against the trained controller like every baseline.
@@ -36,6 +42,7 @@ call them with the same defaults, so both report the same table for a run.
   config, the task and environment from the evaluation config.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -61,7 +68,7 @@ from lr_meta.tasks.task import DEFAULT_DIVERGENCE_LOSS
 
 __all__ = ["DEFAULT_BASELINES", "NUM_CANDIDATES", "SELECTION_SEEDS",
            "RESULTS_JSON", "MethodResult", "Evaluation",
-           "candidate_iterations", "welch_p", "baseline_key",
+           "candidate_iterations", "welch_p",
            "check_benchmark_methods", "evaluation_workload", "evaluate",
            "markdown", "results_json", "write"]
 
@@ -91,6 +98,9 @@ class MethodResult(NamedTuple):
   # name and what it is (printed under the table); "" for the others.
   benchmark_method: str = ""
   note: str = ""
+  # A tuned baseline's grid, its winner and the seeds it was tuned on
+  # (``harness.tune``'s summary); None for every other row.
+  tuning: Optional[dict] = None
 
 
 class Evaluation(NamedTuple):
@@ -126,17 +136,6 @@ def candidate_iterations(metrics_by_step: Mapping[int, Mapping[str, float]],
                   key=lambda i: -rundir.training_return(metrics_by_step[i]))
   chosen = (ranked if ranked else iters[::-1])[:num_candidates]
   return sorted(set(chosen) | {iters[-1]})
-
-
-def baseline_key(task_config, text: str, specs, num_steps: int,
-                 num_seeds: int, run_kw: Mapping[str, Any]) -> dict:
-  """Everything that determines a baseline's outcome (a cache key)."""
-  return dict(task=dict(task_config), text=text,
-              # Grid winners ranked on the env's validation probe instead of
-              # the whole validation split differ: the key says which.
-              **({"selection": "whole_val_split"} if len(specs) > 1 else {}),
-              specs=[sp.label() for sp in specs], num_steps=num_steps,
-              num_seeds=num_seeds, **run_kw)
 
 
 def check_benchmark_methods(names: Sequence[str]) -> None:
@@ -185,8 +184,8 @@ def evaluation_workload(eval_config, num_steps: int, eval_every: int,
 
 
 class _Unkept:
-  """``harness.execute``'s run store when runs are kept nowhere: an
-  evaluation runs its benchmark methods afresh (seconds on CPU)."""
+  """``harness.execute``'s run store when runs are kept nowhere: every
+  evaluation runs its baselines and benchmark methods afresh."""
 
   def get(self, key):
     del key
@@ -195,41 +194,62 @@ class _Unkept:
     del key, record
 
 
-def _benchmark_row(name: str, task, workload, seeds: Sequence[int],
-                   strategy: Optional[str]) -> MethodResult:
-  """The benchmark method ``name`` run as the benchmark runs it (its one
-  setting, ``harness.execute``) on ``seeds``: one row of the table."""
+def _method_row(method, label: Callable[[Any], str], task, workload,
+                seeds: Sequence[int], store, strategy: Optional[str],
+                **fields) -> MethodResult:
+  """``method`` by the benchmark's protocol (``harness.tune_and_run``: tuned
+  on the benchmark's tuning seeds if it is tuned, then run on ``seeds``):
+  one row of the table, labelled ``label(setting it ran)``."""
   t0 = time.time()
-  method = methods_lib.get_method(name)
-  program, (setting,) = method.build(workload, task)
-  runs = [harness.Run(harness.run_key(workload, program, setting.label, s),
-                      setting.label, s, setting.hp) for s in seeds]
-  records = harness.execute(task, workload, program, method.family, runs,
-                            _Unkept(), strategy=strategy)
-  records = [records[r.key] for r in runs]
+  runs = harness.tune_and_run(
+      task, workload, method, store,
+      seeds_lib.seed_range("benchmark_tuning", harness.NUM_TUNING_SEEDS),
+      seeds, strategy=strategy)
   # A record's non-finite numbers are None (JSON): NaN here.
-  column = lambda field: np.array([r[field] for r in records], float)
+  column = lambda field: np.array([r[field] for r in runs.records], float)
   val, lrs = column("val_loss"), column("learning_rate")
+  return MethodResult(
+      label(runs.setting), column("test_loss"), column("test_accuracy"),
+      column("diverged").astype(bool), time.time() - t0,
+      np.asarray(runs.records[0]["steps"]), val.mean(0), val.std(0),
+      np.arange(workload.num_evals) * workload.eval_every, lrs.mean(0),
+      False, note=method.description, tuning=runs.tuning, **fields)
+
+
+def _benchmark_row(name: str, task, workload, seeds: Sequence[int], store,
+                   strategy: Optional[str]) -> MethodResult:
+  """The self-tuning benchmark method ``name`` (its one setting) on
+  ``seeds``."""
   controller = name.startswith(methods_lib.CONTROLLER_PREFIX)
   label = (f"{name} (pretrained, lr0={workload.initial_lr:g}, untuned)"
            if controller else f"{name} (untuned)")
-  return MethodResult(
-      label, column("test_loss"), column("test_accuracy"),
-      column("diverged").astype(bool), time.time() - t0,
-      np.asarray(records[0]["steps"]), val.mean(0), val.std(0),
-      np.arange(workload.num_evals) * workload.eval_every, lrs.mean(0),
-      False, benchmark_method=name, note=method.description)
+  return _method_row(methods_lib.get_method(name), lambda _: label, task,
+                     workload, seeds, store, strategy, benchmark_method=name)
 
 
-def _no_cache(key, compute):
-  del key
-  return compute()
+def _baseline_row(text: str, entry, task, workload, seeds: Sequence[int],
+                  store, strategy: Optional[str]) -> MethodResult:
+  """The configured baseline ``text`` (parsed: ``entry``) as a benchmark
+  method of its schedules, through ``entry.optimizer`` if it names one."""
+  if entry.optimizer:
+    workload = dataclasses.replace(workload, optimizer=entry.optimizer)
+  method = methods_lib.schedule_grid_method(
+      text, entry.specs,
+      f"{workload.optimizer}: "
+      + (f"best of {len(entry.specs)} schedules by mean final validation "
+         f"loss over {harness.NUM_TUNING_SEEDS} tuning seeds"
+         if entry.tuned else "one fixed schedule"))
+  tail = (f" (best of {len(entry.specs)} by val loss)" if entry.tuned
+          else "")
+  return _method_row(method,
+                     lambda setting: f"{workload.optimizer} {setting.label}"
+                     f"{tail}", task, workload, seeds, store, strategy)
 
 
 def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
              num_candidates: int = NUM_CANDIDATES,
              selection_seeds: int = SELECTION_SEEDS,
-             cached: Callable[[dict, Callable], Any] = _no_cache,
+             store=None,
              log: Callable[[str], Any] = print) -> Evaluation:
   """Runs the protocol of the module docstring on the run in ``workdir``.
 
@@ -240,8 +260,8 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
     data_dir: data set directory (default ``$LR_META_DATA_DIR``).
     num_candidates: snapshots (by training return) re-run for selection.
     selection_seeds: seeds per candidate for selection.
-    cached: ``cached(key, compute) -> compute()``'s ``(sweep, SeedResults)``,
-      e.g. memoised on disk under ``key`` (``baseline_key``).
+    store: where the baselines' and benchmark methods' runs are kept and
+      found again (``lr_meta.benchmark.harness.RunStore``); None: nowhere.
     log: progress lines.
   """
   t_start = time.time()
@@ -315,38 +335,22 @@ def evaluate(workdir: str, eval_config=None, data_dir: Optional[str] = None,
     progress(f"{methods[-1].label}: test loss "
              f"{np.mean(methods[-1].test_loss):.4f}")
 
-  # 3. Baselines, tuned (or given) then re-run on the same test seeds.
-  run_kw = dict(eval_every=k,
-                num_val_examples=env_params.observation_spec.num_val_examples,
-                strategy="scan" if strategy == "scan" else "chunk")
+  # 3. Baselines, tuned (or given) then re-run on the same test seeds, and
+  # 4. benchmark methods, untuned (context rows): one protocol, the
+  # benchmark's, on the evaluation task as a workload.
+  store = store or _Unkept()
+  workload = evaluation_workload(eval_config, num_steps, k, lr0s[0])
+  run_strategy = eval_config.get("strategy") or None
   for text in texts:
-    t0 = time.time()
     entry = baselines.parse_baseline(text, tuple(eval_config.eval.constant_lrs))
-    btask = task
-    if entry.optimizer and entry.optimizer != eval_config.task.optimizer:
-      btask = tasks.make_task(data_dir=data_dir, **dict(
-          eval_config.task, optimizer=entry.optimizer))
-    swept, res = cached(
-        baseline_key(eval_config.task, text, entry.specs, num_steps, n, run_kw),
-        lambda: baselines.tune_and_evaluate(btask, entry.specs, num_steps,
-                                            num_seeds=n, **run_kw))
-    opt_name = entry.optimizer or eval_config.task.optimizer
-    label = f"{opt_name} {res.spec.label()}" + (
-        f" (best of {len(entry.specs)} by val loss)" if swept else "")
-    methods.append(MethodResult(
-        label, res.test_loss, res.test_accuracy,
-        np.asarray(res.diverged, bool), time.time() - t0,
-        (np.arange(res.val_curve.shape[1]) + 1) * k, res.val_curve.mean(0),
-        res.val_curve.std(0), np.arange(num_steps), res.learning_rates,
-        False))
-    progress(f"{label}: test loss {np.mean(res.test_loss):.4f} "
-             f"({time.time() - t0:.0f} s)")
-
-  # 4. Benchmark methods, untuned, on the same test seeds (context rows).
+    methods.append(_baseline_row(text, entry, task, workload, test_seeds,
+                                 store, run_strategy))
+    progress(f"{methods[-1].label}: test loss "
+             f"{np.mean(methods[-1].test_loss):.4f} "
+             f"({methods[-1].wall_s:.0f} s)")
   for name in names:
-    methods.append(_benchmark_row(
-        name, task, evaluation_workload(eval_config, num_steps, k, lr0s[0]),
-        test_seeds, eval_config.get("strategy") or None))
+    methods.append(_benchmark_row(name, task, workload, test_seeds, store,
+                                  run_strategy))
     progress(f"{methods[-1].label}: test loss "
              f"{np.mean(methods[-1].test_loss):.4f} "
              f"({methods[-1].wall_s:.0f} s)")
@@ -382,6 +386,16 @@ def markdown(ev: Evaluation) -> str:
                  f"{p[0]} | {p[1]} |")
   if any(m.diverged.any() for m in ev.methods):
     lines += ["", baselines.DIVERGED_NOTE]
+  tuned = [m for m in ev.methods if m.tuning]
+  if tuned:
+    seeds = tuned[0].tuning["tuning_seeds"]
+    lines += ["", f"Tuned baselines: the grid point with the lowest mean "
+              f"final validation loss (whole split) over tuning seeds "
+              f"{seeds}, never the test seeds (lr_meta.benchmark's "
+              f"protocol)."]
+    lines += [f"- {m.label}: its tuning seeds disagree (one diverged, or "
+              f"their spread exceeds 10% of the best)."
+              for m in tuned if m.tuning["seeds_disagree"]]
   extra = [m for m in ev.methods if m.benchmark_method]
   if extra:
     lines += ["", "Untuned rows for context, run as `lr_meta.benchmark` runs "
@@ -401,6 +415,8 @@ def results_json(ev: Evaluation) -> dict:
     if m.controller:
       methods[m.label]["learning_rates"] = np.asarray(
           m.learning_rates).tolist()
+    if m.tuning:
+      methods[m.label]["tuning"] = m.tuning
   return {"selected_iteration": ev.selected_iteration,
           "candidates": ev.candidates, "methods": methods,
           "wall_s": ev.wall_s}

@@ -18,12 +18,16 @@ t-test (unequal variances) of each baseline against the controller.
   baselines and the t-test are described in ``lr_meta.evaluation``, which
   measures; this script writes the files.
 * Baselines: ``config.eval.baselines``, strings parsed by
-  ``lr_meta.baselines.parse_baseline``: a named grid is tuned here by final
-  validation loss on tuning seed 0 (``'xu2019_step_decay'``: Xu's 48-point
-  grid; ``'cosine'``), a spec such as
+  ``lr_meta.baselines.parse_baseline`` and run by the benchmark's protocol
+  (``lr_meta.evaluation``): a named grid is tuned by mean final validation
+  loss over the benchmark's tuning seeds (``'xu2019_step_decay'``: Xu's
+  48-point grid; ``'cosine'``), a spec such as
   ``'step_decay(lr=0.1, every=50, factor=0.99)'`` is re-run as is (use it to
   reuse a winner tuned by ``scripts/run_baselines.py``), ``'adam:constant'``
-  changes the optimizer.
+  changes the optimizer. ``--baseline_cache`` keeps every run in the
+  benchmark's run cache (``lr_meta.benchmark.harness.RunStore``: one checked
+  JSON cell per run) so that evaluating several controllers on the same
+  task trains each baseline once.
 * Untuned rows for context: ``config.eval.benchmark_methods``, self-tuning
   methods of ``lr_meta.benchmark`` (e.g. ``'controller:generalist'``,
   ``'schedule_free_adamw'``) run as the benchmark runs them on the same
@@ -40,21 +44,17 @@ every process evaluates everything (the evaluation is not split yet) and
 process 0 alone writes --outdir and the baseline cache.
 """
 
-import functools
-import hashlib
-import json
 import os
 
 from absl import app
 from absl import flags
 from absl import logging
-import numpy as np
 
-from lr_meta import baselines
 from lr_meta import config as config_lib
 from lr_meta import distributed
 from lr_meta import evaluation
 from lr_meta import rundir
+from lr_meta.benchmark import harness
 
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Directory written by train_controller.py.")
@@ -74,47 +74,10 @@ _BASELINES = flags.DEFINE_multi_string(
     "baseline", None, "Overrides config.eval.baselines (repeat the flag); "
     "'none' runs the controller alone.")
 _BASELINE_CACHE = flags.DEFINE_string(
-    "baseline_cache", None, "Directory memoising baseline outcomes across "
-    "evaluations of controllers on the same task.")
+    "baseline_cache", None, "Directory keeping the baselines' and benchmark "
+    "methods' runs across evaluations of controllers on the same task (the "
+    "benchmark's run cache: <dir>/runs/).")
 distributed.define_flags()
-
-
-def cached_baseline(cache_dir, key: dict, compute):
-  """``compute()`` -> ``(sweep or None, SeedResults)``, memoised on disk.
-
-  Each outcome is stored under a hash of ``key`` (everything that determines
-  it: ``evaluation.baseline_key``), so evaluating several controllers on the
-  same task re-runs no baseline.
-  """
-  if cache_dir is None:
-    return compute()
-  digest = hashlib.sha1(json.dumps(key, sort_keys=True,
-                                   default=str).encode()).hexdigest()[:16]
-  path = os.path.join(cache_dir, f"baseline_{digest}.npz")
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as z:
-      spec = baselines.parse_spec(str(z["spec"]))
-      res = baselines.SeedResults(
-          spec, z["test_loss"], z["test_accuracy"], z["val_curve"],
-          z["train_loss"], z["learning_rates"], z["diverged"])
-      swept = None
-      if int(z["grid_size"]) > 1:
-        specs = [baselines.parse_spec(str(x)) for x in z["grid"]]
-        swept = baselines.SweepResult(specs, z["grid_val_loss"],
-                                      specs.index(spec))
-    return swept, res
-  swept, res = compute()
-  if not distributed.is_main_process():
-    return swept, res
-  os.makedirs(cache_dir, exist_ok=True)
-  grid = [sp.label() for sp in swept.specs] if swept else [res.spec.label()]
-  np.savez(path, spec=res.spec.label(), test_loss=res.test_loss,
-           test_accuracy=res.test_accuracy, val_curve=res.val_curve,
-           train_loss=res.train_loss, learning_rates=res.learning_rates,
-           diverged=res.diverged, grid_size=len(grid), grid=np.asarray(grid),
-           grid_val_loss=(swept.val_loss if swept else np.zeros(1)),
-           key=json.dumps(key, sort_keys=True, default=str))
-  return swept, res
 
 
 def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
@@ -123,9 +86,10 @@ def evaluate(workdir, eval_config=None, outdir=None, data_dir=None,
              log=print) -> str:
   """Evaluates the run in ``workdir``, writes ``outdir``; returns the table."""
   outdir = outdir or os.path.join(workdir, rundir.EVAL_DIR)
+  store = harness.RunStore(baseline_cache) if baseline_cache else None
   ev = evaluation.evaluate(
       workdir, eval_config, data_dir, num_candidates, selection_seeds,
-      cached=functools.partial(cached_baseline, baseline_cache), log=log)
+      store=store, log=log)
   if not distributed.is_main_process():
     return evaluation.markdown(ev)
   return evaluation.write(ev, outdir)

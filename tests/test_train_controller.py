@@ -331,28 +331,42 @@ def test_evaluate_controller_bad_workdir_and_snapshot(trained, tmp_path):
     rundir.load_snapshot(workdir, 3, {"w": np.zeros(3)})
 
 
-def test_baseline_cache_round_trip(tmp_path):
-  from lr_meta import baselines  # pylint: disable=g-import-not-at-top
-  specs = baselines.grid("constant", (0.1, 0.3))
-  rng = np.random.default_rng(0)
-  res = baselines.SeedResults(specs[1], rng.random(3), rng.random(3),
-                              rng.random((3, 4)), rng.random((3, 40)),
-                              np.full(40, 0.3, np.float32), np.zeros(3, bool))
-  swept = baselines.SweepResult(specs, np.array([0.5, 0.4]), 1)
-  calls = []
-  def compute():
-    calls.append(1)
-    return swept, res
-  key = dict(task={"dataset": "mnist1d"}, num_steps=40)
-  first = ec.cached_baseline(str(tmp_path), key, compute)
-  second = ec.cached_baseline(str(tmp_path), key, compute)
-  assert len(calls) == 1 and first[0] is swept
-  s2, r2 = second
-  assert r2.spec == res.spec and s2.best == specs[1] and s2.specs == specs
-  for a, b in zip(res[1:], r2[1:]):
-    np.testing.assert_array_equal(a, b)
-  ec.cached_baseline(str(tmp_path), dict(key, num_steps=41), compute)
-  assert len(calls) == 2     # a different key is a different baseline
+def test_baseline_cache_keeps_runs_for_the_next_evaluation(trained, tmp_path,
+                                                          monkeypatch):
+  """--baseline_cache is the benchmark's run cache: a second evaluation on
+  the same task trains no baseline and reports the same numbers; a tuned
+  baseline's winner is the grid point with the lowest mean final validation
+  loss over the benchmark's tuning seeds (results.json keeps the grid)."""
+  from lr_meta.benchmark import harness  # pylint: disable=g-import-not-at-top
+  from lr_meta.tasks import optax_training  # pylint: disable=g-import-not-at-top
+  workdir, _, _, _ = trained
+  eval_config = tiny_config(3)
+  eval_config.eval.baselines = ("constant",)
+  eval_config.eval.constant_lrs = (0.3, 0.1)
+  eval_config.eval.benchmark_methods = ()
+  cache = str(tmp_path / "cache")
+  outs = []
+  for i in range(2):
+    out = str(tmp_path / f"eval{i}")
+    ec.evaluate(workdir, eval_config, outdir=out, num_candidates=1,
+                selection_seeds=1, baseline_cache=cache, log=lambda *a: None)
+    with open(os.path.join(out, "results.json")) as f:
+      outs.append(json.load(f)["methods"])
+    if i == 0:
+      assert os.listdir(os.path.join(cache, "runs"))
+      trained_runs = []
+      real = optax_training.run_batch
+      monkeypatch.setattr(optax_training, "run_batch", lambda *a, **k: (
+          trained_runs.append(1), real(*a, **k))[1])
+  assert not trained_runs
+  label, = [k for k in outs[0] if "best of 2" in k]
+  assert outs[0][label]["test_loss"] == outs[1][label]["test_loss"]
+  tuning = outs[0][label]["tuning"]
+  assert len(tuning["tuning_seeds"]) == harness.NUM_TUNING_SEEDS
+  grid = {g["label"]: g["val_loss"] for g in tuning["grid"]}
+  assert sorted(grid) == ["constant(lr=0.1)", "constant(lr=0.3)"]
+  assert tuning["best"] == min(grid, key=grid.get)
+  assert label == f"momentum {tuning['best']} (best of 2 by val loss)"
 
 
 @pytest.mark.parametrize("column", ["episode_return", "last_episode_return"])

@@ -683,6 +683,49 @@ def tune(workload, method, program, settings, records, run, tuning_seeds,
   return settings[best], summary
 
 
+class MethodRuns(NamedTuple):
+  """One method on one workload: the setting it ran, its tuning summary
+  (None for a self-tuning method) and its records on the evaluation seeds,
+  in seed order."""
+  setting: methods_lib.Setting
+  tuning: Optional[dict]
+  records: List[dict]
+
+
+def tune_and_run(task, workload, method, store, tuning_seeds: Sequence[int],
+                 eval_seeds: Sequence[int], *,
+                 strategy: Optional[str] = None,
+                 batch_mode: Optional[str] = None,
+                 mesh: Optional[jax.sharding.Mesh] = None) -> MethodRuns:
+  """The benchmark's protocol for one method on one workload, alone.
+
+  A tuned method runs its grid on ``tuning_seeds`` and keeps the setting
+  with the lowest mean final validation loss (``tune``: the grid extends
+  past an edge where the winner sits, if the method extends); that setting,
+  or a self-tuning method's one setting, then runs on ``eval_seeds``. Runs
+  come from ``store`` when it has them (``execute``). ``run_benchmark`` does
+  the same for a whole suite, sharing compiled programs across methods.
+  """
+  program, settings = method.build(workload, task)
+
+  def run(runs):
+    return execute(task, workload, program, method.family, runs, store,
+                   strategy=strategy, batch_mode=batch_mode, mesh=mesh)
+
+  chosen, tuning = settings[0], None
+  if method.kind == methods_lib.TUNED:
+    t0 = time.time()
+    records = run(grid_runs(workload, program, settings, tuning_seeds))
+    chosen, tuning = tune(workload, method, program, settings, records, run,
+                          tuning_seeds, t0)
+  elif len(settings) != 1:
+    raise ValueError(f"self-tuning method {method.name!r} must have exactly "
+                     f"one setting; it has {len(settings)}.")
+  final = grid_runs(workload, program, [chosen], eval_seeds)
+  records = run(final)
+  return MethodRuns(chosen, tuning, [records[r.key] for r in final])
+
+
 def _run_benchmark(suite, methods, num_seeds, store, data_dir, strategy,
                    batch_mode, max_batch, progress_stream, progress_interval,
                    mesh):

@@ -726,24 +726,36 @@ def controller_method(name: str) -> Method:
 SCHEDULE_PREFIX = "schedule:"
 
 
-def fixed_schedule_method(label: str) -> Method:
-  """The self-tuning method ``'schedule:<spec>'``: one fixed schedule.
-
-  E.g. ``'schedule:cosine(lr=0.3)'``; the spec is re-expressed for each
-  workload's horizon (``ScheduleSpec.sequence``), and nothing is tuned on
-  the workload, so it ranks with the untuned methods: a schedule tuned on
-  another workload and transferred (Xu et al. 2019, Table 2), or one a
-  user already trusts.
-  """
-  spec = baselines.parse_spec(label)
+def schedule_grid_method(name: str, specs, description: str) -> Method:
+  """Given schedules through the base optimizer: one spec is a fixed
+  (self-tuning) schedule, several a fixed grid that the benchmark tunes and
+  never extends (a grid given by hand: Xu et al. 2019's 48 points, a
+  controller evaluation's configured baselines). Each spec is re-expressed
+  for the workload's horizon (``ScheduleSpec.sequence``)."""
+  specs = list(specs)
+  if not specs:
+    raise ValueError(f"Method {name!r} needs at least one schedule spec.")
 
   def build(workload, task):
     del task
-    return _schedule_program(workload), _schedule_settings(workload, [spec])
+    return _schedule_program(workload), _schedule_settings(workload, specs)
 
-  return Method(SCHEDULE_PREFIX + spec.label(), SELF_TUNING, "schedule",
-                build, f"the fixed schedule {spec.label()} through the base "
-                "optimizer, untuned on the workload")
+  return Method(name, TUNED if len(specs) > 1 else SELF_TUNING, "schedule",
+                build, description)
+
+
+def fixed_schedule_method(label: str) -> Method:
+  """The self-tuning method ``'schedule:<spec>'``: one fixed schedule.
+
+  E.g. ``'schedule:cosine(lr=0.3)'``; nothing is tuned on the workload, so
+  it ranks with the untuned methods: a schedule tuned on another workload
+  and transferred (Xu et al. 2019, Table 2), or one a user already trusts.
+  """
+  spec = baselines.parse_spec(label)
+  return schedule_grid_method(
+      SCHEDULE_PREFIX + spec.label(), [spec],
+      f"the fixed schedule {spec.label()} through the base optimizer, "
+      "untuned on the workload")
 
 
 # -- the registry -------------------------------------------------------------
@@ -835,20 +847,15 @@ STATIC_METHODS = tuple(METHODS)
 GROUPS = ("all", TUNED, SELF_TUNING)
 
 
-def _xu2019_step_decay_build(workload, task):
-  del task
-  return (_schedule_program(workload),
-          _schedule_settings(workload, baselines.xu2019_step_decay_grid()))
-
-
 # Methods run by name only (not in the groups): Xu et al. 2019's fixed
 # 48-point step-decay grid (their Table 2 reference, ``transfer``), and the
 # grid ``calibrated_adamw`` was chosen from (``benchmarks/calibrate_adamw.py``,
 # train side only).
 NAMED_ONLY_METHODS = {m.name: m for m in [
-    Method("xu2019_step_decay", TUNED, "schedule", _xu2019_step_decay_build,
-           "step decay, Xu et al. 2019's 48-point grid (LR x every x "
-           "factor), not extended"),
+    schedule_grid_method(
+        "xu2019_step_decay", baselines.xu2019_step_decay_grid(),
+        "step decay, Xu et al. 2019's 48-point grid (LR x every x factor), "
+        "not extended"),
     _tuned_grid(
         "adamw_calibration", ADAMW_FAMILY, _adamw_program,
         _adamw_setting,
