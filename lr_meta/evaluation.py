@@ -58,7 +58,6 @@ from lr_meta import experiment
 from lr_meta import plotting
 from lr_meta import rundir
 from lr_meta import seeds as seeds_lib
-from lr_meta import tasks
 from lr_meta.benchmark import harness
 from lr_meta.benchmark import methods as methods_lib
 from lr_meta.benchmark import workloads as workloads_lib

@@ -41,7 +41,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import rlax
-from flax import struct
 
 from lr_meta import distributed
 from lr_meta import runner

@@ -37,7 +37,7 @@ cache and history (plain data, `Search.cache` and `Search.history`);
 
 import dataclasses
 import time
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional
 
 import chex
 import jax

@@ -40,7 +40,6 @@ import os
 import weakref
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
-import chex
 import flax
 import flax.linen as nn
 import jax
