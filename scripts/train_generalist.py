@@ -7,7 +7,10 @@ The members (``lr_meta.tasks.distribution``) are drawn from the config's
 combinations, which must all lie on the benchmark suite's ``train`` side
 (checked: a held-out (data set, model, optimizer) refuses to start). Every
 iteration collects ``ppo.num_envs`` episodes from drawn members and makes one
-PPO update (``lr_meta.agents.population``).
+PPO update (``lr_meta.agents.population``). A config with
+``init_controller`` (a shipped controller's name or a file) starts the actor
+from that controller's policy (``warm_start``; e.g.
+``configs/generalist_v2_warm.py``).
 
 --workdir is a run directory of ``lr_meta.rundir`` (``rundir.Run``: one
 process at a time, the config checked on resume, ``--allow_change`` for the
@@ -165,6 +168,41 @@ def controller_of(config, env, env_params, params, name="generalist"):
   return rundir.controller_from_training(
       config, env, env_params, jax.device_get(params),
       export=experiment.exporter(config), name=name)
+
+
+# What a controller must share with this run's for its params to start the
+# run's actor: the network, the action and everything it observes.
+WARM_START_FIELDS = ("network", "hidden_sizes", "action_type", "action_std",
+                     "learn_log_std", "observation_spec")
+
+
+def warm_start(config, env, env_params, state, source: str):
+  """The learner ``state`` with its actor's params taken from the controller
+  ``source`` (a shipped name such as ``'generalist_v1'``, or a path), the
+  critic and the optimizer state untouched: meta-training continues from a
+  policy that already shapes schedules instead of from a random one.
+
+  Raises:
+    ValueError: ``source`` differs from this run's controller in a field of
+      ``WARM_START_FIELDS`` (each named with both values).
+  """
+  controller = methods.load_named_controller(source)
+  own = controller_of(config, env, env_params, state.params).spec
+  differ = [f"{f}: {source!r} has {getattr(controller.spec, f)!r}, this "
+            f"run {getattr(own, f)!r}" for f in WARM_START_FIELDS
+            if getattr(controller.spec, f) != getattr(own, f)]
+  if differ:
+    raise ValueError(f"init_controller={source!r} cannot start this run's "
+                     "actor; " + "; ".join(differ) + ".")
+  params = dict(state.params)
+  if (jax.tree.structure(controller.params)
+      != jax.tree.structure(params["actor"])):
+    raise ValueError(f"init_controller={source!r}: its params do not have "
+                     "the structure of this run's actor.")
+  params["actor"] = jax.tree.map(
+      lambda new, old: np.asarray(new, np.asarray(old).dtype),
+      controller.params, params["actor"])
+  return state.replace(params=type(state.params)(params))
 
 
 class TrainSideScore:
@@ -325,6 +363,10 @@ def _train(config, run, data_dir, stop_after_minutes, log):
                       dist_lib.describe(members) + "\n")
   state, start = run.restore(agent.init(jax.random.PRNGKey(config.seed)),
                              lambda s: s.params)
+  if start == 0 and config.get("init_controller"):
+    # A resumed run restores the warm-started params from its checkpoint.
+    state = warm_start(config, envs[0], env_params[0], state,
+                       config.init_controller)
   # The scores up to the restored checkpoint travel with it.
   scores = list((run.data or {}).get("scores", []))
   scores_path = run.path("scores.csv")

@@ -212,3 +212,50 @@ def test_a_directory_of_the_earlier_layout_is_refused_untouched(tmp_path):
                      match=r"earlier layout .*iter_000004\.msgpack"):
     tg.train(_config(1), str(tmp_path))
   assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def _actor_equals(params, controller):
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params),
+               jax.device_get(controller.params))
+
+
+def test_warm_start_takes_the_actor_from_a_controller(runs, tmp_path):
+  """``init_controller`` starts the actor from a controller file (critic and
+  optimizer state fresh); a controller of another network is refused,
+  naming the field and both values."""
+  tg = load_script("train_generalist")
+  root, *_ = runs
+  source = str(root / "straight" / "controller.msgpack")
+  config = _config(1)
+  config.seed = 1           # another init: the actor's start is the file's
+  config.score_every = 0
+  _, envs, env_params, agent = tg.build(config)
+  state = agent.init(jax.random.PRNGKey(config.seed))
+  warm = tg.warm_start(config, envs[0], env_params[0], state, source)
+  _actor_equals(warm.params["actor"], lmo.load_controller(source))
+  jax.tree.map(np.testing.assert_array_equal, warm.params["critic"],
+               state.params["critic"])
+  config.init_controller = source
+  final = tg.train(config, str(tmp_path / "warm"), log=lambda *a: None)
+  assert int(final.iteration) == 1
+  config.ppo.hidden_size = 16
+  _, envs, env_params, agent = tg.build(config)
+  with pytest.raises(ValueError, match=r"hidden_sizes: .* has \(8,\), this "
+                     r"run \(16,\)"):
+    tg.warm_start(config, envs[0], env_params[0],
+                  agent.init(jax.random.PRNGKey(0)), source)
+
+
+def test_the_warm_start_recipe_fits_the_shipped_generalist():
+  """configs/generalist_v2_warm.py starts its actor from the shipped
+  generalist: same network, action and observation."""
+  tg = load_script("train_generalist")
+  config = tg.load_config(os.path.join(os.path.dirname(__file__), os.pardir,
+                                       "configs", "generalist_v2_warm.py"))
+  config.distribution.num_members = 2
+  _, envs, env_params, agent = tg.build(config)
+  warm = tg.warm_start(config, envs[0], env_params[0],
+                       agent.init(jax.random.PRNGKey(0)),
+                       config.init_controller)
+  _actor_equals(warm.params["actor"],
+                lmo.pretrained_controller(config.init_controller))
