@@ -187,16 +187,8 @@ class TaskOptimizer(Program):
     extra = {k: v for k, v in hp.items() if k != "learning_rates"}
     if not extra:
       return state
-    hyperparams = dict(state.opt_state.hyperparams)
-    unknown = sorted(set(extra) - set(hyperparams))
-    if unknown:
-      raise ValueError(f"TaskOptimizer: hp entries {unknown} are not "
-                       f"hyperparameters of the task's optimizer; allowed: "
-                       f"{sorted(hyperparams)}.")
-    hyperparams.update({k: jnp.asarray(v, hyperparams[k].dtype)
-                        for k, v in extra.items()})
-    return state.replace(
-        opt_state=state.opt_state._replace(hyperparams=hyperparams))
+    return state.replace(opt_state=task_lib.set_hyperparams(state.opt_state,
+                                                            extra))
 
   def train_step(self, task, hp, state):
     lrs = hp["learning_rates"]

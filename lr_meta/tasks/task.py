@@ -38,7 +38,7 @@ import functools
 import numbers
 import os
 import weakref
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Tuple
 
 import flax
 import flax.linen as nn
@@ -54,8 +54,8 @@ from lr_meta.tasks.objectives import cross_entropy
 __all__ = [
     "BATCH_ORDERS", "DEFAULT_DIVERGENCE_LOSS", "KNOWN_OPTIMIZERS", "OPTIMIZERS",
     "cross_entropy", "DeviceData", "EvalMetrics", "evaluate_batch",
-    "make_optimizer", "make_task", "OptimizeeState", "set_learning_rate",
-    "StepMetrics", "Task",
+    "make_optimizer", "make_task", "OptimizeeState", "set_hyperparams",
+    "set_learning_rate", "StepMetrics", "Task",
 ]
 
 DEFAULT_DIVERGENCE_LOSS = 1e3
@@ -503,16 +503,27 @@ class Task:
     return EvalMetrics(loss=loss, accuracy=jnp.where(state.diverged, 0.0, accuracy))
 
 
+def set_hyperparams(opt_state, values: Mapping[str, Any]):
+  """Writes hyperparameters of an ``inject_hyperparams`` optimizer state,
+  each in the dtype it is stored in; unknown names raise ``ValueError``."""
+  hyperparams = dict(getattr(opt_state, "hyperparams", {}))
+  unknown = sorted(set(values) - set(hyperparams))
+  if unknown:
+    raise ValueError(f"{unknown} are not hyperparameters of this "
+                     "optax.inject_hyperparams optimizer state; allowed: "
+                     f"{sorted(hyperparams)}.")
+  hyperparams.update({k: jnp.asarray(v, jnp.asarray(hyperparams[k]).dtype)
+                      for k, v in values.items()})
+  return opt_state._replace(hyperparams=hyperparams)
+
+
 def set_learning_rate(opt_state, learning_rate):
   """Writes the learning rate of an ``inject_hyperparams`` optimizer state."""
   if not hasattr(opt_state, "hyperparams") or "learning_rate" not in opt_state.hyperparams:
     raise ValueError(
         "The optimizer must be built with optax.inject_hyperparams and a "
         "'learning_rate' hyperparameter (see lr_meta.tasks.make_optimizer).")
-  hyperparams = dict(opt_state.hyperparams)
-  old = hyperparams["learning_rate"]
-  hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.asarray(old).dtype)
-  return opt_state._replace(hyperparams=hyperparams)
+  return set_hyperparams(opt_state, {"learning_rate": learning_rate})
 
 
 def make_task(dataset: str = "mnist1d",
