@@ -64,3 +64,23 @@ def resume_check(tmp_path):
       np.testing.assert_array_equal(x, y)
     return a, resumed, b, straight
   return check
+
+
+@pytest.fixture
+def run_on_four_devices(repo_root):
+  """``run(code, timeout=300)``: runs the (dedented) Python ``code`` in a
+  fresh interpreter on 4 forced CPU devices (``XLA_FLAGS=
+  --xla_force_host_platform_device_count=4``: the device count is fixed when
+  JAX starts) and asserts that it exited cleanly and printed ``OK``."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import textwrap  # pylint: disable=g-import-not-at-top
+
+  def run(code: str, timeout: int = 300):
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(repo_root)}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                         capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=timeout)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+  return run

@@ -1,9 +1,5 @@
 """Execution strategies agree, batches equal single runs, divergence is isolated."""
 
-import subprocess
-import sys
-import textwrap
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -137,8 +133,8 @@ def test_schedules_by_hand():
     baselines.make_schedule("exp", 10, 0.1)
 
 
-def test_sharded_runs_on_four_forced_cpu_devices(repo_root):
-  code = textwrap.dedent("""
+def test_sharded_runs_on_four_forced_cpu_devices(run_on_four_devices):
+  run_on_four_devices("""
       import jax, jax.numpy as jnp, numpy as np
       from lr_meta import tasks
       assert jax.device_count() == 4
@@ -155,12 +151,6 @@ def test_sharded_runs_on_four_forced_cpu_devices(repo_root):
       np.testing.assert_array_equal(s.diverged, [False, False, True, False])
       print("OK")
   """)
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-         "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(repo_root)}
-  import os
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, **env}, timeout=300)
-  assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
 
 def test_parse_spec_inverts_label_and_rejects_bad_text():

@@ -2,11 +2,6 @@
 learns a toy reward, cache, sharding over 4 devices (checkpoint resume:
 tests/test_search_optimizer.py)."""
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,8 +112,8 @@ def test_search_learns_toy_reward_and_caches_duplicates():
   nos.from_dsl(top[0]["rule"], top[0]["learning_rate"])   # usable as is
 
 
-def test_sharded_rule_training_on_four_forced_cpu_devices(repo_root):
-  code = textwrap.dedent("""
+def test_sharded_rule_training_on_four_forced_cpu_devices(run_on_four_devices):
+  run_on_four_devices("""
       import jax, jax.numpy as jnp, numpy as np
       from lr_meta import tasks
       from lr_meta import nos
@@ -139,12 +134,7 @@ def test_sharded_rule_training_on_four_forced_cpu_devices(repo_root):
       np.testing.assert_allclose(out.loss, ref.loss, rtol=1e-5)
       np.testing.assert_array_equal(out.diverged, [False, True, False, False, False, False])
       print("OK")
-  """)
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-         "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(repo_root)}
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                       text=True, env={**os.environ, **env}, timeout=600)
-  assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+  """, timeout=600)
 
 
 def test_config_errors():

@@ -2,10 +2,6 @@
 
 import dataclasses
 import math
-import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -214,11 +210,11 @@ def test_task_optimizer_is_task_train_step_and_writes_hyperparams(task):
             key)
 
 
-def test_sharded_programs_on_four_forced_cpu_devices(repo_root):
+def test_sharded_programs_on_four_forced_cpu_devices(run_on_four_devices):
   """'sharded' splits the runs of any program over a mesh (padded to its
   size) and gives the numbers of 'vmap'; a mesh of one process is the same
   code path as a mesh of many (tests/test_distributed.py runs those)."""
-  code = textwrap.dedent("""
+  run_on_four_devices("""
       import jax, jax.numpy as jnp, numpy as np
       from lr_meta import tasks
       from lr_meta.tasks import optax_training as ot
@@ -243,8 +239,3 @@ def test_sharded_programs_on_four_forced_cpu_devices(repo_root):
         np.testing.assert_array_equal(s.diverged, [False, True, False])
       print("OK")
   """)
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-         "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(repo_root)}
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                       text=True, env={**os.environ, **env}, timeout=300)
-  assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
