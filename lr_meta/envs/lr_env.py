@@ -53,9 +53,10 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
     jit, ``phi2 = log Var_i(f_i)``; smoothed with
     ``lr_meta.features.smoothing`` at EVERY inner step with
     ``observation_spec.per_example_decay`` = gamma, bias-corrected). Zero
-    at reset (no step taken yet). ``params.per_example_subset = m`` estimates phi1 from
-    the first m examples of each batch (a uniform random sub-batch), which
-    cuts the JVP's cost by ~B/m; phi2 always uses the whole batch. Works with any inner optimizer (SGD, RMSProp: ``dw`` is
+    at reset (no step taken yet). ``params.per_example_subset = m``
+    estimates phi1 from the first m examples of each batch (a uniform random
+    sub-batch), which cuts the JVP's cost by ~B/m; phi2 always uses the
+    whole batch. Works with any inner optimizer (SGD, RMSProp: ``dw`` is
     the optimizer's actual update).
   * action ``a`` (shape (1,)) = ``log g`` with ``g = exp(theta . [obs, 1])``
     from the linear controller (``lr_meta.agents.reps.linear_controller``):

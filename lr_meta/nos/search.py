@@ -16,8 +16,9 @@ optimizer state (`optax.inject_hyperparams` over
 `interpreter.program_optimizer`), so the sweep of K rules x L learning rates
 is one jitted program, run on the execution grid of
 `lr_meta.tasks.optax_training.run_batch` (the one engine of whole training
-runs; the rule is a hyperparameter of `TaskOptimizer`): vmapped (`batch_mode='vmap'`), one
-compiled run after another ('sequential': conv nets on CPU, see
+runs; the rule is a hyperparameter of `TaskOptimizer`): vmapped
+(`batch_mode='vmap'`), one compiled run after another ('sequential': conv
+nets on CPU, see
 `lr_meta.runner`), or vmapped with the run axis sharded over a device mesh
 ('sharded'). A `Scorer` given a mesh over several processes
 (``lr_meta.distributed.global_mesh()``) splits each batch of runs over the

@@ -192,7 +192,8 @@ class TaskOptimizer(Program):
 
   def train_step(self, task, hp, state):
     lrs = hp["learning_rates"]
-    return task.train_step(state, lrs[jnp.minimum(state.step, lrs.shape[0] - 1)])
+    return task.train_step(state,
+                           lrs[jnp.minimum(state.step, lrs.shape[0] - 1)])
 
 
 class RunResult(NamedTuple):
