@@ -191,9 +191,8 @@ class TaskOptimizer(Program):
                                                             extra))
 
   def train_step(self, task, hp, state):
-    lrs = hp["learning_rates"]
-    return task.train_step(state,
-                           lrs[jnp.minimum(state.step, lrs.shape[0] - 1)])
+    learning_rate = sequence_schedule(hp["learning_rates"])(state.step)
+    return task.train_step(state, learning_rate)
 
 
 class RunResult(NamedTuple):
