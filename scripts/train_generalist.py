@@ -50,6 +50,7 @@ from lr_meta import experiment
 from lr_meta import rundir
 from lr_meta.rundir import layout
 from lr_meta import seeds as seeds_lib
+from lr_meta import tasks
 from lr_meta.agents import population
 from lr_meta.agents import ppo as ppo_lib
 from lr_meta.benchmark import harness
@@ -66,11 +67,16 @@ _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
 _SCORE = flags.DEFINE_string(
     "score", None, "Instead of training: the train-side score of this "
-    "controller file (and with --ablate, of it without each feature group), "
-    "appended to WORKDIR/ablation.csv.")
+    "controller file, or of snapshot:N (the run's snapshot of iteration N), "
+    "and with --ablate of it without each feature group; appended to "
+    "WORKDIR/ablation.csv.")
 _ABLATE = flags.DEFINE_bool("ablate", False, "With --score: also score the "
                             "controller with each ABLATION_GROUPS entry "
                             "zeroed.")
+_SCORE_FIRST_SEED = flags.DEFINE_integer(
+    "score_first_seed", 0, "With --score: skip this many seeds of the score "
+    "range, so a snapshot chosen on the first config.score_seeds is rescored "
+    "on seeds its selection never saw.")
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_change", [], "Config fields a resume may change, of "
     f"{rundir.SAFE_CHANGES} (e.g. num_iterations to train longer).")
@@ -122,26 +128,60 @@ def check_train_side(dist: dist_lib.DistributionConfig, suite: str) -> None:
   if off:
     raise ValueError(f"distribution combinations {off} are not on suite "
                      f"{suite!r}'s train side; allowed: {sorted(train)}.")
-  tasks = [benchmark.workloads.TrainingTask(*c.key, dist.num_steps_range[1])
-           for c in dist.combinations]
+  trained = [benchmark.workloads.TrainingTask(*c.key, dist.num_steps_range[1])
+             for c in dist.combinations]
   rules = lambda trained_on: benchmark.check_heldout_rules(
       workloads, trained_on, benchmark.workloads.SUITE_RULES[suite])
   # Only what the distribution breaks (the test suite 'tiny' breaks a v1
   # rule by itself).
-  problems = [p for p in rules(tasks) if p not in rules(())]
+  problems = [p for p in rules(trained) if p not in rules(())]
   if problems:
     raise ValueError(f"the distribution breaks suite {suite!r}'s held-out "
                      f"rules: {'; '.join(problems)}.")
 
 
-def env_params_of(config, dist, member) -> lr_env.LREnvParams:
+# The reference run of the 'log_val_vs_reference' reward is validated every
+# this many steps; the environment interpolates between them.
+REFERENCE_EVERY = 10
+
+
+def reference_curve(task, default_lr, num_steps, num_val_examples, seed):
+  """``(steps, log validation losses)`` of ``task`` trained at the constant
+  ``default_lr``: the reference run of the ``'log_val_vs_reference'``
+  reward (``lr_meta.envs.lr_env``), validated on the environment's subset
+  at step 0 and every ``REFERENCE_EVERY`` steps, up to ``num_steps`` or
+  past it."""
+  length = -(-int(num_steps) // REFERENCE_EVERY) * REFERENCE_EVERY
+  key = jax.random.PRNGKey(seed)
+  _, result = tasks.run_training(
+      task, key, np.full((length,), default_lr, np.float32),
+      eval_every=REFERENCE_EVERY, num_val_examples=num_val_examples)
+  first = task.evaluate(task.init(key, default_lr), "val",
+                        num_val_examples).loss
+  values = np.log(np.concatenate([[float(first)],
+                                  np.asarray(result.val.loss, np.float64)]))
+  steps = range(0, length + 1, REFERENCE_EVERY)
+  return tuple(steps), tuple(float(v) for v in values)
+
+
+def env_params_of(config, dist, member, task=None) -> lr_env.LREnvParams:
+  """A member's environment params; with the reward
+  ``'log_val_vs_reference'`` its reference run (``reference_curve`` of
+  ``task`` at the member's default LR) is computed here."""
   e = config.env
+  ranges = dist_lib.member_env_ranges(dist, member)
+  reference = {}
+  if e.reward == "log_val_vs_reference":
+    steps, values = reference_curve(
+        task, member.default_lr, ranges["num_steps_range"][1],
+        int(e.num_val_examples), config.seed)
+    reference = dict(reference_steps=steps, reference_log_val=values)
   return lr_env.LREnvParams.from_fields(
       num_decisions=int(e.num_decisions), decision_schedule="fraction",
       reward=e.reward, divergence_penalty=float(e.divergence_penalty),
       num_val_examples=int(e.num_val_examples),
-      slope_decay=float(e.slope_decay),
-      **dist_lib.member_env_ranges(dist, member)).check(e.action_type)
+      slope_decay=float(e.slope_decay), **ranges,
+      **reference).check(e.action_type)
 
 
 def build(config, data_dir=None):
@@ -155,7 +195,8 @@ def build(config, data_dir=None):
   envs = [lr_env.LREnv(t, config.env.action_type, config.env.observation,
                        tuple(config.env.get("inputs", ())))
           for t in member_tasks]
-  env_params = [env_params_of(config, dist, m) for m in members]
+  env_params = [env_params_of(config, dist, m, t)
+                for m, t in zip(members, member_tasks)]
   ppo_config = ppo_lib.PPOConfig(**dict(config.ppo))
   agent = population.make_ppo_over_tasks(
       ppo_config, envs, env_params, batch_mode=config.batch_mode or None,
@@ -209,7 +250,8 @@ class TrainSideScore:
   """The train-side score of a controller (module docstring); compiled once
   per workload (the params are traced), default-LR references run once."""
 
-  def __init__(self, suite, num_seeds, data_dir, store_dir, names=()):
+  def __init__(self, suite, num_seeds, data_dir, store_dir, names=(),
+               first_seed=0):
     train = benchmark.select(benchmark.get_suite(suite), benchmark.TRAIN)
     unknown = sorted(set(names) - {w.name for w in train})
     if unknown:
@@ -217,7 +259,10 @@ class TrainSideScore:
                        f"workloads of suite {suite!r}: "
                        f"{[w.name for w in train]}.")
     self.workloads = tuple(w for w in train if not names or w.name in names)
-    self.seeds = seeds_lib.seed_range(SCORE_SEED_RANGE, num_seeds)
+    # Seeds first_seed.. of the range: selection during training reads the
+    # first ones, a rescore of the chosen snapshot reads later, unseen ones.
+    self.seeds = seeds_lib.seed_range(SCORE_SEED_RANGE,
+                                      first_seed + num_seeds)[first_seed:]
     self.data_dir = data_dir
     self.store = harness.RunStore(store_dir)
     self._reference = {}
@@ -272,13 +317,34 @@ def without_features(controller, names):
   return controller_lib.make_controller(controller.spec, params)
 
 
+def snapshot_controller(config, workdir, iteration, data_dir=None):
+  """The controller of the run's snapshot of ``iteration`` (e.g. to rescore
+  a snapshot of a run stopped before it wrote controller.msgpack)."""
+  _, envs, env_params, agent = build(config, data_dir)
+  template = jax.device_get(agent.init(jax.random.PRNGKey(config.seed)).params)
+  return controller_of(config, envs[0], env_params[0],
+                       rundir.load_snapshot(workdir, iteration, template))
+
+
 def score_and_ablate(config, workdir, path, ablate, data_dir=None,
-                     log=print):
-  """Train-side scores of a controller file (and its ablations)."""
-  controller = controller_lib.load_controller(path)
+                     log=print, first_seed=0):
+  """Train-side scores of a controller file or ``snapshot:N`` (and its
+  ablations), on ``config.score_seeds`` seeds from the ``first_seed``-th of
+  the range."""
+  if path.startswith("snapshot:"):
+    steps = rundir.snapshot_steps(workdir)
+    iteration = path[len("snapshot:"):]
+    if not iteration.isdigit() or int(iteration) not in steps:
+      raise ValueError(f"--score={path!r}; allowed: a controller file or "
+                       f"snapshot:N with N one of {steps} (in {workdir}).")
+    controller = snapshot_controller(config, workdir, int(iteration),
+                                     data_dir)
+  else:
+    controller = controller_lib.load_controller(path)
   scorer = TrainSideScore(config.suite, config.score_seeds, data_dir,
                           os.path.join(workdir, "score_runs"),
-                          tuple(config.get("score_workloads", ())))
+                          tuple(config.get("score_workloads", ())),
+                          first_seed=first_seed)
   variants = {"all inputs": ()}
   if ablate:
     variants.update({f"without {k}": v for k, v in ABLATION_GROUPS.items()})
@@ -287,7 +353,9 @@ def score_and_ablate(config, workdir, path, ablate, data_dir=None,
   for label, names in variants.items():
     score, ratios = scorer(without_features(controller, names) if names
                            else controller)
-    rows.append(dict(controller=path, variant=label, score=score, **ratios))
+    rows.append(dict(controller=path, variant=label,
+                     seeds=" ".join(map(str, scorer.seeds)), score=score,
+                     **ratios))
     log(f"{label}: train-side score {score:.4f} {ratios}")
     _write_csv(out_path, rows)
   return rows
@@ -459,7 +527,8 @@ def main(argv):
     if _SCORE.value:
       with rundir.WorkdirLock(_WORKDIR.value):
         score_and_ablate(_CONFIG.value, _WORKDIR.value, _SCORE.value,
-                         _ABLATE.value, _DATA_DIR.value)
+                         _ABLATE.value, _DATA_DIR.value,
+                         first_seed=_SCORE_FIRST_SEED.value)
       return
     train(_CONFIG.value, _WORKDIR.value, _DATA_DIR.value, _STOP_AFTER.value,
           allow_changes=tuple(_ALLOW_CHANGE.value))

@@ -54,6 +54,33 @@ def test_episode_runs_its_steps_and_the_reward_telescopes(task):
   np.testing.assert_allclose(obs[:, -1], 0.1, rtol=1e-6)      # prev action
 
 
+def test_the_reference_reward_is_the_change_against_the_reference_run(task):
+  """A run scored against its own curve earns 0 at every decision; another
+  policy earns its log-loss change minus the reference's over its steps."""
+  env = lr_env.LREnv(task, "daniel2016", "scale_free")
+  keys = jax.random.split(jax.random.PRNGKey(0), 1)
+  lr0s, lengths = jnp.array([0.1]), jnp.array([37])
+  run = lambda params, action: rollout.run_episodes(
+      env, params, lambda p, obs, c: (jnp.full(obs.shape[:-1] + (1,),
+                                               action), c),
+      None, keys, lr0s=lr0s, num_steps=lengths)[1]
+  constant = run(_params(), 0.0)
+  _, reset_state = env.reset_with_lr0(keys[0], _params(), 0.1, 37)
+  log_val = np.log(np.concatenate([[float(reset_state.val_loss)],
+                                   np.asarray(constant["val_loss"][:, 0])]))
+  # Decisions at steps 0, 7, 14, 22, 29, 37 (the test above), then flat.
+  reference = dict(reward="log_val_vs_reference",
+                   reference_steps=(0, 7, 14, 22, 29, 37, 100),
+                   reference_log_val=tuple(log_val) + (log_val[-1],))
+  np.testing.assert_allclose(run(_params(**reference), 0.0)["reward"], 0.0,
+                             atol=2e-6)
+  raised = run(_params(**reference), 0.1)
+  plain = run(_params(), 0.1)
+  np.testing.assert_allclose(raised["reward"][:, 0],
+                             plain["reward"][:, 0] + np.diff(log_val),
+                             rtol=1e-5, atol=1e-6)
+
+
 def test_train_loss_is_the_window_mean(task):
   """Decision 1 of a 12-step, 5-decision run covers steps 0, 1 (K = 2)."""
   env = lr_env.LREnv(task, "daniel2016", "scale_free")
@@ -91,6 +118,15 @@ def test_draws_of_initial_lr_and_length(task):
     (dict(num_steps_range=(3, 20)), "num_steps_range"),
     (dict(lr0_range=(0.1, 0.01)), "lr0_range"),
     (dict(slope_decay=1.0), "slope_decay"),
+    (dict(reward="log_val_vs_reference"), "reference_steps=None"),
+    (dict(reward="log_val_vs_reference", reference_steps=(0, 10),
+          reference_log_val=(0.0, -1.0)), "at least the longest episode"),
+    (dict(reward="log_val_vs_reference", reference_steps=(5, 100),
+          reference_log_val=(0.0, -1.0)), "increasing inner steps from 0"),
+    (dict(reward="log_val_vs_reference", reference_steps=(0, 100),
+          reference_log_val=(0.0, float("nan"))), "finite"),
+    (dict(reference_steps=(0, 100), reference_log_val=(0.0, -1.0)),
+     "only 'log_val_vs_reference' reads a reference run"),
 ])
 def test_bad_params_are_refused(bad, message):
   with pytest.raises(ValueError, match=message):

@@ -1,6 +1,7 @@
 """scripts/train_generalist.py at test size: outputs, train-side score, resume."""
 
 import os
+import shutil
 
 import flax
 import jax
@@ -11,6 +12,7 @@ import lr_meta.optax as lmo
 from lr_meta import rundir
 from lr_meta import tasks
 from lr_meta.benchmark import workloads as workloads_lib
+from lr_meta.tasks import distribution as dist_lib
 
 from script_loader import load_script  # tests/script_loader.py
 
@@ -122,6 +124,47 @@ def test_ablation_removes_exactly_the_named_inputs(runs):
     tg.without_features(controller, ("learning_rate",))
 
 
+def test_a_snapshot_scores_as_training_scored_it(runs, tmp_path):
+  """--score=snapshot:N rebuilds the controller training scored: the same
+  score on the same seeds; a missing N names the snapshots there are."""
+  tg = load_script("train_generalist")
+  root, *_ = runs
+  work = str(tmp_path / "copy")
+  shutil.copytree(root / "straight", work)
+  (row,) = tg.score_and_ablate(_config(2), work, "snapshot:2", False,
+                               log=lambda *a: None)
+  trained = rundir.layout.read_rows(os.path.join(work, "scores.csv"))[-1]
+  assert row["score"] == pytest.approx(float(trained["score"]), rel=1e-6)
+  with pytest.raises(ValueError, match=r"snapshot:7'; allowed: a controller "
+                     r"file or snapshot:N with N one of \[1, 2\]"):
+    tg.score_and_ablate(_config(2), work, "snapshot:7", False)
+
+
+def test_the_reference_run_is_the_member_at_its_default_lr():
+  """The 'log_val_vs_reference' reward's reference: the member's task at
+  its default constant LR, validated at step 0 and every 10 steps; checked
+  against a plain loop of train steps."""
+  tg = load_script("train_generalist")
+  config = _config(1)
+  config.env.reward = "log_val_vs_reference"
+  dist = tg.distribution_config(config)
+  member = dist_lib.sample_members(dist)[0]
+  (task,) = dist_lib.member_tasks([member], num_val_examples=64,
+                                  num_test_examples=1)
+  params = tg.env_params_of(config, dist, member, task)
+  assert params.reward == "log_val_vs_reference"
+  assert params.reference_steps == (0, 10, 20)     # the longest run is 16
+  key = jax.random.PRNGKey(config.seed)
+  opt, expected = task.init(key, member.default_lr), []
+  for step in range(21):
+    if step % 10 == 0:
+      expected.append(np.log(float(task.evaluate(opt, "val", 64).loss)))
+    if step < 20:
+      opt, _ = task.train_step(opt, member.default_lr)
+  np.testing.assert_allclose(params.reference_log_val, expected, rtol=1e-5)
+  assert tg.env_params_of(_config(1), dist, member).reference_steps is None
+
+
 def test_score_workloads_restrict_and_name_the_allowed_ones(tmp_path):
   tg = load_script("train_generalist")
   scorer = tg.TrainSideScore("cpu_v1", 1, None, str(tmp_path),
@@ -132,6 +175,15 @@ def test_score_workloads_restrict_and_name_the_allowed_ones(tmp_path):
                      r"long'\]; allowed: the train workloads of suite 'cpu_v1'"):
     tg.TrainSideScore("cpu_v1", 1, None, str(tmp_path),
                       ("fmnist_mlp_adam_long",))
+
+
+def test_score_first_seed_reads_later_unseen_seeds(tmp_path):
+  tg = load_script("train_generalist")
+  first = tg.TrainSideScore("cpu_v1", 3, None, str(tmp_path)).seeds
+  fresh = tg.TrainSideScore("cpu_v1", 3, None, str(tmp_path),
+                            first_seed=3).seeds
+  assert len(set(first + fresh)) == 6
+  assert fresh == tuple(range(first[0] + 3, first[0] + 6))
 
 
 def test_table2_config_trains_on_cifar10_only():

@@ -34,7 +34,19 @@ one of ``lr_meta.envs.toy`` (pure, jittable, absorbing after ``terminated``).
       ``'val_loss_change'``: ``-(val_loss_t - val_loss_{t-1})``, whose sum over
         the episode is the total decrease of the validation loss;
       ``'fixed_baseline'``: ``reward_baseline - val_loss_t`` (the official
-        code's "Fixed" baseline, ``2.0 - val_loss``).
+        code's "Fixed" baseline, ``2.0 - val_loss``);
+      ``'log_val_loss_change'``: ``-(log val_loss_t - log val_loss_{t-1})``,
+        whose sum is ``log(val_loss_0 / val_loss_T)``;
+      ``'log_val_vs_reference'``: that change minus a reference run's over
+        the same inner steps, ``-(log v_t - log v_{t-1}) + (log r(s_t) -
+        log r(s_{t-1}))`` with ``s_t`` the inner step of decision t and
+        ``log r`` interpolated in ``params.reference_log_val`` at
+        ``params.reference_steps`` (e.g. the task at its default constant
+        LR). A potential-based shaping (Ng, Harada & Russell 1999) of the
+        previous reward: the return becomes ``log(r(s_T) / v_T)`` up to the
+        constant ``log(v_0 / r(0))``, how far the run ends below the
+        reference, so a task's own pace of progress (what separates one
+        member of a distribution from another) leaves the advantages.
 
 ``action_type='fu2016'`` (discrete, Fu 2016):
   * 2 actions: 0 = ``lr <- 0.97 * lr``, 1 = reset ``lr <- lr0``;
@@ -131,8 +143,10 @@ __all__ = [
 
 ACTION_TYPES = lr_actions.ACTION_TYPES
 REWARDS = ("val_loss_change", "fixed_baseline", "log_train_loss_change",
-           "mean_log_train_loss_change", "log_val_loss_change")
-VAL_REWARDS = ("val_loss_change", "fixed_baseline", "log_val_loss_change")
+           "mean_log_train_loss_change", "log_val_loss_change",
+           "log_val_vs_reference")
+VAL_REWARDS = ("val_loss_change", "fixed_baseline", "log_val_loss_change",
+               "log_val_vs_reference")
 # The observations 'xu2017' chooses from (each action type's allowed ones:
 # lr_actions.ACTION_RULES).
 OBSERVATIONS = lr_actions.action_rule("xu2017").observations
@@ -167,6 +181,10 @@ class LREnvParams:
       pytree_node=False, default=None)
   lr0_range: Optional[Tuple[float, float]] = struct.field(pytree_node=False,
                                                            default=None)
+  reference_steps: Optional[Tuple[int, ...]] = struct.field(
+      pytree_node=False, default=None)
+  reference_log_val: Optional[Tuple[float, ...]] = struct.field(
+      pytree_node=False, default=None)
 
   @classmethod
   def from_fields(cls, **fields) -> "LREnvParams":
@@ -242,7 +260,32 @@ class LREnvParams:
         raise ValueError(f"env.lr0_range={self.lr0_range!r}; allowed: None "
                          "or (low, high) with 0 < low <= high (a log-uniform "
                          "draw).")
+    self._check_reference()
     return self
+
+  def _check_reference(self) -> None:
+    steps, values = self.reference_steps, self.reference_log_val
+    wanted = self.reward == "log_val_vs_reference"
+    if not wanted:
+      if steps is not None or values is not None:
+        raise ValueError(
+            f"env.reference_steps / env.reference_log_val with "
+            f"env.reward={self.reward!r}; allowed: None (only "
+            "'log_val_vs_reference' reads a reference run).")
+      return
+    longest = (self.num_steps_range[1] if self.num_steps_range is not None
+               else self.default_num_steps)
+    if (steps is None or values is None or len(steps) != len(values)
+        or len(steps) < 2 or steps[0] != 0
+        or any(b <= a for a, b in zip(steps, steps[1:]))
+        or steps[-1] < longest
+        or not np.all(np.isfinite(np.asarray(values, np.float64)))):
+      raise ValueError(
+          f"env.reward='log_val_vs_reference' with env.reference_steps="
+          f"{steps!r} and env.reference_log_val of "
+          f"{None if values is None else len(values)} values; allowed: "
+          "increasing inner steps from 0 to at least the longest episode "
+          f"({longest}) and as many finite log validation losses.")
 
   @property
   def default_num_steps(self) -> int:
@@ -482,6 +525,19 @@ class LREnv:
         lambda _, c: self._inner_step(c, lr, params)[0], carry)
     return opt, stats, window, decision_lib.window_train_loss(window)
 
+  def _reference_change(self, state: LREnvState, params: LREnvParams):
+    """``log r(s_{t+1}) - log r(s_t)``: the reference run's change of log
+    validation loss over the inner steps of the decision after ``state``."""
+    start = (state.time * params.steps_per_decision
+             if params.observation_spec.decision_schedule == "every" else
+             observation_lib.decision_step(state.time, state.num_steps,
+                                           params.num_decisions))
+    end = start + self._decision_steps(state, params)
+    steps = jnp.asarray(params.reference_steps, jnp.float32)
+    values = jnp.asarray(params.reference_log_val, jnp.float32)
+    at = lambda s: jnp.interp(jnp.asarray(s, jnp.float32), steps, values)
+    return at(end) - at(start)
+
   # -- contract ----------------------------------------------------------------
 
   def reset(self, key: chex.PRNGKey, params: LREnvParams):
@@ -581,6 +637,9 @@ class LREnv:
       reward = -(val_loss - state.val_loss)
     elif params.reward == "log_val_loss_change":
       reward = -(jnp.log(val_loss) - jnp.log(state.val_loss))
+    elif params.reward == "log_val_vs_reference":
+      reward = (-(jnp.log(val_loss) - jnp.log(state.val_loss))
+                + self._reference_change(state, params))
     elif params.reward == "fixed_baseline":
       reward = params.reward_baseline - val_loss
     else:
