@@ -3,7 +3,6 @@
 import os
 import shutil
 
-import flax
 import jax
 import numpy as np
 import pytest
