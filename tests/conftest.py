@@ -3,7 +3,13 @@
 import os
 import pathlib
 
+import hypothesis
 import pytest
+
+# Property tests draw the same examples on every run: a CI failure is then a
+# failure of the code, reproducible here, not of the draw.
+hypothesis.settings.register_profile("lr_meta", derandomize=True)
+hypothesis.settings.load_profile("lr_meta")
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _DEFAULT_DATA_DIR = _REPO.parent / "shared" / "datasets"

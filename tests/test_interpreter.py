@@ -126,16 +126,25 @@ def one_update(program, grads, params):
 
 @hypothesis.settings(max_examples=60, deadline=None)
 @hypothesis.given(valid_programs())
+# g / log(adam): adam is within float32 rounding of 1 at the first step, so
+# in float32 the two evaluation orders differ by 2% in the quotient.
+@hypothesis.example(np.asarray([[0, 15, 0, 3, 3]], np.int32))
 def test_random_valid_programs_never_crash(program):
-  params = {"w": jnp.linspace(-2.0, 2.0, 12).reshape(3, 4)}
-  grads = {"w": jnp.cos(jnp.arange(12.0)).reshape(3, 4)}
-  got = one_update(padded(program), grads, params)
-  # from_dsl eagerly: no compile per random program.
-  opt = nos.from_dsl(program, 0.05, decay_steps=DECAY_STEPS)
-  want, _ = opt.update(grads, opt.init(params), params)
+  # In float64: a program may divide by a quantity near 0 (the example
+  # above), which amplifies float32 rounding, different in the compiled and
+  # the eager evaluation order, past any fixed tolerance.
+  with jax.enable_x64(True):
+    params = {"w": jnp.linspace(-2.0, 2.0, 12, dtype=jnp.float64
+                                ).reshape(3, 4)}
+    grads = {"w": jnp.cos(jnp.arange(12.0, dtype=jnp.float64)).reshape(3, 4)}
+    got = one_update(padded(program), grads, params)
+    # from_dsl eagerly: no compile per random program.
+    opt = nos.from_dsl(program, 0.05, decay_steps=DECAY_STEPS)
+    want, _ = opt.update(grads, opt.init(params), params)
   # Same numbers where finite, and the same places non-finite.
   def check(x, y):
     x, y = np.asarray(x), np.asarray(y)
+    assert x.dtype == y.dtype == np.float64
     finite = np.isfinite(x) & np.isfinite(y)
     np.testing.assert_allclose(x[finite], y[finite], rtol=1e-4, atol=1e-6)
   jax.tree.map(check, got, want)
