@@ -1,5 +1,7 @@
 """LREnv with decisions at fixed fractions of a run and the scale-free observation."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,35 @@ def task():
                          num_val_examples=64, num_test_examples=64)
 
 
+@pytest.fixture(scope="module")
+def env(task):
+  # One environment for the rollout tests: they share its compiled episodes.
+  return lr_env.LREnv(task, "daniel2016", "scale_free")
+
+
+def _constant(action, obs, carry):
+  """The policy that always takes ``action`` (its params: one compile)."""
+  return jnp.full(obs.shape[:-1] + (1,), action), carry
+
+
+# Two episodes of the rollout tests: (initial LR, length) each.
+_KEYS = jax.random.split(jax.random.PRNGKey(0), 2)
+_LR0S, _LENGTHS = jnp.array([0.05, 0.2]), jnp.array([37, 12])
+
+
+def _episodes(env, params, action):
+  return rollout.run_episodes(env, params, _constant, jnp.float32(action),
+                              _KEYS, lr0s=_LR0S, num_steps=_LENGTHS)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _first_val_losses(env, params):
+  """The two episodes' validation losses at reset."""
+  _, state = jax.vmap(env.reset_with_lr0, in_axes=(0, None, 0, 0))(
+      _KEYS, params, _LR0S, _LENGTHS)
+  return state.val_loss
+
+
 def _params(**kw):
   kw = dict(dict(num_decisions=5, decision_schedule="fraction",
                  reward="log_val_loss_change", num_val_examples=64), **kw)
@@ -30,18 +61,11 @@ def test_decision_steps_split_any_run_at_fixed_fractions():
   assert np.diff(steps).tolist() == [7, 7, 8, 7, 8]
 
 
-def test_episode_runs_its_steps_and_the_reward_telescopes(task):
-  env = lr_env.LREnv(task, "daniel2016", "scale_free")
+def test_episode_runs_its_steps_and_the_reward_telescopes(env):
   params = _params()
-  policy = lambda p, obs, c: (jnp.full(obs.shape[:-1] + (1,), 0.1), c)
-  keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  state, infos = rollout.run_episodes(
-      env, params, policy, None, keys, lr0s=jnp.array([0.05, 0.2]),
-      num_steps=jnp.array([37, 12]))
+  state, infos = _episodes(env, params, 0.1)
   np.testing.assert_array_equal(state.opt.step, [37, 12])
-  _, reset_state = jax.vmap(env.reset_with_lr0, in_axes=(0, None, 0, 0))(
-      keys, params, jnp.array([0.05, 0.2]), jnp.array([37, 12]))
-  v0 = np.asarray(reset_state.val_loss)
+  v0 = np.asarray(_first_val_losses(env, params))
   np.testing.assert_allclose(np.sum(infos["reward"], axis=0),
                              np.log(v0) - np.log(infos["val_loss"][-1]),
                              rtol=1e-5, atol=1e-6)
@@ -54,31 +78,24 @@ def test_episode_runs_its_steps_and_the_reward_telescopes(task):
   np.testing.assert_allclose(obs[:, -1], 0.1, rtol=1e-6)      # prev action
 
 
-def test_the_reference_reward_is_the_change_against_the_reference_run(task):
+def test_the_reference_reward_is_the_change_against_the_reference_run(env):
   """A run scored against its own curve earns 0 at every decision; another
   policy earns its log-loss change minus the reference's over its steps."""
-  env = lr_env.LREnv(task, "daniel2016", "scale_free")
-  keys = jax.random.split(jax.random.PRNGKey(0), 1)
-  lr0s, lengths = jnp.array([0.1]), jnp.array([37])
-  run = lambda params, action: rollout.run_episodes(
-      env, params, lambda p, obs, c: (jnp.full(obs.shape[:-1] + (1,),
-                                               action), c),
-      None, keys, lr0s=lr0s, num_steps=lengths)[1]
-  constant = run(_params(), 0.0)
-  _, reset_state = env.reset_with_lr0(keys[0], _params(), 0.1, 37)
-  log_val = np.log(np.concatenate([[float(reset_state.val_loss)],
+  constant = _episodes(env, _params(), 0.0)[1]
+  first = _first_val_losses(env, _params())[0]
+  log_val = np.log(np.concatenate([[float(first)],
                                    np.asarray(constant["val_loss"][:, 0])]))
-  # Decisions at steps 0, 7, 14, 22, 29, 37 (the test above), then flat.
-  reference = dict(reward="log_val_vs_reference",
-                   reference_steps=(0, 7, 14, 22, 29, 37, 100),
-                   reference_log_val=tuple(log_val) + (log_val[-1],))
-  np.testing.assert_allclose(run(_params(**reference), 0.0)["reward"], 0.0,
-                             atol=2e-6)
-  raised = run(_params(**reference), 0.1)
-  plain = run(_params(), 0.1)
-  np.testing.assert_allclose(raised["reward"][:, 0],
-                             plain["reward"][:, 0] + np.diff(log_val),
-                             rtol=1e-5, atol=1e-6)
+  # Episode 0's decisions are at steps 0, 7, 14, 22, 29, 37 (the test
+  # above), then the reference is flat.
+  reference = _params(reward="log_val_vs_reference",
+                      reference_steps=(0, 7, 14, 22, 29, 37, 100),
+                      reference_log_val=tuple(log_val) + (log_val[-1],))
+  np.testing.assert_allclose(_episodes(env, reference, 0.0)[1]["reward"][:, 0],
+                             0.0, atol=2e-6)
+  raised = _episodes(env, reference, 0.1)[1]["reward"][:, 0]
+  plain = _episodes(env, _params(), 0.1)[1]["reward"][:, 0]
+  np.testing.assert_allclose(raised, plain + np.diff(log_val), rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_train_loss_is_the_window_mean(task):
@@ -97,17 +114,17 @@ def test_train_loss_is_the_window_mean(task):
   np.testing.assert_array_equal(new.opt.step, 2)
 
 
-def test_draws_of_initial_lr_and_length(task):
-  env = lr_env.LREnv(task, "daniel2016", "scale_free")
+def test_draws_of_initial_lr_and_length(env):
   params = _params(lr0_range=(0.01, 1.0), num_steps_range=(20, 200))
   keys = jax.random.split(jax.random.PRNGKey(1), 64)
-  _, states = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+  reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)), static_argnums=1)
+  _, states = reset(keys, params)
   lr0, steps = np.asarray(states.lr0), np.asarray(states.num_steps)
   assert lr0.min() >= 0.01 - 1e-9 and lr0.max() <= 1.0 + 1e-6
   assert steps.min() >= 20 and steps.max() <= 200
   # Log-uniform: about half of the draws below the geometric midpoint.
   assert 16 < np.sum(lr0 < 0.1) < 48
-  _, again = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+  _, again = reset(keys, params)
   np.testing.assert_array_equal(np.asarray(again.lr0), lr0)
 
 
