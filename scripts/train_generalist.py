@@ -200,7 +200,7 @@ def build(config, data_dir=None):
   ppo_config = ppo_lib.PPOConfig(**dict(config.ppo))
   agent = population.make_ppo_over_tasks(
       ppo_config, envs, env_params, batch_mode=config.batch_mode or None,
-      weights=None)
+      weights=dist_lib.episode_weights(dist, members))
   return members, envs, env_params, agent
 
 

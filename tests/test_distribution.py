@@ -54,6 +54,29 @@ def test_members_respect_the_ranges():
   assert 2 <= lenet <= 16
 
 
+def test_covered_combinations_each_have_a_member_and_their_episode_share():
+  """cover_combinations: members 0..C-1 take the C combinations in order,
+  the rest are drawn as before (member i is the same draw either way), and
+  a combination's episodes take its weight's share, split over its
+  members."""
+  plain = dist_lib.sample_members(_config(num_members=5, seed=0))
+  config = _config(num_members=5, seed=0, cover_combinations=True)
+  members = dist_lib.sample_members(config)
+  assert [m.combination for m in members[:3]] == [
+      c.key for c in config.combinations]
+  assert members[3:] == plain[3:]
+  weights = dist_lib.episode_weights(config, members)
+  share = {}
+  for m, w in zip(members, weights):
+    share[m.combination] = share.get(m.combination, 0.0) + w
+  np.testing.assert_allclose([share[c.key] for c in config.combinations],
+                             [1.0, 1.0, 0.5])
+  assert dist_lib.episode_weights(_config(num_members=5), plain) is None
+  with pytest.raises(ValueError, match=r"num_members=2 with "
+                     r"cover_combinations=True; allowed: at least the 3"):
+    _config(num_members=2, cover_combinations=True)
+
+
 def test_member_env_ranges_centre_on_the_default_lr():
   config = _config(lr0_spread=10.0, num_steps_range=(100, 1000))
   member = dist_lib.sample_members(config)[0]

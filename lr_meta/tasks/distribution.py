@@ -32,8 +32,9 @@ data set (the benchmark's held-out side and its held-out text,
 the benchmark).
 """
 
+import collections
 import dataclasses
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -46,8 +47,8 @@ from lr_meta.tasks import task as task_lib
 
 __all__ = [
     "Combination", "DistributionConfig", "MODEL_FAMILIES", "MemberSpec",
-    "check_disjoint", "describe", "member_env_ranges", "member_tasks",
-    "sample_members",
+    "check_disjoint", "describe", "episode_weights", "member_env_ranges",
+    "member_tasks", "sample_members",
 ]
 
 # Model names whose architecture a member draws (others are used as given).
@@ -130,6 +131,13 @@ class DistributionConfig:
     norms: the norms a ``resnet_norm`` draws from (``models.NORMS``).
     context_lengths: windows a member on a sequence data set draws from.
     weight_decays: decoupled weight decays an AdamW member draws from.
+    cover_combinations: members ``0..C-1`` take the C combinations in order
+      (every combination has a member; needs ``num_members >= C``), the
+      rest are drawn by weight, and a combination's weight is then its
+      share of the episodes (``episode_weights``) rather than of the
+      members. Without it a combination of small weight may get no member
+      at all (12 members, three conv combinations at weight 1/4 among 11:
+      no conv member with probability 0.34).
   """
   combinations: Tuple[Combination, ...]
   num_members: int = 8
@@ -147,6 +155,7 @@ class DistributionConfig:
   norms: Tuple[str, ...] = ("group", "layer", "batch")
   context_lengths: Tuple[int, ...] = (16, 32)
   weight_decays: Tuple[float, ...] = (1e-4, 1e-2, 1e-1)
+  cover_combinations: bool = False
 
   def __post_init__(self):
     combos = tuple(self.combinations)
@@ -155,6 +164,14 @@ class DistributionConfig:
                        "non-empty tuple of Combination.")
     object.__setattr__(self, "combinations", combos)
     checks.check_int("distribution.num_members", self.num_members, 1)
+    if not isinstance(self.cover_combinations, bool):
+      raise ValueError(f"distribution.cover_combinations="
+                       f"{self.cover_combinations!r}; allowed: True, False.")
+    if self.cover_combinations and self.num_members < len(combos):
+      raise ValueError(
+          f"distribution.num_members={self.num_members} with "
+          f"cover_combinations=True; allowed: at least the {len(combos)} "
+          "combinations.")
     checks.check_int("distribution.seed", self.seed, 0)
     _check_range("distribution.mlp_depths", tuple(self.mlp_depths), 1)
     _check_choices("distribution.mlp_widths", tuple(self.mlp_widths),
@@ -291,6 +308,8 @@ def sample_members(config: DistributionConfig) -> Tuple[MemberSpec, ...]:
     u = float(jax.random.uniform(k_combo, ()))
     index = int(np.searchsorted(np.cumsum(weights) / weights.sum(), u,
                                 side="right"))
+    if config.cover_combinations and i < len(weights):
+      index = i
     combo = config.combinations[min(index, len(weights) - 1)]
     batch = int(jax.random.choice(k_batch, np.asarray(config.batch_sizes)))
     fraction = float(jax.random.choice(
@@ -313,6 +332,22 @@ def sample_members(config: DistributionConfig) -> Tuple[MemberSpec, ...]:
             config, combo.optimizer, jax.random.fold_in(k_model, 1)),
         context_length=context))
   return tuple(members)
+
+
+def episode_weights(config: DistributionConfig,
+                    members: Sequence[MemberSpec]) -> Optional[np.ndarray]:
+  """Relative probabilities of drawing each member's episodes.
+
+  With ``cover_combinations`` a combination's episodes take its weight's
+  share, split evenly over its members; otherwise None (every member alike:
+  the weights already chose the members).
+  """
+  if not config.cover_combinations:
+    return None
+  weight = {c.key: c.weight for c in config.combinations}
+  count = collections.Counter(m.combination for m in members)
+  return np.asarray([weight[m.combination] / count[m.combination]
+                     for m in members], np.float64)
 
 
 def member_tasks(members: Iterable[MemberSpec],
