@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from lr_meta import benchmark
@@ -36,6 +37,9 @@ def _without_cost(obj):
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
   outdir = tmp_path_factory.mktemp("bench_full")
+  # The compile counts below are the run's own: a test of another file on
+  # the same xdist worker may have compiled the same programs already.
+  jax.clear_caches()
   return outdir, _run(outdir)
 
 
@@ -137,6 +141,7 @@ def test_killed_and_resumed_run_gives_the_same_results(full_run, tmp_path,
 
 def test_vmap_batches_compile_once_per_family_and_agree(full_run, tmp_path):
   _, sequential = full_run
+  jax.clear_caches()   # its own compiles only (as in full_run)
   results = benchmark.run_suite(
       "tiny", ["default_lr"], num_seeds=NUM_SEEDS, outdir=str(tmp_path),
       workloads=["tiny_mnist1d_mlp_adam"], batch_mode="vmap",
