@@ -172,6 +172,10 @@ def env_params_of(config, dist, member, task=None) -> lr_env.LREnvParams:
   ranges = dist_lib.member_env_ranges(dist, member)
   reference = {}
   if e.reward == "log_val_vs_reference":
+    if task is None:
+      raise ValueError("env.reward='log_val_vs_reference' needs the "
+                       "member's task for its reference run; allowed: "
+                       "env_params_of(config, dist, member, task).")
     steps, values = reference_curve(
         task, member.default_lr, ranges["num_steps_range"][1],
         int(e.num_val_examples), config.seed)

@@ -162,6 +162,8 @@ def test_the_reference_run_is_the_member_at_its_default_lr():
       opt, _ = task.train_step(opt, member.default_lr)
   np.testing.assert_allclose(params.reference_log_val, expected, rtol=1e-5)
   assert tg.env_params_of(_config(1), dist, member).reference_steps is None
+  with pytest.raises(ValueError, match="needs the member's task"):
+    tg.env_params_of(config, dist, member)
 
 
 def test_score_workloads_restrict_and_name_the_allowed_ones(tmp_path):
