@@ -525,14 +525,11 @@ class LREnv:
         lambda _, c: self._inner_step(c, lr, params)[0], carry)
     return opt, stats, window, decision_lib.window_train_loss(window)
 
-  def _reference_change(self, state: LREnvState, params: LREnvParams):
-    """``log r(s_{t+1}) - log r(s_t)``: the reference run's change of log
-    validation loss over the inner steps of the decision after ``state``."""
-    start = (state.time * params.steps_per_decision
-             if params.observation_spec.decision_schedule == "every" else
-             observation_lib.decision_step(state.time, state.num_steps,
-                                           params.num_decisions))
-    end = start + self._decision_steps(state, params)
+  @staticmethod
+  def _reference_change(start, end, params: LREnvParams):
+    """``log r(end) - log r(start)``: the reference run's change of log
+    validation loss between two inner steps (the optimizee's step counts
+    before and after a decision)."""
     steps = jnp.asarray(params.reference_steps, jnp.float32)
     values = jnp.asarray(params.reference_log_val, jnp.float32)
     at = lambda s: jnp.interp(jnp.asarray(s, jnp.float32), steps, values)
@@ -639,7 +636,7 @@ class LREnv:
       reward = -(jnp.log(val_loss) - jnp.log(state.val_loss))
     elif params.reward == "log_val_vs_reference":
       reward = (-(jnp.log(val_loss) - jnp.log(state.val_loss))
-                + self._reference_change(state, params))
+                + self._reference_change(state.opt.step, opt.step, params))
     elif params.reward == "fixed_baseline":
       reward = params.reward_baseline - val_loss
     else:

@@ -305,11 +305,12 @@ def sample_members(config: DistributionConfig) -> Tuple[MemberSpec, ...]:
   for i in range(config.num_members):
     k_combo, k_model, k_batch, k_data = jax.random.split(
         jax.random.fold_in(key, i), 4)
-    u = float(jax.random.uniform(k_combo, ()))
-    index = int(np.searchsorted(np.cumsum(weights) / weights.sum(), u,
-                                side="right"))
     if config.cover_combinations and i < len(weights):
       index = i
+    else:
+      u = float(jax.random.uniform(k_combo, ()))
+      index = int(np.searchsorted(np.cumsum(weights) / weights.sum(), u,
+                                  side="right"))
     combo = config.combinations[min(index, len(weights) - 1)]
     batch = int(jax.random.choice(k_batch, np.asarray(config.batch_sizes)))
     fraction = float(jax.random.choice(
