@@ -340,8 +340,14 @@ def test_without_launcher_a_dead_peer_stops_the_survivor(victim):
   text = outs[survivor].close()
   print(f"survivor {survivor} stopped {elapsed:.1f} s after the kill")
   assert elapsed < _HEARTBEAT_S + 20, (elapsed, text[-3000:])
-  # Terminated by JAX's coordination client (abort), not a Python exit.
-  assert procs[survivor].returncode == -signal.SIGABRT, text[-3000:]
+  # Terminated by JAX's coordination client (abort), not a Python exit. The
+  # abort runs Python's faulthandler, which walks the other threads' stacks
+  # while they still run and can itself fault: then the process ends with
+  # SIGSEGV after printing "Fatal Python error: Aborted".
+  returncode = procs[survivor].returncode
+  assert returncode in (-signal.SIGABRT, -signal.SIGSEGV), text[-3000:]
+  if returncode == -signal.SIGSEGV:
+    assert "Fatal Python error: Aborted" in text, text[-3000:]
   assert len(re.findall(_FATAL, text, re.M)) == 1, text[-3000:]
   error = text[re.search(_FATAL, text, re.M).start():]
   assert re.search(_NAMES_LOST[victim], error), text[-3000:]
