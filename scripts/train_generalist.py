@@ -21,7 +21,8 @@ workdir resumes bit-identically), snapshots/<N>/ (the controller params at
 every checkpoint), metrics.csv and tb/ (TensorBoard: PPO losses, episode
 returns per combination, compiles, and the train-side score), scores.csv
 (the train-side score of snapshots) and controller.msgpack (the snapshot
-with the best train-side score; export it into the package with
+with the best train-side score, or the one ``--select=snapshot:N`` wrote;
+export it into the package with
 ``scripts/export_controller.py --workdir WORKDIR --name NAME``). A directory
 of the earlier layout (snapshots/iter_N.msgpack, plain orbax checkpoints)
 is refused for resuming; its controller files still load.
@@ -77,6 +78,11 @@ _SCORE_FIRST_SEED = flags.DEFINE_integer(
     "score_first_seed", 0, "With --score: skip this many seeds of the score "
     "range, so a snapshot chosen on the first config.score_seeds is rescored "
     "on seeds its selection never saw.")
+_SELECT = flags.DEFINE_string(
+    "select", None, "Instead of training: write snapshot:N (the run's "
+    "snapshot of iteration N) as WORKDIR/controller.msgpack, the file "
+    "export_controller.py exports, in place of the best-scored snapshot. "
+    "Training to its end writes the best-scored one again.")
 _ALLOW_CHANGE = flags.DEFINE_list(
     "allow_change", [], "Config fields a resume may change, of "
     f"{rundir.SAFE_CHANGES} (e.g. num_iterations to train longer).")
@@ -330,21 +336,36 @@ def snapshot_controller(config, workdir, iteration, data_dir=None):
                        rundir.load_snapshot(workdir, iteration, template))
 
 
+def controller_at(config, workdir, path, data_dir=None, flag="--score"):
+  """The controller of a controller file or of ``snapshot:N`` (the run's
+  snapshot of iteration N); ``flag`` names the option in errors."""
+  if not path.startswith("snapshot:"):
+    return controller_lib.load_controller(path)
+  steps = rundir.snapshot_steps(workdir)
+  iteration = path[len("snapshot:"):]
+  if not iteration.isdigit() or int(iteration) not in steps:
+    raise ValueError(f"{flag}={path!r}; allowed: a controller file or "
+                     f"snapshot:N with N one of {steps} (in {workdir}).")
+  return snapshot_controller(config, workdir, int(iteration), data_dir)
+
+
+def write_selected(config, workdir, path, data_dir=None):
+  """Writes the controller of ``snapshot:N`` (or a controller file) as
+  WORKDIR/controller.msgpack, the file ``scripts/export_controller.py``
+  exports, in place of the best-scored snapshot (e.g. a snapshot chosen by
+  a rescore on fresh seeds). Returns the file's path."""
+  controller = controller_at(config, workdir, path, data_dir, "--select")
+  out = os.path.join(workdir, rundir.CONTROLLER_FILE)
+  controller_lib.save_controller(out, controller)
+  return out
+
+
 def score_and_ablate(config, workdir, path, ablate, data_dir=None,
                      log=print, first_seed=0):
   """Train-side scores of a controller file or ``snapshot:N`` (and its
   ablations), on ``config.score_seeds`` seeds from the ``first_seed``-th of
   the range."""
-  if path.startswith("snapshot:"):
-    steps = rundir.snapshot_steps(workdir)
-    iteration = path[len("snapshot:"):]
-    if not iteration.isdigit() or int(iteration) not in steps:
-      raise ValueError(f"--score={path!r}; allowed: a controller file or "
-                       f"snapshot:N with N one of {steps} (in {workdir}).")
-    controller = snapshot_controller(config, workdir, int(iteration),
-                                     data_dir)
-  else:
-    controller = controller_lib.load_controller(path)
+  controller = controller_at(config, workdir, path, data_dir)
   scorer = TrainSideScore(config.suite, config.score_seeds, data_dir,
                           os.path.join(workdir, "score_runs"),
                           tuple(config.get("score_workloads", ())),
@@ -528,6 +549,11 @@ def main(argv):
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config and --workdir are required.")
   try:
+    if _SELECT.value:
+      with rundir.WorkdirLock(_WORKDIR.value):
+        print(write_selected(_CONFIG.value, _WORKDIR.value, _SELECT.value,
+                             _DATA_DIR.value))
+      return
     if _SCORE.value:
       with rundir.WorkdirLock(_WORKDIR.value):
         score_and_ablate(_CONFIG.value, _WORKDIR.value, _SCORE.value,

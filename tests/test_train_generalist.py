@@ -139,6 +139,30 @@ def test_a_snapshot_scores_as_training_scored_it(runs, tmp_path):
     tg.score_and_ablate(_config(2), work, "snapshot:7", False)
 
 
+def test_a_selected_snapshot_is_written_as_the_run_controller(runs,
+                                                              tmp_path):
+  """--select=snapshot:N writes that snapshot's actor as controller.msgpack
+  (in place of the best-scored one); a missing N names the snapshots."""
+  tg = load_script("train_generalist")
+  root, *_ = runs
+  work = str(tmp_path / "copy")
+  shutil.copytree(root / "straight", work)
+  path = tg.write_selected(_config(2), work, "snapshot:1")
+  assert path == os.path.join(work, "controller.msgpack")
+  written = lmo.load_controller(path)
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.device_get(written.params),
+               jax.device_get(tg.snapshot_controller(_config(2), work,
+                                                     1).params))
+  first, second = (rundir.load_snapshot(work, n)["actor"] for n in (1, 2))
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(first), jax.tree.leaves(second)))
+  with pytest.raises(ValueError, match=r"--select='snapshot:9'; allowed: "
+                     r"a controller file or snapshot:N with N one of "
+                     r"\[1, 2\]"):
+    tg.write_selected(_config(2), work, "snapshot:9")
+
+
 def test_the_reference_run_is_the_member_at_its_default_lr():
   """The 'log_val_vs_reference' reward's reference: the member's task at
   its default constant LR, validated at step 0 and every 10 steps; checked
