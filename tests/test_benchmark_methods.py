@@ -1,5 +1,6 @@
 """lr_meta.benchmark methods and workloads: wiring, grids, names, rules."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -377,6 +378,7 @@ def test_tuned_grids_and_the_untuned_default(workload, task):
 
 @pytest.mark.parametrize("suite", ["cpu", "gpu"])
 def test_every_reference_builds_on_every_workload(suite):
+  # gpu_v1 is a subset of gpu's workloads.
   # Building reads only what the workload states (its optimizer's grid,
   # its horizon): every base optimizer of a suite needs an LR grid.
   for w in benchmark.get_suite(suite):
@@ -460,7 +462,7 @@ def test_unknown_names_list_the_known_ones():
                      "mnist1d_mlp_quickstart"):
     benchmark.get_method("controller:nope")
   with pytest.raises(ValueError, match="Unknown suite 'huge'.*tiny, cpu, "
-                     "cpu_v1, gpu"):
+                     "cpu_v1, gpu, gpu_v1"):
     benchmark.get_suite("huge")
   with pytest.raises(ValueError, match="Unknown workload 'x'.*fmnist_mlp_sgd"):
     benchmark.get_workload("x")
@@ -493,14 +495,24 @@ def test_method_groups_always_hold_the_references():
                                      benchmark.SELF_TUNING].index)
 
 
-@pytest.mark.parametrize("suite", ["cpu", "cpu_v1", "gpu"])
+@pytest.mark.parametrize("suite", ["cpu", "cpu_v1", "gpu", "gpu_v1"])
 def test_heldout_side_is_honest(suite):
-  shipped = [t for n in lmo.pretrained_names() for t in
+  """Live suites are held out from every shipped controller; a frozen one
+  from the controllers it was built against, and any later one trained on
+  its held-out tasks is named as such when it runs there."""
+  frozen = benchmark.workloads.FROZEN_SUITE_CONTROLLERS.get(suite)
+  names = frozen or lmo.pretrained_names()
+  assert set(names) <= set(lmo.pretrained_names())
+  shipped = [t for n in names for t in
              benchmark.training_tasks(lmo.pretrained_controller(n).spec)]
   workloads = benchmark.get_suite(suite)
   rules = benchmark.workloads.SUITE_RULES[suite]
   assert benchmark.check_heldout_rules(workloads, shipped, rules) == []
-  assert len(workloads) >= 8 if suite.startswith("cpu") else True
+  assert len(workloads) >= 8
+  heldout = benchmark.select(workloads, "heldout")
+  for name in set(lmo.pretrained_names()) - set(names):
+    later = benchmark.training_tasks(lmo.pretrained_controller(name).spec)
+    assert benchmark.workloads.trained_on_heldout(heldout, later), name
   train_only = benchmark.get_suite(suite)[:4]
   assert benchmark.check_heldout_rules(train_only, (), rules) == [
       "no held-out workload"]
@@ -525,7 +537,7 @@ def test_a_controller_trained_on_a_held_out_task_is_named():
   heldout = benchmark.select(ws, "heldout")
   generalist = benchmark.get_method("controller:generalist")
   assert {t.dataset for t in generalist.trained_on} == {
-      "mnist1d", "fashion_mnist", "cifar10"}
+      "mnist1d", "fashion_mnist", "cifar10", "markov"}
   assert benchmark.workloads.trained_on_heldout(
       heldout, generalist.trained_on) == []
   task = benchmark.workloads.TrainingTask
@@ -608,3 +620,19 @@ def test_two_controller_files_of_one_spec_name_are_two_methods(tmp_path):
   families = {m.name: m.family for m in methods
               if m.name.startswith("controller:")}
   assert len(set(families.values())) == 2, families
+
+
+def test_every_new_gpu_workload_trains_a_step_at_a_tiny_slice(data_dir):
+  """The gpu suite never runs in CI: each workload it added to gpu_v1's
+  (which ran on an accelerator) builds and takes one finite step here (model,
+  kwargs, optimizer, sequence windows), on 8 examples of each split."""
+  old = set(benchmark.workloads.SUITES["gpu_v1"])
+  for w in benchmark.get_suite("gpu"):
+    if w.name in old:
+      continue
+    small = dataclasses.replace(w, batch_size=4, num_train_examples=8,
+                                num_val_examples=8, num_test_examples=8)
+    task = small.make_task(data_dir)
+    state = task.init(jax.random.PRNGKey(0), w.initial_lr)
+    state, metrics = jax.jit(task.train_step)(state, w.initial_lr)
+    assert np.isfinite(float(metrics.loss)), w.name

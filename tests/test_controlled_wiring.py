@@ -291,6 +291,7 @@ def test_shipped_probe_sizes_fit_their_validation_splits():
       "cifar10_lenet_xu2019_cpu": (500, 300),
       "fmnist_mlp_xu2019_progress_cpu": (128, 500),
       "generalist": (500, None),   # runs of 100..1000 steps, 20 decisions
+      "generalist_v1": (500, None),
   }
 
 

@@ -323,9 +323,10 @@ def test_warm_start_takes_the_actor_from_a_controller(runs, tmp_path):
                   agent.init(jax.random.PRNGKey(0)), source)
 
 
-def test_the_warm_start_recipe_fits_the_shipped_generalist():
+def test_the_warm_start_recipe_fits_the_shipped_generalist_v1():
   """configs/generalist_v2_warm.py starts its actor from the shipped
-  generalist: same network, action and observation."""
+  generalist_v1 (the recipe of the shipped generalist): same network,
+  action and observation."""
   tg = load_script("train_generalist")
   config = tg.load_config(os.path.join(os.path.dirname(__file__), os.pardir,
                                        "configs", "generalist_v2_warm.py"))
