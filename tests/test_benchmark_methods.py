@@ -378,9 +378,9 @@ def test_tuned_grids_and_the_untuned_default(workload, task):
 
 @pytest.mark.parametrize("suite", ["cpu", "gpu"])
 def test_every_reference_builds_on_every_workload(suite):
-  # gpu_v1 is a subset of gpu's workloads.
   # Building reads only what the workload states (its optimizer's grid,
-  # its horizon): every base optimizer of a suite needs an LR grid.
+  # its horizon): every base optimizer of a suite needs an LR grid. The
+  # frozen suites (cpu_v1, gpu_v1) are subsets of these two.
   for w in benchmark.get_suite(suite):
     for name in methods_lib.REFERENCES:
       _, settings = benchmark.get_method(name).build(w, None)

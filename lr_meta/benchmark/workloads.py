@@ -10,13 +10,14 @@ Suites group workloads: ``'tiny'`` (tests, seconds), ``'cpu'`` (the
 benchmark on 2 CPU cores), ``'gpu'`` (the same questions at accelerator
 scale) and ``'cpu_v1'``, ``'gpu_v1'`` (the two before their held-out sides
 were renewed, kept to compare; ``FROZEN_SUITE_CONTROLLERS`` names the
-controllers they are held out from). A suite may put a workload on another side than its
-registered ``split`` (``SUITE_SPLITS``: in ``'cpu'`` the four old held-out
-workloads are on the train side, because the generalist's development
-looked at them). ``check_heldout_rules`` states what makes a held-out side
-honest (``SUITE_RULES``: v2 for ``'cpu'``: eight workloads users train,
-language models on held-out text among them, against every shipped
-controller's training tasks) and is tested on every suite.
+controllers they are held out from). A suite may put a workload on another
+side than its registered ``split`` (``SUITE_SPLITS``: in ``'cpu'`` the four
+old held-out workloads are on the train side, because the generalist's
+development looked at them). ``check_heldout_rules`` states what makes a
+held-out side honest (``SUITE_RULES``: v2 for ``'cpu'`` and ``'gpu'``: at
+least eight workloads users train, language models on held-out text among
+them, against every shipped controller's training tasks) and is tested on
+every suite.
 """
 
 import dataclasses
@@ -337,8 +338,8 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
        batch_size=256, num_steps=2000, initial_lr=1e-3, num_evals=20,
        description="GRU (width 128) reading the 28 image rows, RMSProp"),
     _w(name="gpu_cifar10_mlp_adamw_b256_long", split=HELDOUT,
-       dataset="cifar10", model="mlp", model_kwargs={"hidden_sizes": (1024, 512)},
-       optimizer="adamw", optimizer_kwargs={"weight_decay": 0.01},
+       dataset="cifar10", model="mlp",
+       model_kwargs={"hidden_sizes": (1024, 512)}, optimizer="adamw", optimizer_kwargs={"weight_decay": 0.01},
        batch_size=256, num_steps=4000, initial_lr=1e-3, num_evals=20,
        description="MLP(1024, 512), AdamW wd 0.01, batch 256, 4x the "
                    "longest training horizon"),
