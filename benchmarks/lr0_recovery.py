@@ -44,6 +44,10 @@ _FACTORS = flags.DEFINE_list("factors", ["0.0333333", "1", "30"],
 _NUM_SEEDS = flags.DEFINE_integer("num_seeds", 3, "Seeds per factor.")
 _OUTDIR = flags.DEFINE_string("outdir", "runs/lr0_recovery",
                               "Run cache and recovery.json.")
+_RANGE_TEST = flags.DEFINE_list(
+    "range_test", [], "name=value arguments of lr_meta.optax.range_tested "
+    "(e.g. fraction=0.05,span=300,shrink=0.1): an LR range test for the "
+    "first calls, then the controller. Empty: the controller alone.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Directory with <dataset>.npz (else $LR_META_DATA_DIR).")
 
@@ -62,12 +66,33 @@ def tuned_peak(workload, task, store):
   return dict(chosen.point)["lr"], summary["best_val_loss"]
 
 
-def recovery(controller, workload, task, store, factor, seeds):
+def parse_range_test(items) -> tuple:
+  """``--range_test``'s ``name=value`` items as sorted ``(name, value)``
+  pairs; ``rewind`` is always among them (default 1), so that a run's cache
+  key says whether the sweep's overshoot was undone."""
+  kinds = dict(fraction=float, span=float, shrink=float, smoothing=float,
+               blowup=float, min_steps=int, rewind=lambda v: bool(int(v)))
+  out = {}
+  for item in items:
+    name, _, value = item.partition("=")
+    if name not in kinds or not value:
+      raise app.UsageError(f"--range_test item {item!r}; allowed: name=value "
+                           f"with name one of {tuple(kinds)}.")
+    out[name] = kinds[name](value)
+  if out:
+    out.setdefault("rewind", True)
+  return tuple(sorted(out.items()))
+
+
+def recovery(controller, workload, task, store, factor, seeds,
+             range_test=()):
   """The controller from ``factor x`` the default LR: per-seed largest and
   last LR, final validation loss, divergence."""
   shifted = dataclasses.replace(workload,
                                 initial_lr=workload.initial_lr * factor)
-  program = methods.controller_program(controller.spec, shifted, task)
+  program = dataclasses.replace(
+      methods.controller_program(controller.spec, shifted, task),
+      range_test=range_test)
   setting = methods.controller_setting(controller)
   runs = harness.grid_runs(shifted, program, [setting], seeds)
   records = harness.execute(task, shifted, program, "controller", runs, store)
@@ -92,6 +117,7 @@ def main(argv):
     raise app.UsageError("--controller is required.")
   train = workloads.train_side(_SUITE.value, _WORKLOADS.value)
   controller = methods.load_named_controller(_CONTROLLER.value)
+  range_test = parse_range_test(_RANGE_TEST.value)
   factors = [float(f) for f in _FACTORS.value]
   seeds = seeds_lib.seed_range("benchmark_evaluation", _NUM_SEEDS.value)
   store = harness.RunStore(_OUTDIR.value)
@@ -102,7 +128,7 @@ def main(argv):
     task = harness.workload_task(w, _DATA_DIR.value)
     peak, ref_loss = tuned_peak(w, task, store)
     for f in factors:
-      r = recovery(controller, w, task, store, f, seeds)
+      r = recovery(controller, w, task, store, f, seeds, range_test)
       row = dict(workload=w.name, factor=f, default_lr=w.initial_lr,
                  tuned_peak=peak, reference_val_loss=ref_loss,
                  max_over_peak=float(np.median(r["max_lr"]) / peak),
@@ -114,10 +140,12 @@ def main(argv):
       print(f"{w.name:32s} {f:8.3g} {peak:9.3g} {row['max_over_peak']:9.3g} "
             f"{row['last_over_peak']:9.3g} {row['loss_over_reference']:9.3f} "
             f"{sum(r['diverged'])}/{len(seeds)}")
-  out = dict(controller=_CONTROLLER.value, suite=_SUITE.value,
+  out = dict(controller=_CONTROLLER.value, range_test=dict(range_test),
+             suite=_SUITE.value,
              seeds=list(seeds), factors=factors, rows=table)
+  suffix = "".join(f"_{k}{v:g}" for k, v in range_test)
   path = os.path.join(_OUTDIR.value,
-                      f"recovery_{_label(_CONTROLLER.value)}.json")
+                      f"recovery_{_label(_CONTROLLER.value)}{suffix}.json")
   harness.write_json_atomic(path, out)
   print(f"Wrote {path}; medians over seeds.")
 

@@ -589,6 +589,11 @@ class Controlled(optax_training.Program):
   observed_layers: Optional[Tuple[Tuple[str, ...], Tuple[str, ...]]] = None
   # Prediction rows per probe example (a language model's window length).
   positions: int = 1
+  # ``(name, value)`` arguments of ``lmo.range_tested``: an LR range test
+  # for the first calls, then the controller ('fraction' controllers only);
+  # empty: the controller from the first call.
+  range_test: tuple = dataclasses.field(
+      default=(), metadata={"cache_key": "omit_default"})
 
   @property
   def _observes_predictions(self):
@@ -606,6 +611,9 @@ class Controlled(optax_training.Program):
                                 **dict(self.optimizer_kwargs))
     controller = lmo.Controller(self.spec, hp["controller"])
     if self.spec.observation_spec.decision_schedule == "fraction":
+      if self.range_test:
+        return lmo.range_tested(base, controller, num_steps=self.num_steps,
+                                **dict(self.range_test))
       return lmo.controlled(base, controller, num_steps=self.num_steps)
     every = self.spec.observation_spec.steps_per_decision
     first, last = self.observed_layers or (None, None)

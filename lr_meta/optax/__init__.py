@@ -29,6 +29,9 @@ from lr_meta.optax._src.controlled import ControllerReadout
 from lr_meta.optax._src.controlled import current_lr
 from lr_meta.optax._src.controlled import decision_due
 from lr_meta.optax._src.controlled import probe_inputs
+from lr_meta.optax._src.range_test import range_test_steps
+from lr_meta.optax._src.range_test import range_tested
+from lr_meta.optax._src.range_test import RangeTestState
 from lr_meta.optax._src.states import find_state
 from lr_meta.optax._src.states import find_states
 from lr_meta.optax._src.schedules import linear_cosine_decay_schedule
@@ -54,6 +57,7 @@ __all__ = [
     "noisy_linear_cosine_decay_schedule", "polynomial_average",
     "PolynomialAverageState", "power_sign",
     "pretrained_controller", "pretrained_names", "probe_inputs",
+    "range_test_steps", "range_tested", "RangeTestState",
     "restart_sign_decay",
     "save_controller", "scale_by_add_sign", "scale_by_power_sign",
     "scale_by_rule", "ScaleBySignState",

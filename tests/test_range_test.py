@@ -1,0 +1,178 @@
+"""An LR range test folded into the warm-up, then a controller
+(lr_meta.optax.range_tested): the sweep against a NumPy reference, the
+hand-over to ``controlled``, the probe held back, divergence, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lr_meta.optax as lmo
+from lr_meta.optax._src.range_test import sweep_lr
+
+# f(w) = 0.5 sum(h w^2): SGD diverges above LR 2 / max(h) = 0.5, and no
+# single LR solves it in one step.
+CURVATURES = np.array([0.5, 1.0, 2.0, 4.0])
+
+
+def _quadratic(w):
+  return 0.5 * jnp.sum(CURVATURES * w ** 2)
+
+
+@pytest.fixture(scope="module")
+def generalist():
+  return lmo.pretrained_controller("generalist")
+
+
+def _sgd(lr):
+  return optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
+
+
+def _quadratic_run(tx, w0, num_steps, loss_fn=None):
+  """SGD-style loop on the quadratic: per call the loss passed, the LR in
+  use after the call, whether a decision was due; the last params and
+  state."""
+  loss_fn = loss_fn or _quadratic
+
+  @jax.jit
+  def step(w, state):
+    due = lmo.decision_due(state)
+    loss, g = jax.value_and_grad(loss_fn)(w)
+    updates, state = tx.update(g, state, w, loss=loss, val_loss=loss)
+    return optax.apply_updates(w, updates), state, loss, due
+
+  w, state = w0, tx.init(w0)
+  losses, lrs, dues = [], [], []
+  for _ in range(num_steps):
+    w, state, loss, due = step(w, state)
+    losses.append(float(loss))
+    lrs.append(float(lmo.current_lr(state)))
+    dues.append(bool(due))
+  return np.array(losses), np.array(lrs), np.array(dues), w, state
+
+
+def _reference_sweep(w0, lr0, num_sweep, span, shrink, smoothing, blowup,
+                     rewind):
+  """The range test written out in NumPy on the quadratic (float64): the
+  LR of each sweep call, the LR handed to the controller and the params
+  after the sweep."""
+  w = np.asarray(w0, np.float64)
+  smoothed, best, stopped, prev_lr = 0.0, np.inf, False, None
+  best_lr, snapshot = lr0 / span, w
+  lrs = []
+  for t in range(num_sweep):
+    loss = 0.5 * np.sum(CURVATURES * w ** 2)
+    smoothed = smoothing * smoothed + (1 - smoothing) * loss
+    corrected = smoothed / (1 - smoothing ** (t + 1))
+    newly_stopped = False
+    if t >= 1 and not stopped:
+      if corrected < best:
+        best, best_lr, snapshot = corrected, prev_lr, w
+      if corrected > blowup * best:
+        stopped = newly_stopped = True
+    lr = (best_lr * shrink if stopped else
+          lr0 * span ** (2 * t / (num_sweep - 1) - 1))
+    w = snapshot if (rewind and newly_stopped) else w - lr * CURVATURES * w
+    lrs.append(lr)
+    prev_lr = lr
+  return np.array(lrs), best_lr * shrink, w
+
+
+def test_sweep_lr_and_steps_hand_computed():
+  np.testing.assert_allclose(sweep_lr(np.arange(5), 0.1, 100.0, 5), [1e-3, 1e-2, 0.1, 1.0, 10.0], rtol=1e-5)
+  assert lmo.range_test_steps(1000, 0.05) == 50
+  assert lmo.range_test_steps(1001, 0.05) == 51       # ceil
+  assert lmo.range_test_steps(100, 0.05) == 10        # min_steps
+  assert lmo.range_test_steps(100, 0.05, min_steps=3) == 5
+
+
+@pytest.mark.parametrize("rewind", [False, True])
+def test_sweep_matches_a_numpy_reference_and_stops_at_the_blowup(generalist,
+                                                                  rewind):
+  # A sweep from lr0 / 100 to lr0 x 100 around lr0 = 0.1 crosses SGD's
+  # stability edge on the quadratic (LR 0.5): the loss falls, then grows,
+  # and the sweep stops.
+  num_steps, fraction, span, shrink = 400, 0.1, 100.0, 0.1
+  tx = lmo.range_tested(_sgd(0.1), generalist, num_steps=num_steps,
+                        fraction=fraction, span=span, shrink=shrink,
+                        rewind=rewind)
+  num_sweep = lmo.range_test_steps(num_steps, fraction)
+  w0 = jnp.full((4,), 3.0)
+  _, lrs, _, w, state = _quadratic_run(tx, w0, num_sweep)
+  want_lrs, want_found, want_w = _reference_sweep(
+      w0, 0.1, num_sweep, span, shrink, 0.8, 4.0, rewind)
+  assert bool(state.stopped)                   # the loss turned up
+  np.testing.assert_allclose(lrs[:-1], want_lrs[:-1], rtol=1e-4)
+  # After the last sweep call the controller's lr0 is the found LR.
+  np.testing.assert_allclose(lrs[-1], want_found, rtol=1e-4)
+  np.testing.assert_allclose(float(state.inner.lr0), want_found, rtol=1e-4)
+  np.testing.assert_allclose(w, want_w, rtol=1e-3, atol=1e-6)
+  # The smoothed loss is lowest past the stability edge (the EMA lags and
+  # the unstable direction starts from almost 0); a tenth of it is stable.
+  assert want_found < 0.5 < want_found / shrink
+  assert float(_quadratic(w)) < float(_quadratic(w0)) * 1e-2
+
+
+def test_after_the_sweep_it_is_controlled_from_the_found_lr(generalist):
+  # Plain SGD has no state of its own, so the rest of the run must be
+  # exactly a fresh ``controlled`` run of T - P calls from the params and
+  # the LR the sweep left.
+  num_steps = 300
+  tx = lmo.range_tested(_sgd(0.01), generalist, num_steps=num_steps)
+  num_sweep = lmo.range_test_steps(num_steps, 0.05)
+  w0 = jnp.linspace(-2.0, 2.0, 4)
+  _, lrs, dues, _, _ = _quadratic_run(tx, w0, num_steps)
+  _, _, _, w_sweep, state = _quadratic_run(
+      lmo.range_tested(_sgd(0.01), generalist, num_steps=num_steps), w0,
+      num_sweep)
+  found = float(state.inner.lr0)
+  fresh = lmo.controlled(_sgd(found), generalist,
+                         num_steps=num_steps - num_sweep)
+  _, fresh_lrs, fresh_dues, _, _ = _quadratic_run(
+      fresh, w_sweep, num_steps - num_sweep)
+  np.testing.assert_allclose(lrs[num_sweep:], fresh_lrs, rtol=1e-5)
+  # No decision (so no probe) during the sweep; then the controller's.
+  assert not dues[:num_sweep].any()
+  np.testing.assert_array_equal(dues[num_sweep:], fresh_dues)
+  assert fresh_dues.sum() == generalist.spec.observation_spec.num_decisions
+
+
+def test_a_nan_loss_ends_the_sweep_at_the_best_lr_so_far(generalist):
+  num_steps = 200
+  tx = lmo.range_tested(_sgd(0.01), generalist, num_steps=num_steps)
+  num_sweep = lmo.range_test_steps(num_steps, 0.05)
+  step = jax.jit(lambda w, s, loss: tx.update(jax.grad(_quadratic)(w), s, w,
+                                              loss=loss))
+  w = jnp.ones((4,))
+  state = tx.init(w)
+  for t in range(num_sweep):     # the loss is NaN from call 4 on
+    loss = _quadratic(w) if t < 4 else jnp.nan
+    updates, state = step(w, state, loss)
+    w = optax.apply_updates(w, updates)
+  assert bool(state.stopped)
+  # Calls 1-3 credit the LRs of calls 0-2 (tiny, so the loss keeps
+  # falling): the best is call 2's LR, and the controller starts at a
+  # tenth of it.
+  best_lr = float(sweep_lr(2, 0.01, 300.0, num_sweep))
+  np.testing.assert_allclose(float(state.best_lr), best_lr, rtol=1e-5)
+  np.testing.assert_allclose(float(state.inner.lr0), 0.1 * best_lr,
+                             rtol=1e-5)
+  assert np.isfinite(float(state.smoothed))
+  assert np.all(np.isfinite(np.asarray(w)))
+
+
+def test_bad_arguments_are_named(generalist):
+  every = lmo.pretrained_controller("fmnist_lenet_xu2019_cpu")
+  with pytest.raises(ValueError, match="decides every"):
+    lmo.range_tested(_sgd(0.1), every, num_steps=500)
+  with pytest.raises(ValueError, match=r"fraction=0.7; allowed"):
+    lmo.range_tested(_sgd(0.1), generalist, num_steps=500, fraction=0.7)
+  with pytest.raises(ValueError, match=r"span=0.5; allowed"):
+    lmo.range_tested(_sgd(0.1), generalist, num_steps=500, span=0.5)
+  with pytest.raises(ValueError, match=r"num_steps >= 30"):
+    lmo.range_tested(_sgd(0.1), generalist, num_steps=25)
+  tx = lmo.range_tested(_sgd(0.1), generalist, num_steps=100)
+  state = tx.init(jnp.ones(2))
+  with pytest.raises(ValueError, match="needs loss="):
+    tx.update(jnp.ones(2), state, jnp.ones(2))
