@@ -58,18 +58,20 @@ def _reference_sweep(w0, lr0, num_sweep, span, shrink, smoothing, blowup,
   LR of each sweep call, the LR handed to the controller and the params
   after the sweep."""
   w = np.asarray(w0, np.float64)
-  smoothed, best, stopped, prev_lr = 0.0, np.inf, False, None
+  smoothed, best, stopped, prev_lr, start = 0.0, np.inf, False, None, None
   best_lr, snapshot = lr0 / span, w
   lrs = []
   for t in range(num_sweep):
     loss = 0.5 * np.sum(CURVATURES * w ** 2)
     smoothed = smoothing * smoothed + (1 - smoothing) * loss
     corrected = smoothed / (1 - smoothing ** (t + 1))
+    start = loss if t == 0 else start
     newly_stopped = False
     if t >= 1 and not stopped:
       if corrected < best:
         best, best_lr, snapshot = corrected, prev_lr, w
-      if corrected > blowup * best:
+      if (corrected > blowup * best or
+          (best < 0.95 * start and corrected > start)):
         stopped = newly_stopped = True
     lr = (best_lr * shrink if stopped else
           lr0 * span ** (2 * t / (num_sweep - 1) - 1))
@@ -160,6 +162,27 @@ def test_a_nan_loss_ends_the_sweep_at_the_best_lr_so_far(generalist):
                              rtol=1e-5)
   assert np.isfinite(float(state.smoothed))
   assert np.all(np.isfinite(np.asarray(w)))
+
+
+@pytest.mark.parametrize("above_start", [False, True])
+def test_a_loss_back_at_its_start_ends_the_sweep(generalist, above_start):
+  # Adam past its stable LRs often sends a classifier's loss back to the
+  # chance level, a plateau that never reaches 4x the lowest loss.
+  num_steps = 400
+  tx = lmo.range_tested(_sgd(0.01), generalist, num_steps=num_steps,
+                        above_start=above_start)
+  num_sweep = lmo.range_test_steps(num_steps, 0.05)       # 20
+  losses = np.concatenate([np.linspace(2.3, 1.2, 10), np.full(10, 2.4)])
+  step = jax.jit(lambda s, loss: tx.update(jnp.zeros(2), s, jnp.zeros(2),
+                                           loss=loss))
+  state = tx.init(jnp.zeros(2))
+  for loss in losses[:num_sweep]:
+    _, state = step(state, loss)
+  assert bool(state.stopped) == above_start
+  # The lowest smoothed loss is call 9's, which credits call 8's LR.
+  np.testing.assert_allclose(float(state.best_lr),
+                             float(sweep_lr(8, 0.01, 300.0, num_sweep)),
+                             rtol=1e-5)
 
 
 def test_bad_arguments_are_named(generalist):

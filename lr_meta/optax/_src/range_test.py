@@ -6,7 +6,10 @@
 the LR geometrically and watch the loss): the LR rises from
 ``lr0 / span`` to ``lr0 * span``, the training loss is smoothed by an
 exponential moving average, and the sweep stops where the smoothed loss
-climbs past ``blowup`` times its lowest value (or stops being finite). The
+climbs past ``blowup`` times its lowest value, or back above the run's
+first loss after falling by 5% (``above_start``: Adam's overshoot tends to
+send a loss back to the chance level, not to infinity), or stops being
+finite. The
 LR that gave the lowest smoothed loss, times ``shrink``, becomes the
 controller's initial LR: the remaining ``T - P`` calls are
 ``controlled(base, controller, num_steps=T - P)`` started from it, so a
@@ -43,6 +46,7 @@ class RangeTestState(NamedTuple):
   Attributes:
     count: update calls so far (int32).
     smoothed: the loss EMA's accumulator (not bias-corrected).
+    start: the loss of the first call (float32).
     best: the lowest bias-corrected smoothed loss so far (float32).
     best_lr: the LR whose update led to ``best`` (float32).
     stopped: the sweep has ended (the loss turned up or stopped being
@@ -56,6 +60,7 @@ class RangeTestState(NamedTuple):
   """
   count: jax.Array
   smoothed: jax.Array
+  start: jax.Array
   best: jax.Array
   best_lr: jax.Array
   stopped: jax.Array
@@ -90,6 +95,7 @@ def range_tested(
     blowup: float = 4.0,
     min_steps: int = 10,
     rewind: bool = True,
+    above_start: bool = True,
     **controlled_kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
   """An LR range test for the first calls, then ``controlled``.
@@ -107,6 +113,8 @@ def range_tested(
     blowup: the sweep stops when the smoothed loss exceeds ``blowup`` times
       its lowest value.
     min_steps: the sweep's fewest calls.
+    above_start: the sweep also stops when the smoothed loss climbs back
+      above the first call's loss after having been 5% below it.
     rewind: when the sweep stops, undo its overshoot: the update of that
       call takes the params back to those of the lowest smoothed loss and
       the base optimizer restarts (``init``) at the found LR, so neither
@@ -154,6 +162,7 @@ def range_tested(
     s = s._replace(lr=first, next_decision=jnp.asarray(-1, jnp.int32))
     return RangeTestState(
         count=jnp.zeros([], jnp.int32), smoothed=jnp.zeros([], jnp.float32),
+        start=jnp.zeros([], jnp.float32),
         best=jnp.asarray(jnp.inf, jnp.float32), best_lr=first,
         stopped=jnp.asarray(False), snapshot=params if rewind else (),
         inner=s)
@@ -169,7 +178,11 @@ def range_tested(
     improved = credited & (corrected < state.best)
     best = jnp.where(improved, corrected, state.best)
     best_lr = jnp.where(improved, state.inner.lr, state.best_lr)
-    stopped = state.stopped | ~finite | (credited & (corrected > blowup * best))
+    start = jnp.where(t == 0, loss, state.start)
+    too_high = corrected > blowup * best
+    if above_start:
+      too_high |= (best < 0.95 * start) & (corrected > start)
+    stopped = state.stopped | ~finite | (credited & too_high)
     found = best_lr * shrink
     lr = jnp.where(stopped, found, sweep_lr(t, state.inner.lr0, span,
                                             num_sweep))
@@ -199,6 +212,7 @@ def range_tested(
             jnp.int32))
     return updates, RangeTestState(
         count=t + 1, smoothed=jnp.where(finite, smoothed, state.smoothed),
+        start=start,
         best=best, best_lr=best_lr, stopped=stopped, snapshot=snapshot,
         inner=inner)
 
