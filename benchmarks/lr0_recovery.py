@@ -68,12 +68,12 @@ def tuned_peak(workload, task, store):
 
 def parse_range_test(items) -> tuple:
   """``--range_test``'s ``name=value`` items as sorted ``(name, value)``
-  pairs; ``rewind`` and ``above_start`` are always among them (default 1),
+  pairs; ``rewind`` (default 1) and ``give_back`` (0.5) are always among them,
   so that a run's cache key says which stopping rule and whether the
   sweep's overshoot was undone."""
   kinds = dict(fraction=float, span=float, shrink=float, smoothing=float,
                blowup=float, min_steps=int, rewind=lambda v: bool(int(v)),
-               above_start=lambda v: bool(int(v)))
+               give_back=float)
   out = {}
   for item in items:
     name, _, value = item.partition("=")
@@ -83,7 +83,7 @@ def parse_range_test(items) -> tuple:
     out[name] = kinds[name](value)
   if out:
     out.setdefault("rewind", True)
-    out.setdefault("above_start", True)
+    out.setdefault("give_back", 0.5)
   return tuple(sorted(out.items()))
 
 

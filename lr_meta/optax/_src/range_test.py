@@ -6,10 +6,10 @@
 the LR geometrically and watch the loss): the LR rises from
 ``lr0 / span`` to ``lr0 * span``, the training loss is smoothed by an
 exponential moving average, and the sweep stops where the smoothed loss
-climbs past ``blowup`` times its lowest value, or back above the run's
-first loss after falling by 5% (``above_start``: Adam's overshoot tends to
-send a loss back to the chance level, not to infinity), or stops being
-finite. The
+climbs past ``blowup`` times its lowest value, or gives back a share
+``give_back`` of what it gained since the first call (Adam's overshoot tends
+to send a loss back towards the chance level, not to infinity), or stops
+being finite. The
 LR that gave the lowest smoothed loss, times ``shrink``, becomes the
 controller's initial LR: the remaining ``T - P`` calls are
 ``controlled(base, controller, num_steps=T - P)`` started from it, so a
@@ -95,7 +95,7 @@ def range_tested(
     blowup: float = 4.0,
     min_steps: int = 10,
     rewind: bool = True,
-    above_start: bool = True,
+    give_back: float = 0.5,
     **controlled_kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
   """An LR range test for the first calls, then ``controlled``.
@@ -113,8 +113,9 @@ def range_tested(
     blowup: the sweep stops when the smoothed loss exceeds ``blowup`` times
       its lowest value.
     min_steps: the sweep's fewest calls.
-    above_start: the sweep also stops when the smoothed loss climbs back
-      above the first call's loss after having been 5% below it.
+    give_back: the sweep also stops when the smoothed loss climbs back by
+      this share of its fall from the first call's loss (counted once it is
+      5% below it; 1: back at the start).
     rewind: when the sweep stops, undo its overshoot: the update of that
       call takes the params back to those of the lowest smoothed loss and
       the base optimizer restarts (``init``) at the found LR, so neither
@@ -137,6 +138,7 @@ def range_tested(
         f"{spec.observation_spec.steps_per_decision} steps.")
   checks.check_int("num_steps", num_steps, 1, "the run's update calls")
   for name, value, low, high in (("fraction", fraction, 0.0, 0.5),
+                                 ("give_back", give_back, 0.0, 1.01),
                                  ("smoothing", smoothing, 0.0, 1.0),
                                  ("shrink", shrink, 0.0, 1.0)):
     if not low < value < high:
@@ -180,8 +182,8 @@ def range_tested(
     best_lr = jnp.where(improved, state.inner.lr, state.best_lr)
     start = jnp.where(t == 0, loss, state.start)
     too_high = corrected > blowup * best
-    if above_start:
-      too_high |= (best < 0.95 * start) & (corrected > start)
+    too_high |= (best < 0.95 * start) & (
+        corrected > best + give_back * (start - best))
     stopped = state.stopped | ~finite | (credited & too_high)
     found = best_lr * shrink
     lr = jnp.where(stopped, found, sweep_lr(t, state.inner.lr0, span,
