@@ -67,24 +67,20 @@ def tuned_peak(workload, task, store):
 
 
 def parse_range_test(items) -> tuple:
-  """``--range_test``'s ``name=value`` items as sorted ``(name, value)``
-  pairs; ``rewind`` (default 1) and ``give_back`` (0.5) are always among them,
-  so that a run's cache key says which stopping rule and whether the
-  sweep's overshoot was undone."""
-  kinds = dict(fraction=float, span=float, shrink=float, smoothing=float,
-               blowup=float, min_steps=int, rewind=lambda v: bool(int(v)),
-               give_back=float)
-  out = {}
+  """``--range_test``'s ``name=value`` items as ``Controlled.range_test``
+  (every setting named, defaults filled in); ``()`` for no items."""
+  if not items:
+    return ()
+  given = {}
   for item in items:
     name, _, value = item.partition("=")
-    if name not in kinds or not value:
-      raise app.UsageError(f"--range_test item {item!r}; allowed: name=value "
-                           f"with name one of {tuple(kinds)}.")
-    out[name] = kinds[name](value)
-  if out:
-    out.setdefault("rewind", True)
-    out.setdefault("give_back", 0.5)
-  return tuple(sorted(out.items()))
+    if not value:
+      raise app.UsageError(f"--range_test item {item!r}; allowed: name=value.")
+    given[name] = value
+  try:
+    return methods.range_test_fields(**given)
+  except ValueError as e:
+    raise app.UsageError(f"--range_test: {e}") from e
 
 
 def recovery(controller, workload, task, store, factor, seeds,
@@ -146,7 +142,8 @@ def main(argv):
   out = dict(controller=_CONTROLLER.value, range_test=dict(range_test),
              suite=_SUITE.value,
              seeds=list(seeds), factors=factors, rows=table)
-  suffix = "".join(f"_{k}{v:g}" for k, v in range_test)
+  given = {item.partition("=")[0] for item in _RANGE_TEST.value}
+  suffix = "".join(f"_{k}{v:g}" for k, v in range_test if k in given)
   path = os.path.join(_OUTDIR.value,
                       f"recovery_{_label(_CONTROLLER.value)}{suffix}.json")
   harness.write_json_atomic(path, out)

@@ -2,6 +2,8 @@
 (lr_meta.optax.range_tested): the sweep against a NumPy reference, the
 hand-over to ``controlled``, the probe held back, divergence, bad input."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -143,7 +145,8 @@ def test_after_the_sweep_it_is_controlled_from_the_found_lr(generalist):
 
 def test_a_nan_loss_ends_the_sweep_at_the_best_lr_so_far(generalist):
   num_steps = 200
-  tx = lmo.range_tested(_sgd(0.01), generalist, num_steps=num_steps)
+  tx = lmo.range_tested(_sgd(0.01), generalist, num_steps=num_steps,
+                        shrink=0.1)
   num_sweep = lmo.range_test_steps(num_steps, 0.05)
   step = jax.jit(lambda w, s, loss: tx.update(jax.grad(_quadratic)(w), s, w,
                                               loss=loss))
@@ -204,3 +207,27 @@ def test_bad_arguments_are_named(generalist):
   state = tx.init(jnp.ones(2))
   with pytest.raises(ValueError, match="needs loss="):
     tx.update(jnp.ones(2), state, jnp.ones(2))
+
+
+def test_benchmark_program_fields_and_cache_keys(generalist):
+  from lr_meta.benchmark import harness, methods, workloads
+  fields = methods.range_test_fields(shrink="0.1", rewind="0")
+  assert dict(fields)["shrink"] == 0.1 and dict(fields)["rewind"] is False
+  assert dict(fields)["span"] == 300.0             # the function's default
+  with pytest.raises(ValueError, match=r"'shrinks'; allowed"):
+    methods.range_test_fields(shrinks=0.1)
+  with pytest.raises(ValueError, match=r"span='wide'; allowed: a float"):
+    methods.range_test_fields(span="wide")
+  workload = workloads.get_workload("tiny_mnist1d_mlp_sgd")
+  plain = methods.Controlled(generalist.spec, "sgd", 0.1, 200, 16, 10)
+  tested = methods.Controlled(generalist.spec, "sgd", 0.1, 200, 16, 10,
+                              range_test=fields)
+  # Without a range test the key is the one cached before the field existed.
+  assert "range_test" not in json.dumps(harness.fingerprint(plain))
+  assert (harness.run_key(workload, plain, "x", 0)
+          != harness.run_key(workload, tested, "x", 0))
+  hp = {"controller": generalist.params}
+  state = tested.optimizer(hp).init({"w": jnp.zeros(3)})
+  assert isinstance(state, lmo.RangeTestState)
+  assert isinstance(plain.optimizer(hp).init({"w": jnp.zeros(3)}),
+                    lmo.ControlledState)

@@ -27,6 +27,7 @@ controller file, through ``lr_meta.optax.controlled`` as a user would.
 import dataclasses
 import functools
 import hashlib
+import inspect
 import itertools
 import os
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
@@ -656,6 +657,33 @@ class Controlled(optax_training.Program):
     if not self._observes_val_loss:
       return 0
     return self.num_decisions(num_steps) * self.probe_size
+
+
+def range_test_fields(**given) -> tuple:
+  """``Controlled.range_test`` for ``lmo.range_tested``'s keyword arguments
+  ``given`` (numbers or their strings): every setting, with the function's
+  defaults for the rest, as sorted ``(name, value)`` pairs, so that a run's
+  cache key names them all whatever the defaults become.
+
+  Raises:
+    ValueError: a name ``range_tested`` does not take, or a value that is
+      not of its default's type.
+  """
+  defaults = {name: p.default for name, p in
+              inspect.signature(lmo.range_tested).parameters.items()
+              if p.kind == p.KEYWORD_ONLY and name != "num_steps"}
+  out = dict(defaults)
+  for name, value in given.items():
+    if name not in defaults:
+      raise ValueError(f"range test setting {name!r}; allowed: "
+                       f"{sorted(defaults)}.")
+    kind = type(defaults[name])
+    try:
+      out[name] = (bool(int(value)) if kind is bool else kind(value))
+    except (TypeError, ValueError):
+      raise ValueError(f"range test setting {name}={value!r}; allowed: a "
+                       f"{kind.__name__}.") from None
+  return tuple(sorted(out.items()))
 
 
 def _names_a_file(target: str) -> bool:
