@@ -31,16 +31,15 @@ def _sgd(lr):
   return optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
 
 
-def _quadratic_run(tx, w0, num_steps, loss_fn=None):
+def _quadratic_run(tx, w0, num_steps):
   """SGD-style loop on the quadratic: per call the loss passed, the LR in
   use after the call, whether a decision was due; the last params and
   state."""
-  loss_fn = loss_fn or _quadratic
 
   @jax.jit
   def step(w, state):
     due = lmo.decision_due(state)
-    loss, g = jax.value_and_grad(loss_fn)(w)
+    loss, g = jax.value_and_grad(_quadratic)(w)
     updates, state = tx.update(g, state, w, loss=loss, val_loss=loss)
     return optax.apply_updates(w, updates), state, loss, due
 

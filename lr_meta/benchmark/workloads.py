@@ -339,7 +339,8 @@ WORKLOADS: Dict[str, Workload] = {w.name: w for w in [
        description="GRU (width 128) reading the 28 image rows, RMSProp"),
     _w(name="gpu_cifar10_mlp_adamw_b256_long", split=HELDOUT,
        dataset="cifar10", model="mlp",
-       model_kwargs={"hidden_sizes": (1024, 512)}, optimizer="adamw", optimizer_kwargs={"weight_decay": 0.01},
+       model_kwargs={"hidden_sizes": (1024, 512)}, optimizer="adamw",
+       optimizer_kwargs={"weight_decay": 0.01},
        batch_size=256, num_steps=4000, initial_lr=1e-3, num_evals=20,
        description="MLP(1024, 512), AdamW wd 0.01, batch 256, 4x the "
                    "longest training horizon"),

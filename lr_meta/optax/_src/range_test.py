@@ -9,13 +9,12 @@ exponential moving average, and the sweep stops where the smoothed loss
 climbs past ``blowup`` times its lowest value, or gives back a share
 ``give_back`` of what it gained since the first call (Adam's overshoot tends
 to send a loss back towards the chance level, not to infinity), or stops
-being finite. The
-LR that gave the lowest smoothed loss, times ``shrink``, becomes the
-controller's initial LR: the remaining ``T - P`` calls are
+being finite. The LR that gave the lowest smoothed loss, times ``shrink``,
+becomes the controller's initial LR: the remaining ``T - P`` calls are
 ``controlled(base, controller, num_steps=T - P)`` started from it, so a
 controller that only shapes a schedule around its initial LR is given a
-scale found on the run itself instead of the user's guess (issue: a
-learned controller raises a 30x too small LR only 3-4x).
+scale found on the run itself instead of the user's guess (the shipped
+generalist alone raises a 30x too small LR only 3-4x).
 
 The sweep trains the model (it is the run's warm-up, not a separate
 probe): after the loss turns up, the remaining sweep calls use the found LR.
@@ -23,6 +22,7 @@ The loss of call ``t`` is measured at the params that the update of call
 ``t - 1`` produced, so it is credited to that call's LR.
 """
 
+import math
 from typing import Any, NamedTuple
 
 import chex
@@ -71,7 +71,8 @@ class RangeTestState(NamedTuple):
 def range_test_steps(num_steps: int, fraction: float,
                      min_steps: int = 10) -> int:
   """The sweep's calls, ``max(min_steps, ceil(fraction * num_steps))``."""
-  return max(min_steps, -(-int(round(fraction * num_steps * 1e6)) // 10**6))
+  # Rounded first, so that e.g. 0.05 * 1000 is 50 calls, not 51.
+  return max(min_steps, math.ceil(round(fraction * num_steps, 6)))
 
 
 def sweep_lr(t: chex.Numeric, lr0: chex.Numeric, span: float,
