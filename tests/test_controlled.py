@@ -19,6 +19,7 @@ from lr_meta.policies import controller as controller_lib
 from lr_meta.envs import lr_env
 from lr_meta.envs import rollout
 from lr_meta.features import observation as observation_lib
+from lr_meta.features import range_sweep
 from lr_meta.features import scale_free
 import lr_meta.optax as lmo
 from script_loader import load_script  # tests/script_loader.py
@@ -76,7 +77,7 @@ def _optax_loop(task, tx, params, rng, num_steps, predictions=True):
     history.append(params)   # params before each update
     due.append(bool(lmo.decision_due(opt_state)))
     params, opt_state, rng = step(task, params, opt_state, rng)
-    lrs.append(np.asarray(opt_state.lr))
+    lrs.append(np.asarray(lmo.current_lr(opt_state)))
   return history, opt_state, np.asarray(lrs), due
 
 
@@ -502,6 +503,55 @@ def test_controlled_reproduces_the_fraction_env(task, action_type,
     assert abs(float(env_state.obs[-1])) > 1e-4   # the input moved
     readout = lmo.controller_readout(state)
     assert float(readout.inputs["optional_input_0"]) == float(state.obs[-1])
+
+
+@pytest.mark.parametrize("span", [3.0, 3000.0])
+def test_controlled_reproduces_the_env_behind_a_range_test(task, span):
+  """A controller trained behind an LR range test (the environment sweeps at
+  reset) gets the same sweep from ``controlled`` and the same LRs after it:
+  the hand-over's LR, the rewound params and every decision. With span
+  3000 the sweep overshoots and ends early, where the loss turns up."""
+  num_steps, sweep = 40, dict(fraction=0.25, span=span, min_steps=5)
+  ctrl = _fraction_controller("xu2017")
+  ctrl = lmo.Controller(ctrl.spec.with_fields(range_test=sweep), ctrl.params)
+  assert ctrl.spec.observation_spec.range_test == (
+      range_sweep.settings_from_pairs(sweep).pairs())
+  env = lr_env.LREnv(task, "xu2017", "scale_free")
+  p = lr_env.LREnvParams.from_fields(
+      num_decisions=D, decision_schedule="fraction", range_test=sweep,
+      reward="log_val_loss_change", num_val_examples=NV).check("xu2017")
+  key = jax.random.PRNGKey(3)
+  env_state, infos = rollout.run_episode(env, p, ctrl.act, ctrl.params, key,
+                                         lr0=LR0, num_steps=num_steps)
+  env_lrs = np.asarray(infos["lr"])
+  assert int(env_state.num_steps) == num_steps - 10   # a sweep of 10 calls
+
+  k_init = jax.random.split(key, 4)[0]
+  opt = task.init(k_init, LR0)
+  tx = lmo.controlled(tasks.make_optimizer("momentum", learning_rate=LR0),
+                      ctrl, num_steps=num_steps)
+  history, state, lrs, due = _optax_loop(task, tx, opt.params, opt.key,
+                                         num_steps + 1, predictions=False)
+  assert isinstance(state, lmo.RangeTestState)
+  np.testing.assert_allclose(float(state.inner.lr0), float(env_state.lr0),
+                             rtol=1e-6)
+  assert bool(state.sweep.stopped)        # it always ends by call 9
+  sweep_lrs = LR0 / span * span ** (2 * np.arange(10) / 9)
+  ended_early = not np.isclose(lrs[8], sweep_lrs[8], rtol=1e-5)
+  assert ended_early == (span > 10)
+  # The sweep's LRs rise geometrically from LR0 / span until it stops.
+  np.testing.assert_allclose(lrs[:2], [LR0 / span, LR0 / span * span ** (2 / 9)],
+                             rtol=1e-5)
+  calls = [10 + int(observation_lib.decision_step(t, num_steps - 10, D))
+           for t in range(D)]
+  assert [i for i, d in enumerate(due) if d] == calls + [num_steps]
+  windows = np.split(lrs[10:num_steps], np.array(calls[1:]) - 10)
+  np.testing.assert_allclose([w[0] for w in windows], env_lrs, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-5),
+               history[num_steps], env_state.opt.params)
+  np.testing.assert_allclose(state.inner.obs, env_state.obs, rtol=1e-4,
+                             atol=1e-5)
 
 
 def test_fraction_controllers_need_the_run_length():

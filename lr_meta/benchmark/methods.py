@@ -27,7 +27,6 @@ controller file, through ``lr_meta.optax.controlled`` as a user would.
 import dataclasses
 import functools
 import hashlib
-import inspect
 import itertools
 import os
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
@@ -43,6 +42,7 @@ from lr_meta import optax as lmo
 from lr_meta import tasks
 from lr_meta.benchmark import workloads as workloads_lib
 from lr_meta.features import observation as observation_lib
+from lr_meta.features import range_sweep
 from lr_meta.tasks import optax_training
 
 TUNED = "tuned"
@@ -661,17 +661,15 @@ class Controlled(optax_training.Program):
 
 def range_test_fields(**given) -> tuple:
   """``Controlled.range_test`` for ``lmo.range_tested``'s keyword arguments
-  ``given`` (numbers or their strings): every setting, with the function's
-  defaults for the rest, as sorted ``(name, value)`` pairs, so that a run's
+  ``given`` (numbers or their strings): every setting, with the defaults
+  (``range_sweep.SweepSettings``) for the rest, as sorted ``(name, value)`` pairs, so that a run's
   cache key names them all whatever the defaults become.
 
   Raises:
     ValueError: a name ``range_tested`` does not take, or a value that is
       not of its default's type.
   """
-  defaults = {name: p.default for name, p in
-              inspect.signature(lmo.range_tested).parameters.items()
-              if p.kind == p.KEYWORD_ONLY and name != "num_steps"}
+  defaults = range_sweep.SweepSettings()._asdict()
   out = dict(defaults)
   for name, value in given.items():
     if name not in defaults:

@@ -129,12 +129,14 @@ from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
 from lr_meta.features import observation_spec as observation_spec_lib
 from lr_meta.features import per_example as per_example_lib
+from lr_meta.features import range_sweep
 from lr_meta.features import scale_free as scale_free_lib
 from lr_meta.features import smoothing
 from lr_meta.features import xu_protocol
 from lr_meta import checks
 from lr_meta import runner
 from lr_meta.tasks.task import OptimizeeState, Task
+from lr_meta.tasks.task import set_learning_rate
 
 __all__ = [
     "ACTION_TYPES", "LREnv", "LREnvParams", "LREnvState", "OBSERVATIONS",
@@ -260,6 +262,20 @@ class LREnvParams:
         raise ValueError(f"env.lr0_range={self.lr0_range!r}; allowed: None "
                          "or (low, high) with 0 < low <= high (a log-uniform "
                          "draw).")
+    settings = spec.sweep_settings
+    if settings is not None:
+      # The shortest episode must leave a step per decision after its sweep
+      # (num_sweep_steps grows with T, never faster than T).
+      shortest = (self.num_steps_range[0] if self.num_steps_range is not None
+                  else self.default_num_steps)
+      left = shortest - range_sweep.num_sweep_steps(shortest, settings)
+      if left < spec.num_decisions:
+        raise ValueError(
+            f"env.range_test={spec.range_test!r} leaves {left} inner steps "
+            f"of the shortest episode ({shortest}) after its sweep; allowed: "
+            f"at least num_decisions={spec.num_decisions} (a shorter "
+            "sweep: range_test.min_steps, range_test.fraction; or longer "
+            "episodes).")
     self._check_reference()
     return self
 
@@ -525,6 +541,52 @@ class LREnv:
         lambda _, c: self._inner_step(c, lr, params)[0], carry)
     return opt, stats, window, decision_lib.window_train_loss(window)
 
+  def _range_test(self, opt: OptimizeeState, lr0: jax.Array, num_steps,
+                  settings: range_sweep.SweepSettings):
+    """The LR range test in front of the episode, the sweep that
+    ``lr_meta.optax.range_tested`` runs in an optax loop
+    (``lr_meta.features.range_sweep``), so a controller is trained on the
+    hand-over it gets in use.
+
+    Each sweep step observes the loss of the batch it trains on at the
+    current params (that step's own forward pass), credited to the previous
+    step's LR; where the sweep ends, the step's params go back to the
+    snapshot of the lowest smoothed loss and the optimizer restarts at the
+    found LR (``rewind``). One difference from the optax version, on
+    purpose: a sweep step that diverges leaves the task's last finite params
+    (``Task.train_step`` freezes them), so the rewind also clears the
+    divergence; an optax loop whose params are already not finite cannot
+    be taken back.
+
+    Returns:
+      ``(optimizee after the sweep, found LR, inner steps left)``: the
+      episode runs from the found LR for the steps left.
+    """
+    num_sweep = range_sweep.num_sweep_steps(num_steps, settings)
+    first = range_sweep.sweep_lr(0, lr0, settings.span, num_sweep)
+
+    def call(t, carry):
+      opt, stats, snapshot, previous_lr = carry
+      loss = self._step_batch(opt)[0]
+      stats, improved, ends = range_sweep.observe(
+          stats, settings, t, loss, previous_lr, num_sweep)
+      lr = range_sweep.next_lr(stats, settings, t, lr0, num_sweep)
+      snapshot = jax.tree.map(lambda p, s: jnp.where(improved, p, s),
+                              opt.params, snapshot)
+      new, _ = self.task.train_step(opt, lr)
+      if settings.rewind:
+        fresh = set_learning_rate(self.task.optimizer.init(snapshot),
+                                  range_sweep.found_lr(stats, settings, lr0))
+        back = new.replace(params=snapshot, opt_state=fresh,
+                           diverged=jnp.bool_(False))
+        new = jax.tree.map(lambda b, n: jnp.where(ends, b, n), back, new)
+      return new, stats, snapshot, lr
+
+    opt, stats, _, _ = jax.lax.fori_loop(
+        0, num_sweep, call, (opt, range_sweep.init(first), opt.params, first))
+    return (opt, range_sweep.found_lr(stats, settings, lr0),
+            num_steps - num_sweep)
+
   @staticmethod
   def _reference_change(start, end, params: LREnvParams):
     """``log r(end) - log r(start)``: the reference run's change of log
@@ -584,6 +646,9 @@ class LREnv:
                        "steps.")
     opt = self.task.init(k_init, lr0)
     self._check_protocol(params)
+    settings = params.observation_spec.sweep_settings
+    if settings is not None:
+      opt, lr0, num_steps = self._range_test(opt, lr0, num_steps, settings)
     if params.observation_spec.protocol == xu_protocol.XuProtocol():
       val_loss, probs = self._val(opt, params)
       # The train loss at reset is the one the first inner step reports

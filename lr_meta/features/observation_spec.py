@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional, Tuple
 from lr_meta.features import dynamics
 from lr_meta.features import lr_actions
 from lr_meta.features import observation as observation_lib
+from lr_meta.features import range_sweep
 from lr_meta.features import scale_free
 from lr_meta.features import xu_protocol
 
@@ -56,6 +57,10 @@ class ObservationSpec:
       (``lr_meta.features.xu_protocol.XuProtocol``).
     num_val_examples: the probe, the first validation examples whose loss
       (and softmax predictions) are observed; None: the whole split.
+    range_test: ``(name, value)`` pairs of ``range_sweep.SweepSettings``:
+      the run starts with an LR range test whose found LR is the
+      controller's initial LR (``lr_meta.optax.range_tested``; the
+      environment runs the same sweep at reset); ``()``: no range test.
   """
   kind: str = ""
   # Left out of the benchmark's cache keys at its default (a controller
@@ -75,6 +80,17 @@ class ObservationSpec:
   slope_decay: float = scale_free.DEFAULT_SLOPE_DECAY
   protocol: xu_protocol.XuProtocol = xu_protocol.XuProtocol()
   num_val_examples: Optional[int] = 1000
+  # Left out of controller files and cache keys at its default: controllers
+  # trained without a range test keep their files and digests.
+  range_test: Tuple[Tuple[str, Any], ...] = dataclasses.field(
+      default=(), metadata={"flat": "omit_default",
+                            "cache_key": "omit_default"})
+
+  @property
+  def sweep_settings(self) -> Optional[range_sweep.SweepSettings]:
+    """The range test's settings, None without one."""
+    return (range_sweep.settings_from_pairs(self.range_test)
+            if self.range_test else None)
 
   def resolved_kind(self, action_type: str) -> str:
     """``kind``, or the action type's default observation when ''."""
@@ -128,6 +144,14 @@ class ObservationSpec:
           "a protocol other than the default changes the inputs of the Xu "
           "2019 dynamics observation only.")
     observation_lib.check_inputs(kind, self.inputs, name("inputs"))
+    if self.range_test:
+      range_sweep.settings_from_pairs(self.range_test, name("range_test"))
+      if self.decision_schedule != "fraction":
+        raise ValueError(
+            f"{name('range_test')}={self.range_test!r} with "
+            f"decision_schedule {self.decision_schedule!r}; a range test "
+            "hands the rest of the run to a controller that decides at "
+            "fractions of it (allowed: decision_schedule 'fraction').")
     return self
 
   def config(self, action_type: str, layers: observation_lib.ObservedLayers,
@@ -157,7 +181,7 @@ class ObservationSpec:
   def replace_flat(self, **changes) -> "ObservationSpec":
     """This spec with fields changed by their flat names."""
     fields = {_FIELD_OF_FLAT.get(k, k): v for k, v in changes.items()}
-    return dataclasses.replace(self, **fields)
+    return dataclasses.replace(self, **_canonical(fields))
 
   @classmethod
   def from_flat(cls, mapping: Mapping[str, Any], **defaults
@@ -170,11 +194,23 @@ class ObservationSpec:
       flat = FLAT_NAMES.get(f.name, f.name)
       if flat in mapping:
         kwargs[f.name] = mapping[flat]
-    if "inputs" in kwargs:
-      kwargs["inputs"] = tuple(kwargs["inputs"])
-    if "protocol" in kwargs:
-      kwargs["protocol"] = xu_protocol.as_protocol(kwargs["protocol"])
-    return cls(**kwargs)
+    return cls(**_canonical(kwargs))
+
+
+def _canonical(fields: dict) -> dict:
+  """``fields`` with JSON lists as tuples, a protocol mapping or preset name
+  as a ``XuProtocol``, and a range test (pairs, a mapping, a config's dict)
+  as every ``SweepSettings`` field in order, so equal settings are equal
+  specs."""
+  fields = dict(fields)
+  if "inputs" in fields:
+    fields["inputs"] = tuple(fields["inputs"])
+  if "protocol" in fields:
+    fields["protocol"] = xu_protocol.as_protocol(fields["protocol"])
+  if "range_test" in fields:
+    fields["range_test"] = (range_sweep.settings_from_pairs(
+        fields["range_test"]).pairs() if fields["range_test"] else ())
+  return fields
 
 
 # Field -> flat name where they differ: the names configs

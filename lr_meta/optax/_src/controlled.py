@@ -658,6 +658,16 @@ def controlled(
     passed on to the base optimizer.
   """
   spec = controller.spec.check()
+  if spec.observation_spec.range_test:
+    # A controller trained behind an LR range test gets the same sweep in
+    # front (range_tested builds on this function; imported here to avoid
+    # the cycle).
+    from lr_meta.optax._src import range_test  # pylint: disable=g-import-not-at-top
+    return range_test.range_tested(
+        base_optimizer, controller, num_steps=num_steps, every=every,
+        num_classes=num_classes, predictions_shape=predictions_shape,
+        first_dense=first_dense, last_dense=last_dense,
+        monitored_layer=monitored_layer, key=key, num_decisions=num_decisions)
   parts = observation_lib.observation_parts(spec.observation_kind)
   schedule = _decision_schedule(spec, every, num_steps, num_decisions)
   if parts.dynamics:
