@@ -190,7 +190,8 @@ def env_params_of(config, dist, member, task=None) -> lr_env.LREnvParams:
       num_decisions=int(e.num_decisions), decision_schedule="fraction",
       reward=e.reward, divergence_penalty=float(e.divergence_penalty),
       num_val_examples=int(e.num_val_examples),
-      slope_decay=float(e.slope_decay), **ranges,
+      slope_decay=float(e.slope_decay),
+      range_test=e.get("range_test", None) or (), **ranges,
       **reference).check(e.action_type)
 
 
@@ -222,7 +223,8 @@ def controller_of(config, env, env_params, params, name="generalist"):
 
 
 # What a controller must share with this run's for its params to start the
-# run's actor: the network, the action and everything it observes.
+# run's actor: the network, the action and everything it observes (an LR
+# range test in front is not observed: it only moves the run's lr0).
 WARM_START_FIELDS = ("network", "hidden_sizes", "action_type", "action_std",
                      "learn_log_std", "observation_spec")
 
@@ -239,9 +241,10 @@ def warm_start(config, env, env_params, state, source: str):
   """
   controller = methods.load_named_controller(source)
   own = controller_of(config, env, env_params, state.params).spec
-  differ = [f"{f}: {source!r} has {getattr(controller.spec, f)!r}, this "
+  theirs, own = (s.with_fields(range_test=()) for s in (controller.spec, own))
+  differ = [f"{f}: {source!r} has {getattr(theirs, f)!r}, this "
             f"run {getattr(own, f)!r}" for f in WARM_START_FIELDS
-            if getattr(controller.spec, f) != getattr(own, f)]
+            if getattr(theirs, f) != getattr(own, f)]
   if differ:
     raise ValueError(f"init_controller={source!r} cannot start this run's "
                      "actor; " + "; ".join(differ) + ".")

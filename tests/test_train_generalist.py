@@ -337,3 +337,38 @@ def test_the_warm_start_recipe_fits_the_shipped_generalist_v1():
                        config.init_controller)
   _actor_equals(warm.params["actor"],
                 lmo.pretrained_controller(config.init_controller))
+
+
+def test_a_run_behind_a_range_test_exports_a_controller_that_sweeps(
+    tmp_path):
+  """``env.range_test``: every episode starts with the sweep, the exported
+  controller records it (so ``controlled`` runs it) and is scored through
+  it; episodes too short for the sweep are refused by name. The recipe
+  configs/generalist_v2_swept.py warm-starts from the shipped generalist."""
+  tg = load_script("train_generalist")
+  config = _config(1)
+  config.score_every = 1
+  config.env.range_test = dict(fraction=0.25, min_steps=2)
+  final = tg.train(config, str(tmp_path / "swept"), log=lambda *a: None)
+  assert int(final.iteration) == 1
+  ctrl = lmo.load_controller(str(tmp_path / "swept" / "controller.msgpack"))
+  settings = ctrl.spec.observation_spec.sweep_settings
+  assert (settings.fraction, settings.min_steps, settings.span) == (
+      0.25, 2, 300.0)
+  tx = lmo.controlled(tasks.make_optimizer("sgd", learning_rate=0.1), ctrl,
+                      num_steps=100)
+  assert isinstance(tx.init({"w": np.zeros(3)}), lmo.RangeTestState)
+  config.env.range_test = dict(fraction=0.25, min_steps=6)
+  with pytest.raises(ValueError, match=r"env.range_test=.* leaves 2 inner "
+                     r"steps of the shortest episode \(8\)"):
+    tg.build(config)
+  swept = tg.load_config(os.path.join(os.path.dirname(__file__), os.pardir,
+                                      "configs", "generalist_v2_swept.py"))
+  swept.distribution.num_members = 2
+  _, envs, env_params, agent = tg.build(swept)
+  assert env_params[0].observation_spec.sweep_settings == type(settings)()
+  warm = tg.warm_start(swept, envs[0], env_params[0],
+                       agent.init(jax.random.PRNGKey(0)),
+                       swept.init_controller)
+  _actor_equals(warm.params["actor"],
+                lmo.pretrained_controller(swept.init_controller))
