@@ -16,6 +16,11 @@ spec, so ``controlled(base, controller, num_steps=T)`` runs it (through
 
   python scripts/train_generalist.py --config configs/generalist_v2_swept.py \
       --config.score_seeds=3 --workdir runs/generalist_v2_swept
+
+Result (BUILD_NOTES, "Attempt 7"; run with ``min_gain=0.05``, the default
+then): train-side score 0.958 at best (iteration 20) against 0.942 for the
+shipped v2 alone and 0.956 for v2 behind the same sweep untrained, so
+nothing shipped from it.
 """
 
 import ml_collections

@@ -540,8 +540,8 @@ def test_controlled_reproduces_the_env_behind_a_range_test(task, span):
   ended_early = not np.isclose(lrs[8], sweep_lrs[8], rtol=1e-5)
   assert ended_early == (span > 10)
   # The sweep's LRs rise geometrically from LR0 / span until it stops.
-  np.testing.assert_allclose(lrs[:2], [LR0 / span, LR0 / span * span ** (2 / 9)],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+      lrs[:2], [LR0 / span, LR0 / span * span ** (2 / 9)], rtol=1e-5)
   calls = [10 + int(observation_lib.decision_step(t, num_steps - 10, D))
            for t in range(D)]
   assert [i for i, d in enumerate(due) if d] == calls + [num_steps]

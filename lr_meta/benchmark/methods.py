@@ -662,8 +662,9 @@ class Controlled(optax_training.Program):
 def range_test_fields(**given) -> tuple:
   """``Controlled.range_test`` for ``lmo.range_tested``'s keyword arguments
   ``given`` (numbers or their strings): every setting, with the defaults
-  (``range_sweep.SweepSettings``) for the rest, as sorted ``(name, value)`` pairs, so that a run's
-  cache key names them all whatever the defaults become.
+  (``range_sweep.SweepSettings``) for the rest, as sorted ``(name, value)``
+  pairs, so that a run's cache key names them all whatever the defaults
+  become.
 
   Raises:
     ValueError: a name ``range_tested`` does not take, or a value that is

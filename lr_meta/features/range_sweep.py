@@ -32,8 +32,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
-__all__ = ["SweepSettings", "SweepStats", "found_lr", "gained", "init", "next_lr",
-           "num_sweep_steps", "observe", "settings_from_pairs", "sweep_lr"]
+__all__ = ["SweepSettings", "SweepStats", "found_lr", "gained", "init",
+           "next_lr", "num_sweep_steps", "observe", "settings_from_pairs",
+           "sweep_lr"]
 
 
 class SweepSettings(NamedTuple):
@@ -45,11 +46,12 @@ class SweepSettings(NamedTuple):
     shrink: the controller starts from ``shrink`` times the LR of the lowest
       smoothed loss.
     smoothing: the loss EMA's decay.
-    blowup: stop when the smoothed loss exceeds ``blowup`` times its lowest
-      value.
+    blowup: stop when the smoothed loss, or a call's own loss, exceeds
+      ``blowup`` times the lowest smoothed loss.
     min_steps: the sweep's fewest calls.
-    rewind: when the sweep stops, the params go back to those of the lowest
-      smoothed loss and the base optimizer restarts at the found LR.
+    rewind: when the sweep ends (early, or at its last call), the params go
+      back to those of the lowest smoothed loss and the base optimizer
+      restarts at the found LR.
     give_back: stop when the smoothed loss climbs back by this share of its
       fall from the first call's loss (counted once it is ``min_gain``
       below it).
@@ -69,7 +71,7 @@ class SweepSettings(NamedTuple):
   min_steps: int = 10
   rewind: bool = True
   give_back: float = 0.5
-  min_gain: float = 0.05
+  min_gain: float = 0.02
   rise: float = 0.1
 
   def check(self, prefix: str = "range_test") -> "SweepSettings":

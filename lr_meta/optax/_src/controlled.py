@@ -662,7 +662,8 @@ def controlled(
     # A controller trained behind an LR range test gets the same sweep in
     # front (range_tested builds on this function; imported here to avoid
     # the cycle).
-    from lr_meta.optax._src import range_test  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from lr_meta.optax._src import range_test
     return range_test.range_tested(
         base_optimizer, controller, num_steps=num_steps, every=every,
         num_classes=num_classes, predictions_shape=predictions_shape,

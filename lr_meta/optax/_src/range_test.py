@@ -13,8 +13,10 @@ infinity), or stops being finite, and at its last call at the latest; the
 params then go back to where the smoothed loss was lowest
 (``lr_meta.features.range_sweep`` holds these rules, which the environment
 that trains controllers runs too). The LR that gave the lowest smoothed
-loss, times ``shrink``, becomes the controller's initial LR: the remaining ``T - P`` calls are
-``controlled(base, controller, num_steps=T - P)`` started from it, so a
+loss, times ``shrink`` (or ``lr0`` itself, when the loss fell less than
+``min_gain``), becomes the controller's initial LR: the remaining
+``T - P`` calls are ``controlled(base, controller, num_steps=T - P)``
+started from it, so a
 controller that only shapes a schedule around its initial LR is given a
 scale found on the run itself instead of the user's guess (the shipped
 generalist alone raises a 30x too small LR only 3-4x).
@@ -110,8 +112,8 @@ def range_tested(
       exceeds ``blowup`` times the lowest smoothed loss (4).
     min_steps: the sweep's fewest calls (10).
     rewind: when the sweep ends (early or at its last call), undo its
-      overshoot: the update of that call takes the params back to those of the lowest smoothed loss and
-      the base optimizer restarts (``init``) at the found LR, so neither
+      overshoot: the update of that call takes the params back to those of
+      the lowest smoothed loss and the base optimizer restarts (``init``) at the found LR, so neither
       the params nor the moments keep what the too-large LRs did (True).
       Costs one copy of the params in the state. Params that are already
       not finite cannot be taken back by an additive update (the loss is
@@ -122,7 +124,7 @@ def range_tested(
       ``min_gain`` below it; 1: back at the start) (0.5).
     min_gain: a sweep whose lowest smoothed loss is less than this share
       below the first call's loss found nothing: the controller then starts
-      from ``lr0`` (0.05).
+      from ``lr0`` (0.02).
     rise: the sweep also stops when a call's loss exceeds the first call's
       by this share (0.1): a loss still at chance level that climbs is one
       call from a divergence.
