@@ -655,7 +655,10 @@ def controlled(
     An ``optax.GradientTransformationExtraArgs``; ``update`` takes
     ``params`` and the keyword arguments ``loss`` (required), ``val_loss``
     and ``predictions`` (see the module docstring); other extra args are
-    passed on to the base optimizer.
+    passed on to the base optimizer. For a controller trained behind an LR
+    range test (``spec.observation_spec.range_test``) it is
+    ``lr_meta.optax.range_tested`` with those settings: the sweep first,
+    then this controller.
   """
   spec = controller.spec.check()
   if spec.observation_spec.range_test:
