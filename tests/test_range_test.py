@@ -90,7 +90,8 @@ def _reference_sweep(w0, lr0, num_sweep, span, shrink, smoothing, blowup,
 
 
 def test_sweep_lr_and_steps_hand_computed():
-  np.testing.assert_allclose(sweep_lr(np.arange(5), 0.1, 100.0, 5), [1e-3, 1e-2, 0.1, 1.0, 10.0], rtol=1e-5)
+  np.testing.assert_allclose(sweep_lr(np.arange(5), 0.1, 100.0, 5),
+                             [1e-3, 1e-2, 0.1, 1.0, 10.0], rtol=1e-5)
   assert lmo.range_test_steps(1000, 0.05) == 50
   assert lmo.range_test_steps(1001, 0.05) == 51       # ceil
   assert lmo.range_test_steps(100, 0.05) == 10        # min_steps

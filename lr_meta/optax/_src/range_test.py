@@ -16,10 +16,9 @@ that trains controllers runs too). The LR that gave the lowest smoothed
 loss, times ``shrink`` (or ``lr0`` itself, when the loss fell less than
 ``min_gain``), becomes the controller's initial LR: the remaining
 ``T - P`` calls are ``controlled(base, controller, num_steps=T - P)``
-started from it, so a
-controller that only shapes a schedule around its initial LR is given a
-scale found on the run itself instead of the user's guess (the shipped
-generalist alone raises a 30x too small LR only 3-4x).
+started from it, so a controller that only shapes a schedule around its
+initial LR is given a scale found on the run itself instead of the user's
+guess (the shipped generalist alone raises a 30x too small LR only 3-4x).
 
 The sweep trains the model (it is the run's warm-up, not a separate
 probe): after it ends early, the remaining sweep calls use the found LR.
@@ -113,8 +112,9 @@ def range_tested(
     min_steps: the sweep's fewest calls (10).
     rewind: when the sweep ends (early or at its last call), undo its
       overshoot: the update of that call takes the params back to those of
-      the lowest smoothed loss and the base optimizer restarts (``init``) at the found LR, so neither
-      the params nor the moments keep what the too-large LRs did (True).
+      the lowest smoothed loss and the base optimizer restarts (``init``)
+      at the found LR, so neither the params nor the moments keep what the
+      too-large LRs did (True).
       Costs one copy of the params in the state. Params that are already
       not finite cannot be taken back by an additive update (the loss is
       checked every call, so the sweep stops first unless one update blows
@@ -150,7 +150,6 @@ def range_tested(
   settings = trained._replace(
       **{k: v for k, v in given.items() if v is not None}).check(
           "range_tested")
-  span, shrink = settings.span, settings.shrink
   num_sweep = range_sweep.num_sweep_steps(num_steps, settings)
   decisions = spec.observation_spec.num_decisions
   if num_steps - num_sweep < decisions:
@@ -170,7 +169,7 @@ def range_tested(
 
   def init_fn(params):
     s = inner.init(params)
-    first = sweep_lr(0, s.lr0, span, num_sweep)
+    first = sweep_lr(0, s.lr0, settings.span, num_sweep)
     s = s._replace(lr=first, next_decision=jnp.asarray(-1, jnp.int32))
     return RangeTestState(count=jnp.zeros([], jnp.int32),
                           sweep=range_sweep.init(first),
